@@ -1,0 +1,164 @@
+"""Immutable socket, holder and snapshot values shared by every part of portmon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+# TCP states, spelled as psutil's CONN_* constants spell them.
+LISTEN = "LISTEN"
+ESTABLISHED = "ESTABLISHED"
+SYN_SENT = "SYN_SENT"
+SYN_RECV = "SYN_RECV"
+FIN_WAIT1 = "FIN_WAIT1"
+FIN_WAIT2 = "FIN_WAIT2"
+TIME_WAIT = "TIME_WAIT"
+CLOSE = "CLOSE"
+CLOSE_WAIT = "CLOSE_WAIT"
+LAST_ACK = "LAST_ACK"
+CLOSING = "CLOSING"
+NEW_SYN_RECV = "NEW_SYN_RECV"
+
+TCP_STATES: Tuple[str, ...] = (
+    LISTEN,
+    ESTABLISHED,
+    SYN_SENT,
+    SYN_RECV,
+    FIN_WAIT1,
+    FIN_WAIT2,
+    TIME_WAIT,
+    CLOSE,
+    CLOSE_WAIT,
+    LAST_ACK,
+    CLOSING,
+    NEW_SYN_RECV,
+)
+
+# Why a socket has no holders.
+OWNER_KERNEL = "kernel"
+"""No process holds the socket: the kernel keeps it (TIME_WAIT, orphaned FIN_WAIT2, ...)."""
+OWNER_HIDDEN = "hidden"
+"""A process holds the socket but portmon may not see which (another user's; run as root)."""
+
+OWNER_UNSEEN = "unseen"
+"""Running as root, yet no process in view holds it: its owner lives in another PID namespace (a container)."""
+
+OWNER_NOTES = {
+    OWNER_KERNEL: "kernel-owned: no process holds it; it clears by itself",
+    OWNER_HIDDEN: "owner hidden: another user's process; run as root to see it",
+    OWNER_UNSEEN: "no visible process holds it: its owner is outside portmon's view (another container's PID namespace)",
+}
+
+# States in which a socket normally has no process any more: TIME_WAIT always; the closing
+# states too when portmon can see every process (then an ownerless one is an orphan of a close).
+KERNEL_STATES = frozenset({TIME_WAIT})
+ORPHAN_STATES = frozenset({TIME_WAIT, FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK, CLOSE})
+
+SocketKey = Tuple[str, int, str, int, str, int, int]
+"""Stable identity of a socket across snapshots (see :attr:`Socket.key`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """One process that holds a socket open."""
+
+    pid: int
+    name: Optional[str] = None
+    user: Optional[str] = None
+    create_time: Optional[float] = None
+    """Process start time (seconds since the epoch): with the pid, the process's identity."""
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """One TCP or UDP socket as the kernel reports it."""
+
+    proto: str
+    """"tcp" or "udp"."""
+    family: int
+    """4 or 6."""
+    local_addr: str
+    local_port: int
+    remote_addr: Optional[str] = None
+    remote_port: Optional[int] = None
+    state: Optional[str] = None
+    """TCP state (psutil spelling); None for UDP."""
+    holders: Tuple[Holder, ...] = ()
+    """Every process holding the socket, the one psutil names first, the rest by pid."""
+    owner_note: Optional[str] = None
+    """OWNER_KERNEL or OWNER_HIDDEN when there are no holders."""
+    inode: int = 0
+    """Kernel socket inode where known (Linux), else 0."""
+    local_service: Optional[str] = None
+    remote_service: Optional[str] = None
+    seq: int = 0
+    """Disambiguates sockets that share every other key field (SO_REUSEPORT) when the inode is unknown."""
+
+    @property
+    def key(self) -> SocketKey:
+        """A value that stays the same for this socket across refreshes."""
+        return (
+            self.proto,
+            self.family,
+            self.local_addr,
+            self.local_port,
+            self.remote_addr or "",
+            self.remote_port if self.remote_port is not None else -1,
+            self.inode or -self.seq,
+        )
+
+    @property
+    def proto_label(self) -> str:
+        """"tcp4", "udp6", ..."""
+        return f"{self.proto}{self.family}"
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The primary holder's pid, or None."""
+        return self.holders[0].pid if self.holders else None
+
+    @property
+    def process(self) -> Optional[str]:
+        """The primary holder's process name, or None."""
+        return self.holders[0].name if self.holders else None
+
+    @property
+    def user(self) -> Optional[str]:
+        """The primary holder's user, or None."""
+        return self.holders[0].user if self.holders else None
+
+    @property
+    def listening(self) -> bool:
+        """TCP LISTEN, or a UDP socket with no remote end (bound, waiting for datagrams)."""
+        if self.proto == "tcp":
+            return self.state == LISTEN
+        return self.remote_port is None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one scan saw, at one moment."""
+
+    sockets: Tuple[Socket, ...]
+    taken_at: float
+    """Wall-clock time of the scan (seconds since the epoch)."""
+    scan_ms: float = 0.0
+    """How long the scan took."""
+    hidden_owners: int = 0
+    """Sockets whose owner portmon could not see for lack of privilege."""
+    warning: Optional[str] = None
+    """A partial-result note, e.g. "only your own processes are shown (access denied)"."""
+    error: Optional[str] = None
+    """Set when the scan failed; the snapshot then repeats the last good sockets."""
+    collector: str = ""
+    """Which collector produced it ("procfs", "psutil", "fake", ...)."""
+    extra: Tuple[Tuple[str, str], ...] = field(default=())
+    """Free-form (name, value) notes for the status line and benchmarks."""
+
+    @property
+    def hidden_note(self) -> Optional[str]:
+        """The user-facing line about hidden owners, or None when nothing is hidden."""
+        if not self.hidden_owners:
+            return None
+        n = self.hidden_owners
+        return f"{n} socket{'s' if n != 1 else ''} with unknown owner; run as root to see them"
