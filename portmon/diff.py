@@ -1,0 +1,133 @@
+"""Differences between two snapshots: sockets opened, closed, or changed TCP state."""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+from portmon.model import Snapshot, Socket, SocketKey
+
+OPEN = "open"
+CLOSE = "close"
+STATE = "state"
+
+SocketsLike = Union[Snapshot, Sequence[Socket]]
+
+# The TUI diffs each snapshot against the previous one, so the new side's key map is the old side's
+# next time. Remember the last two, by the identity of their (immutable) socket tuple.
+_KEY_MAP_CACHE_SIZE = 2
+_key_maps: list[tuple[tuple[Socket, ...], dict[SocketKey, Socket]]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change between two snapshots."""
+
+    kind: str
+    """OPEN, CLOSE or STATE."""
+    time: float
+    """When it was seen (seconds since the epoch): by default the newer snapshot's taken_at."""
+    socket: Socket
+    """For CLOSE the socket as last seen; for OPEN and STATE the socket as it is now."""
+    old_state: Optional[str] = None
+    """The state before (CLOSE, STATE); None for OPEN or a socket without state."""
+    new_state: Optional[str] = None
+    """The state now (OPEN, STATE); None for CLOSE or a socket without state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed, in the cheap form the live table uses to highlight rows."""
+
+    opened: frozenset[SocketKey]
+    closed: tuple[Socket, ...]
+    """The sockets that went away, as last seen, ordered by key."""
+    state_changed: frozenset[SocketKey]
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing opened, closed or changed state."""
+        return not (self.opened or self.closed or self.state_changed)
+
+
+def _sockets(value: Optional[SocketsLike]) -> Sequence[Socket]:
+    if value is None:
+        return ()
+    if isinstance(value, Snapshot):
+        return value.sockets
+    return value
+
+
+def _key_map(sockets: Sequence[Socket]) -> dict[SocketKey, Socket]:
+    """Sockets by key; a later duplicate key wins (a well-formed snapshot has none)."""
+    # Only tuples are cached: a list could change between two calls while keeping its identity.
+    if type(sockets) is not tuple:
+        return {sock.key: sock for sock in sockets}
+    for cached, mapping in _key_maps:
+        if cached is sockets:
+            return mapping
+    mapping = {sock.key: sock for sock in sockets}
+    _key_maps.append((sockets, mapping))
+    if len(_key_maps) > _KEY_MAP_CACHE_SIZE:
+        del _key_maps[0]
+    return mapping
+
+
+def _compare(
+    old: Optional[SocketsLike], new: SocketsLike
+) -> tuple[dict[SocketKey, Socket], dict[SocketKey, Socket], list[SocketKey], list[SocketKey], list[SocketKey]]:
+    """(old map, new map, opened keys, closed keys, state-changed keys), each key list unsorted."""
+    old_map = _key_map(_sockets(old))
+    new_map = _key_map(_sockets(new))
+    if not old_map:
+        return old_map, new_map, list(new_map), [], []
+    # One pass over the new side finds opens and state changes (a tuple key's hash is not cached, so
+    # each lookup costs; this does one per new socket).
+    old_get = old_map.get
+    opened: list[SocketKey] = []
+    changed: list[SocketKey] = []
+    for key, sock in new_map.items():
+        before = old_get(key)
+        if before is None:
+            opened.append(key)
+        elif before is not sock and before.state != sock.state:
+            changed.append(key)
+    # Every old key still present was matched above, so closes exist only when the counts say so.
+    # set(dict).difference(dict) reuses the dicts' stored hashes.
+    if len(old_map) == len(new_map) - len(opened):
+        return old_map, new_map, opened, [], changed
+    return old_map, new_map, opened, list(set(old_map).difference(new_map)), changed
+
+
+def diff_snapshots(old: Optional[SocketsLike], new: SocketsLike, time: Optional[float] = None) -> list[Event]:
+    """Events turning ``old`` into ``new``: closes, then state changes, then opens, each ordered by key.
+
+    Sockets are matched by ``Socket.key``: a socket whose holders changed but whose key did not is
+    neither closed nor opened. ``old=None`` (the first snapshot) makes every socket an open.
+    ``time`` defaults to the new snapshot's taken_at, or to now when ``new`` is a plain sequence.
+    """
+    if time is None:
+        time = new.taken_at if isinstance(new, Snapshot) else _time.time()
+    old_map, new_map, opened, closed, changed = _compare(old, new)
+    events: list[Event] = []
+    for key in sorted(closed):
+        gone = old_map[key]
+        events.append(Event(CLOSE, time, gone, old_state=gone.state))
+    for key in sorted(changed):
+        sock = new_map[key]
+        events.append(Event(STATE, time, sock, old_state=old_map[key].state, new_state=sock.state))
+    for key in sorted(opened):
+        sock = new_map[key]
+        events.append(Event(OPEN, time, sock, new_state=sock.state))
+    return events
+
+
+def changes(old: Optional[SocketsLike], new: SocketsLike) -> Changes:
+    """The keys that opened or changed state, and the sockets that closed, between two snapshots."""
+    old_map, _new_map, opened, closed, changed = _compare(old, new)
+    return Changes(
+        opened=frozenset(opened),
+        closed=tuple(old_map[key] for key in sorted(closed)),
+        state_changed=frozenset(changed),
+    )

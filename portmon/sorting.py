@@ -1,0 +1,270 @@
+"""Sorting sockets by a table column: typed comparisons, unknown values last, ties broken the same way every time."""
+
+from __future__ import annotations
+
+import socket as _socket
+from zlib import crc32
+from itertools import compress, islice
+from operator import and_, attrgetter, eq
+from typing import Any, Callable, Iterable
+
+from portmon.model import (
+    CLOSE,
+    CLOSE_WAIT,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT1,
+    FIN_WAIT2,
+    LAST_ACK,
+    LISTEN,
+    NEW_SYN_RECV,
+    SYN_RECV,
+    SYN_SENT,
+    TIME_WAIT,
+    Socket,
+)
+
+COLUMNS: tuple[str, ...] = (
+    "proto",
+    "local_addr",
+    "local_port",
+    "local_service",
+    "remote_addr",
+    "remote_port",
+    "remote_service",
+    "state",
+    "pid",
+    "process",
+    "user",
+)
+"""The table's column ids, in display order."""
+
+STATE_ORDER: tuple[str, ...] = (
+    LISTEN,
+    SYN_SENT,
+    SYN_RECV,
+    NEW_SYN_RECV,
+    ESTABLISHED,
+    FIN_WAIT1,
+    FIN_WAIT2,
+    CLOSING,
+    TIME_WAIT,
+    CLOSE_WAIT,
+    LAST_ACK,
+    CLOSE,
+)
+"""TCP lifecycle order: listeners, handshakes, open connections, then the active and passive close paths."""
+
+_STATE_RANK = {state: rank for rank, state in enumerate(STATE_ORDER)}
+
+_ADDR_CACHE_LIMIT = 65536
+_addr_keys: dict[str, tuple[int, int, str]] = {}
+
+
+def address_sort_key(addr: str) -> tuple[int, int, str]:
+    """(0 for IPv4, 1 for IPv6, 2 for anything else; numeric value; text), cached.
+
+    IPv4-mapped IPv6 addresses (``::ffff:10.0.0.1``) sort with IPv4, beside the address they map.
+    """
+    key = _addr_keys.get(addr)
+    if key is None:
+        key = _address_key(addr)
+        if len(_addr_keys) >= _ADDR_CACHE_LIMIT:
+            _addr_keys.clear()
+        _addr_keys[addr] = key
+    return key
+
+
+def _address_key(addr: str) -> tuple[int, int, str]:
+    # inet_pton is several times faster than ipaddress, which matters on a cold cache of 50k rows.
+    text = addr.partition("%")[0]
+    try:
+        return 0, int.from_bytes(_socket.inet_pton(_socket.AF_INET, text), "big"), addr
+    except (OSError, ValueError):
+        pass
+    try:
+        value = int.from_bytes(_socket.inet_pton(_socket.AF_INET6, text), "big")
+    except (OSError, ValueError):
+        return 2, 0, addr
+    if value >> 32 == 0xFFFF:
+        return 0, value & 0xFFFFFFFF, addr
+    return 1, value, addr
+
+
+def _text_key(text: str) -> tuple[str, str]:
+    # Case-insensitive, then the exact text so "Foo" and "foo" always come out in the same order.
+    return text.casefold(), text
+
+
+def _state_key(state: str) -> tuple[int, str]:
+    return _STATE_RANK.get(state, len(STATE_ORDER)), state
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+# column -> (value of one socket, sort key of one distinct known value). None and "" are unknown.
+_COLUMN_SPECS: dict[str, tuple[Callable[[Socket], Any], Callable[[Any], Any]]] = {
+    "proto": (attrgetter("proto"), _identity),  # ranked by _proto_ranks, with the family
+    "local_addr": (attrgetter("local_addr"), address_sort_key),
+    "local_port": (attrgetter("local_port"), _identity),
+    "local_service": (attrgetter("local_service"), _text_key),
+    "remote_addr": (attrgetter("remote_addr"), address_sort_key),
+    "remote_port": (attrgetter("remote_port"), _identity),
+    "remote_service": (attrgetter("remote_service"), _text_key),
+    "state": (attrgetter("state"), _state_key),
+    "pid": (attrgetter("pid"), _identity),
+    "process": (attrgetter("process"), _text_key),
+    "user": (attrgetter("user"), _text_key),
+}
+
+_LOCAL_PORT = attrgetter("local_port")
+_PROTO = attrgetter("proto")
+_FAMILY = attrgetter("family")
+_REMOTE_PORT = attrgetter("remote_port")
+_REMOTE_ADDR = attrgetter("remote_addr")
+_PORTS = attrgetter("local_port", "remote_port")
+_MAX_PORT = 65535
+_NONE_PORT = _MAX_PORT + 1
+_MANTISSA_BITS = 53
+
+
+def sort_sockets(sockets: Iterable[Socket], column: str, descending: bool = False) -> list[Socket]:
+    """Sockets ordered by ``column`` (one of COLUMNS); unknown values last in both directions.
+
+    Ports and pids sort as numbers, addresses by value (IPv4 before IPv6), text case-insensitively,
+    states in TCP lifecycle order (STATE_ORDER; any other state after those, by name); None and ""
+    are unknown. Rows with equal values come in one fixed order, whatever the direction and whatever
+    order the sockets came in, so rows do not jump between refreshes: by local port, then remote
+    port, then a fixed but arbitrary order (a CRC of the remote address, the address, the
+    ``Socket.key``). Sockets with equal keys keep their input order. Raises ValueError for an
+    unknown column.
+    """
+    if column not in _COLUMN_SPECS:
+        raise ValueError(f"unknown sort column {column!r}; expected one of {', '.join(COLUMNS)}")
+    items = list(sockets)
+    if len(items) < 2:
+        return items
+    ranks, rank_count = _ranks(column, items, descending)
+    composite = _composite(column, ranks, rank_count.bit_length(), items)
+    order = sorted(range(len(items)), key=composite.__getitem__)
+    _break_ties(order, composite, items)
+    return list(map(items.__getitem__, order))
+
+
+def _ranks(column: str, items: list[Socket], descending: bool) -> tuple[Iterable[int], int]:
+    """(each socket's rank in the column's order, how many ranks), unknown values ranked last.
+
+    Reversing the ranks rather than the sort keeps the tie order ascending in both directions.
+    """
+    if column == "proto":
+        return _proto_ranks(items, descending)
+    value_of, value_key = _COLUMN_SPECS[column]
+    values = list(map(value_of, items))
+    if column == "local_port" or column == "remote_port":
+        # A port is its own rank: no need to sort up to 65536 distinct values.
+        if descending:
+            return [_NONE_PORT if v is None else _MAX_PORT - v for v in values], _NONE_PORT + 1
+        return [_NONE_PORT if v is None else v for v in values], _NONE_PORT + 1
+    # Rank the distinct values once (far fewer than sockets) so the big sort compares numbers.
+    distinct = set(values)
+    distinct.discard(None)
+    distinct.discard("")
+    ordered = sorted(distinct, key=value_key)
+    if descending:
+        ordered.reverse()
+    rank: dict[Any, int] = {value: i for i, value in enumerate(ordered)}
+    rank[None] = rank[""] = len(ordered)
+    return map(rank.__getitem__, values), len(ordered) + 1
+
+
+def _proto_ranks(items: list[Socket], descending: bool) -> tuple[list[int], int]:
+    """Ranks by label ("tcp4" < "tcp6" < "udp4" ...) without building a (proto, family) tuple per row."""
+    protos = list(map(_PROTO, items))
+    families = list(map(_FAMILY, items))
+    # Families are 4 and 6, so 16 slots per protocol keep (protocol, family) order in one int.
+    base = {proto: 16 * i for i, proto in enumerate(sorted(set(protos)))}
+    ranks = [base[proto] + family for proto, family in zip(protos, families)]
+    top = 16 * len(base)
+    if descending:
+        ranks = [top - rank for rank in ranks]
+    return ranks, top + 1
+
+
+def _composite(column: str, ranks: Iterable[int], rank_bits: int, items: list[Socket]) -> list[Any]:
+    """One sort key per socket: rank, local port, remote port (+1, so none is 0), remote address bits.
+
+    The fields are packed into a float: floats sort several times faster than tuples or multi-digit
+    ints, and the sum stays exact below 2**53. The bits left over hold part of a CRC of the remote
+    address (computed in C, and the same in every process, unlike hash()): on a busy server most
+    rows the ports leave tied are clients that happen to use the same source port, and those bits
+    split them far more cheaply than the tie-break pass could. Ports are taken to be 0..65535, as
+    every collector reports them; a port column's rank already is that port, so it is not packed twice.
+    """
+    lport_bits = 0 if column == "local_port" else 16
+    rport_bits = 0 if column == "remote_port" else 17
+    spare = _MANTISSA_BITS - rank_bits - lport_bits - rport_bits
+    if spare < 0:
+        # Too many distinct values to pack (over a million): exact tuples, slower.
+        return [
+            (r, lp, -1 if rp is None else rp)
+            for r, lp, rp in zip(ranks, map(_LOCAL_PORT, items), map(_REMOTE_PORT, items))
+        ]
+    scale_rp = float(1 << spare) if rport_bits else 0.0
+    scale_lp = float(1 << (spare + rport_bits)) if lport_bits else 0.0
+    scale_r = float(1 << (spare + rport_bits + lport_bits))
+    if column == "remote_addr":  # the rank already is the remote address
+        return [
+            r * scale_r + lp * scale_lp + (0 if rp is None else rp + 1) * scale_rp
+            for r, (lp, rp) in zip(ranks, map(_PORTS, items))
+        ]
+    mask = (1 << spare) - 1
+    crcs = map(crc32, map(str.encode, [addr or "" for addr in map(_REMOTE_ADDR, items)]))
+    return [
+        r * scale_r + lp * scale_lp + (0 if rp is None else rp + 1) * scale_rp + (crc & mask)
+        for r, (lp, rp), crc in zip(ranks, map(_PORTS, items), crcs)
+    ]
+
+
+def _tied_positions(*columns: list[Any]) -> list[int]:
+    """Positions i in sorted rows where every column's value equals the next row's, and those next rows.
+
+    The comparisons run in C: no Python-level loop over every row.
+    """
+    n = len(columns[0])
+    same = map(eq, columns[0], islice(columns[0], 1, None))
+    for values in columns[1:]:
+        same = map(and_, same, map(eq, values, islice(values, 1, None)))
+    same_as_next = list(compress(range(n - 1), same))
+    if not same_as_next:
+        return same_as_next
+    return sorted(set(same_as_next).union([i + 1 for i in same_as_next]))
+
+
+def _break_ties(order: list[int], composite: list[Any], items: list[Socket]) -> None:
+    """Reorder the rows whose composite keys are equal by remote address, then by ``Socket.key``.
+
+    The tied rows' positions are already in composite order, so sorting all of them at once and
+    writing them back into the same positions fixes every run of ties in one go.
+    """
+    positions = _tied_positions(list(map(composite.__getitem__, order)))
+    if not positions:
+        return
+    rows = list(map(order.__getitem__, positions))
+    # Ties left: peers whose address CRC bits collide, or one peer on several sockets with the same
+    # ports. The address text splits the first kind. Two stable sorts on plain keys (address text,
+    # then composite) beat one sort on tuples.
+    remote_addrs = [addr or "" for addr in map(_REMOTE_ADDR, map(items.__getitem__, rows))]
+    keys = list(map(composite.__getitem__, rows))
+    by = sorted(range(len(rows)), key=remote_addrs.__getitem__)
+    by.sort(key=keys.__getitem__)
+    rows = list(map(rows.__getitem__, by))
+    # The few left (same ports and peer: another local address, family or protocol) by full key.
+    left = _tied_positions(list(map(keys.__getitem__, by)), list(map(remote_addrs.__getitem__, by)))
+    if left:
+        fixed = sorted((keys[by[i]], remote_addrs[by[i]], items[rows[i]].key, rows[i]) for i in left)
+        for i, entry in zip(left, fixed):
+            rows[i] = entry[3]
+    for position, row in zip(positions, rows):
+        order[position] = row
