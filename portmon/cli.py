@@ -1,0 +1,217 @@
+"""The ``portmon`` command line: global options, the one-shot commands, and the live monitor's launcher."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, NoReturn, Optional, Sequence, TextIO
+
+from portmon import __version__
+from portmon.model import Snapshot
+
+PROG = "portmon"
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line on stderr, exit 2."""
+
+
+class CommandFailed(Exception):
+    """The command could not do its job: one line on stderr, exit ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2, never the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def positive_float(text: str) -> float:
+    """An argparse type for intervals and timeouts: a finite number greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'") from None
+    if not (value > 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'")
+    return value
+
+
+@dataclass
+class Context:
+    """What a subcommand needs: its parsed arguments, the output streams, and lazily built core objects."""
+
+    args: argparse.Namespace
+    stdout: TextIO
+    stderr: TextIO
+    _registry: object = field(default=None, repr=False)
+
+    def warn(self, message: str) -> None:
+        """Print a one-line warning on stderr."""
+        print(f"{PROG}: warning: {message}", file=self.stderr)
+
+    @property
+    def registry_paths(self) -> list[str]:
+        """--registry files, those given before the subcommand first."""
+        return list(getattr(self.args, "registry", None) or []) + list(getattr(self.args, "registry_sub", None) or [])
+
+    @property
+    def interval(self) -> float:
+        """--interval, given before or after the subcommand (default 1 s)."""
+        sub = getattr(self.args, "interval_sub", None)
+        return sub if sub is not None else self.args.interval
+
+    @property
+    def collector_name(self) -> str:
+        """--collector, given before or after the subcommand (default auto)."""
+        sub = getattr(self.args, "collector_sub", None)
+        return sub if sub is not None else self.args.collector
+
+    def registry(self):  # type: ignore[no-untyped-def]
+        """The service registry (loaded once; warnings about missing files go to stderr)."""
+        if self._registry is None:
+            from portmon.registry import load_registry
+
+            reg = load_registry(self.registry_paths)
+            for w in reg.warnings:
+                self.warn(w)
+            self._registry = reg
+        return self._registry
+
+    def collector(self):  # type: ignore[no-untyped-def]
+        """The collector for this platform (procfs on Linux), naming services from the registry."""
+        from portmon.collector import default_collector
+
+        try:
+            return default_collector(services=self.registry().lookup, prefer=self.collector_name)
+        except (ValueError, ImportError) as exc:
+            raise CommandFailed(str(exc), 2) from None
+
+    def scan(self) -> Snapshot:
+        """One snapshot, or CommandFailed with the reason; notes about hidden owners go to stderr."""
+        collector = self.collector()
+        try:
+            snap = collector.scan()
+        except Exception as exc:  # noqa: BLE001 - reported as one line
+            raise CommandFailed(f"cannot read the socket table: {type(exc).__name__}: {exc}") from None
+        if snap.warning:
+            self.warn(snap.warning)
+        if snap.hidden_note:
+            self.warn(snap.hidden_note)
+        return snap
+
+
+Runner = Callable[[Context], int]
+
+
+def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
+    """The options accepted both before and after the subcommand."""
+    suffix = "_sub" if sub else ""
+    parser.add_argument(
+        "--registry",
+        dest="registry" + suffix,
+        action="append",
+        metavar="PATH",
+        help="extra services file (services(5) or IANA CSV); repeatable, earlier files win",
+    )
+    parser.add_argument(
+        "--interval",
+        dest="interval" + suffix,
+        type=positive_float,
+        metavar="SECONDS",
+        default=None if sub else 1.0,
+        help="refresh interval of the live commands (default 1)",
+    )
+    parser.add_argument(
+        "--collector",
+        dest="collector" + suffix,
+        choices=("auto", "procfs", "psutil"),
+        default=None if sub else "auto",
+        help="how sockets are read: auto (procfs on Linux), procfs, or psutil",
+    )
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
+    """The argument parser and the runner of each subcommand."""
+    parser = _Parser(
+        prog=PROG,
+        description="Live TCP/UDP port monitor. With no command, opens the live table in a terminal "
+        "(or prints 'portmon list' when output is not a terminal).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _global_options(parser, sub=False)
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    runners: dict[str, Runner] = {}
+
+    from portmon import commands
+
+    for module in commands.MODULES:
+        name, runner = module.add_parser(subs)
+        runners[name] = runner
+    for sp in subs.choices.values():
+        _global_options(sp, sub=True)
+    return parser, runners
+
+
+def _scrub_environment_for_root() -> None:
+    """As root, drop Textual's environment switches so ``sudo -E portmon`` cannot be driven by them."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None or geteuid() != 0:
+        return
+    for name in [n for n in os.environ if n.startswith("TEXTUAL")]:
+        del os.environ[name]
+
+
+def run_live(ctx: Context) -> int:
+    """Open the live monitor (the UI package is imported only here)."""
+    _scrub_environment_for_root()
+    from portmon.ui.app import run_app
+
+    return run_app(ctx.collector(), interval=ctx.interval)
+
+
+def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
+    """Run the command line; return the exit code (never raises for bad input)."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        parser, runners = build_parser()
+        args = parser.parse_args(argv)
+        ctx = Context(args=args, stdout=out, stderr=err)
+        if args.command is None:
+            if out.isatty() and sys.stdin.isatty():
+                return run_live(ctx)
+            from portmon.commands import listcmd
+
+            args.terms, args.listening, args.json, args.csv = [], False, False, False
+            return listcmd.run(ctx)
+        return runners[args.command](ctx)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=err)
+        return 2
+    except CommandFailed as exc:
+        print(f"{PROG}: {exc}", file=err)
+        return exc.code
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``portmon list | head``): not an error worth a traceback.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+
+
+def main_exit() -> None:
+    """Console-script entry point: run and exit with the command's code."""
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Socket collectors: the Collector protocol, the portable psutil collector, and a scripted one for tests."""
+
+from __future__ import annotations
+
+import os
+import socket as _socket
+import sys
+import time
+from typing import Callable, Iterable, Optional, Protocol, Sequence, Union
+
+import psutil
+
+from portmon.model import (
+    KERNEL_STATES,
+    ORPHAN_STATES,
+    OWNER_HIDDEN,
+    OWNER_KERNEL,
+    OWNER_UNSEEN,
+    Holder,
+    Snapshot,
+    Socket,
+)
+
+ServiceLookup = Callable[[int, str], Optional[str]]
+"""``services(port, proto) -> name``: how a collector names the service on a port."""
+
+
+class Collector(Protocol):
+    """Anything that can take a snapshot of the machine's sockets."""
+
+    name: str
+
+    def scan(self) -> Snapshot:
+        """Return every TCP and UDP socket now; raise on failure (callers keep the last good snapshot)."""
+        ...
+
+
+def is_privileged() -> bool:
+    """True when portmon can see every process's sockets (root on POSIX; always on Windows)."""
+    geteuid = getattr(os, "geteuid", None)
+    return True if geteuid is None else geteuid() == 0
+
+
+def owner_note(state: Optional[str], privileged: bool) -> str:
+    """Why a socket with no holder has none: kernel-owned (TIME_WAIT, orphans), hidden from us, or unseen.
+
+    Without privilege an ownerless LISTEN or ESTABLISHED socket is another user's (hidden). With it,
+    only an orphan of a close is the kernel's; anything else is held from outside our view.
+    """
+    if state in KERNEL_STATES or (privileged and state in ORPHAN_STATES):
+        return OWNER_KERNEL
+    return OWNER_UNSEEN if privileged else OWNER_HIDDEN
+
+
+def guarded_scan(collector: Collector, last: Optional[Snapshot]) -> Snapshot:
+    """Scan, and on any failure return the last good sockets with the error attached.
+
+    The live monitor and ``watch`` call this so a failing scan never loses what the user saw.
+    """
+    started = time.perf_counter()
+    try:
+        return collector.scan()
+    except Exception as exc:  # noqa: BLE001 - any scan failure is reported, never fatal
+        message = f"scan failed: {type(exc).__name__}: {exc}"
+        elapsed = (time.perf_counter() - started) * 1000.0
+        if last is None:
+            return Snapshot(sockets=(), taken_at=time.time(), scan_ms=elapsed, error=message, collector=collector.name)
+        return Snapshot(
+            sockets=last.sockets,
+            taken_at=last.taken_at,
+            scan_ms=elapsed,
+            hidden_owners=last.hidden_owners,
+            warning=last.warning,
+            error=message,
+            collector=last.collector,
+        )
+
+
+class ProcessCache:
+    """Names and users of processes, cached per (pid, start time) so a reused pid is never confused."""
+
+    def __init__(self) -> None:
+        self._by_pid: dict[int, Holder] = {}
+        self._users: dict[int, Optional[str]] = {}
+
+    def holder(self, pid: int) -> Holder:
+        """A Holder for ``pid``; name and user None when the process is gone or unreadable."""
+        try:
+            proc = psutil.Process(pid)
+            created = proc.create_time()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return self._by_pid.get(pid) or Holder(pid=pid)
+        except psutil.AccessDenied:
+            return Holder(pid=pid)
+        cached = self._by_pid.get(pid)
+        if cached is not None and cached.create_time == created:
+            return cached
+        name: Optional[str] = None
+        user: Optional[str] = None
+        try:
+            with proc.oneshot():
+                name = proc.name()
+                user = self._user_of(proc)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+        except psutil.AccessDenied:
+            pass
+        holder = Holder(pid=pid, name=name, user=user, create_time=created)
+        self._by_pid[pid] = holder
+        return holder
+
+    def _user_of(self, proc: psutil.Process) -> Optional[str]:
+        try:
+            uid = proc.uids().real
+        except (AttributeError, psutil.AccessDenied):
+            try:
+                return proc.username()
+            except (psutil.AccessDenied, KeyError):
+                return None
+        if uid not in self._users:
+            try:
+                self._users[uid] = proc.username()
+            except (psutil.AccessDenied, KeyError):
+                self._users[uid] = str(uid)
+        return self._users[uid]
+
+    def forget_except(self, live: Iterable[int]) -> None:
+        """Drop cached processes that are no longer seen, so the cache stays bounded."""
+        keep = set(live)
+        for pid in [p for p in self._by_pid if p not in keep]:
+            del self._by_pid[pid]
+
+
+_PROTO = {_socket.SOCK_STREAM: "tcp", _socket.SOCK_DGRAM: "udp"}
+_FAMILY = {_socket.AF_INET: 4, _socket.AF_INET6: 6}
+
+
+def _addr(addr: object) -> tuple[Optional[str], Optional[int]]:
+    ip = getattr(addr, "ip", None)
+    port = getattr(addr, "port", None)
+    if not ip and port is None:
+        return None, None
+    return ip, port
+
+
+class PsutilCollector:
+    """The portable collector: ``psutil.net_connections`` plus a search for every holder of a listener.
+
+    psutil names one pid per socket. A listener shared by a pre-fork server's master and its
+    workers is held by all of them, so for listening sockets the reported process's descendants
+    are checked too. On macOS without root the system-wide call is refused; then the sockets of
+    the processes this user may read are shown instead, and the snapshot says so.
+    """
+
+    name = "psutil"
+
+    def __init__(self, services: Optional[ServiceLookup] = None, expand_holders: bool = True) -> None:
+        self._services = services
+        self._expand = expand_holders
+        self._procs = ProcessCache()
+
+    def _system_connections(self) -> tuple[list, Optional[str]]:
+        try:
+            return psutil.net_connections(kind="inet"), None
+        except psutil.AccessDenied:
+            pass
+        conns = []
+        for proc in psutil.process_iter():
+            try:
+                for c in proc.net_connections(kind="inet"):
+                    conns.append(_WithPid(c, proc.pid))
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+        return conns, "access denied for the system-wide socket list: only your own processes' sockets are shown"
+
+    def scan(self) -> Snapshot:
+        """Take a snapshot (raises only when psutil itself fails unexpectedly)."""
+        started = time.perf_counter()
+        taken = time.time()
+        conns, warning = self._system_connections()
+        privileged = is_privileged()
+        services = self._services
+        raw: list[tuple] = []
+        pids: set[int] = set()
+        for c in conns:
+            proto = _PROTO.get(c.type)
+            family = _FAMILY.get(c.family)
+            if proto is None or family is None:
+                continue
+            laddr, lport = _addr(c.laddr)
+            raddr, rport = _addr(c.raddr)
+            state = c.status if proto == "tcp" and c.status != psutil.CONN_NONE else None
+            raw.append((proto, family, laddr or "", lport or 0, raddr, rport, state, c.pid))
+            if c.pid:
+                pids.add(c.pid)
+        holders = {pid: self._procs.holder(pid) for pid in pids}
+        extra = self._extra_holders(raw) if self._expand else {}
+        self._procs.forget_except(list(pids) + [h.pid for hs in extra.values() for h in hs])
+        sockets: list[Socket] = []
+        seen: dict[tuple, int] = {}
+        hidden = 0
+        for proto, family, laddr, lport, raddr, rport, state, pid in raw:
+            if pid:
+                hs: tuple[Holder, ...] = (holders[pid],) + extra.get((proto, family, laddr, lport, pid), ())
+                note = None
+            else:
+                hs = ()
+                note = owner_note(state, privileged)
+                if note == OWNER_HIDDEN:
+                    hidden += 1
+            ident = (proto, family, laddr, lport, raddr, rport)
+            seq = seen.get(ident, 0)
+            seen[ident] = seq + 1
+            sockets.append(
+                Socket(
+                    proto=proto,
+                    family=family,
+                    local_addr=laddr,
+                    local_port=lport,
+                    remote_addr=raddr,
+                    remote_port=rport,
+                    state=state,
+                    holders=hs,
+                    owner_note=note,
+                    local_service=services(lport, proto) if services else None,
+                    remote_service=services(rport, proto) if services and rport is not None else None,
+                    seq=seq,
+                )
+            )
+        return Snapshot(
+            sockets=tuple(sockets),
+            taken_at=taken,
+            scan_ms=(time.perf_counter() - started) * 1000.0,
+            hidden_owners=hidden,
+            warning=warning,
+            collector=self.name,
+        )
+
+    def _extra_holders(self, raw: Sequence[tuple]) -> dict[tuple, tuple[Holder, ...]]:
+        """Other processes of a listener's family (ancestors and descendants) holding the same socket.
+
+        psutil may name any one of a pre-fork server's processes, a worker as well as the master,
+        so the search climbs to the topmost ancestor that still holds the listener and then checks
+        that ancestor's descendants. Each process's sockets are read at most once per scan.
+        """
+        out: dict[tuple, tuple[Holder, ...]] = {}
+        held: dict[int, Optional[frozenset[tuple]]] = {}
+
+        def listeners_of(pid: int) -> frozenset[tuple]:
+            if pid not in held:
+                try:
+                    held[pid] = frozenset(
+                        (_PROTO.get(c.type), _FAMILY.get(c.family), c.laddr.ip, c.laddr.port)
+                        for c in psutil.Process(pid).net_connections(kind="inet")
+                        if not c.raddr
+                    )
+                except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                    held[pid] = None
+            return held[pid] or frozenset()
+
+        for proto, family, laddr, lport, raddr, _rport, state, pid in raw:
+            if not pid or raddr is not None or not (state is None or state == psutil.CONN_LISTEN):
+                continue
+            listener = (proto, family, laddr, lport)
+            try:
+                top = psutil.Process(pid)
+                while True:
+                    parent = top.parent()
+                    if parent is None or parent.pid <= 1 or listener not in listeners_of(parent.pid):
+                        break
+                    top = parent
+                family_pids = [top.pid] + [c.pid for c in top.children(recursive=True)]
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+            others = [p for p in family_pids if p != pid and listener in listeners_of(p)]
+            if others:
+                out[listener + (pid,)] = tuple(self._procs.holder(p) for p in sorted(others))
+        return out
+
+
+class _WithPid:
+    """A per-process psutil connection with the pid the system-wide call would have given."""
+
+    __slots__ = ("fd", "family", "type", "laddr", "raddr", "status", "pid")
+
+    def __init__(self, conn: object, pid: int) -> None:
+        for name in ("fd", "family", "type", "laddr", "raddr", "status"):
+            setattr(self, name, getattr(conn, name))
+        self.pid = pid
+
+
+Step = Union[Snapshot, BaseException, Callable[[], Snapshot]]
+
+
+class ScriptedCollector:
+    """A collector that plays back a script: snapshots to return, exceptions to raise, or callables.
+
+    After the last step it keeps repeating the last one (or loops, with ``loop=True``). Used by the
+    tests, the screenshots and the benchmarks; never touches the real machine.
+    """
+
+    name = "fake"
+
+    def __init__(self, steps: Sequence[Step], loop: bool = False) -> None:
+        if not steps:
+            raise ValueError("a scripted collector needs at least one step")
+        self._steps = list(steps)
+        self._loop = loop
+        self._index = 0
+        self.calls = 0
+
+    def scan(self) -> Snapshot:
+        """Return (or raise) the next step of the script."""
+        self.calls += 1
+        if self._index < len(self._steps):
+            step = self._steps[self._index]
+            self._index += 1
+        elif self._loop:
+            self._index = 1
+            step = self._steps[0]
+        else:
+            step = self._steps[-1]
+        if isinstance(step, BaseException):
+            raise step
+        if callable(step):
+            return step()
+        return step
+
+
+def default_collector(services: Optional[ServiceLookup] = None, prefer: str = "auto") -> Collector:
+    """The best collector for this platform: the incremental procfs one on Linux, psutil elsewhere.
+
+    ``prefer`` is "auto", "procfs" or "psutil".
+    """
+    if prefer not in ("auto", "procfs", "psutil"):
+        raise ValueError(f"unknown collector {prefer!r}: expected auto, procfs or psutil")
+    if prefer != "psutil" and sys.platform.startswith("linux"):
+        try:
+            from portmon.linux_collector import ProcfsCollector
+        except ImportError:
+            if prefer == "procfs":
+                raise
+        else:
+            if ProcfsCollector.available():
+                return ProcfsCollector(services=services)
+    if prefer == "procfs":
+        raise ValueError("the procfs collector needs Linux with /proc/net")
+    return PsutilCollector(services=services)
+

@@ -1,0 +1,7 @@
+"""The one-shot subcommands; each module has ``add_parser(subparsers) -> (name, runner)``."""
+
+from __future__ import annotations
+
+from portmon.commands import listcmd, whocmd
+
+MODULES = (listcmd, whocmd)

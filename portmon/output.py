@@ -1,0 +1,144 @@
+"""Plain-text, JSON and CSV renderings of sockets for the one-shot commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Iterable, Optional, Sequence
+
+from portmon.model import Holder, Socket
+from portmon.registry import port_range
+from portmon.textsafe import safe, visible
+
+RECORD_KEYS = (
+    "proto",
+    "family",
+    "local_addr",
+    "local_port",
+    "remote_addr",
+    "remote_port",
+    "state",
+    "pid",
+    "process",
+    "user",
+    "local_service",
+    "remote_service",
+    "local_range",
+)
+"""The keys of one socket in ``--json`` output, and the CSV header, in order."""
+
+
+def socket_record(sock: Socket, holder: Optional[Holder] = None) -> dict[str, Any]:
+    """One socket as a JSON-ready dict; ``holder`` picks which holder's pid/process/user to give."""
+    h = holder if holder is not None else (sock.holders[0] if sock.holders else None)
+    return {
+        "proto": sock.proto,
+        "family": sock.family,
+        "local_addr": sock.local_addr,
+        "local_port": sock.local_port,
+        "remote_addr": sock.remote_addr,
+        "remote_port": sock.remote_port,
+        "state": sock.state,
+        "pid": h.pid if h else None,
+        "process": h.name if h else None,
+        "user": h.user if h else None,
+        "local_service": sock.local_service,
+        "remote_service": sock.remote_service,
+        "local_range": port_range(sock.local_port),
+    }
+
+
+def holder_records(sockets: Iterable[Socket]) -> list[dict[str, Any]]:
+    """One record per (socket, holder): a socket shared by three processes gives three records."""
+    out: list[dict[str, Any]] = []
+    for sock in sockets:
+        if sock.holders:
+            out.extend(socket_record(sock, h) for h in sock.holders)
+        else:
+            out.append(socket_record(sock))
+    return out
+
+
+def to_json(value: Any) -> str:
+    """JSON with every non-ASCII and control character escaped, so it is safe on a terminal."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+def sockets_json(sockets: Sequence[Socket]) -> str:
+    """The ``list --json`` document: an array of socket records."""
+    return to_json([socket_record(s) for s in sockets])
+
+
+def sockets_csv(sockets: Sequence[Socket]) -> str:
+    """The ``list --csv`` document: a header row, then one row per socket, control characters escaped."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RECORD_KEYS)
+    for sock in sockets:
+        rec = socket_record(sock)
+        writer.writerow(["" if rec[k] is None else visible(str(rec[k])) for k in RECORD_KEYS])
+    return buf.getvalue()
+
+
+def endpoint(addr: Optional[str], port: Optional[int], family: int) -> str:
+    """``127.0.0.1:8080`` or ``[::1]:8080``; ``*`` for an unconnected end."""
+    if addr is None and port is None:
+        return "*"
+    host = addr or "*"
+    if family == 6 and ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def process_label(sock: Socket, width: int = 24) -> str:
+    """The owner as shown in tables: ``nginx``, ``nginx (+2)`` when shared, or why it is unknown."""
+    if not sock.holders:
+        return "-" if sock.owner_note is None else f"({sock.owner_note})"
+    name = safe(sock.holders[0].name or "?", width)
+    extra = len(sock.holders) - 1
+    return f"{name} (+{extra})" if extra else name
+
+
+TABLE_HEADERS = ("PROTO", "LOCAL ADDRESS", "PORT", "SERVICE", "REMOTE ADDRESS", "RPORT", "RSERVICE", "STATE", "PID", "PROCESS", "USER")
+
+
+def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
+    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width."""
+    rows = []
+    for s in sockets:
+        rows.append(
+            (
+                s.proto_label,
+                safe(s.local_addr, 39),
+                str(s.local_port),
+                safe(s.local_service or "", 16),
+                safe(s.remote_addr or "*", 39),
+                "*" if s.remote_port is None else str(s.remote_port),
+                safe(s.remote_service or "", 16),
+                s.state or "",
+                "" if s.pid is None else str(s.pid),
+                process_label(s),
+                safe(s.user or "", 16),
+            )
+        )
+    return rows
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, numbers right-aligned; no trailing blanks."""
+    if not rows:
+        return "  ".join(headers)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    numeric = [all(r[i].isdigit() or r[i] in ("", "*") for r in rows) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def sockets_table(sockets: Sequence[Socket]) -> str:
+    """The default ``portmon list`` output."""
+    return format_table(TABLE_HEADERS, table_rows(sockets))
