@@ -105,7 +105,7 @@ TABLE_HEADERS = ("PROTO", "LOCAL ADDRESS", "PORT", "SERVICE", "REMOTE ADDRESS", 
 
 def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
     """The cells of the plain-text table, every untrusted field escaped and cut to a sane width."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in sockets:
         rows.append(
             (
