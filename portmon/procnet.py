@@ -1,0 +1,344 @@
+"""Readers of the Linux kernel's TCP/UDP socket tables: /proc/net/{tcp,tcp6,udp,udp6} and sock_diag netlink.
+
+Both readers return, per table, a list of opaque *keys* (cheap to produce, hashable, equal for an
+unchanged socket from one read to the next) and decode a key into socket fields only on demand,
+so a caller that remembers what it decoded last time pays almost nothing for sockets that did not
+change. ``parse_proc_net`` is the plain, readable interface on top of the same code.
+
+Address decoding: /proc/net prints an IPv4 address as one 32-bit word and an IPv6 address as four
+32-bit words, each word in host byte order (``%08X`` of the in-memory value), so on little-endian
+hosts the bytes of every word are reversed. Netlink gives addresses and ports in network order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import sys
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+from portmon.model import (
+    CLOSE,
+    CLOSE_WAIT,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT1,
+    FIN_WAIT2,
+    LAST_ACK,
+    LISTEN,
+    SYN_RECV,
+    SYN_SENT,
+    TIME_WAIT,
+)
+
+TCP_STATE_NAMES: dict[int, str] = {
+    0x01: ESTABLISHED,
+    0x02: SYN_SENT,
+    0x03: SYN_RECV,
+    0x04: FIN_WAIT1,
+    0x05: FIN_WAIT2,
+    0x06: TIME_WAIT,
+    0x07: CLOSE,
+    0x08: CLOSE_WAIT,
+    0x09: LAST_ACK,
+    0x0A: LISTEN,
+    0x0B: CLOSING,
+    0x0C: SYN_RECV,  # the kernel's request-socket state; ss and psutil both call it SYN_RECV
+}
+"""Kernel TCP state numbers (include/net/tcp_states.h) to the model's state names."""
+
+
+class Table(NamedTuple):
+    """One kernel socket table."""
+
+    proto: str
+    """"tcp" or "udp"."""
+    family: int
+    """4 or 6."""
+    filename: str
+    """Its name under /proc/net."""
+    ipproto: int
+    af: int
+
+
+TABLES: tuple[Table, ...] = (
+    Table("tcp", 4, "tcp", socket.IPPROTO_TCP, socket.AF_INET),
+    Table("tcp", 6, "tcp6", socket.IPPROTO_TCP, socket.AF_INET6),
+    Table("udp", 4, "udp", socket.IPPROTO_UDP, socket.AF_INET),
+    Table("udp", 6, "udp6", socket.IPPROTO_UDP, socket.AF_INET6),
+)
+"""The four tables every scan reads, in the order sockets are reported."""
+
+Decoded = tuple[str, int, Optional[str], Optional[int], int, int, int]
+"""(local_addr, local_port, remote_addr, remote_port, kernel state number, uid, inode)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawSocket:
+    """One row of a kernel socket table, decoded."""
+
+    proto: str
+    family: int
+    local_addr: str
+    local_port: int
+    remote_addr: Optional[str]
+    remote_port: Optional[int]
+    state: Optional[str]
+    """TCP state name; None for UDP."""
+    uid: int
+    inode: int
+
+
+_LITTLE = sys.byteorder == "little"
+_SWAP_V6 = struct.Struct("<4I")
+_PACK_V6 = struct.Struct(">4I")
+
+
+def decode_hex_addr(hexaddr: str | bytes, family: int) -> str:
+    """Decode the address part of a /proc/net endpoint ("0100007F" -> "127.0.0.1")."""
+    raw = bytes.fromhex(hexaddr.decode("ascii") if isinstance(hexaddr, bytes) else hexaddr)
+    if family == 4:
+        if len(raw) != 4:
+            raise ValueError(f"bad IPv4 address in /proc/net: {hexaddr!r}")
+        return socket.inet_ntop(socket.AF_INET, raw[::-1] if _LITTLE else raw)
+    if len(raw) != 16:
+        raise ValueError(f"bad IPv6 address in /proc/net: {hexaddr!r}")
+    if _LITTLE:
+        raw = _PACK_V6.pack(*_SWAP_V6.unpack(raw))
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+def decode_hex_endpoint(text: str | bytes, family: int) -> tuple[Optional[str], Optional[int]]:
+    """Decode "ADDR:PORT" from /proc/net; port 0 (not bound/connected) gives (None, None), as psutil does."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    hexaddr, _, hexport = text.partition(":")
+    port = int(hexport, 16)
+    if not port:
+        return None, None
+    return decode_hex_addr(hexaddr, family), port
+
+
+# One regex over the whole file does the per-line splitting in C. Groups: "LOCAL REMOTE ST", uid,
+# inode. The tx/rx queues, timers and retransmit counts in between change without the socket
+# changing, so they are matched but left out of the key.
+_LINE = re.compile(
+    rb"^ *\d+: ([0-9A-Fa-f]+:[0-9A-Fa-f]+ [0-9A-Fa-f]+:[0-9A-Fa-f]+ [0-9A-Fa-f]{2}) "
+    rb"[0-9A-Fa-f]+:[0-9A-Fa-f]+ [0-9A-Fa-f]+:[0-9A-Fa-f]+ [0-9A-Fa-f]+ +(\d+) +-?\d+ +(\d+)",
+    re.M,
+)
+
+
+class ProcNetReader:
+    """Reads /proc/net/{tcp,tcp6,udp,udp6} (text; the kernel formats every socket on every read)."""
+
+    name = "procnet"
+
+    def __init__(self, procfs: str = "/proc") -> None:
+        self._procfs = procfs
+        self._addrs: dict[bytes, str] = {}
+
+    def read_bytes(self, table: Table) -> bytes:
+        """The raw table; FileNotFoundError when it does not exist (IPv6 disabled)."""
+        fd = os.open(f"{self._procfs}/net/{table.filename}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 18)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
+
+    def read(self, table: Table) -> list[tuple]:
+        """Keys of every socket in ``table``: (b"LOCAL REMOTE ST", b"uid", b"inode")."""
+        return self.keys_of(self.read_bytes(table))
+
+    @staticmethod
+    def keys_of(data: bytes) -> list[tuple]:
+        """Keys of every row in a /proc/net table's text; ValueError on a row that is not understood."""
+        keys = _LINE.findall(data)
+        rows = data.count(b"\n") - 1 + (0 if data.endswith(b"\n") or not data else 1)
+        if len(keys) != max(rows, 0):
+            # The fast pattern missed a row (a format this module has not seen): parse line by line,
+            # which raises on a row it cannot read rather than dropping it silently.
+            keys = []
+            for line in data.splitlines()[1:]:
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) < 10 or not parts[0].endswith(b":"):
+                    raise ValueError(f"unreadable /proc/net row: {line[:120]!r}")
+                int(parts[9])
+                int(parts[7])
+                keys.append((b" ".join(parts[1:4]), parts[7], parts[9]))
+        return keys
+
+    @staticmethod
+    def inode(key: tuple) -> int:
+        """The socket inode in a key."""
+        return int(key[2])
+
+    @staticmethod
+    def uid(key: tuple) -> int:
+        """The socket's uid in a key."""
+        return int(key[1])
+
+    def decode(self, table: Table, key: tuple) -> Decoded:
+        """Decode a key: (local_addr, local_port, remote_addr, remote_port, state, uid, inode)."""
+        local, remote, state = key[0].split(b" ")
+        laddr, lport = self._endpoint(local, table.family)
+        raddr, rport = self._endpoint(remote, table.family)
+        return laddr or "", lport or 0, raddr, rport, int(state, 16), int(key[1]), int(key[2])
+
+    def _endpoint(self, text: bytes, family: int) -> tuple[Optional[str], Optional[int]]:
+        hexaddr, _, hexport = text.partition(b":")
+        port = int(hexport, 16)
+        if not port:
+            return None, None
+        addr = self._addrs.get(hexaddr)
+        if addr is None:
+            if len(self._addrs) > 65536:
+                self._addrs.clear()
+            addr = self._addrs[hexaddr] = decode_hex_addr(hexaddr, family)
+        return addr, port
+
+
+def parse_proc_net(data: bytes, table: Table) -> list[RawSocket]:
+    """Decode every row of a /proc/net/{tcp,tcp6,udp,udp6} text (``table`` says which)."""
+    reader = ProcNetReader()
+    out = []
+    for key in reader.keys_of(data):
+        laddr, lport, raddr, rport, state, uid, inode = reader.decode(table, key)
+        name = TCP_STATE_NAMES.get(state, f"UNKNOWN_{state:02X}") if table.proto == "tcp" else None
+        out.append(RawSocket(table.proto, table.family, laddr, lport, raddr, rport, name, uid, inode))
+    return out
+
+
+# sock_diag: see linux/sock_diag.h and linux/inet_diag.h.
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 0x1
+_NLM_F_DUMP = 0x300
+_NLMSG_ERROR = 2
+_NLMSG_DONE = 3
+# States 1..12 (ESTABLISHED..NEW_SYN_RECV); leaves out 13, the "bound-inactive" sockets that
+# /proc/net and psutil do not list.
+_ALL_STATES = sum(1 << s for s in range(1, 13))
+_NLHDR = struct.Struct("=IHHII")
+_MSGHDR = struct.Struct("=IH")
+_REQ = struct.Struct("=BBBBI48x")
+# From the start of a message: nlmsghdr (16), family, *state*, timer, retrans, *sockid ports and
+# addresses (36)*, if + cookie (12), expires, rqueue, wqueue, *uid*, *inode*.
+_ENTRY = struct.Struct("=17xB2x36s24xII")
+_ERRNO = struct.Struct("=16xi")
+
+
+class NetlinkReader:
+    """Reads the socket tables through NETLINK_SOCK_DIAG (binary, what ``ss`` uses; about twice as fast)."""
+
+    name = "netlink"
+
+    def __init__(self) -> None:
+        self._sock: Optional[socket.socket] = None
+        self._seq = 0
+        self._addrs: dict[bytes, str] = {}
+        """Raw address (4 or 16 bytes, so the families cannot collide) -> text."""
+
+    def close(self) -> None:
+        """Close the netlink socket (it is reopened on the next read)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def read(self, table: Table) -> list[tuple]:
+        """Keys of every socket in ``table``: (state, ports+addresses, uid, inode); OSError if refused."""
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+        sock = self._sock
+        self._seq += 1
+        seq = self._seq
+        req = _REQ.pack(table.af, table.ipproto, 0, 0, _ALL_STATES)
+        try:
+            header = _NLHDR.pack(_NLHDR.size + len(req), SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0)
+            sock.send(header + req)
+            return self._receive(sock)
+        except BaseException:
+            # A half-read dump would be answered on the next request: start afresh.
+            self.close()
+            raise
+
+    @staticmethod
+    def _receive(sock: socket.socket) -> list[tuple]:
+        keys: list[tuple] = []
+        append = keys.append
+        entry = _ENTRY.unpack_from
+        header = _MSGHDR.unpack_from
+        while True:
+            buf = sock.recv(1 << 16)
+            if not buf:
+                raise OSError("netlink socket closed during a dump")
+            off = 0
+            end = len(buf)
+            while off < end:
+                length, kind = header(buf, off)
+                if kind == SOCK_DIAG_BY_FAMILY:
+                    append(entry(buf, off))
+                elif kind == _NLMSG_DONE:
+                    return keys
+                elif kind == _NLMSG_ERROR:
+                    err = -_ERRNO.unpack_from(buf, off)[0]
+                    raise OSError(err, f"sock_diag: {os.strerror(err)}")
+                if length < 16:
+                    raise OSError("malformed netlink message")
+                off += (length + 3) & ~3
+
+    @staticmethod
+    def inode(key: tuple) -> int:
+        """The socket inode in a key."""
+        return key[3]
+
+    @staticmethod
+    def uid(key: tuple) -> int:
+        """The socket's uid in a key."""
+        return key[2]
+
+    def decode(self, table: Table, key: tuple) -> Decoded:
+        """Decode a key: (local_addr, local_port, remote_addr, remote_port, state, uid, inode)."""
+        state, ident, uid, inode = key
+        lport = (ident[0] << 8) | ident[1]
+        rport = (ident[2] << 8) | ident[3]
+        size = 4 if table.af == socket.AF_INET else 16
+        addrs = self._addrs
+        laddr = ""
+        raddr = None
+        if lport:
+            raw = ident[4 : 4 + size]
+            laddr = addrs.get(raw) or self._addr(table.af, raw)
+        if rport:
+            raw = ident[20 : 20 + size]
+            raddr = addrs.get(raw) or self._addr(table.af, raw)
+        return laddr, lport, raddr, rport or None, state, uid, inode
+
+    def _addr(self, af: int, raw: bytes) -> str:
+        if len(self._addrs) > 65536:
+            self._addrs.clear()
+        addr = self._addrs[raw] = socket.inet_ntop(af, raw)
+        return addr
+
+
+def netlink_works() -> bool:
+    """True when sock_diag answers a TCP/IPv4 dump here (it may be filtered in some sandboxes)."""
+    reader = NetlinkReader()
+    try:
+        reader.read(TABLES[0])
+    except OSError:
+        return False
+    finally:
+        reader.close()
+    return True
