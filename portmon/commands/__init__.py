@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from portmon.commands import listcmd, whocmd
+from portmon.commands import killcmd, listcmd, whocmd
 
-MODULES = (listcmd, whocmd)
+MODULES = (listcmd, whocmd, killcmd)

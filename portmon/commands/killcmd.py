@@ -1,0 +1,260 @@
+"""``portmon kill PORT``: signal every process holding a port, after showing them and asking, then verify."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
+
+from portmon.cli import Context, UsageError, positive_float
+from portmon.model import OWNER_NOTES
+from portmon.output import to_json
+from portmon.textsafe import safe
+
+if TYPE_CHECKING:
+    from portmon.killer import KillOutcome, KillPlan, Target
+
+# portmon.killer (and portspec) are imported where they are used: killer imports psutil, ~25 ms of
+# start-up that every other command would pay if this module, imported to build the parser, took them.
+
+EXIT_FREED = 0
+EXIT_NOT_FREED = 1
+EXIT_USAGE = 2
+
+_WIDTH = 300
+"""Characters of an executable path or command line shown before it is cut."""
+
+
+def _signal_arg(text: str) -> int:
+    from portmon.killer import parse_signal
+
+    try:
+        return parse_signal(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(subs: Any) -> tuple[str, Any]:
+    """Register ``kill`` and return its runner."""
+    p = subs.add_parser(
+        "kill",
+        help="free a port: signal every process holding it, then check",
+        description="Signal every process holding PORT (all holders of a shared listener), wait for them to exit "
+        "and re-scan the port. Shows the holders and asks first; refuses pid 1, portmon and its ancestors, kernel "
+        "threads and kernel-owned sockets (TIME_WAIT). Exit 0 when the port was freed (or, with --dry-run, when "
+        "holders were found), 1 when nobody holds it, holders survived or a holder is refused, 2 on bad input or "
+        "when confirmation is needed but there is no terminal to ask on.",
+    )
+    p.add_argument("port", metavar="PORT[/tcp|/udp]")
+    # The signal names and the default timeout live in portmon.killer: filled in below, when kill is parsed.
+    signal_option = p.add_argument(
+        "--signal",
+        type=_signal_arg,
+        default=signal.SIGTERM,
+        metavar="SIGNAL",
+        help="the signal to send first (default TERM)",
+    )
+    timeout_option = p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for the holders to exit",
+    )
+    p.add_argument("--force", action="store_true", help="send SIGKILL to holders that survive the first signal")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="show who would be signalled; signal nothing")
+    p.add_argument("--json", action="store_true", help="one JSON object describing the holders and what happened")
+    parse = p.parse_known_args
+
+    def parse_known_args(args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None) -> Any:
+        # Runs only when kill is the command (argparse hands the rest of the command line to it),
+        # and before its --help or any error message is shown.
+        from portmon.killer import DEFAULT_TIMEOUT, SIGNALS
+
+        signal_option.metavar = "|".join(SIGNALS)
+        timeout_option.default = DEFAULT_TIMEOUT
+        timeout_option.help = f"how long to wait for the holders to exit (default {DEFAULT_TIMEOUT:g})"
+        return parse(args, namespace)
+
+    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    return "kill", run
+
+
+def _target_record(t: Target) -> dict[str, Any]:
+    return {
+        "pid": t.pid,
+        "create_time": t.identity.create_time,
+        "started": t.started,
+        "name": t.name,
+        "user": t.user,
+        "exe": t.exe,
+        "cmdline": list(t.cmdline),
+        "status": t.status,
+        "ppid": t.ppid,
+        "sockets": list(t.sockets),
+    }
+
+
+def _document(plan: KillPlan, sig: int, dry_run: bool) -> dict[str, Any]:
+    from portmon.killer import signal_name, socket_label
+
+    return {
+        "port": plan.spec.port,
+        "proto": plan.spec.proto,
+        "label": plan.label,
+        "signal": signal_name(sig),
+        "dry_run": dry_run,
+        "sockets": [
+            {
+                "socket": socket_label(s),
+                "pids": [h.pid for h in s.holders],
+                "owner_note": s.owner_note,
+            }
+            for s in plan.sockets
+        ],
+        "targets": [_target_record(t) for t in plan.targets],
+        "refusals": [{"kind": r.kind, "pid": r.pid, "reason": r.reason} for r in plan.refusals],
+        "notes": list(plan.notes),
+        "other_users": [{"pid": pid, "user": user} for pid, user in plan.other_users],
+        "results": [],
+        "verdict": None,
+        "message": None,
+        "still_held_by": [],
+        "rebound_by": [],
+        "exit_code": None,
+    }
+
+
+def _finish(ctx: Context, doc: dict[str, Any], verdict: str, message: str, code: int) -> int:
+    doc["verdict"] = verdict
+    doc["message"] = message
+    doc["exit_code"] = code
+    ctx.stdout.write(to_json(doc) + "\n")
+    return code
+
+
+def _plan_text(plan: KillPlan) -> list[str]:
+    """The holders, their sockets, refusals and notes, every untrusted field escaped."""
+    from portmon.killer import socket_label
+
+    lines: list[str] = []
+    n = len(plan.targets)
+    if plan.targets:
+        lines.append(f"port {plan.label} is held by {n} process{'es' if n != 1 else ''}:")
+        for t in plan.targets:
+            lines.append(f"  pid {t.pid}  user {safe(t.user or '?', 32)}  started {t.started}")
+            lines.append(f"    exe  {safe(t.exe or '?', _WIDTH)}")
+            lines.append(f"    cmd  {safe(t.command, _WIDTH)}")
+    if plan.sockets:
+        lines.append("sockets:")
+        for s in plan.sockets:
+            if s.holders:
+                who = "held by " + ", ".join(str(h.pid) for h in s.holders)
+            else:
+                who = OWNER_NOTES.get(s.owner_note or "", "no owner")
+            lines.append(f"  {socket_label(s)}  {who}")
+    lines.extend(f"refused: {r.reason}" for r in plan.refusals)
+    lines.extend(f"note: {note}" for note in plan.notes)
+    return lines
+
+
+def _ask(question: str, out: TextIO) -> bool:
+    """Ask on the terminal; only an explicit yes counts."""
+    out.write(question + " [y/N] ")
+    out.flush()
+    answer = sys.stdin.readline()
+    if not answer:
+        out.write("\n")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _outcome_text(outcome: KillOutcome, force: bool) -> list[str]:
+    lines = [r.detail for r in outcome.results]
+    lines.append(outcome.message)
+    survivors = [t.pid for t in outcome.survivors]
+    if survivors and not force and outcome.signal != getattr(signal, "SIGKILL", None):
+        lines.append(f"hint: pass --force to send SIGKILL to {', '.join(map(str, survivors))} after the timeout")
+    return lines
+
+
+def run(ctx: Context) -> int:
+    """Plan, show, confirm, signal, verify; the exit code says whether the port was freed."""
+    from portmon.killer import confirmation_lines, execute, plan_kill, signal_name
+    from portmon.portspec import PortSpecError, parse_port_spec, sockets_on_port
+
+    args = ctx.args
+    try:
+        spec = parse_port_spec(args.port)
+    except PortSpecError as exc:
+        raise UsageError(str(exc)) from None
+    sig: int = args.signal
+    snap = ctx.scan()
+    plan = plan_kill(sockets_on_port(snap.sockets, spec), spec)
+    doc = _document(plan, sig, args.dry_run)
+    as_json: bool = args.json
+    out = ctx.stdout
+
+    if not plan.actionable:
+        reasons = plan.reasons()
+        if as_json:
+            verdict = "refused" if plan.refusals else ("nothing-to-do" if plan.held else "nobody")
+            return _finish(ctx, doc, verdict, reasons[0], EXIT_NOT_FREED)
+        lines = _plan_text(plan)
+        if not plan.refusals:
+            lines.extend(r for r in reasons if f"note: {r}" not in lines)
+        elif plan.targets:
+            lines.append("nothing was signalled: the port cannot be freed while a refused holder keeps it")
+        else:
+            lines.append("nothing was signalled")
+        out.write("\n".join(lines) + "\n")
+        return EXIT_NOT_FREED
+
+    # With --json the human-facing listing and question go to stderr, keeping stdout one JSON document.
+    talk = ctx.stderr if as_json else out
+    question, *warnings = confirmation_lines(plan, sig)
+    if not as_json:
+        talk.write("\n".join(_plan_text(plan) + [f"warning: {w}" for w in warnings]) + "\n")
+
+    if args.dry_run:
+        pids = ", ".join(str(t.pid) for t in plan.targets)
+        message = f"dry run: would send {signal_name(sig)} to {pids} on port {plan.label}; nothing signalled"
+        if as_json:
+            return _finish(ctx, doc, "dry-run", message, EXIT_FREED)
+        out.write(message + "\n")
+        return EXIT_FREED
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            n = len(plan.targets)
+            message = (
+                f"confirmation needed: stdin is not a terminal; pass --yes to send {signal_name(sig)} to "
+                f"{n} process{'es' if n != 1 else ''} holding port {plan.label}"
+            )
+            if as_json:
+                _finish(ctx, doc, "confirmation-needed", message, EXIT_USAGE)
+            raise UsageError(message)
+        if as_json:
+            talk.write("\n".join(_plan_text(plan) + [f"warning: {w}" for w in warnings]) + "\n")
+        if not _ask(question, talk):
+            message = "cancelled: nothing was signalled"
+            if as_json:
+                return _finish(ctx, doc, "cancelled", message, EXIT_NOT_FREED)
+            out.write(message + "\n")
+            return EXIT_NOT_FREED
+
+    collector = ctx.collector()
+    outcome = execute(plan, sig, args.timeout, rescan=collector.scan, force=args.force)
+    if as_json:
+        doc["results"] = [
+            {"pid": r.target.pid, "result": r.result, "signals": list(r.signals), "detail": r.detail} for r in outcome.results
+        ]
+        doc["still_held_by"] = list(outcome.verdict.still_held_by)
+        doc["rebound_by"] = [
+            {"pid": h.pid, "name": h.name, "parent_pid": h.parent_pid, "parent_name": h.parent_name}
+            for h in outcome.verdict.rebound_by
+        ]
+        return _finish(ctx, doc, outcome.verdict.kind, outcome.message, outcome.exit_code)
+    out.write("\n".join(_outcome_text(outcome, args.force)) + "\n")
+    return outcome.exit_code

@@ -1,0 +1,161 @@
+"""Read everything the detail pane shows about one process, degrading field by field."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Tuple, TypeVar
+
+import psutil
+
+IDENTITY_TOLERANCE = 0.5
+"""Seconds two start times may differ and still name the same process (clock rounding)."""
+
+_MAX_ANCESTORS = 64
+_CACHE_SIZE = 64
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessDetail:
+    """What could be read about one process; None marks a field that could not be read."""
+
+    pid: int
+    name: Optional[str] = None
+    exe: Optional[str] = None
+    cmdline: Optional[Tuple[str, ...]] = None
+    """The argument vector; () for a process without one (kernel thread, zombie)."""
+    cwd: Optional[str] = None
+    user: Optional[str] = None
+    create_time: Optional[float] = None
+    ppid: Optional[int] = None
+    ancestors: Tuple[Tuple[int, Optional[str]], ...] = ()
+    """(pid, name) of the parent, its parent, ... up to pid 1."""
+    cpu_percent: Optional[float] = None
+    """CPU use since the previous read of the same process; None on the first read."""
+    rss: Optional[int] = None
+    """Resident memory in bytes."""
+    threads: Optional[int] = None
+    status: Optional[str] = None
+    error: Optional[str] = None
+    """Set when the process could not be read at all (exited, or the pid now names another process)."""
+    denied: Tuple[str, ...] = field(default=())
+    """Fields left None because reading them was not permitted (another user's process)."""
+
+
+# Process objects are kept per (pid, start time) so cpu_percent() measures since the last read.
+_procs: OrderedDict[Tuple[int, float], psutil.Process] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _cached_process(pid: int) -> tuple[psutil.Process, float, bool]:
+    """A psutil.Process for pid, its start time, and whether it was seen before (raises NoSuchProcess)."""
+    proc = psutil.Process(pid)
+    created = proc.create_time()
+    key = (pid, created)
+    with _lock:
+        cached = _procs.get(key)
+        if cached is not None:
+            _procs.move_to_end(key)
+            return cached, created, True
+        _procs[key] = proc
+        while len(_procs) > _CACHE_SIZE:
+            _procs.popitem(last=False)
+    return proc, created, False
+
+
+def _ancestors(proc: psutil.Process) -> tuple[tuple[int, Optional[str]], ...]:
+    chain: list[tuple[int, Optional[str]]] = []
+    try:
+        parent = proc.parent()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return ()
+    while parent is not None and len(chain) < _MAX_ANCESTORS:
+        try:
+            name: Optional[str] = parent.name()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            name = None
+        chain.append((parent.pid, name))
+        if parent.pid <= 1:
+            break
+        try:
+            parent = parent.parent()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            break
+    return tuple(chain)
+
+
+def read_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail:
+    """Read one process for the detail pane; never raises for a missing or forbidden process.
+
+    With ``create_time`` (from the socket's Holder), a pid that now belongs to a different process
+    is reported as an identity mismatch instead of showing the wrong process.
+    """
+    try:
+        proc, created, seen = _cached_process(pid)
+    except psutil.ZombieProcess:
+        return ProcessDetail(pid=pid, status=psutil.STATUS_ZOMBIE, cmdline=(), error=f"process {pid} is a zombie")
+    except psutil.NoSuchProcess:
+        return ProcessDetail(pid=pid, error=f"process {pid} has exited")
+    except psutil.AccessDenied:
+        return ProcessDetail(pid=pid, error=f"not permitted to read process {pid}")
+    if create_time is not None and abs(created - create_time) > IDENTITY_TOLERANCE:
+        return ProcessDetail(
+            pid=pid,
+            create_time=created,
+            error=f"pid {pid} now belongs to a different process (the socket's owner has exited)",
+        )
+    denied: list[str] = []
+    gone = False
+
+    def read(label: str, getter: Callable[[], T]) -> Optional[T]:
+        nonlocal gone
+        if gone:
+            return None
+        try:
+            return getter()
+        except psutil.AccessDenied:
+            denied.append(label)
+        except psutil.ZombieProcess:
+            pass
+        except psutil.NoSuchProcess:
+            gone = True
+        return None
+
+    with proc.oneshot():
+        name = read("name", proc.name)
+        status = read("status", proc.status)
+        exe = read("exe", proc.exe)
+        raw_cmdline = read("cmdline", proc.cmdline)
+        cwd = read("cwd", proc.cwd)
+        user = read("user", proc.username)
+        ppid = read("ppid", proc.ppid)
+        cpu = read("cpu", lambda: proc.cpu_percent(interval=None))
+        memory = read("memory", proc.memory_info)
+        threads = read("threads", proc.num_threads)
+    if gone:
+        return ProcessDetail(pid=pid, name=name, create_time=created, error=f"process {pid} has exited")
+    ancestors = _ancestors(proc)
+    return ProcessDetail(
+        pid=pid,
+        name=name,
+        exe=exe or None,
+        cmdline=tuple(raw_cmdline) if raw_cmdline is not None else None,
+        cwd=cwd,
+        user=user,
+        create_time=created,
+        ppid=ppid,
+        ancestors=ancestors,
+        # The first cpu_percent() call only starts the measurement; its 0.0 means nothing.
+        cpu_percent=cpu if seen else None,
+        rss=memory.rss if memory is not None else None,
+        threads=threads,
+        status=status,
+        denied=tuple(denied),
+    )
+
+
+ProcessReader = Callable[[int, Optional[float]], ProcessDetail]
+"""How the UI reads a process: :func:`read_process`, or a fake in tests and screenshots."""

@@ -1,0 +1,442 @@
+"""``portmon kill`` end to end: real listeners on loopback, the real command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import random
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="these tests use POSIX signals")
+
+# A listener the tests start and signal. Options: port=N, proto=udp, fork=N (children share the
+# socket), ignore-term, record=PATH (TERM/INT/HUP are written there, then the process exits), and any
+# other word is ignored (it only shows up in the command line).
+CHILD = r"""
+import os, signal, socket, sys, time
+opts = dict(a.split("=", 1) if "=" in a else (a, "1") for a in sys.argv[1:])
+record = opts.get("record")
+def note(sig, frame):
+    with open(record, "a") as fh:
+        fh.write(signal.Signals(sig).name + "\n")
+    os._exit(0)
+if "ignore-term" in opts:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+elif record:
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, note)
+udp = opts.get("proto") == "udp"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(opts.get("port", "0"))))
+except OSError as exc:
+    print("ERR", exc, flush=True)
+    sys.exit(3)
+if not udp:
+    s.listen()
+pids = [os.getpid()]
+for _ in range(int(opts.get("fork", "0"))):
+    pid = os.fork()
+    if pid == 0:
+        pids = None
+        break
+    pids.append(pid)
+if pids is not None:
+    print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    time.sleep(0.1)
+"""
+
+
+@pytest.fixture(scope="module")
+def child_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The listener program as a file, so its command line stays short and readable."""
+    path = tmp_path_factory.mktemp("kill") / "listener.py"
+    path.write_text(CHILD)
+    return path
+
+
+class Child:
+    """A listener this test started; cleanup signals only the pids it reported (identity-checked)."""
+
+    def __init__(self, script: Path, *opts: str) -> None:
+        self.script = script
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), *opts], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout is not None
+        self.words = self.proc.stdout.readline().split()
+        self.ok = bool(self.words) and self.words[0] == "READY"
+        self.port = int(self.words[1]) if self.ok else 0
+        self.pids = [int(p) for p in self.words[2].split(",")] if self.ok else []
+        self.procs = {pid: psutil.Process(pid) for pid in self.pids}
+
+    @property
+    def pid(self) -> int:
+        return self.pids[0]
+
+    def alive(self, pid: Optional[int] = None) -> bool:
+        proc = self.procs[pid if pid is not None else self.pid]
+        try:
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return False
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            try:
+                proc.kill()  # psutil refuses when the pid now names another process
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def spawn(child_script: Path) -> Iterator:
+    children: list[Child] = []
+
+    def start(*opts: str) -> Child:
+        child = Child(child_script, *opts)
+        children.append(child)
+        if not child.ok:
+            raise RuntimeError(f"child did not start: {child.words}")
+        return child
+
+    yield start
+    for child in children:
+        child.stop()
+
+
+@pytest.fixture
+def record_file() -> Iterator[Path]:
+    fd, name = tempfile.mkstemp(prefix="portmon-kill-")
+    os.close(fd)
+    yield Path(name)
+    os.unlink(name)
+
+
+def portmon(*args: str, stdin: object = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m portmon`` from the repo root."""
+    return subprocess.run(
+        [sys.executable, "-m", "portmon", *args],
+        cwd=ROOT,
+        stdin=stdin,  # type: ignore[arg-type]
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def kill(*args: str) -> subprocess.CompletedProcess[str]:
+    return portmon("kill", *args)
+
+
+# -- the main paths --------------------------------------------------------------------------------
+
+
+def test_sigterm_frees_a_plain_listener(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    res = kill(f"{child.port}/tcp", "--yes", "--timeout", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"pid {child.pid} exited after SIGTERM" in res.stdout
+    assert res.stdout.splitlines()[-1] == f"port {child.port}/tcp freed"
+    assert record_file.read_text() == "SIGTERM\n"
+    assert not child.alive()
+
+
+def test_listener_ignoring_sigterm_is_reported_then_freed_with_force(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    res = kill(str(child.port), "--yes", "--timeout", "1")
+    assert res.returncode == 1
+    assert f"pid {child.pid} ignores SIGTERM (still running after 1 s)" in res.stdout
+    assert f"port {child.port}/tcp still held by {child.pid} (ignores SIGTERM)" in res.stdout
+    assert "--force" in res.stdout
+    assert child.alive()
+
+    res = kill(str(child.port), "--yes", "--timeout", "1", "--force")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"pid {child.pid} exited after SIGKILL" in res.stdout
+    assert res.stdout.splitlines()[-1] == f"port {child.port}/tcp freed"
+    assert not child.alive()
+
+
+@pytest.mark.parametrize("collector", ["auto", "psutil"])
+def test_parent_and_forked_children_sharing_the_socket_are_all_signalled(spawn, record_file, collector: str) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("fork=2", f"record={record_file}")
+    assert len(child.pids) == 3
+    res = kill(str(child.port), "--yes", "--timeout", "2", "--json", "--collector", collector)
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert sorted(t["pid"] for t in doc["targets"]) == sorted(child.pids)
+    assert sorted(r["pid"] for r in doc["results"]) == sorted(child.pids)
+    assert {r["result"] for r in doc["results"]} == {"exited"}
+    assert doc["verdict"] == "freed"
+    assert record_file.read_text().splitlines() == ["SIGTERM"] * 3
+    assert not any(child.alive(pid) for pid in child.pids)
+
+
+def _time_wait_port() -> int:
+    """A port with only a TIME_WAIT socket left: the server side closes an accepted connection first."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the active close: this side ends in TIME_WAIT
+    client.recv(1)  # sees the FIN
+    client.close()
+    server.close()
+    time.sleep(0.1)
+    return port
+
+
+def test_time_wait_only_port_is_refused_with_the_explanation() -> None:
+    port = _time_wait_port()
+    res = kill(str(port), "--yes")
+    if "TIME_WAIT" not in res.stdout:
+        pytest.skip(f"no TIME_WAIT socket seen on the port: {res.stdout!r}")
+    assert res.returncode == 1
+    assert "refused:" in res.stdout
+    assert "kernel-owned, no process holds it" in res.stdout
+    assert "60 s on Linux" in res.stdout and "SO_REUSEADDR" in res.stdout
+    assert "nothing was signalled" in res.stdout
+
+
+def test_a_stopped_listener_gets_sigcont_and_is_freed(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")  # handles SIGTERM, so it must run again to act on it
+    os.kill(child.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while psutil.Process(child.pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    res = kill(str(child.port), "--yes", "--timeout", "2", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["results"][0]["signals"] == ["SIGTERM", "SIGCONT"]
+    assert doc["verdict"] == "freed"
+    assert record_file.read_text() == "SIGTERM\n"
+
+
+def _pair(script: Path) -> tuple[Child, Child]:
+    """Two listeners on N and 1N (like 8080 and 18080), both out of the ephemeral range."""
+    rng = random.Random()
+    for _ in range(50):
+        n = rng.randrange(2000, 5536)
+        short = Child(script, f"port={n}")
+        if not short.ok:
+            short.stop()
+            continue
+        long = Child(script, f"port=1{n}")
+        if not long.ok:
+            short.stop()
+            long.stop()
+            continue
+        return short, long
+    pytest.skip("no free N/1N port pair found")
+
+
+def test_only_the_exact_ports_holder_is_signalled(child_script: Path) -> None:
+    short, long = _pair(child_script)
+    try:
+        res = kill(str(short.port), "--yes", "--timeout", "2", "--json")
+        doc = json.loads(res.stdout)
+        assert [t["pid"] for t in doc["targets"]] == [short.pid]
+        assert res.returncode == 0 and doc["verdict"] == "freed"
+        assert not short.alive() and long.alive()
+        assert str(long.port).endswith(str(short.port))
+        dry = kill(str(short.port), "--dry-run")  # nobody holds it now; the longer port is not matched
+        assert dry.returncode == 1 and dry.stdout.strip() == f"nobody holds port {short.port}"
+        assert long.alive()
+    finally:
+        short.stop()
+        long.stop()
+
+
+# -- refusals and confirmation --------------------------------------------------------------------------
+
+
+ANCESTOR = r"""
+import socket, subprocess, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+port = s.getsockname()[1]
+res = subprocess.run([sys.executable, "-m", "portmon", "kill", str(port), "--yes", "--timeout", "1"],
+                     capture_output=True, text=True, timeout=60)
+print(res.returncode)
+print(res.stdout, end="")
+"""
+
+
+def test_an_ancestor_holding_the_port_is_refused() -> None:
+    # The process holding the port is the parent of the portmon run: it must never be signalled.
+    res = subprocess.run([sys.executable, "-c", ANCESTOR], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, "the ancestor survived and reported"
+    code, *out = res.stdout.splitlines()
+    assert code == "1"
+    assert any("refused:" in line and "portmon's ancestors" in line for line in out)
+    assert "nothing was signalled" in out[-1]
+
+
+def test_not_a_terminal_and_no_yes_exits_2_and_signals_nothing(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    res = kill(str(child.port))
+    assert res.returncode == 2
+    # One error line (warnings about hidden owners may come before it when not root).
+    assert res.stderr.splitlines()[-1].startswith("portmon: confirmation needed: stdin is not a terminal; pass --yes")
+    assert str(child.pid) in res.stdout  # the holders were shown
+    assert child.alive() and record_file.read_text() == ""
+
+
+def test_dry_run_lists_the_holders_and_signals_nothing(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    res = kill(str(child.port), "--dry-run", "--yes")
+    assert res.returncode == 0
+    assert f"dry run: would send SIGTERM to {child.pid}" in res.stdout
+    assert child.alive() and record_file.read_text() == ""
+
+
+def test_nobody_holds_the_port_exits_1() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    res = kill(f"{port}/udp", "--yes")
+    assert res.returncode == 1 and res.stdout.strip() == f"nobody holds port {port}/udp"
+    res = kill(f"{port}/udp", "--json")
+    assert res.returncode == 1 and json.loads(res.stdout)["verdict"] == "nobody"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["99999"], ["80/sctp"], ["http"], ["80", "--signal", "USR1"], ["80", "--timeout", "0"], ["80", "--timeout", "x"]],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str]) -> None:
+    res = kill(*args)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
+
+
+def test_json_shape(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    res = kill(str(child.port), "--yes", "--timeout", "1", "--json")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert set(doc) == {
+        "port", "proto", "label", "signal", "dry_run", "sockets", "targets", "refusals", "notes",
+        "other_users", "results", "verdict", "message", "still_held_by", "rebound_by", "exit_code",
+    }
+    assert doc["port"] == child.port and doc["proto"] is None and doc["label"] == f"{child.port}/tcp"
+    assert doc["signal"] == "SIGTERM" and doc["dry_run"] is False
+    (target,) = doc["targets"]
+    proc = psutil.Process(child.pid)
+    assert target["pid"] == child.pid and target["exe"] == proc.exe() and target["user"] == proc.username()
+    assert abs(target["create_time"] - proc.create_time()) < 0.5
+    assert target["cmdline"][:2] == [sys.executable, str(child.script)]
+    assert target["sockets"] == [f"tcp4 127.0.0.1:{child.port} LISTEN"]
+    assert doc["results"] == [
+        {
+            "pid": child.pid,
+            "result": "survived",
+            "signals": ["SIGTERM"],
+            "detail": f"pid {child.pid} ignores SIGTERM (still running after 1 s)",
+        }
+    ]
+    assert doc["verdict"] == "still-held" and doc["still_held_by"] == [child.pid] and doc["exit_code"] == 1
+    assert doc["message"] == f"port {child.port}/tcp still held by {child.pid} (ignores SIGTERM)"
+
+    dry = json.loads(kill(str(child.port), "--json", "--dry-run").stdout)
+    assert dry["verdict"] == "dry-run" and dry["results"] == [] and dry["exit_code"] == 0
+
+
+def test_signal_option_sends_that_signal(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    res = kill(str(child.port), "--yes", "--signal", "HUP", "--timeout", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert record_file.read_text() == "SIGHUP\n"
+
+
+def test_udp_listener_is_freed(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("proto=udp")
+    res = kill(f"{child.port}/udp", "--yes", "--timeout", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == f"port {child.port}/udp freed"
+
+
+def test_untrusted_command_line_is_printed_escaped(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("\x1b]0;owned\x07\x1b[2J[/]")
+    res = kill(str(child.port), "--dry-run")
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "\\x1b]0;owned\\x07\\x1b[2J[/]" in res.stdout
+
+
+# -- the interactive question --------------------------------------------------------------------------
+
+
+def _interactive(args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run portmon with a pseudo-terminal as stdin and stdout, answering the question."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portmon", *args], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    out = b""
+    answered = False
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+                if not answered and b"[y/N]" in out:
+                    os.write(master, answer)
+                    answered = True
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(10)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code, out.decode(errors="replace")
+
+
+def test_terminal_question_no_signals_nothing(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    code, out = _interactive(["kill", str(child.port)], b"n\n")
+    assert f"send SIGTERM to 1 process holding port {child.port}/tcp? [y/N]" in out
+    assert "cancelled: nothing was signalled" in out and code == 1
+    assert child.alive() and record_file.read_text() == ""
+
+
+def test_terminal_question_yes_frees_the_port(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    code, out = _interactive(["kill", str(child.port), "--timeout", "2"], b"y\n")
+    assert code == 0, out
+    assert f"port {child.port}/tcp freed" in out
+    assert record_file.read_text() == "SIGTERM\n"
