@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from portmon.commands import killcmd, listcmd, whocmd
+from portmon.commands import killcmd, listcmd, watchcmd, whocmd, whycmd
 
-MODULES = (listcmd, whocmd, killcmd)
+MODULES = (listcmd, whocmd, killcmd, watchcmd, whycmd)

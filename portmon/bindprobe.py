@@ -1,0 +1,646 @@
+"""Whether a server could bind a port right now, and why not: real test binds read together with the socket table."""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import socket as _socket
+import sys
+import time as _time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from portmon.collector import is_privileged
+from portmon.killer import TIME_WAIT_SECONDS, format_start, socket_label
+from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
+from portmon.output import socket_record
+from portmon.portspec import PROTOCOLS, PortSpec
+from portmon.procinfo import ProcessDetail, ProcessReader, read_process
+from portmon.textsafe import safe
+
+IS_WINDOWS = sys.platform == "win32"
+
+PROBE_ADDRESSES: tuple[tuple[int, str], ...] = ((4, "0.0.0.0"), (4, "127.0.0.1"), (6, "::"), (6, "::1"))
+"""(family, address) of every test bind: the wildcard and the loopback address of IPv4 and IPv6."""
+
+WILDCARDS = frozenset({"0.0.0.0", "::", "", "*"})
+
+# Results of one test bind.
+BIND_OK = "ok"
+BIND_IN_USE = "in-use"
+BIND_DENIED = "denied"
+BIND_UNAVAILABLE = "unavailable"
+"""The address family or address does not exist here (no IPv6, no ::1): left out of the verdict."""
+BIND_ERROR = "error"
+
+_RESULT_WORDS = {BIND_OK: "free", BIND_IN_USE: "in use", BIND_DENIED: "denied", BIND_UNAVAILABLE: "n/a", BIND_ERROR: "error"}
+
+# Verdicts (the ``reason`` of an answer).
+FREE = "free"
+"""Every test bind without SO_REUSEADDR succeeded."""
+HELD = "held"
+"""Processes hold sockets on the port."""
+PARTIAL = "partial"
+"""Processes hold the port on specific addresses only, and another address is still free."""
+REMNANTS = "time-wait"
+"""Only kernel-owned remnants of closed connections (TIME_WAIT, FIN_WAIT...) are left."""
+HIDDEN = "hidden"
+"""Sockets on the port belong to another user's processes, which only root may see."""
+UNSEEN = "unseen"
+"""Running as root, yet no visible process holds the sockets (another PID namespace)."""
+PRIVILEGED = "privileged"
+"""A system port, and binding it needs privileges this user lacks."""
+UNKNOWN = "unknown"
+"""The kernel refuses the bind, but the socket table does not say why (or nothing could be tested)."""
+
+MAX_HOLDERS_SHOWN = 10
+_COMMAND_WIDTH = 300
+
+Binder = Callable[[int, str], Sequence["BindAttempt"]]
+"""``binder(port, proto) -> attempts``: :func:`probe_binds`, or a simulation in tests and screenshots."""
+
+
+@dataclass(frozen=True, slots=True)
+class BindAttempt:
+    """One test bind: where, with which option, and what the kernel said."""
+
+    proto: str
+    family: int
+    address: str
+    reuseaddr: bool
+    result: str
+    """BIND_OK, BIND_IN_USE, BIND_DENIED, BIND_UNAVAILABLE or BIND_ERROR."""
+    error: Optional[str] = None
+    """The failing call and its error, e.g. ``bind: EADDRINUSE (Address already in use)``."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the bind (and, for TCP, the listen) succeeded."""
+        return self.result == BIND_OK
+
+    @property
+    def endpoint(self) -> str:
+        """``0.0.0.0`` or ``[::1]``."""
+        return f"[{self.address}]" if self.family == 6 else self.address
+
+
+def _classify(exc: OSError) -> str:
+    code = exc.errno
+    if code == _errno.EADDRINUSE:
+        return BIND_IN_USE
+    if code in (_errno.EACCES, _errno.EPERM):
+        return BIND_DENIED
+    if code in (_errno.EADDRNOTAVAIL, _errno.EAFNOSUPPORT, getattr(_errno, "EPROTONOSUPPORT", -1)):
+        return BIND_UNAVAILABLE
+    return BIND_ERROR
+
+
+def _error_text(step: str, exc: OSError) -> str:
+    name = _errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return f"{step}: {name} ({exc.strerror or exc})"
+
+
+def try_bind(port: int, proto: str, family: int, address: str, reuseaddr: bool) -> BindAttempt:
+    """Bind (and for TCP listen on) ``address:port`` as a server would, then close at once.
+
+    The socket lives for the duration of two system calls; nothing is accepted or sent.
+    """
+    af = _socket.AF_INET if family == 4 else _socket.AF_INET6
+    kind = _socket.SOCK_STREAM if proto == "tcp" else _socket.SOCK_DGRAM
+    if reuseaddr and IS_WINDOWS:
+        # On Windows SO_REUSEADDR lets a socket take over a port in use: the test would mean nothing.
+        return BindAttempt(proto, family, address, reuseaddr, BIND_UNAVAILABLE, "SO_REUSEADDR differs on Windows")
+    try:
+        sock = _socket.socket(af, kind)
+    except OSError as exc:
+        return BindAttempt(proto, family, address, reuseaddr, BIND_UNAVAILABLE, _error_text("socket", exc))
+    step = "setsockopt"
+    try:
+        if reuseaddr:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        step = "bind"
+        sock.bind((address, port))
+        if kind == _socket.SOCK_STREAM:
+            # A TCP bind can succeed where the listen then fails (two SO_REUSEADDR sockets): a server
+            # needs both.
+            step = "listen"
+            sock.listen(1)
+    except OSError as exc:
+        return BindAttempt(proto, family, address, reuseaddr, _classify(exc), _error_text(step, exc))
+    finally:
+        sock.close()
+    return BindAttempt(proto, family, address, reuseaddr, BIND_OK)
+
+
+def probe_binds(port: int, proto: str) -> tuple[BindAttempt, ...]:
+    """Every test bind for a port: wildcard and loopback, IPv4 and IPv6, without and with SO_REUSEADDR.
+
+    IPv6 wildcard binds use the system's default (dual-stack on most Linux systems), as a server would.
+    """
+    if proto not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {proto!r}")
+    return tuple(
+        try_bind(port, proto, family, address, reuse) for family, address in PROBE_ADDRESSES for reuse in (False, True)
+    )
+
+
+
+def _overlaps(probe_family: int, probe_addr: str, sock: Socket) -> bool:
+    """Whether a bind of the probe address would collide with ``sock``'s local address (dual-stack ``::``)."""
+    local = sock.local_addr or "0.0.0.0"
+    if probe_addr in WILDCARDS:
+        return probe_family == 6 or sock.family == 4 or local in WILDCARDS
+    if local in WILDCARDS:
+        return sock.family == probe_family or (sock.family == 6 and probe_family == 4)
+    return local == probe_addr
+
+
+def simulated_binder(
+    sockets: Sequence[Socket], *, ipv6: bool = True, denied_below: int = 0
+) -> Binder:
+    """A binder that predicts the test binds from a socket list instead of binding (tests and screenshots).
+
+    It follows Linux's rules closely enough for a demo: a listener blocks every overlapping bind;
+    other sockets block a plain bind but not one with SO_REUSEADDR. Ports below ``denied_below``
+    are refused as for an unprivileged user.
+    """
+
+    def binder(port: int, proto: str) -> tuple[BindAttempt, ...]:
+        on_port = [s for s in sockets if s.local_port == port and s.proto == proto]
+        out: list[BindAttempt] = []
+        for family, address in PROBE_ADDRESSES:
+            for reuse in (False, True):
+                if family == 6 and not ipv6:
+                    out.append(BindAttempt(proto, family, address, reuse, BIND_UNAVAILABLE, "socket: EAFNOSUPPORT"))
+                    continue
+                if port < denied_below:
+                    out.append(BindAttempt(proto, family, address, reuse, BIND_DENIED, "bind: EACCES (Permission denied)"))
+                    continue
+                blocked = any(
+                    _overlaps(family, address, s) and (not reuse or s.listening or proto == "udp") for s in on_port
+                )
+                if blocked:
+                    out.append(BindAttempt(proto, family, address, reuse, BIND_IN_USE, "bind: EADDRINUSE (Address already in use)"))
+                else:
+                    out.append(BindAttempt(proto, family, address, reuse, BIND_OK))
+        return tuple(out)
+
+    return binder
+
+
+def unprivileged_port_start() -> int:
+    """The lowest port an unprivileged process may bind (Linux's ip_unprivileged_port_start; 1024 elsewhere)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return 1024
+
+
+def _current_user() -> Optional[str]:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class HolderInfo:
+    """One process holding sockets on the port, as far as it could be read."""
+
+    pid: int
+    name: Optional[str] = None
+    user: Optional[str] = None
+    cmdline: Optional[tuple[str, ...]] = None
+    create_time: Optional[float] = None
+    uptime: Optional[float] = None
+    """Seconds it has been running."""
+    sockets: tuple[str, ...] = ()
+    """Labels of its sockets on the port (``tcp4 127.0.0.1:8000 LISTEN``)."""
+    error: Optional[str] = None
+    """Why the process could not be read (it exited, the pid was reused, ...)."""
+
+    @property
+    def command(self) -> str:
+        """The command line joined with spaces (or the name), escaped."""
+        if self.cmdline:
+            return safe(" ".join(self.cmdline), _COMMAND_WIDTH)
+        return safe(self.name or "?", _COMMAND_WIDTH)
+
+
+@dataclass(frozen=True, slots=True)
+class PortAnswer:
+    """The verdict for one port and protocol."""
+
+    port: int
+    proto: str
+    free: bool
+    reason: str
+    """FREE, HELD, PARTIAL, REMNANTS, HIDDEN, UNSEEN, PRIVILEGED or UNKNOWN."""
+    message: str
+    """The verdict in one line, safe to print."""
+    details: tuple[str, ...] = ()
+    """More lines explaining it, safe to print."""
+    holders: tuple[HolderInfo, ...] = ()
+    binds: tuple[BindAttempt, ...] = ()
+    sockets: tuple[Socket, ...] = ()
+    """Every socket on the port and protocol in the socket table."""
+    taken: tuple[str, ...] = ()
+    """Addresses where the plain test bind failed because the port is in use."""
+    free_addresses: tuple[str, ...] = ()
+    """Addresses where the plain test bind succeeded."""
+    reuseaddr_ok: Optional[bool] = None
+    """Whether the SO_REUSEADDR bind on the wildcard succeeded (None when it was not tried)."""
+    kill_command: Optional[str] = None
+    privileged: bool = False
+
+    @property
+    def label(self) -> str:
+        """``8000/tcp``."""
+        return f"{self.port}/{self.proto}"
+
+
+@dataclass(frozen=True, slots=True)
+class WhyReport:
+    """The answer to ``portmon why PORT``: the asked (or default TCP) protocol first, then any other checked."""
+
+    spec: PortSpec
+    answers: tuple[PortAnswer, ...]
+
+    @property
+    def primary(self) -> PortAnswer:
+        """The answer the verdict and exit code follow: the protocol asked for, else TCP."""
+        return self.answers[0]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the port is free, 1 otherwise."""
+        return 0 if self.primary.free else 1
+
+
+def uptime_text(seconds: float) -> str:
+    """``42s``, ``5m 03s``, ``3h 07m``, ``9d 4h``."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _holder_infos(owned: Sequence[Socket], reader: ProcessReader, now: float) -> tuple[HolderInfo, ...]:
+    by_pid: dict[int, tuple[Any, list[str]]] = {}
+    for sock in owned:
+        for holder in sock.holders:
+            entry = by_pid.setdefault(holder.pid, (holder, []))
+            label = socket_label(sock)
+            if label not in entry[1]:
+                entry[1].append(label)
+    infos: list[HolderInfo] = []
+    for pid in sorted(by_pid):
+        holder, labels = by_pid[pid]
+        detail: ProcessDetail = reader(pid, holder.create_time)
+        created = detail.create_time if detail.error is None and detail.create_time is not None else holder.create_time
+        infos.append(
+            HolderInfo(
+                pid=pid,
+                name=detail.name if detail.name is not None else holder.name,
+                user=detail.user if detail.user is not None else holder.user,
+                cmdline=detail.cmdline if detail.error is None else None,
+                create_time=created,
+                uptime=(now - created) if created is not None else None,
+                sockets=tuple(labels),
+                error=detail.error,
+            )
+        )
+    return tuple(infos)
+
+
+def _who(holders: Sequence[HolderInfo]) -> str:
+    names = [f"{safe(h.name or '?', 32)} ({h.pid})" for h in holders[:3]]
+    text = ", ".join(names)
+    if len(holders) > 3:
+        text += f" and {len(holders) - 3} more"
+    return text
+
+
+def _addresses(binds: Iterable[BindAttempt]) -> str:
+    return ", ".join(b.address for b in binds)
+
+
+def _state_counts(sockets: Sequence[Socket]) -> str:
+    counts: dict[str, int] = {}
+    for sock in sockets:
+        state = sock.state or "bound"
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{n} {safe(state)}" for state, n in sorted(counts.items()))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _is_remnant(sock: Socket) -> bool:
+    # An ownerless socket in a closing state is the kernel's finishing a close, even when the collector,
+    # lacking root, could not rule out another user's process (it calls those hidden).
+    return not sock.holders and (sock.owner_note == OWNER_KERNEL or (sock.proto == "tcp" and sock.state in ORPHAN_STATES))
+
+
+def judge(
+    port: int,
+    proto: str,
+    binds: Sequence[BindAttempt],
+    sockets: Sequence[Socket],
+    *,
+    privileged: bool,
+    reader: ProcessReader = read_process,
+    now: Optional[float] = None,
+    user: Optional[str] = None,
+    port_start: int = 1024,
+) -> PortAnswer:
+    """The verdict for ``port``/``proto`` from the test binds and the socket table (pure but for ``reader``).
+
+    ``sockets`` may be the whole table: only those bound locally to the port and protocol count.
+    ``user`` is the invoking user (to tell when killing needs sudo); ``port_start`` the lowest
+    port unprivileged users may bind.
+    """
+    now = _time.time() if now is None else now
+    label = f"{port}/{proto}"
+    mine = tuple(b for b in binds if b.proto == proto)
+    on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
+    owned = [s for s in on_port if s.holders]
+    remnants = [s for s in on_port if _is_remnant(s)]
+    hidden = [s for s in on_port if not s.holders and s.owner_note == OWNER_HIDDEN and not _is_remnant(s)]
+    unseen = [s for s in on_port if not s.holders and s.owner_note == OWNER_UNSEEN and not _is_remnant(s)]
+
+    plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
+    plain_ok = [b for b in plain if b.ok]
+    plain_in_use = [b for b in plain if b.result == BIND_IN_USE]
+    denied = [b for b in plain if b.result == BIND_DENIED]
+    reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
+    reuseaddr_ok: Optional[bool] = all(b.ok for b in reuse_wild) if reuse_wild else None
+    free_addrs = tuple(b.address for b in plain_ok)
+    taken = tuple(b.address for b in plain_in_use)
+
+    common: dict[str, Any] = dict(
+        port=port, proto=proto, binds=mine, sockets=on_port, taken=taken, free_addresses=free_addrs,
+        reuseaddr_ok=reuseaddr_ok, privileged=privileged,
+    )
+    details: list[str] = []
+    privilege_note = (
+        f"binding port {port} needs privileges in any case: ports below {port_start} are reserved for root "
+        "(or a process with CAP_NET_BIND_SERVICE)"
+    )
+    mixed = bool(plain_ok) and bool(plain_in_use)
+    addresses_line = f"a bind fails on {_addresses(plain_in_use)} and succeeds on {_addresses(plain_ok)}"
+
+    if plain and len(plain_ok) == len(plain):
+        details.append(f"test binds succeeded on {_addresses(plain_ok)}")
+        if remnants:
+            details.append(f"{_count(len(remnants), 'closed connection')} on the port ({_state_counts(remnants)}) do not block it")
+        if owned or hidden or unseen:
+            details.append("the socket table still listed sockets on this port: they have probably closed since the scan")
+        return PortAnswer(free=True, reason=FREE, message=f"port {label} is free: a server can bind it now",
+                          details=tuple(details), **common)
+
+    if not plain:
+        why = "; ".join(sorted({b.error or b.result for b in mine})) or "no address to test"
+        return PortAnswer(free=False, reason=UNKNOWN, message=f"port {label}: no test bind could be made ({why})",
+                          details=(), **common)
+
+    if owned:
+        holders = _holder_infos(owned, reader, now)
+        bound = sorted({s.local_addr for s in owned})
+        specific = all(addr not in WILDCARDS for addr in bound)
+        listening = [s for s in owned if s.listening]
+        if specific and plain_ok:
+            reason = PARTIAL
+            message = (
+                f"port {label} is taken on {', '.join(safe(a) for a in bound)} only, by {_who(holders)}; "
+                f"still free on {_addresses(plain_ok)}"
+            )
+        else:
+            reason = HELD
+            message = f"port {label} is in use: held by {_who(holders)}"
+        if not listening:
+            details.append(
+                "no process listens on it, but open connections on the port hold it "
+                f"({_state_counts(owned)}); a new server needs SO_REUSEADDR to bind while they last"
+            )
+        if mixed:
+            details.append(addresses_line)
+            if reason == PARTIAL:
+                details.append(
+                    "a server binding one of the free addresses can start; one binding the wildcard address "
+                    "(0.0.0.0 or ::) cannot"
+                )
+        if hidden or unseen:
+            details.append(f"{_count(len(hidden) + len(unseen), 'more socket')} on the port: owner not visible to portmon")
+        if remnants:
+            details.append(f"the kernel also keeps {_count(len(remnants), 'closed connection')} ({_state_counts(remnants)})")
+        if denied and not privileged:
+            details.append(privilege_note)
+        needs_sudo = not privileged and any(h.user is None or (user is not None and h.user != user) for h in holders)
+        kill = f"{'sudo ' if needs_sudo else ''}portmon kill {label}"
+        return PortAnswer(free=False, reason=reason, message=message, details=tuple(details), holders=holders,
+                          kill_command=kill, **common)
+
+    if hidden:
+        message = (
+            f"port {label} is in use by another user's process, which portmon cannot see: "
+            f"run as root to see it (sudo portmon why {label})"
+        )
+        details.append(f"{_count(len(hidden), 'socket')} on the port: " + "; ".join(socket_label(s) for s in hidden[:5]))
+        if mixed:
+            details.append(addresses_line)
+        if denied and not privileged:
+            details.append(privilege_note)
+        return PortAnswer(free=False, reason=HIDDEN, message=message, details=tuple(details), **common)
+
+    if unseen:
+        message = (
+            f"port {label} is in use, but no process in portmon's view holds it "
+            "(its owner runs in another PID namespace, such as a container)"
+        )
+        details.append(f"{_count(len(unseen), 'socket')} on the port: " + "; ".join(socket_label(s) for s in unseen[:5]))
+        if mixed:
+            details.append(addresses_line)
+        return PortAnswer(free=False, reason=UNSEEN, message=message, details=tuple(details), **common)
+
+    if remnants:
+        message = (
+            f"port {label} is held only by the kernel: {_count(len(remnants), 'closed connection')} "
+            f"({_state_counts(remnants)}) that no process owns any more"
+        )
+        details.append(
+            "the kernel keeps a connection for a while after it is closed, so late packets are not "
+            f"mistaken for a new one; these clear by themselves within the kernel's timeout ({TIME_WAIT_SECONDS} s on Linux)"
+        )
+        if reuseaddr_ok:
+            details.append("a server that sets SO_REUSEADDR can bind the port now (the test bind with SO_REUSEADDR succeeded)")
+        elif reuseaddr_ok is False:
+            details.append(
+                "even with SO_REUSEADDR the test bind failed (the old server did not set it): "
+                f"wait for them to clear, at most {TIME_WAIT_SECONDS} s on Linux"
+            )
+        if mixed:
+            details.append(addresses_line)
+        if denied and not privileged:
+            details.append(privilege_note)
+        return PortAnswer(free=False, reason=REMNANTS, message=message, details=tuple(details), **common)
+
+    if denied:
+        message = f"port {label} needs privileges: ports below {port_start} can only be bound by root (or with CAP_NET_BIND_SERVICE)"
+        if plain_ok:
+            details.append(f"allowed on {_addresses(plain_ok)}")
+        details.append("nothing else holds it; run the server as root, or grant it CAP_NET_BIND_SERVICE")
+        return PortAnswer(free=False, reason=PRIVILEGED, message=message, details=tuple(details), **common)
+
+    if plain_in_use:
+        message = (
+            f"port {label} is in use, but the socket table shows no socket on it "
+            "(it may have changed since the scan: try again)"
+        )
+        if mixed:
+            details.append(addresses_line)
+        return PortAnswer(free=False, reason=UNKNOWN, message=message, details=tuple(details), **common)
+
+    errors = "; ".join(sorted({f"{b.address}: {b.error}" for b in plain if not b.ok}))
+    return PortAnswer(free=False, reason=UNKNOWN, message=f"port {label}: the test bind failed ({safe(errors)})",
+                      details=(), **common)
+
+
+def explain(
+    spec: PortSpec,
+    sockets: Sequence[Socket],
+    *,
+    binder: Binder = probe_binds,
+    reader: ProcessReader = read_process,
+    privileged: Optional[bool] = None,
+    now: Optional[float] = None,
+) -> WhyReport:
+    """Answer "why is this port busy?" for ``spec``: its protocol, or TCP first and then UDP when none is given."""
+    protos = (spec.proto,) if spec.proto else ("tcp", "udp")
+    priv = is_privileged() if privileged is None else privileged
+    user = _current_user()
+    start = unprivileged_port_start()
+    answers = tuple(
+        judge(spec.port, proto, tuple(binder(spec.port, proto)), sockets, privileged=priv, reader=reader,
+              now=now, user=user, port_start=start)
+        for proto in protos
+    )
+    return WhyReport(spec, answers)
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def holder_lines(holder: HolderInfo) -> list[str]:
+    """The lines describing one holder: pid, name, user, uptime, command line and its sockets."""
+    head = f"pid {holder.pid}  {safe(holder.name or '?', 32)}  user {safe(holder.user or '?', 32)}"
+    if holder.uptime is not None and holder.create_time is not None:
+        head += f"  up {uptime_text(holder.uptime)} (since {format_start(holder.create_time)})"
+    lines = [head]
+    if holder.error:
+        lines.append(f"  note {safe(holder.error)}")
+    elif holder.cmdline is not None:
+        lines.append(f"  cmd  {holder.command}")
+    for label in holder.sockets:
+        lines.append(f"  on   {label}")
+    return lines
+
+
+def bind_table(binds: Sequence[BindAttempt]) -> list[str]:
+    """The test binds as a small table: one row per address, without and with SO_REUSEADDR."""
+    rows: dict[tuple[int, str], dict[bool, BindAttempt]] = {}
+    for b in binds:
+        rows.setdefault((b.family, b.address), {})[b.reuseaddr] = b
+    if not rows:
+        return []
+    width = max(len("test binds (tcp)") - 2, *(len(a.endpoint) for cols in rows.values() for a in cols.values()))
+    lines = [f"{('test binds (' + binds[0].proto + ')').ljust(width + 2)}  without SO_REUSEADDR  with SO_REUSEADDR"]
+    for cols in rows.values():
+        first = next(iter(cols.values()))
+        plain = _RESULT_WORDS.get(cols[False].result, "?") if False in cols else "-"
+        reuse = _RESULT_WORDS.get(cols[True].result, "?") if True in cols else "-"
+        lines.append(f"  {first.endpoint.ljust(width)}  {plain.ljust(20)}  {reuse}")
+    return lines
+
+
+def answer_lines(answer: PortAnswer, binds: bool = True) -> list[str]:
+    """The answer for one protocol as lines of text, every untrusted field escaped."""
+    lines = [answer.message]
+    shown = answer.holders[:MAX_HOLDERS_SHOWN]
+    for holder in shown:
+        lines.extend("  " + line for line in holder_lines(holder))
+    if len(answer.holders) > len(shown):
+        lines.append(f"  … and {len(answer.holders) - len(shown)} more processes")
+    lines.extend(answer.details)
+    if answer.kill_command:
+        lines.append(f"to free it: {answer.kill_command}   (shows the processes and asks first)")
+    if binds:
+        lines.extend(bind_table(answer.binds))
+    return lines
+
+
+def report_lines(report: WhyReport) -> list[str]:
+    """The whole report: the main answer in full, then one line per other protocol checked."""
+    lines = answer_lines(report.primary)
+    for other in report.answers[1:]:
+        lines.append("")
+        lines.append(f"also checked {other.label} (give {report.spec.port}/tcp or /udp to check one): {other.message}")
+    return lines
+
+
+def bind_record(b: BindAttempt) -> dict[str, Any]:
+    """One test bind as a JSON-ready dict."""
+    return {"address": b.address, "family": b.family, "reuseaddr": b.reuseaddr, "result": b.result, "error": b.error}
+
+
+def answer_record(answer: PortAnswer) -> dict[str, Any]:
+    """One protocol's answer as a JSON-ready dict (``port``, ``proto``, ``free``, ``reason``, ``holders``, ...)."""
+    return {
+        "port": answer.port,
+        "proto": answer.proto,
+        "free": answer.free,
+        "reason": answer.reason,
+        "message": answer.message,
+        "details": list(answer.details),
+        "holders": [
+            {
+                "pid": h.pid,
+                "process": h.name,
+                "user": h.user,
+                "cmdline": list(h.cmdline) if h.cmdline is not None else None,
+                "create_time": h.create_time,
+                "started": format_start(h.create_time) if h.create_time is not None else None,
+                "uptime_seconds": round(h.uptime, 3) if h.uptime is not None else None,
+                "sockets": list(h.sockets),
+                "error": h.error,
+            }
+            for h in answer.holders
+        ],
+        "kill_command": answer.kill_command,
+        "taken_addresses": list(answer.taken),
+        "free_addresses": list(answer.free_addresses),
+        "reuseaddr_bind_ok": answer.reuseaddr_ok,
+        "time_wait_seconds": TIME_WAIT_SECONDS,
+        "privileged": answer.privileged,
+        "binds": [bind_record(b) for b in answer.binds],
+        "sockets": [dict(socket_record(s), owner_note=s.owner_note) for s in answer.sockets],
+    }
+
+
+def report_record(report: WhyReport) -> dict[str, Any]:
+    """The ``why --json`` document: the main answer's fields, plus ``also_checked`` for the other protocol."""
+    doc = answer_record(report.primary)
+    doc["proto_given"] = report.spec.proto is not None
+    doc["also_checked"] = [answer_record(a) for a in report.answers[1:]]
+    return doc

@@ -1,0 +1,97 @@
+"""``portmon watch``: stream socket events (open, close, state change) until interrupted, as text or NDJSON."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from portmon.cli import Context, UsageError
+
+if TYPE_CHECKING:
+    from portmon.model import Snapshot
+
+# What run() needs is imported there: this module is imported to build the parser for every command.
+
+
+def add_parser(subs: Any) -> tuple[str, Any]:
+    """Register ``watch`` and return its runner."""
+    p = subs.add_parser(
+        "watch",
+        help="stream socket events (open, close, state change) until interrupted",
+        description="Scan every --interval seconds and print one line per change: a socket opened, closed or "
+        "changed TCP state. The first scan is the baseline: sockets already open are not reported. By default "
+        "only listening sockets (TCP LISTEN and bound UDP) are watched; --all watches every connection too. "
+        "FILTER terms use the same language as 'portmon list'. Ctrl-C ends it (exit 0). A failing scan is "
+        "reported on stderr and watching goes on.",
+    )
+    p.add_argument("terms", nargs="*", metavar="FILTER", help="filter terms; all must match the event's socket")
+    p.add_argument("-a", "--all", action="store_true", help="every socket, connections too (default: listening only)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="NDJSON: one object per event with event, time, the 'list --json' keys, old_state and new_state",
+    )
+    return "watch", run
+
+
+def _first_scan_notes(ctx: Context, snapshot: Snapshot, watching_all: bool) -> None:
+    """Warnings about what portmon cannot see, and a word on stderr that watching has begun (the baseline
+    is taken: anything that changes from now on is reported)."""
+    if snapshot.warning:
+        ctx.warn(snapshot.warning)
+    if snapshot.hidden_note:
+        ctx.warn(snapshot.hidden_note)
+    if watching_all:
+        what = f"{len(snapshot.sockets)} sockets"
+    else:
+        n = sum(1 for s in snapshot.sockets if s.listening)
+        what = f"{n} listening socket{'s' if n != 1 else ''}"
+    ctx.stderr.write(f"portmon: watching {what} for changes every {ctx.interval:g} s; Ctrl-C stops\n")
+    ctx.stderr.flush()
+
+
+def run(ctx: Context) -> int:
+    """Watch until interrupted; exit 0 on Ctrl-C (or when the reader of the pipe goes away)."""
+    from portmon.collector import guarded_scan
+    from portmon.events import EventStream, event_json, event_line, is_listening
+    from portmon.filters import FilterError, parse_filter
+    from portmon.textsafe import visible
+
+    args: argparse.Namespace = ctx.args
+    try:
+        flt = parse_filter(list(args.terms))
+    except FilterError as exc:
+        raise UsageError(str(exc)) from None
+    collector = ctx.collector()
+    stream = EventStream(None if args.all else is_listening)
+    render = event_json if args.json else event_line
+    out = ctx.stdout
+    interval = ctx.interval
+    last_good: Optional[Snapshot] = None
+    failing: Optional[str] = None
+    try:
+        while True:
+            started = time.monotonic()
+            snapshot = guarded_scan(collector, last_good)
+            if snapshot.error is not None:
+                # One line per run of failures (not one per interval); the next good scan says so.
+                if snapshot.error != failing:
+                    ctx.warn(f"{visible(snapshot.error)}; still watching, retrying every {interval:g} s")
+                    ctx.stderr.flush()
+                failing = snapshot.error
+            else:
+                if failing is not None:
+                    ctx.warn("scans work again")
+                    ctx.stderr.flush()
+                    failing = None
+                if last_good is None:
+                    _first_scan_notes(ctx, snapshot, args.all)
+                last_good = snapshot
+                for event in stream.feed(snapshot):
+                    if flt.is_empty or flt.matches(event.socket):
+                        out.write(render(event) + "\n")
+                        out.flush()
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        return 0

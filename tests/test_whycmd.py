@@ -1,0 +1,205 @@
+"""``portmon why`` end to end: real sockets on loopback (held, free, TIME_WAIT only, bound on 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IS_LINUX = sys.platform.startswith("linux")
+
+# A server this test starts: listens on 127.0.0.1 (and ::1 with "both") on one port, until stdin closes.
+SERVER = textwrap.dedent(
+    """
+    import socket, sys
+    both = sys.argv[1] == "both"
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    held = [s]
+    if both:
+        s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s6.bind(("::1", port))
+        s6.listen()
+        held.append(s6)
+    print(port, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def portmon(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "portmon", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+class Server:
+    """A listener in a child process this test started; it exits when its stdin closes."""
+
+    def __init__(self, mode: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.strip():
+            self.close()
+            raise RuntimeError("the test server did not start")
+        self.port = int(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(mode: str = "v4") -> Server:
+        s = Server(mode)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def test_a_held_port_names_the_holder_and_the_kill_command(server: Any) -> None:
+    if not ipv6_loopback():
+        pytest.skip("needs ::1 to hold every loopback address of the port")
+    srv = server("both")
+    res = portmon("why", f"{srv.port}/tcp")
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith(f"port {srv.port}/tcp is in use: held by ")
+    assert f"({srv.proc.pid})" in lines[0]
+    assert f"  pid {srv.proc.pid}  " in res.stdout and " up " in res.stdout
+    assert "cmd " in res.stdout and "import socket" in res.stdout  # the command line, escaped onto one line
+    assert f"to free it: portmon kill {srv.port}/tcp" in res.stdout or f"sudo portmon kill {srv.port}/tcp" in res.stdout
+
+    doc = json.loads(portmon("why", f"{srv.port}/tcp", "--json").stdout)
+    assert doc["port"] == srv.port and doc["proto"] == "tcp" and doc["free"] is False and doc["reason"] == "held"
+    holder = doc["holders"][0]
+    assert holder["pid"] == srv.proc.pid and holder["process"]
+    assert holder["cmdline"][0] == sys.executable and holder["uptime_seconds"] >= 0
+    assert {b["address"] for b in doc["binds"] if b["result"] == "in-use"} >= {"127.0.0.1", "::1"}
+
+
+def test_a_free_port() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = portmon("why", f"{port}/tcp")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[0] == f"port {port}/tcp is free: a server can bind it now"
+    doc = json.loads(portmon("why", str(port), "--json").stdout)
+    assert doc["free"] is True and doc["reason"] == "free" and doc["holders"] == []
+    assert doc["proto_given"] is False and [a["proto"] for a in doc["also_checked"]] == ["udp"]
+    assert all(b["result"] in ("ok", "unavailable") for b in doc["binds"])
+
+
+def _time_wait_port(reuseaddr: bool) -> int:
+    """A port left with only a TIME_WAIT socket: the server side closes an accepted connection first."""
+    listener = socket.socket()
+    if reuseaddr:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server closes first, so its side of the connection ends in TIME_WAIT
+    client.recv(1)  # the FIN arrived
+    client.close()
+    listener.close()
+    return port
+
+
+@pytest.mark.parametrize("reuseaddr", [False, True])
+def test_a_time_wait_only_port(reuseaddr: bool) -> None:
+    port = _time_wait_port(reuseaddr)
+    res = portmon("why", f"{port}/tcp", "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["reason"] == "time-wait" and doc["free"] is False and doc["holders"] == []
+    assert any(s["state"] == "TIME_WAIT" for s in doc["sockets"])
+    assert doc["time_wait_seconds"] == 60
+    if IS_LINUX:
+        # Linux lets SO_REUSEADDR bind past TIME_WAIT only when the old server set it too.
+        assert doc["reuseaddr_bind_ok"] is reuseaddr
+    text = portmon("why", f"{port}/tcp").stdout
+    assert "held only by the kernel" in text and "60 s on Linux" in text
+    assert ("can bind the port now" in text) == bool(doc["reuseaddr_bind_ok"])
+
+
+def test_a_port_bound_on_127_0_0_1_only(server: Any) -> None:
+    if not ipv6_loopback():
+        pytest.skip("needs ::1 as the address that is still free")
+    srv = server("v4")
+    res = portmon("why", f"{srv.port}/tcp", "--json")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert doc["reason"] == "partial"
+    assert "127.0.0.1" in doc["taken_addresses"] and doc["free_addresses"] == ["::1"]
+    assert doc["holders"][0]["pid"] == srv.proc.pid
+    text = portmon("why", f"{srv.port}/tcp").stdout
+    assert text.splitlines()[0].startswith(f"port {srv.port}/tcp is taken on 127.0.0.1 only, by ")
+    assert text.splitlines()[0].endswith("; still free on ::1")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="needs a non-root user")
+def test_a_system_port_needs_privileges_without_root() -> None:
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") if IS_LINUX else open(os.devnull) as fh:
+        start = int(fh.read().strip() or 1024)
+    if start <= 1:
+        pytest.skip("this system lets every user bind low ports")
+    doc = json.loads(portmon("why", "1/tcp", "--json").stdout)
+    if doc["sockets"]:
+        pytest.skip("something holds port 1 here")
+    assert doc["reason"] == "privileged" and doc["free"] is False
+    assert {b["result"] for b in doc["binds"]} <= {"denied", "unavailable"}
+
+
+@pytest.mark.parametrize("arg", ["abc", "0", "70000", "80/sctp"])
+def test_bad_ports_are_exit_2_with_one_line(arg: str) -> None:
+    res = portmon("why", arg)
+    assert res.returncode == 2
+    assert res.stdout == "" and res.stderr.count("\n") == 1 and res.stderr.startswith("portmon: ")
+
+
+def test_why_and_watch_run_without_textual() -> None:
+    code = (
+        "import sys, io\n"
+        "from portmon.cli import main\n"
+        "main(['why', '1', '--json'], stdout=io.StringIO(), stderr=io.StringIO())\n"
+        "import portmon.commands.watchcmd\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "portmon.commands.whycmd" in loaded and "portmon.bindprobe" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("textual", "rich")}
