@@ -1,0 +1,1 @@
+"""portmon's Textual user interface: the live monitor (the core never imports this package)."""

@@ -1,0 +1,105 @@
+"""The live monitor application: ``PortmonApp`` and ``run_app`` for the command line."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Optional
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from portmon.bindprobe import Binder, probe_binds
+from portmon.collector import Collector
+from portmon.events import DEFAULT_EVENT_LIMIT
+from portmon.filters import parse_filter
+from portmon.procinfo import ProcessReader, read_process
+from portmon.sorting import COLUMNS
+from portmon.ui.background import reverse_lookup
+from portmon.ui.help import key_label
+from portmon.ui.monitor import MonitorScreen
+from portmon.ui.view import ViewSpec
+
+# Built-in palette commands that write files: portmon may run as root, so it offers none.
+_UNSAFE_SYSTEM_COMMANDS = frozenset({"Screenshot"})
+
+
+class PortmonApp(App[int]):
+    """portmon's live TUI: a sortable, filterable table of every TCP and UDP socket.
+
+    ``collector`` is scanned by one background thread every ``interval`` seconds. With
+    ``poll=False`` nothing runs on a timer: it scans once at start and again on ``r`` (tests and
+    screenshots). ``clock`` drives highlights and uptimes, so tests can fix it.
+    ``process_reader`` reads the detail pane's process (a fake in tests); ``resolve`` does reverse DNS.
+    ``event_limit`` is how many events the event log keeps. ``binder`` makes the test binds of the
+    "why is this port busy?" dialog (a simulation in tests); ``privileged`` says whether to answer as
+    root (None: ask the OS).
+    """
+
+    CSS_PATH = "portmon.tcss"
+    TITLE = "portmon"
+
+    def __init__(
+        self,
+        collector: Collector,
+        *,
+        interval: float = 1.0,
+        poll: bool = True,
+        clock: Callable[[], float] = time.time,
+        filter_text: str = "",
+        listening_only: bool = False,
+        sort: str = "local_port",
+        descending: bool = False,
+        process_reader: ProcessReader = read_process,
+        resolve: Callable[[str], Optional[str]] = reverse_lookup,
+        event_limit: int = DEFAULT_EVENT_LIMIT,
+        binder: Binder = probe_binds,
+        privileged: Optional[bool] = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("the refresh interval must be greater than 0")
+        if sort not in COLUMNS:
+            raise ValueError(f"unknown sort column {sort!r}; expected one of {', '.join(COLUMNS)}")
+        if event_limit < 1:
+            raise ValueError("the event log must keep at least one event")
+        super().__init__()
+        self._monitor = MonitorScreen(
+            collector,
+            interval=interval,
+            poll=poll,
+            clock=clock,
+            spec=ViewSpec(parse_filter(filter_text), listening_only, sort, descending),
+            process_reader=process_reader,
+            resolve=resolve,
+            event_limit=event_limit,
+            binder=binder,
+            privileged=privileged,
+        )
+
+    @property
+    def monitor(self) -> MonitorScreen:
+        """The monitor screen (the app's default screen)."""
+        return self._monitor
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self._monitor
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette: every monitor action, plus Textual's own minus those that write files."""
+        monitor = self._monitor
+        for binding in MonitorScreen.BINDINGS:
+            if not isinstance(binding, Binding) or binding.action.startswith("app."):
+                continue
+            action = getattr(monitor, f"action_{binding.action}")
+            key = key_label(binding)
+            yield SystemCommand(binding.tooltip or binding.description, f"key: {key}", action)
+        for command in super().get_system_commands(screen):
+            if command.title not in _UNSAFE_SYSTEM_COMMANDS:
+                yield command
+
+
+def run_app(collector: Collector, **options: Any) -> int:
+    """Run the live monitor until the user quits; returns the exit status."""
+    app = PortmonApp(collector, **options)
+    app.run()
+    return app.return_code or 0

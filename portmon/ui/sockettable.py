@@ -1,0 +1,641 @@
+"""A virtual socket table on Textual's Line API: only the visible rows are rendered, and the cursor follows a socket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Mapping, Optional, Sequence
+
+from rich.cells import cell_len, chop_cells
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from portmon.model import (
+    CLOSE_WAIT,
+    ESTABLISHED,
+    LISTEN,
+    OWNER_HIDDEN,
+    OWNER_UNSEEN,
+    TIME_WAIT,
+    Socket,
+    SocketKey,
+)
+from portmon.textsafe import visible
+from portmon.ui.view import MARK_NONE, NO_MARKS, Marks, RowIndex, neighbour
+
+ELLIPSIS = "…"
+_ROW_COMPONENTS = frozenset({"header", "header-sorted", "cursor", "new", "closed", "changed"})
+SORT_UP = "▲"
+SORT_DOWN = "▼"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One table column: how wide it likes to be, how far it may shrink, and when it is dropped."""
+
+    name: str
+    """The sort column id (see portmon.sorting.COLUMNS)."""
+    label: str
+    fixed: int = 0
+    """Width of a fixed-width column; 0 when the width follows the data."""
+    cap: int = 0
+    """Widest a data-sized column gets."""
+    soft: int = 0
+    """Narrowest it gets before columns are dropped."""
+    hard: int = 0
+    """Narrowest it gets at all."""
+    right: bool = False
+    """Right-aligned (numbers)."""
+
+
+TABLE_COLUMNS: tuple[Column, ...] = (
+    Column("proto", "Proto", fixed=5, soft=5, hard=5),
+    Column("local_addr", "Local address", cap=39, soft=15, hard=7),
+    Column("local_port", "Port", fixed=5, soft=5, hard=5, right=True),
+    Column("local_service", "Service", cap=14, soft=10, hard=5),
+    Column("remote_addr", "Remote address", cap=39, soft=15, hard=7),
+    Column("remote_port", "Port", fixed=5, soft=5, hard=5, right=True),
+    Column("remote_service", "Service", cap=14, soft=8, hard=5),
+    Column("state", "State", fixed=11, soft=11, hard=7),
+    Column("pid", "PID", fixed=7, soft=6, hard=5, right=True),
+    Column("process", "Process", cap=24, soft=15, hard=6),
+    Column("user", "User", cap=14, soft=8, hard=4),
+)
+
+# Which columns go, in this order, when the terminal is too narrow for all of them.
+_DROP_PLANS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("remote_service",),
+    ("remote_service", "local_service"),
+    ("remote_service", "local_service", "user"),
+)
+# Which columns give up width, and down to what, in order: first down to comfortable widths (then
+# the least useful columns are dropped), then, on very narrow terminals, to the minimum. Addresses
+# shrink together, the wider one first, so an IPv4 address stays whole as long as possible.
+_SOFT_STEPS: tuple[str, ...] = ("addresses", "process", "local_service", "remote_service", "user", "pid")
+_HARD_STEPS: tuple[tuple[str, int], ...] = (
+    ("pid", 6), ("process", 12), ("addresses", 13), ("process", 8), ("addresses", 9),
+    ("state", 7), ("process", 6), ("addresses", 7), ("pid", 5),
+)
+
+
+def layout_columns(available: int, data_widths: Mapping[str, int]) -> list[tuple[Column, int]]:
+    """Pick the columns and their widths for ``available`` cells (one space between columns).
+
+    Columns start at their data width (capped), shrink to a comfortable width, then the least
+    useful columns are dropped, and only then do the rest shrink to their minimum. The result
+    may still be wider than ``available`` on a tiny terminal; the table then scrolls sideways.
+    """
+    natural = {}
+    for column in TABLE_COLUMNS:
+        if column.fixed:
+            natural[column.name] = column.fixed
+        else:
+            wanted = max(data_widths.get(column.name, 0), len(column.label))
+            natural[column.name] = max(column.soft, min(wanted, column.cap))
+    by_name = {c.name: c for c in TABLE_COLUMNS}
+    columns: list[Column] = []
+    widths: dict[str, int] = {}
+    excess = 0
+    for dropped in _DROP_PLANS:
+        columns = [c for c in TABLE_COLUMNS if c.name not in dropped]
+        widths = {c.name: natural[c.name] for c in columns}
+        excess = sum(widths.values()) + len(columns) - 1 - available
+        for name in _SOFT_STEPS:
+            if excess <= 0:
+                break
+            excess = _shrink(widths, name, excess, lambda n: min(natural[n], by_name[n].soft))
+        if excess <= 0:
+            return [(c, widths[c.name]) for c in columns]
+    for name, limit in _HARD_STEPS:
+        if excess <= 0:
+            break
+
+        def hard_floor(n: str, limit: int = limit) -> int:
+            return max(by_name[n].hard, min(limit, widths[n]))
+
+        excess = _shrink(widths, name, excess, hard_floor)
+    return [(c, widths[c.name]) for c in columns]
+
+
+def _shrink(widths: dict[str, int], name: str, excess: int, floor: Callable[[str], int]) -> int:
+    """Take up to ``excess`` cells from one column (or both addresses); return what is still missing."""
+    if name == "addresses":
+        floors = {a: floor(a) for a in ("local_addr", "remote_addr") if a in widths}
+        while excess > 0:
+            room = [a for a in floors if widths[a] > floors[a]]
+            if not room:
+                break
+            widest = max(room, key=lambda a: widths[a])
+            widths[widest] -= 1
+            excess -= 1
+        return excess
+    if name not in widths:
+        return excess
+    take = min(excess, widths[name] - floor(name))
+    if take > 0:
+        widths[name] -= take
+        excess -= take
+    return excess
+
+
+def fit(text: str, width: int, right: bool = False) -> str:
+    """Pad or cut ``text`` to exactly ``width`` terminal cells, marking a cut with an ellipsis."""
+    if text.isascii():
+        length = len(text)
+        if length > width:
+            return text[: width - 1] + ELLIPSIS if width > 0 else ""
+        return text.rjust(width) if right else text.ljust(width)
+    length = cell_len(text)
+    if length > width:
+        if width <= 0:
+            return ""
+        text = chop_cells(text, width - 1)[0]
+        text = text + ELLIPSIS
+        length = cell_len(text)
+    pad = " " * max(0, width - length)
+    return pad + text if right else text + pad
+
+
+_OWNER_LABELS = {OWNER_HIDDEN: "hidden", OWNER_UNSEEN: "unseen"}
+
+
+def _process_text(sock: Socket) -> str:
+    if not sock.holders:
+        return _OWNER_LABELS.get(sock.owner_note or "", "kernel")
+    name = sock.holders[0].name
+    text = visible(name) if name is not None else "?"
+    if len(sock.holders) > 1:
+        text = f"{text} +{len(sock.holders) - 1}"
+    return text
+
+
+class SocketTable(ScrollView, can_focus=True):
+    """A table of sockets that renders only what is on screen and keeps its cursor on a socket, not a row number.
+
+    The screen owns the rows: it calls :meth:`set_rows` after each refresh or view change. The table
+    posts :class:`SelectionChanged` when the selected socket changes, :class:`HeaderClicked` when a
+    column title is clicked and :class:`RowActivated` on a double click or enter.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor_up", "Previous row", show=False),
+        Binding("down", "cursor_down", "Next row", show=False),
+        Binding("pageup", "page_up", "One page up", show=False),
+        Binding("pagedown", "page_down", "One page down", show=False),
+        Binding("home", "first", "First row", show=False),
+        Binding("end", "last", "Last row", show=False),
+        Binding("enter", "activate", "Details", show=False, tooltip="Open the detail pane and move into it"),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "socket-table--header",
+        "socket-table--header-sorted",
+        "socket-table--cursor",
+        "socket-table--new",
+        "socket-table--closed",
+        "socket-table--changed",
+        "socket-table--listen",
+        "socket-table--established",
+        "socket-table--time-wait",
+        "socket-table--close-wait",
+        "socket-table--other-state",
+        "socket-table--dim",
+        "socket-table--no-owner",
+    }
+
+    DEFAULT_CSS = """
+    SocketTable {
+        background: $surface;
+        color: $foreground;
+        height: 1fr;
+        scrollbar-gutter: stable;
+        scrollbar-size-vertical: 1;
+    }
+    SocketTable > .socket-table--header { text-style: bold; background: $panel; color: $foreground; }
+    SocketTable > .socket-table--header-sorted { text-style: bold; background: $panel; color: $accent; }
+    SocketTable > .socket-table--cursor { background: $block-cursor-blurred-background; }
+    SocketTable:focus > .socket-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
+    SocketTable > .socket-table--new { background: $success 25%; }
+    SocketTable > .socket-table--closed { color: $error; text-style: strike; }
+    SocketTable > .socket-table--changed { background: $warning 20%; }
+    SocketTable > .socket-table--listen { color: $success; }
+    SocketTable > .socket-table--established { color: $primary-lighten-2; }
+    SocketTable > .socket-table--time-wait { color: $text-muted; }
+    SocketTable > .socket-table--close-wait { color: $warning; }
+    SocketTable > .socket-table--other-state { color: #b48ead; }
+    SocketTable > .socket-table--dim { color: $text-muted; }
+    SocketTable > .socket-table--no-owner { color: $text-muted; text-style: italic; }
+    """
+
+    class SelectionChanged(Message):
+        """The cursor is on a different socket (or on none)."""
+
+        def __init__(self, socket: Optional[Socket]) -> None:
+            super().__init__()
+            self.socket = socket
+
+    class HeaderClicked(Message):
+        """A column title was clicked: the screen sorts by it (or inverts when already sorted)."""
+
+        def __init__(self, column: str) -> None:
+            super().__init__()
+            self.column = column
+
+    class RowActivated(Message):
+        """Enter or a double click on a row: the screen shows the detail pane."""
+
+        def __init__(self, socket: Socket) -> None:
+            super().__init__()
+            self.socket = socket
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float],
+        name: Optional[str] = None,
+        id: Optional[str] = None,
+        classes: Optional[str] = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._clock = clock
+        self.rows: Sequence[Socket] = ()
+        self._index: RowIndex | Mapping[SocketKey, int] = {}
+        self._data_widths: Mapping[str, int] = {}
+        self.marks: Marks = NO_MARKS
+        self.sort_column = "local_port"
+        self.sort_descending = False
+        self.cursor_row = 0
+        """Row number of the cursor (meaningless when there are no rows)."""
+        self.cursor_key: Optional[SocketKey] = None
+        """The socket the cursor is on: what a refresh keeps it on."""
+        self.host_name: Optional[Callable[[str], Optional[str]]] = None
+        """When set, remote addresses are shown as the name this returns (None: not known yet)."""
+        self._layout: list[tuple[Column, int]] = []
+        self._layout_width = -1
+        self._generation = 0
+        # key -> (socket, mark, is cursor, generation, strip): a row is rendered again only when one changed.
+        self._cache: dict[SocketKey, tuple[Socket, str, bool, int, Strip]] = {}
+        self._header: Optional[tuple[int, Strip]] = None
+        self._styles: dict[str, Style] = {}
+
+    # -- the model ---------------------------------------------------------------------------
+
+    @property
+    def cursor_socket(self) -> Optional[Socket]:
+        """The socket under the cursor, or None when the table is empty."""
+        if 0 <= self.cursor_row < len(self.rows):
+            return self.rows[self.cursor_row]
+        return None
+
+    @property
+    def data_height(self) -> int:
+        """How many rows fit below the header."""
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def set_rows(
+        self,
+        rows: Sequence[Socket],
+        index: RowIndex | Mapping[SocketKey, int],
+        data_widths: Mapping[str, int],
+        marks: Marks,
+        sort_column: str,
+        sort_descending: bool,
+    ) -> None:
+        """Show new rows, keeping the cursor on its socket and that socket at the same place on screen.
+
+        If the cursor's socket is gone, the cursor moves to its nearest surviving neighbour.
+        """
+        old_rows = self.rows
+        old_row = self.cursor_row
+        old_key = self.cursor_key
+        old_socket = self.cursor_socket
+        screen_offset = old_row - round(self.scroll_y)
+        if self.sort_column != sort_column or self.sort_descending != sort_descending:
+            self._header = None
+        self.rows = rows
+        self._index = index
+        self.marks = marks
+        self.sort_column = sort_column
+        self.sort_descending = sort_descending
+        if dict(data_widths) != dict(self._data_widths):
+            self._data_widths = data_widths
+            self._layout_width = -1
+        new_row: Optional[int] = index.get(old_key) if old_key is not None else None
+        if new_row is None and old_key is not None:
+            new_row = neighbour(old_rows, old_row, index)
+        if new_row is None:
+            new_row = min(old_row, len(rows) - 1) if rows else 0
+        self.cursor_row = max(0, new_row)
+        new_socket = self.cursor_socket
+        self.cursor_key = new_socket.key if new_socket is not None else None
+        self._update_virtual_size()
+        height = self.data_height
+        if 0 <= screen_offset < height:
+            target = self.cursor_row - screen_offset
+        else:
+            target = round(self.scroll_y)
+        self._set_scroll(max(0, min(target, max(0, len(rows) - height))))
+        self._keep_cursor_visible()
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self.refresh()
+        if new_socket is not old_socket and (
+            new_socket is None or old_socket is None or new_socket != old_socket
+        ):
+            self.post_message(self.SelectionChanged(new_socket))
+
+    def select_key(self, key: SocketKey) -> bool:
+        """Put the cursor on the socket with this key; False when it is not in the table."""
+        row = self._index.get(key)
+        if row is None:
+            return False
+        self.move_cursor(row)
+        return True
+
+    def invalidate(self) -> None:
+        """Render every row again (host names or styles changed)."""
+        self._generation += 1
+        self._header = None
+        self.refresh()
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def _available_width(self) -> int:
+        return self.scrollable_content_region.width
+
+    def _ensure_layout(self) -> None:
+        width = self._available_width()
+        if width != self._layout_width:
+            widths = dict(self._data_widths)
+            if self.host_name is not None:
+                widths["remote_addr"] = max(widths.get("remote_addr", 0), 30)
+            self._layout = layout_columns(width, widths)
+            self._layout_width = width
+            self._generation += 1
+            self._header = None
+
+    @property
+    def columns(self) -> list[tuple[Column, int]]:
+        """The visible columns and their widths at the current size."""
+        self._ensure_layout()
+        return list(self._layout)
+
+    def _update_virtual_size(self) -> None:
+        self._ensure_layout()
+        total = sum(w for _, w in self._layout) + max(0, len(self._layout) - 1)
+        self.virtual_size = Size(total, len(self.rows) + 1)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout_width = -1
+        self._update_virtual_size()
+        self._keep_cursor_visible()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+        self._generation += 1
+        self._header = None
+
+    def on_focus(self) -> None:
+        self._generation += 1
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self._generation += 1
+        self.refresh()
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def _style(self, name: str) -> Style:
+        """A component's style. Row styles (marks, cursor, header) keep their background; cell styles
+        (state colours, dim text) keep only colour and attributes, so the row's background shows."""
+        style = self._styles.get(name)
+        if style is None:
+            # The full style blends translucent CSS colours ("$success 25%") over the background.
+            full = self.get_component_rich_style(f"socket-table--{name}")
+            if name in _ROW_COMPONENTS:
+                style = full
+            else:
+                style = Style.from_color(full.color) + full.without_color
+            self._styles[name] = style
+        return style
+
+    def render_line(self, y: int) -> Strip:
+        self._ensure_layout()
+        width = self.scrollable_content_region.width
+        scroll_x = round(self.scroll_x)
+        base = self.rich_style
+        if y == 0:
+            strip = self._header_strip()
+        else:
+            row = round(self.scroll_y) + y - 1
+            if row >= len(self.rows):
+                return Strip.blank(width, base)
+            strip = self._row_strip(row)
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
+
+    def _header_strip(self) -> Strip:
+        if self._header is not None and self._header[0] == self._generation:
+            return self._header[1]
+        base = self.rich_style
+        plain = base + self._style("header")
+        sorted_style = base + self._style("header-sorted")
+        segments: list[Segment] = []
+        for i, (column, width) in enumerate(self._layout):
+            if i:
+                segments.append(Segment(" ", plain))
+            if column.name == self.sort_column:
+                arrow = SORT_DOWN if self.sort_descending else SORT_UP
+                label = column.label if len(column.label) + 2 <= width else fit(column.label, width - 1).rstrip()
+                text = f"{label} {arrow}" if len(column.label) + 2 <= width else label + arrow
+                segments.append(Segment(fit(text, width, column.right), sorted_style))
+            else:
+                segments.append(Segment(fit(column.label, width, column.right), plain))
+        total = sum(w for _, w in self._layout) + max(0, len(self._layout) - 1)
+        strip = Strip(segments, total).extend_cell_length(max(total, self._available_width()), plain)
+        self._header = (self._generation, strip)
+        return strip
+
+    def _row_strip(self, row: int) -> Strip:
+        sock = self.rows[row]
+        key = sock.key
+        mark = self.marks.mark(key, self._clock()) if self.marks else MARK_NONE
+        is_cursor = row == self.cursor_row
+        cached = self._cache.get(key)
+        if (
+            cached is not None
+            and cached[3] == self._generation
+            and cached[1] == mark
+            and cached[2] == is_cursor
+            and (cached[0] is sock or cached[0] == sock)
+        ):
+            return cached[4]
+        strip = self._render_row(sock, mark, is_cursor)
+        self._cache[key] = (sock, mark, is_cursor, self._generation, strip)
+        return strip
+
+    def _render_row(self, sock: Socket, mark: str, is_cursor: bool) -> Strip:
+        row_style = self.rich_style
+        if mark != MARK_NONE:
+            row_style = row_style + self._style(mark)
+        cursor = self._style("cursor") if is_cursor else None
+        segments: list[Segment] = []
+        gap = Segment(" ", row_style + cursor if cursor is not None else row_style)
+        for i, (column, width) in enumerate(self._layout):
+            if i:
+                segments.append(gap)
+            text, extra = self._cell(sock, column.name)
+            style = row_style + extra if extra is not None else row_style
+            if cursor is not None:
+                style = style + cursor
+            segments.append(Segment(fit(text, width, column.right), style))
+        total = sum(w for _, w in self._layout) + max(0, len(self._layout) - 1)
+        strip = Strip(segments, total)
+        if cursor is not None or mark != MARK_NONE:
+            fill = row_style + cursor if cursor is not None else row_style
+            strip = strip.extend_cell_length(max(total, self._available_width()), fill)
+        return strip
+
+    def _cell(self, sock: Socket, column: str) -> tuple[str, Optional[Style]]:
+        """The text of one cell (untrusted parts made visible) and its own style, if any."""
+        if column == "proto":
+            return sock.proto_label, None
+        if column == "local_addr":
+            return visible(sock.local_addr), None
+        if column == "local_port":
+            return str(sock.local_port), None
+        if column == "local_service":
+            return visible(sock.local_service or ""), self._style("dim")
+        if column == "remote_addr":
+            addr = sock.remote_addr
+            if addr is None:
+                return "", None
+            if self.host_name is not None:
+                name = self.host_name(addr)
+                if name:
+                    return visible(name), None
+            return visible(addr), None
+        if column == "remote_port":
+            return ("" if sock.remote_port is None else str(sock.remote_port)), None
+        if column == "remote_service":
+            return visible(sock.remote_service or ""), self._style("dim")
+        if column == "state":
+            state = sock.state
+            if state is None:
+                return "", None
+            if state == LISTEN:
+                return state, self._style("listen")
+            if state == ESTABLISHED:
+                return state, self._style("established")
+            if state == TIME_WAIT:
+                return state, self._style("time-wait")
+            if state == CLOSE_WAIT:
+                return state, self._style("close-wait")
+            return visible(state), self._style("other-state")
+        if column == "pid":
+            pid = sock.pid
+            return ("-" if pid is None else str(pid)), (self._style("dim") if pid is None else None)
+        if column == "process":
+            return _process_text(sock), (None if sock.holders else self._style("no-owner"))
+        if column == "user":
+            return visible(sock.user or ""), self._style("dim")
+        return "", None
+
+    # -- cursor and scrolling ------------------------------------------------------------------
+
+    def _set_scroll(self, y: int) -> None:
+        self.scroll_to(y=y, animate=False, force=True)
+
+    def _keep_cursor_visible(self) -> None:
+        if not self.rows:
+            return
+        height = self.data_height
+        top = round(self.scroll_y)
+        if self.cursor_row < top:
+            self._set_scroll(self.cursor_row)
+        elif self.cursor_row >= top + height:
+            self._set_scroll(self.cursor_row - height + 1)
+
+    def move_cursor(self, row: int) -> None:
+        """Put the cursor on row number ``row`` (clamped), scroll it into view and announce it."""
+        if not self.rows:
+            return
+        row = max(0, min(row, len(self.rows) - 1))
+        old = self.cursor_row
+        old_key = self.cursor_key
+        self.cursor_row = row
+        self.cursor_key = self.rows[row].key
+        self.refresh_line(old + 1)
+        self.refresh_line(row + 1)
+        self._keep_cursor_visible()
+        if old_key != self.cursor_key:
+            self.post_message(self.SelectionChanged(self.rows[row]))
+
+    def action_cursor_up(self) -> None:
+        """Move the cursor up one row."""
+        self.move_cursor(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        """Move the cursor down one row."""
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_page_up(self) -> None:
+        """Move the cursor up one page, scrolling with it."""
+        step = max(1, self.data_height - 1)
+        self._set_scroll(max(0, round(self.scroll_y) - step))
+        self.move_cursor(self.cursor_row - step)
+
+    def action_page_down(self) -> None:
+        """Move the cursor down one page, scrolling with it."""
+        step = max(1, self.data_height - 1)
+        self._set_scroll(round(self.scroll_y) + step)
+        self.move_cursor(self.cursor_row + step)
+
+    def action_first(self) -> None:
+        """Move the cursor to the first row."""
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        """Move the cursor to the last row."""
+        self.move_cursor(len(self.rows) - 1)
+
+    def action_activate(self) -> None:
+        """Ask the screen to show the selected socket's details."""
+        sock = self.cursor_socket
+        if sock is not None:
+            self.post_message(self.RowActivated(sock))
+
+    # -- mouse ---------------------------------------------------------------------------------
+
+    def column_at(self, x: int) -> Optional[str]:
+        """The column under content offset ``x`` (scroll included), or None between/after columns."""
+        self._ensure_layout()
+        x += round(self.scroll_x)
+        left = 0
+        for column, width in self._layout:
+            if left <= x < left + width + 1:
+                return column.name
+            left += width + 1
+        return None
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        event.stop()
+        if offset.y == 0:
+            column = self.column_at(offset.x)
+            if column is not None:
+                self.post_message(self.HeaderClicked(column))
+            return
+        row = round(self.scroll_y) + offset.y - 1
+        if 0 <= row < len(self.rows):
+            self.move_cursor(row)
+            if event.chain >= 2:
+                self.post_message(self.RowActivated(self.rows[row]))

@@ -1,0 +1,368 @@
+"""Pilot tests of the kill modal: captured identity, a target that never moves, cancel, confirm and force."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, Optional
+
+import psutil
+import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import Button, Static
+
+from portmon.collector import PsutilCollector, ScriptedCollector
+from portmon.killer import format_start
+from portmon.model import LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Socket
+from portmon.ui.killmodal import READY, SURVIVED, KillModal
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="these tests use POSIX signals")
+
+# A TCP listener the tests start. Options: ignore-term, record=PATH (TERM/INT/HUP are written there,
+# then the process exits); other words only show up in its command line.
+CHILD = r"""
+import os, signal, socket, sys, time
+opts = dict(a.split("=", 1) if "=" in a else (a, "1") for a in sys.argv[1:])
+record = opts.get("record")
+def note(sig, frame):
+    with open(record, "a") as fh:
+        fh.write(signal.Signals(sig).name + "\n")
+    os._exit(0)
+if "ignore-term" in opts:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+elif record:
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, note)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen()
+print("READY", s.getsockname()[1], flush=True)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    time.sleep(0.1)
+"""
+
+
+class Child:
+    """A listener this test started; cleanup signals only it (identity-checked by psutil)."""
+
+    def __init__(self, script: Path, *opts: str) -> None:
+        self.script = script
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), *opts], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout is not None
+        words = self.proc.stdout.readline().split()
+        if not words or words[0] != "READY":
+            self.stop()
+            raise RuntimeError(f"child did not start: {words}")
+        self.port = int(words[1])
+        self.pid = self.proc.pid
+        self.ps = psutil.Process(self.pid)
+
+    @property
+    def socket(self) -> Socket:
+        """The listener as a collector reports it, with the captured identity."""
+        return Socket(
+            "tcp", 4, "127.0.0.1", self.port, state=LISTEN,
+            holders=(Holder(self.pid, self.ps.name(), self.ps.username(), self.ps.create_time()),),
+        )
+
+    def alive(self) -> bool:
+        try:
+            return self.ps.is_running() and self.ps.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def child_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("killmodal") / "listener.py"
+    path.write_text(CHILD)
+    return path
+
+
+@pytest.fixture
+def spawn(child_script: Path) -> Iterator:
+    children: list[Child] = []
+
+    def start(*opts: str) -> Child:
+        child = Child(child_script, *opts)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.stop()
+
+
+@pytest.fixture
+def record_file() -> Iterator[Path]:
+    fd, name = tempfile.mkstemp(prefix="portmon-killmodal-")
+    os.close(fd)
+    yield Path(name)
+    os.unlink(name)
+
+
+def sync(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test body with asyncio (pytest itself runs only plain functions here)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def snap(*sockets: Socket) -> Snapshot:
+    return Snapshot(sockets=tuple(sockets), taken_at=time.time(), collector="fake")
+
+
+EMPTY = snap()
+
+
+class Host(App[None]):
+    """A stand-in for the monitor: a 'table' that keeps refreshing, and the modal pushed over it."""
+
+    def __init__(self, modal: KillModal, shown: Snapshot) -> None:
+        super().__init__()
+        self.modal = modal
+        self.shown = shown
+        self.results: list[Optional[str]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="table")
+
+    def on_mount(self) -> None:
+        self.show(self.shown)
+        self.push_screen(self.modal, self.results.append)
+
+    def show(self, snapshot: Snapshot) -> None:
+        """What a refresh does: new rows, new order; the first row is 'under the cursor'."""
+        self.shown = snapshot
+        rows = sorted(snapshot.sockets, key=lambda s: -s.local_port)
+        self.query_one("#table", Static).update("\n".join(f"{s.local_port} {s.pid}" for s in rows))
+
+
+def text_of(modal: KillModal, selector: str) -> str:
+    return str(modal.query_one(selector, Static).content)
+
+
+# -- what it shows ----------------------------------------------------------------------------------
+
+
+@sync
+async def test_it_shows_the_captured_identity_with_cancel_focused(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
+    app = Host(modal, snap(child.socket))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.screen is modal and modal.state == READY
+        assert app.focused is not None and app.focused.id == "cancel"
+        assert f"port {child.port}/tcp" in text_of(modal, "#kill-title")
+        details = modal.details_text
+        assert f"pid {child.pid}" in details
+        assert f"user {child.ps.username()}" in details
+        assert f"started {format_start(child.ps.create_time())}" in details
+        assert f"exe  {child.ps.exe()}" in details
+        assert f"cmd  {sys.executable} {child.script}" in details
+        assert f"send SIGTERM to 1 process holding port {child.port}/tcp?" in text_of(modal, "#kill-status")
+        assert not modal.query_one("#confirm", Button).disabled
+
+
+@sync
+async def test_untrusted_text_is_shown_literally_never_as_markup(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("[@click=app.quit]x", "[/]\x1b[2Jevil", "[b]bold[/b]")
+    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
+    app = Host(modal, snap(child.socket))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.pause()
+        details = modal.details_text
+        assert "[@click=app.quit]x [/]\\x1b[2Jevil [b]bold[/b]" in details
+        await pilot.click("#kill-details")
+        await pilot.pause()
+        assert app.is_running and app.screen is modal
+    assert child.alive()
+
+
+# -- cancel ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["escape", "n", "enter"])
+@sync
+async def test_cancel_signals_nothing(spawn, record_file, key: str) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    collector = ScriptedCollector([EMPTY])
+    modal = KillModal(child.socket, snap(child.socket), collector=collector, timeout=1, settle=0)
+    app = Host(modal, snap(child.socket))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press(key)  # enter lands on the focused Cancel button
+        await pilot.pause()
+        assert app.results == [None]
+        assert app.screen is not modal
+    assert collector.calls == 0
+    assert child.alive() and record_file.read_text() == ""
+
+
+# -- confirm -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["y", "enter-on-confirm"])
+@sync
+async def test_confirm_sends_sigterm_and_dismisses_with_freed(spawn, record_file, how: str) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=2, settle=0)
+    app = Host(modal, snap(child.socket))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        if how == "y":
+            await pilot.press("y")
+        else:
+            modal.query_one("#confirm", Button).focus()
+            await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.results == [f"port {child.port}/tcp freed"]
+    assert record_file.read_text() == "SIGTERM\n"
+    assert not child.alive()
+
+
+@sync
+async def test_target_stays_put_when_the_table_refreshes_and_resorts(spawn, record_file, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    target = spawn(f"record={record_file}")
+    other_record = tmp_path / "other"
+    other_record.write_text("")
+    other = spawn(f"record={other_record}")
+    first = snap(target.socket, other.socket)
+    modal = KillModal(target.socket, first, collector=ScriptedCollector([snap(other.socket)]), timeout=2, settle=0)
+    app = Host(modal, first)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        # Refreshes behind the modal: the order changes, then the target's row vanishes altogether.
+        app.show(snap(other.socket, target.socket))
+        await pilot.pause()
+        app.show(snap(other.socket))
+        await pilot.pause()
+        assert [t.pid for t in modal.plan.targets] == [target.pid]
+        assert f"pid {target.pid}" in modal.details_text
+        assert f"pid {other.pid}" not in modal.details_text
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.results == [f"port {target.port}/tcp freed"]
+    assert record_file.read_text() == "SIGTERM\n" and not target.alive()
+    assert other.alive() and other_record.read_text() == ""
+
+
+@sync
+async def test_survivor_keeps_the_modal_open_and_f_forces(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    # The re-scans are real: the port stays held until SIGKILL.
+    collector = ScriptedCollector([lambda: PsutilCollector().scan()])
+    modal = KillModal(child.socket, snap(child.socket), collector=collector, timeout=1, settle=0)
+    app = Host(modal, snap(child.socket))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen is modal and modal.state == SURVIVED and app.results == []
+        status = text_of(modal, "#kill-status")
+        assert status == f"port {child.port}/tcp still held by {child.pid} (ignores SIGTERM) — press f to force"
+        assert child.alive()
+        assert modal.query_one("#confirm", Button).disabled and not modal.query_one("#force", Button).disabled
+        await pilot.press("f")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.results == [f"port {child.port}/tcp freed"]
+        assert modal.outcome is not None and modal.outcome.results[0].signals == ("SIGKILL",)
+    assert not child.alive()
+
+
+@sync
+async def test_f_sends_sigkill_directly(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=2, settle=0)
+    app = Host(modal, snap(child.socket))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("f")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.results == [f"port {child.port}/tcp freed"]
+        assert modal.outcome is not None and modal.outcome.results[0].signals == ("SIGKILL",)
+    assert not child.alive()
+
+
+@sync
+async def test_escape_after_survivors_returns_the_outcome_line(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    modal = KillModal(
+        child.socket, snap(child.socket), collector=ScriptedCollector([snap(child.socket)]), timeout=1, settle=0
+    )
+    app = Host(modal, snap(child.socket))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.results == [f"port {child.port}/tcp still held by {child.pid} (ignores SIGTERM)"]
+    assert child.alive()
+
+
+# -- refusals ----------------------------------------------------------------------------------------
+
+
+@sync
+async def test_time_wait_row_is_refused_and_no_key_signals() -> None:
+    tw = Socket("tcp", 4, "127.0.0.1", 8080, "127.0.0.1", 50000, TIME_WAIT, owner_note=OWNER_KERNEL)
+    collector = ScriptedCollector([EMPTY])
+    modal = KillModal(tw, snap(tw), collector=collector, timeout=1, settle=0)
+    app = Host(modal, snap(tw))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert modal.query_one("#confirm", Button).disabled and modal.query_one("#force", Button).disabled
+        status = text_of(modal, "#kill-status")
+        assert status.startswith("cannot kill: tcp4 127.0.0.1:8080 -> 127.0.0.1:50000 TIME_WAIT: kernel-owned")
+        assert "60 s" in status
+        await pilot.press("y")
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.screen is modal and modal.outcome is None
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.results == [None]
+    assert collector.calls == 0
+
+
+@sync
+async def test_own_process_row_is_refused() -> None:
+    me = psutil.Process()
+    sock = Socket("tcp", 4, "127.0.0.1", 9, state=LISTEN, holders=(Holder(me.pid, "python", create_time=me.create_time()),))
+    modal = KillModal(sock, snap(sock), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
+    app = Host(modal, snap(sock))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert "is portmon itself" in modal.details_text
+        await pilot.press("y")
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.screen is modal and modal.outcome is None
