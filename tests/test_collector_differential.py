@@ -38,6 +38,10 @@ def has_v6():
 
 out = {"pid": os.getpid(), "children": [], "sockets": []}
 keep = []
+# The kernel keeps 15 characters of a name; the program name on the command line (argv[0]) is
+# longer and begins with them, so the full name is the command line's (the forks inherit both).
+with open("/proc/self/comm", "w") as f:
+    f.write(LONG_NAME[:15])
 
 def note(kind, s, state):
     keep.append(s)
@@ -117,6 +121,9 @@ print(json.dumps(out), flush=True)
 sys.stdin.read()
 """
 
+LONG_NAME = "portmon-differential-holder"
+"""argv[0] of the socket script: more than the 15 characters the kernel keeps of a process name."""
+
 Key = tuple[str, int, str, int, Optional[str], Optional[int], Optional[str]]
 
 
@@ -158,7 +165,8 @@ def opened() -> Iterator[Opened]:
     warm = ProcfsCollector()
     warm.scan()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT],
+        [LONG_NAME, "-c", f"LONG_NAME = {LONG_NAME!r}\n" + SCRIPT],
+        executable=sys.executable,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -234,8 +242,15 @@ def test_procfs_and_psutil_agree(opened: Opened) -> None:
         for k, s in ours.items():
             assert s.state == reference[k].state, (name, k)
             assert s.owner_note == reference[k].owner_note, (name, k)
-            # Same holders in the same order: the one psutil names first, the rest by pid.
+            # Same holders in the same order: the one psutil names first, the rest by pid; the same
+            # names (the 15-character kernel name completed from the command line) and users.
             assert [h.pid for h in s.holders] == [h.pid for h in reference[k].holders], (name, k)
+            assert [(h.name, h.user) for h in s.holders] == [(h.name, h.user) for h in reference[k].holders]
+            for ours_h, ref_h in zip(s.holders, reference[k].holders):
+                assert ours_h.create_time is not None and ref_h.create_time is not None
+                assert abs(ours_h.create_time - ref_h.create_time) < 0.5, (name, k)
+            if s.holders:
+                assert {h.name for h in s.holders} == {LONG_NAME}, (name, k)
     states = {s.state for s in reference.values()}
     assert {LISTEN, ESTABLISHED, TIME_WAIT, None} <= states
 

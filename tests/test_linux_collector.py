@@ -812,3 +812,55 @@ def test_rescan_of_a_big_fd_table_is_spread_over_scans(fake: FakeProc) -> None:
     assert max(reads) <= linux_collector._RESCAN_CHUNK + 100  # never the whole table in one scan
     assert sum(reads) >= size  # but all of it, over the scans
     assert answer(snap) == answer(collector(fake).scan())
+
+
+def test_decode_all_equals_decode_of_each_key() -> None:
+    lo = socket.inet_aton("127.0.0.1")
+    done = struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0)
+    chunks = [
+        _nl_message(10, 8080, 0, lo, bytes(4), 1000, 77)
+        + _nl_message(1, 8080, 40000, lo, lo, 1000, 78)
+        + _nl_message(7, 0, 0, bytes(4), bytes(4), 0, 0)
+        + done
+    ]
+    keys = NetlinkReader._receive(_FakeNetlink(chunks))  # type: ignore[arg-type]
+    reader = NetlinkReader()
+    assert reader.decode_all(TCP4, keys) == [NetlinkReader().decode(TCP4, k) for k in keys]
+    assert reader.decode_all(TCP4, keys)[2] == ("", 0, None, None, 7, 0, 0)
+    for table, text in ((TCP4, TCP4_TEXT), (TCP6, TCP6_TEXT), (UDP4, UDP4_TEXT), (UDP6, UDP6_TEXT)):
+        procnet = ProcNetReader()
+        text_keys = procnet.keys_of(text.encode())
+        assert text_keys
+        assert procnet.decode_all(table, text_keys) == [procnet.decode(table, k) for k in text_keys]
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "program"),
+    [
+        ("/usr/bin/gnome-keyring-daemon\0--start\0", "gnome-keyring-daemon"),
+        ("/usr/bin/prog\0", "prog"),
+        ("nginx: worker process", "nginx:"),  # rewritten title, no NUL: split on spaces
+        ("postgres: checkpointer   \0", "postgres:"),  # NUL-terminated, spaces inside: split on spaces
+        ("", ""),
+        ("\0", ""),
+    ],
+)
+def test_program_name_splits_the_command_line_as_psutil_does(cmdline: str, program: str) -> None:
+    assert linux_collector._program_name(cmdline) == program
+
+
+@linux_only
+def test_native_holder_of_this_process_matches_psutil() -> None:
+    psutil = pytest.importorskip("psutil")
+    collector = ProcfsCollector()
+    me = psutil.Process()
+    with open(f"/proc/{os.getpid()}/stat", "rb") as f:
+        data = f.read()
+    ticks = int(data[data.rindex(b")") + 2 :].split()[19])
+    holder = collector._native_holder(os.getpid(), ticks / os.sysconf("SC_CLK_TCK"))
+    assert (holder.pid, holder.name, holder.user) == (me.pid, me.name(), me.username())
+    assert holder.create_time is not None and abs(holder.create_time - me.create_time()) < 0.5
+    # Another start time: the pid names some other process now, so nothing but the pid is given.
+    assert collector._native_holder(os.getpid(), ticks / os.sysconf("SC_CLK_TCK") + 1.0) == linux_collector.Holder(
+        pid=os.getpid()
+    )

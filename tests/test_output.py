@@ -1,0 +1,54 @@
+"""``list --json``'s direct writer gives exactly the text of json.dumps over the socket records."""
+
+from __future__ import annotations
+
+import json
+
+from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Holder, Socket
+from portmon.output import RECORD_KEYS, socket_record, sockets_json, to_json
+
+NGINX = Holder(pid=101, name="nginx", user="www-data", create_time=1.0)
+WORKER = Holder(pid=102, name="nginx", user="www-data", create_time=2.0)
+HOSTILE = Holder(pid=4242, name='"\\é\x1b[31m\u2028\U0001f600\x00</script>', user="ü\tser\n", create_time=3.0)
+NAMELESS = Holder(pid=7)
+
+
+def sample() -> list[Socket]:
+    shared = (NGINX, WORKER)
+    return [
+        Socket("tcp", 4, "0.0.0.0", 80, state=LISTEN, holders=shared, inode=1, local_service="http"),
+        Socket("tcp", 4, "127.0.0.1", 80, "127.0.0.1", 50000, ESTABLISHED, shared, inode=2, local_service="http"),
+        Socket("tcp", 6, "::1", 65535, "::ffff:127.0.0.1", 1023, TIME_WAIT, (), "kernel", remote_service='s"v\\c'),
+        Socket("udp", 6, "fe80::1%eth0", 0, holders=(HOSTILE,), inode=3, local_service="dömäin\x7f"),
+        Socket("udp", 4, "127.0.0.1", 1024, "127.0.0.1", 49152, holders=(NAMELESS,), remote_service="x" * 300),
+        Socket("tcp", 4, "127.0.0.1", 49151, state="UNKNOWN_0D", owner_note="hidden"),
+    ]
+
+
+def test_same_text_as_json_dumps_of_the_records() -> None:
+    sockets = sample()
+    assert sockets_json(sockets) == to_json([socket_record(s) for s in sockets])
+
+
+def test_same_text_for_each_socket_alone_and_for_none() -> None:
+    for s in sample():
+        assert sockets_json([s]) == to_json([socket_record(s)])
+    assert sockets_json([]) == "[]"
+
+
+def test_records_parse_back_with_every_key_in_order() -> None:
+    sockets = sample()
+    records = json.loads(sockets_json(sockets))
+    assert [list(r) for r in records] == [list(RECORD_KEYS)] * len(sockets)
+    hostile = records[3]
+    assert hostile["process"] == HOSTILE.name and hostile["user"] == HOSTILE.user
+    assert hostile["pid"] == 4242 and hostile["local_range"] == "system" and hostile["remote_port"] is None
+    assert records[1]["pid"] == 101  # a shared socket names its first holder
+    assert records[2]["pid"] is None and records[2]["local_range"] == "dynamic"
+    assert records[4]["process"] is None and records[4]["remote_port"] == 49152
+
+
+def test_output_is_ascii_with_controls_escaped() -> None:
+    text = sockets_json(sample())
+    assert text.isascii()
+    assert not any(ord(c) < 0x20 for c in text)
