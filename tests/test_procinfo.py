@@ -15,9 +15,12 @@ from portmon.procinfo import ProcessDetail, read_process
 @pytest.fixture
 def child() -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "[@click=app.quit]x"],
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)", "[@click=app.quit]x"],
         cwd=os.path.dirname(os.path.abspath(__file__)),
+        stdout=subprocess.PIPE,
     )
+    # Wait until it has started up: while still loading it can be in disk sleep on a busy machine.
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     yield proc
     proc.kill()
     proc.wait()
