@@ -15,7 +15,7 @@ from portmon.killer import TIME_WAIT_SECONDS, format_start, socket_label
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record
 from portmon.portspec import PROTOCOLS, PortSpec
-from portmon.procinfo import ProcessDetail, ProcessReader, read_process
+from portmon.procinfo import ProcessDetail, ProcessReader, read_process, uptime_text
 from portmon.textsafe import safe
 
 IS_WINDOWS = sys.platform == "win32"
@@ -278,21 +278,6 @@ class WhyReport:
     def exit_code(self) -> int:
         """0 when the port is free, 1 otherwise."""
         return 0 if self.primary.free else 1
-
-
-def uptime_text(seconds: float) -> str:
-    """``42s``, ``5m 03s``, ``3h 07m``, ``9d 4h``."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def _holder_infos(owned: Sequence[Socket], reader: ProcessReader, now: float) -> tuple[HolderInfo, ...]:

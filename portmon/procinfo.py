@@ -159,3 +159,18 @@ def read_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail
 
 ProcessReader = Callable[[int, Optional[float]], ProcessDetail]
 """How the UI reads a process: :func:`read_process`, or a fake in tests and screenshots."""
+
+
+def uptime_text(seconds: float) -> str:
+    """How long a process has run, compactly: ``42s``, ``5m 03s``, ``3h 07m``, ``9d 4h``."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"

@@ -21,7 +21,7 @@ from portmon.model import (
     TIME_WAIT,
     Socket,
 )
-from portmon.procinfo import ProcessDetail
+from portmon.procinfo import ProcessDetail, uptime_text
 from portmon.textsafe import safe, visible
 
 LABEL_WIDTH = 10
@@ -69,21 +69,6 @@ def clipped(text: str, limit: int = MAX_FIELD_CHARS) -> str:
         if len(shown) <= limit:
             return shown
     return f"{visible(text[:limit])[:limit]}… ({len(text):,} characters in all)"
-
-
-def duration(seconds: float) -> str:
-    """A compact human duration: "42s", "5m 03s", "3h 07m", "9d 4h"."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def size(n: int) -> str:
@@ -225,7 +210,7 @@ def _process_fields(fields: _Fields, process: ProcessDetail, now: float) -> None
     fields.add("User", safe(process.user, MAX_NAME_CHARS) if process.user is not None else None, denied="user" in denied)
     if process.create_time is not None:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(process.create_time))
-        fields.add("Started", f"{started}  (up {duration(now - process.create_time)})")
+        fields.add("Started", f"{started}  (up {uptime_text(now - process.create_time)})")
     else:
         fields.add("Started", None)
     if process.cpu_percent is None:
