@@ -59,6 +59,9 @@ class FakeProcess:
     def children(self, recursive: bool = False) -> list:
         return []
 
+    def ppid(self) -> int:
+        return 0
+
     def parent(self) -> None:
         return None
 
