@@ -29,6 +29,9 @@ from portmon.textsafe import visible
 from portmon.ui.view import MARK_NONE, NO_MARKS, Marks, RowIndex, neighbour
 
 ELLIPSIS = "…"
+ROW_CACHE_LIMIT = 1024
+"""Rendered rows kept (~3 KB each): some twenty screens to scroll back through without rendering again.
+A larger cache only makes a long session's memory grow further before it is cleared (bench/soak.py)."""
 _ROW_COMPONENTS = frozenset({"header", "header-sorted", "cursor", "new", "closed", "changed"})
 SORT_UP = "▲"
 SORT_DOWN = "▼"
@@ -342,7 +345,7 @@ class SocketTable(ScrollView, can_focus=True):
             target = round(self.scroll_y)
         self._set_scroll(max(0, min(target, max(0, len(rows) - height))))
         self._keep_cursor_visible()
-        if len(self._cache) > 4096:
+        if len(self._cache) > ROW_CACHE_LIMIT:
             self._cache.clear()
         self.refresh()
         if new_socket is not old_socket and (
