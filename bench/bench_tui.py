@@ -55,6 +55,23 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
+async def _wait_for(app: Any, done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Wait until ``done()``; fail loudly if the app died or it takes longer than ``timeout`` seconds.
+
+    Without this, an exception inside the app (a patched method whose signature changed) left the
+    bench polling forever for a frame that would never come.
+    """
+    deadline = time.perf_counter() + timeout
+    while not done():
+        if app._exception is not None:
+            raise RuntimeError(f"the app failed while waiting for {what}") from app._exception
+        if not app.is_running:
+            raise RuntimeError(f"the app stopped while waiting for {what}")
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no {what} after {timeout:g} s")
+        await asyncio.sleep(0.0005)
+
+
 def _synthetic(rows: int, refreshes: int) -> tuple[Collector, Callable[[], object]]:
     snapshots: list[Snapshot] = [synthetic_snapshot(rows, seed=0)]
     for i in range(refreshes + 200):
@@ -95,9 +112,10 @@ async def _scenario(rows: int, refreshes: int, keys: int, loopback: bool) -> dic
     original_step = Pipeline.step
     original_move = SocketTable.move_cursor
 
-    def timed_apply(self: Any, update: Any) -> None:
+    def timed_apply(self: Any, update: Any, *args: Any, **kwargs: Any) -> None:
+        # Pass on whatever else _apply takes (the scan's events now), so a new parameter cannot break the bench.
         started = time.perf_counter()
-        original_apply(self, update)
+        original_apply(self, update, *args, **kwargs)
         marks["apply"].append((time.perf_counter() - started) * 1000)
         self.call_after_refresh(lambda: marks["frame"].append((time.perf_counter() - started) * 1000))
 
@@ -134,8 +152,7 @@ async def _scenario(rows: int, refreshes: int, keys: int, loopback: bool) -> dic
         result: dict[str, Any] = {"rows": rows}
         async with app.run_test(size=SIZE) as pilot:
             screen = app.monitor
-            while marks["first_row"] is None:
-                await pilot.pause(0.002)
+            await _wait_for(app, lambda: marks["first_row"] is not None, "first row")
             result["first_frame_ms"] = (marks["first_row"] - started) * 1000
             result["sockets"] = len(screen.snapshot.sockets) if screen.snapshot else 0
             poller = screen._poller
@@ -150,8 +167,7 @@ async def _scenario(rows: int, refreshes: int, keys: int, loopback: bool) -> dic
                 frames = len(marks["frame"])
                 marks["render"] = 0.0
                 poller.scan_now()
-                while screen.scans == before or len(marks["frame"]) == frames:
-                    await pilot.pause(0.002)
+                await _wait_for(app, lambda: screen.scans != before and len(marks["frame"]) != frames, "refresh")
                 ui.append(marks["apply"][-1] + marks["render"] * 1000)
             result["refresh_ui_ms"] = _median(ui)
             result["refresh_ui_p95_ms"] = _p95(ui)
@@ -169,8 +185,7 @@ async def _scenario(rows: int, refreshes: int, keys: int, loopback: bool) -> dic
                 marks["key_done"] = None
                 pressed = time.perf_counter()
                 app.post_message(events.Key(key, None))
-                while marks["key_done"] is None:
-                    await asyncio.sleep(0.0005)
+                await _wait_for(app, lambda: marks["key_done"] is not None, f"{key} key painted")
                 latencies.append((marks["key_done"] - pressed) * 1000)
                 handled.append((marks["key_handled"] - pressed) * 1000)
                 await asyncio.sleep(0.03)

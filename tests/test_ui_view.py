@@ -7,8 +7,9 @@ from dataclasses import replace
 from portmon.fake import DEMO_TIME, HOSTILE_NAME, demo_snapshot, synthetic_snapshot
 from portmon.filters import parse_filter
 from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, OWNER_HIDDEN, OWNER_KERNEL, Snapshot, Socket
+from portmon.ui.detail import held_lines, held_sockets
 from portmon.ui.sockettable import TABLE_COLUMNS, fit, layout_columns
-from portmon.ui.status import CountHistory, StatusInfo, banner_text, status_text
+from portmon.ui.status import CountHistory, StatusInfo, banner_text, seconds_text, status_text
 from portmon.ui.view import (
     CLOSED_SECONDS,
     MARK_CHANGED,
@@ -161,6 +162,19 @@ def test_status_line_shows_counts_pause_sort_filter_and_hidden_owners() -> None:
     assert "filter: [/]" in text
 
 
+def test_status_line_rounds_a_grown_interval() -> None:
+    snapshot = demo_snapshot()
+    view = derive_view(snapshot, NO_MARKS, ViewSpec(), DEMO_TIME)
+    info = StatusInfo(
+        shown=view.shown, total=view.total, states=view.states, snapshot=snapshot, interval=3.91415,
+        requested_interval=0.25, paused=False, spec=view.spec,
+    )
+    assert "every 3.9 s (slowed from 0.25 s: slow scans)" in status_text(info).plain
+    assert [seconds_text(s) for s in (0.05, 0.25, 1.0, 2.0, 3.91415, 9.96, 12.6, 1234.5)] == [
+        "0.05", "0.25", "1", "2", "3.9", "10", "13", "1234"
+    ]
+
+
 def test_banner_for_errors_and_warnings() -> None:
     good = demo_snapshot()
     assert banner_text(good, 1.0) is None
@@ -203,3 +217,17 @@ def test_synthetic_snapshot_is_reproducible_and_churns() -> None:
     old_keys = {s.key for s in base.sockets}
     new_keys = {s.key for s in after.sockets}
     assert len(new_keys - old_keys) == 20
+
+
+def test_held_sockets_lists_the_first_and_counts_all() -> None:
+    sockets = synthetic_snapshot(3000, seed=4).sockets
+    pid = next(s.holders[0].pid for s in sockets if s.holders)
+    expected = [s for s in sockets if any(h.pid == pid for h in s.holders)]
+    assert len(expected) > 5
+    listed, total = held_sockets(sockets, pid, limit=5)
+    assert total == len(expected) and list(listed) == expected[:5]
+    assert held_sockets(sockets, -1) == ((), 0)
+    lines = held_lines(listed, total)
+    assert len(lines) == 6 and lines[-1].plain == f"  … and {total - 5} more"
+    short = held_lines(expected[:2])
+    assert [line.plain[:7] for line in short] == [f"  {s.proto_label:<5}" for s in expected[:2]]

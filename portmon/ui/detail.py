@@ -7,12 +7,16 @@ import time
 from typing import ClassVar, Optional, Sequence
 
 from rich.console import Console, Group, RenderableType
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import Static
 
 from portmon.model import (
@@ -26,6 +30,7 @@ from portmon.textsafe import safe, visible
 
 LABEL_WIDTH = 10
 MAX_SOCKETS_LISTED = 200
+"""Sockets of the holder listed in the pane; the rest are counted ("… and N more")."""
 MAX_FIELD_CHARS = 2000
 """Characters of a command line or path shown; a process may have a megabyte of arguments."""
 MAX_NAME_CHARS = 100
@@ -120,17 +125,51 @@ def _heading(text: str, note: str = "") -> Text:
     return out
 
 
+def held_sockets(sockets: Sequence[Socket], pid: int, limit: int = MAX_SOCKETS_LISTED) -> tuple[tuple[Socket, ...], int]:
+    """The first ``limit`` sockets that ``pid`` holds, in snapshot order, and how many it holds in all."""
+    # Plain loops, no generator per socket: this runs over every socket of the snapshot.
+    found: list[Socket] = []
+    count = 0
+    for sock in sockets:
+        for holder in sock.holders:
+            if holder.pid == pid:
+                count += 1
+                if count <= limit:
+                    found.append(sock)
+                break
+    return tuple(found), count
+
+
+def held_lines(held: Sequence[Socket], total: Optional[int] = None) -> list[Text]:
+    """The lines listing ``held`` (at most :data:`MAX_SOCKETS_LISTED`), then "… and N more" when ``total`` is larger."""
+    total = len(held) if total is None else total
+    lines: list[Text] = []
+    for other in held[:MAX_SOCKETS_LISTED]:
+        line = Text("  ")
+        line.append_text(socket_line(other))
+        lines.append(line)
+    listed = min(len(held), MAX_SOCKETS_LISTED)
+    if total > listed:
+        lines.append(Text(f"  … and {total - listed} more", "dim"))
+    return lines
+
+
 def describe(
     sock: Optional[Socket],
     held: Sequence[Socket],
     process: Optional[ProcessDetail],
     now: float,
     closed: bool = False,
+    *,
+    held_total: Optional[int] = None,
+    list_held: bool = True,
 ) -> Group:
     """The detail pane's content for ``sock``: ``held`` are the sockets of its primary holder, ``process``
     what was read about that holder (None while the read is in flight); ``closed`` says the socket
     has just gone away and is only still shown.
 
+    ``held_total`` is how many sockets the holder has when ``held`` is only the first of them. With
+    ``list_held`` False the list itself is left out (the pane shows it with :class:`HeldList`).
     Everything that comes from other processes is added as plain text, never parsed as markup.
     """
     parts: list[RenderableType] = []
@@ -175,17 +214,11 @@ def describe(
     else:
         _process_fields(fields, process, now)
         parts.append(fields.table)
+    total = len(held) if held_total is None else held_total
     parts.append(Text())
-    parts.append(_heading(f"Sockets held by pid {holder.pid}", f"({len(held)})"))
-    lines = Text()
-    for i, other in enumerate(held[:MAX_SOCKETS_LISTED]):
-        if i:
-            lines.append("\n")
-        lines.append("  ")
-        lines.append_text(socket_line(other))
-    if len(held) > MAX_SOCKETS_LISTED:
-        lines.append(f"\n  … and {len(held) - MAX_SOCKETS_LISTED} more", "dim")
-    parts.append(lines)
+    parts.append(_heading(f"Sockets held by pid {holder.pid}", f"({total})"))
+    if list_held:
+        parts.append(Text("\n").join(held_lines(held, total)))
     return Group(*parts)
 
 
@@ -229,6 +262,56 @@ def plain_text(renderable: RenderableType, width: int = 100) -> str:
     return console.export_text()
 
 
+class HeldList(Widget):
+    """The holder's sockets, one line each, rendered line by line: only the lines on screen are drawn.
+
+    As one ``Static`` this list cost a full text layout of up to 200 wrapped lines on every refresh;
+    here a refresh redraws the visible lines only, and lines too long for the pane end with "…".
+    """
+
+    DEFAULT_CSS = """
+    HeldList { height: auto; }
+    """
+
+    def __init__(self, *, name: Optional[str] = None, id: Optional[str] = None, classes: Optional[str] = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.lines: list[Text] = []
+        """The lines shown (for tests and ``DetailPane.text``)."""
+        self._strips: dict[tuple[int, int], Strip] = {}
+
+    def set_lines(self, lines: list[Text]) -> None:
+        """Show ``lines``; the layout is redone only when their number changed."""
+        relayout = len(lines) != len(self.lines)
+        self.lines = lines
+        self._strips.clear()
+        self.refresh(layout=relayout)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self.lines)
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return container.width
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_region.width
+        base = self.rich_style
+        if not 0 <= y < len(self.lines):
+            return Strip.blank(width, base)
+        strip = self._strips.get((y, width))
+        if strip is None:
+            line = self.lines[y].copy()
+            line.no_wrap = True
+            line.truncate(width, overflow="ellipsis")
+            segments = list(Segment.apply_style(line.render(self.app.console), base))
+            strip = Strip(segments).crop_extend(0, width, base)
+            self._strips[(y, width)] = strip
+        return strip
+
+
 class DetailPane(VerticalScroll, can_focus=True):
     """Shows :func:`describe` for the selected socket; the screen decides what to show."""
 
@@ -241,16 +324,28 @@ class DetailPane(VerticalScroll, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-text", markup=False)
+        yield HeldList(id="detail-held")
 
-    def show(self, content: RenderableType) -> None:
-        """Replace the pane's content."""
+    def show(self, content: RenderableType, held: Optional[list[Text]] = None) -> None:
+        """Replace the pane's content: ``content`` on top, then the ``held`` lines (see :func:`held_lines`)."""
+        self.show_head(content)
+        self.show_held(held or [])
+
+    def show_head(self, content: RenderableType, layout: bool = True) -> None:
+        """Replace what is shown above the list of held sockets (``layout=False``: it keeps its size)."""
         self._content = content
-        self.query_one("#detail-text", Static).update(content)
+        self.query_one("#detail-text", Static).update(content, layout=layout)
+
+    def show_held(self, lines: list[Text]) -> None:
+        """Replace the list of held sockets."""
+        self.query_one("#detail-held", HeldList).set_lines(lines)
 
     @property
     def text(self) -> str:
         """The plain text shown (for tests)."""
-        return plain_text(getattr(self, "_content", Text()), width=400)
+        head = plain_text(getattr(self, "_content", Text()), width=400)
+        lines = self.query_one("#detail-held", HeldList).lines
+        return head + "".join(line.plain + "\n" for line in lines)
 
     def action_back(self) -> None:
         """Go back to the table."""

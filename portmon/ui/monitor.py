@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from typing import Callable, ClassVar, Optional, Sequence
 
@@ -23,10 +24,10 @@ from portmon.events import DEFAULT_EVENT_LIMIT, EventLog, EventStream, clock_tim
 from portmon.filters import FilterError, parse_filter
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
-from portmon.procinfo import ProcessDetail, ProcessReader
+from portmon.procinfo import ProcessDetail, ProcessReader, uptime_text
 from portmon.textsafe import visible
 from portmon.ui.background import DaemonPool, HostNames
-from portmon.ui.detail import DetailPane, describe
+from portmon.ui.detail import DetailPane, describe, held_lines, held_sockets
 from portmon.ui.eventlog import EventLogPane
 from portmon.ui.help import HelpScreen
 from portmon.ui.poller import Poller
@@ -42,6 +43,13 @@ DEBOUNCE_SECONDS = 0.3
 TICK_SECONDS = 0.5
 # With shorter refresh intervals, the next refresh removes expired closed rows anyway.
 GHOST_REDERIVE_INTERVAL = 2.0
+
+
+def _height_shape(process: Optional[ProcessDetail]) -> Optional[ProcessDetail]:
+    """``process`` without the values that change from read to read but always fit on one line."""
+    if process is None:
+        return None
+    return replace(process, cpu_percent=None if process.cpu_percent is None else 0.0, rss=None, threads=None, status=None)
 
 
 class ScanCompleted(Message):
@@ -165,6 +173,13 @@ class MonitorScreen(Screen[None]):
         self._event_stream = EventStream()
         self._binder = binder
         self._privileged = privileged
+        # The detail pane's list for (snapshot, pid), and what the pane shows now: a refresh that
+        # changes neither redraws nothing (the list can hold 200 lines of a 10,000-socket process).
+        self._held: Optional[tuple[Snapshot, int, tuple[Socket, ...], int]] = None
+        self._detail_head: Optional[tuple[object, ...]] = None
+        self._detail_list: Optional[tuple[tuple[Socket, ...], int]] = None
+        self._banner_shown: Optional[tuple[Optional[str], bool]] = None
+        self._detail_shape: Optional[tuple[object, ...]] = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -254,6 +269,11 @@ class MonitorScreen(Screen[None]):
 
     def _apply(self, update: Update, events: tuple[Event, ...] = ()) -> None:
         self.scans += 1
+        if self.scans == 1 and self.poll:
+            # The app, Textual and the first snapshot's sockets (most of which live on, scan after
+            # scan) go out of the collector's sight: a full collection at 10k sockets then walks the
+            # objects made since, instead of 110-140 ms of long-lived ones. Refcounting still frees them.
+            gc.freeze()
         if events:
             self.events.add(events)
         self.snapshot = update.snapshot
@@ -327,13 +347,20 @@ class MonitorScreen(Screen[None]):
             resolving=self.resolving,
             outcome=self.outcome,
         )
-        self.query_one("#status", Static).update(status_text(info))
+        # Fixed size (two lines, the bar's width): no layout pass for a status change.
+        self.query_one("#status", Static).update(status_text(info), layout=False)
 
     def _show_banner(self) -> None:
         banner = self.query_one("#banner", Static)
         text = banner_text(self.snapshot, self.interval)
+        error = self.snapshot is not None and self.snapshot.error is not None
+        shown = (text.plain if text is not None else None, error)
+        if shown == self._banner_shown:
+            # Usually no banner at all: an update would cost a layout pass on every refresh.
+            return
+        self._banner_shown = shown
         banner.set_class(text is not None, "shown")
-        banner.set_class(self.snapshot is not None and self.snapshot.error is not None, "error")
+        banner.set_class(error, "error")
         banner.update(text if text is not None else "")
 
     # -- filter ----------------------------------------------------------------------------------
@@ -463,20 +490,47 @@ class MonitorScreen(Screen[None]):
         if self.detail_visible:
             self._show_detail(reread=True)
 
+    def _held_by(self, pid: int) -> tuple[tuple[Socket, ...], int]:
+        """The first sockets ``pid`` holds in the current snapshot and how many in all (once per snapshot and pid)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return (), 0
+        cached = self._held
+        if cached is not None and cached[0] is snapshot and cached[1] == pid:
+            return cached[2], cached[3]
+        held, total = held_sockets(snapshot.sockets, pid)
+        self._held = (snapshot, pid, held, total)
+        return held, total
+
     def _show_detail(self, reread: bool) -> None:
         sock = self.table.cursor_socket
         process: Optional[ProcessDetail] = None
-        held: list[Socket] = []
+        held: tuple[Socket, ...] = ()
+        total = 0
         if sock is not None and sock.holders:
             holder = sock.holders[0]
             if reread:
                 self._read_process(holder.pid, holder.create_time)
             process = self._details.get((holder.pid, holder.create_time))
-            if self.snapshot is not None:
-                held = [s for s in self.snapshot.sockets if any(h.pid == holder.pid for h in s.holders)]
+            held, total = self._held_by(holder.pid)
         now = self.clock()
         closed = sock is not None and self.marks.mark(sock.key, now) == MARK_CLOSED
-        self.detail.show(describe(sock, held, process, now, closed=closed))
+        # The head depends on the clock only through the process's uptime.
+        uptime = uptime_text(now - process.create_time) if process is not None and process.create_time is not None else None
+        head = (sock, closed, process, uptime, total)
+        if head != self._detail_head:
+            self._detail_head = head
+            # What decides the head's height. When only the short one-line values changed (CPU,
+            # memory, threads, status, an uptime of the same length), the pane keeps its size and a
+            # layout pass of the whole screen (the costliest part of a refresh) is not needed.
+            shape = (sock, closed, total, _height_shape(process), len(uptime or ""))
+            content = describe(sock, held, process, now, closed=closed, held_total=total, list_held=False)
+            self.detail.show_head(content, layout=shape != self._detail_shape)
+            self._detail_shape = shape
+        listed = (held, total)
+        if listed != self._detail_list:
+            self._detail_list = listed
+            self.detail.show_held(held_lines(held, total))
 
     def _read_process(self, pid: int, create_time: Optional[float]) -> None:
         ident = (pid, create_time)

@@ -18,6 +18,13 @@ HISTORY_SECONDS = 300.0
 """How far back the sparkline reaches."""
 
 SEPARATOR = " · "
+
+
+def seconds_text(seconds: float) -> str:
+    """An interval for the status line: at most two significant digits ("3.9", "0.25", "1"), whole seconds from 10 up."""
+    if seconds >= 10:
+        return f"{seconds:.0f}"
+    return f"{seconds:.2g}"
 _SHORT = {"ESTABLISHED": "ESTAB"}
 """Shorter state names for the crowded status line (ss spells ESTABLISHED this way too)."""
 
@@ -79,9 +86,9 @@ def status_text(info: StatusInfo) -> Text:
         parts.append(Text(snapshot.hidden_note, "italic"))
     if snapshot is not None:
         parts.append(Text(f"scan {snapshot.scan_ms:.0f} ms"))
-    every = f"every {info.interval:g} s"
+    every = f"every {seconds_text(info.interval)} s"
     if info.interval > info.requested_interval + 1e-9:
-        every += f" (slowed from {info.requested_interval:g} s: slow scans)"
+        every += f" (slowed from {seconds_text(info.requested_interval)} s: slow scans)"
     parts.append(Text(every))
     arrow = "▼" if info.spec.descending else "▲"
     parts.append(Text(f"sort: {COLUMN_TITLES.get(info.spec.column, info.spec.column)} {arrow}"))
@@ -111,7 +118,7 @@ def banner_text(snapshot: Optional[Snapshot], interval: float) -> Optional[Text]
         if snapshot.sockets:
             taken = time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at))
             out.append(f" — showing the last good scan, from {taken}")
-        out.append(f"; retrying every {interval:g} s")
+        out.append(f"; retrying every {seconds_text(interval)} s")
         return out
     if snapshot.warning:
         return Text.assemble((" ⓘ ", "bold"), visible(snapshot.warning))
