@@ -182,6 +182,11 @@ class Watch:
         self.proc.send_signal(signal.SIGINT)
         try:
             return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            # Kill it before closing the pipes: a close would wait for the reader threads forever.
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
         finally:
             for stream in (self.proc.stdout, self.proc.stderr):
                 if stream is not None:

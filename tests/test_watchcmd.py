@@ -218,11 +218,13 @@ class Lines:
 class Watch:
     """``portmon watch`` running in a child process this test started (and only ever signals)."""
 
-    def __init__(self, *args: str, read_stdout: bool = True) -> None:
+    def __init__(self, *args: str, read_stdout: bool = True, sigint_ignored: bool = False) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "portmon", "watch", "--interval", "0.2", *args],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # As a shell without job control starts a background command: SIGINT ignored.
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
         )
         self.out = Lines(self.proc.stdout) if read_stdout else None
         self.err = Lines(self.proc.stderr)
@@ -338,3 +340,13 @@ def test_a_closed_pipe_ends_watch_quietly(started: list[Any]) -> None:
     # Nothing but the start notice and notes about what portmon cannot see: no traceback, no error.
     assert not [line for line in watch.err.rest() if not line.startswith(("portmon: watching", "portmon: warning:"))]
     assert not any("Traceback" in line or "Error" in line for line in watch.err.seen)
+
+
+@posix_only
+def test_ctrl_c_ends_watch_even_when_started_with_sigint_ignored() -> None:
+    watch = Watch(sigint_ignored=True)
+    try:
+        assert watch.interrupt() == 0
+        assert "Traceback" not in "".join(watch.err.rest())
+    finally:
+        watch.stop()

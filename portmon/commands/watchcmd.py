@@ -70,6 +70,7 @@ def run(ctx: Context) -> int:
     interval = ctx.interval
     last_good: Optional[Snapshot] = None
     failing: Optional[str] = None
+    _interruptible()
     try:
         while True:
             started = time.monotonic()
@@ -95,3 +96,22 @@ def run(ctx: Context) -> int:
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
     except KeyboardInterrupt:
         return 0
+
+
+def _interruptible() -> None:
+    """Make Ctrl-C (SIGINT) and SIGTERM end ``watch`` cleanly, however it was started.
+
+    A shell without job control starts background commands with SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler, so ``watch`` could not be stopped the way its help says.
+    ``watch`` exists to be interrupted, so it takes both signals back.
+    """
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, stop)
+        except (ValueError, OSError):  # not the main thread (tests calling run() from a thread)
+            pass
