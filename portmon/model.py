@@ -1,9 +1,14 @@
-"""Immutable socket, holder and snapshot values shared by every part of portmon."""
+"""Immutable socket, holder and snapshot values shared by every part of portmon.
+
+They are named tuples, not dataclasses: building one is ~0.25 µs against ~1.3 µs for a frozen
+slots dataclass (a cold scan builds one Socket per socket, 10,000 of them in ``portmon list``),
+and ``portmon list`` then never imports ``dataclasses`` (with ``inspect``, ~8 ms of its start).
+``._replace(**changes)`` gives a changed copy. Equality and hashing are the tuple's.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 # TCP states, spelled as psutil's CONN_* constants spell them.
 LISTEN = "LISTEN"
@@ -58,8 +63,7 @@ SocketKey = Tuple[str, int, str, int, str, int, int]
 """Stable identity of a socket across snapshots (see :attr:`Socket.key`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Holder:
+class Holder(NamedTuple):
     """One process that holds a socket open."""
 
     pid: int
@@ -69,8 +73,7 @@ class Holder:
     """Process start time (seconds since the epoch): with the pid, the process's identity."""
 
 
-@dataclass(frozen=True, slots=True)
-class Socket:
+class Socket(NamedTuple):
     """One TCP or UDP socket as the kernel reports it."""
 
     proto: str
@@ -135,8 +138,7 @@ class Socket:
         return self.remote_port is None
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """Everything one scan saw, at one moment."""
 
     sockets: Tuple[Socket, ...]
@@ -152,7 +154,7 @@ class Snapshot:
     """Set when the scan failed; the snapshot then repeats the last good sockets."""
     collector: str = ""
     """Which collector produced it ("procfs", "psutil", "fake", ...)."""
-    extra: Tuple[Tuple[str, str], ...] = field(default=())
+    extra: Tuple[Tuple[str, str], ...] = ()
     """Free-form (name, value) notes for the status line and benchmarks."""
 
     @property

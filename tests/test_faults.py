@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections import namedtuple
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
@@ -207,7 +206,7 @@ class GatedCollector:
 )
 def test_the_poller_reports_each_fault_keeps_the_rows_and_recovers(fault: BaseException, shown: str) -> None:
     first = demo_snapshot()
-    collector = GatedCollector([first, fault, fault, replace(first, taken_at=DEMO_TIME + 3)])
+    collector = GatedCollector([first, fault, fault, first._replace(taken_at=DEMO_TIME + 3)])
     app = PortmonApp(collector, interval=0.01, process_reader=demo_process, clock=lambda: DEMO_TIME)
 
     async def body(pilot: Pilot, screen: MonitorScreen) -> None:

@@ -194,7 +194,7 @@ def test_portmon_itself_and_its_ancestors_are_refused() -> None:
 def test_a_refused_holder_blocks_the_whole_kill(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn()
     mine = Holder(os.getpid(), "python", create_time=psutil.Process().create_time())
-    sock = dataclasses.replace(child.holders(), holders=child.holders().holders + (mine,))
+    sock = child.holders()._replace(holders=child.holders().holders + (mine,))
     plan = plan_kill([sock], PortSpec(child.port))
     assert [t.pid for t in plan.targets] == [child.pid]
     assert [r.kind for r in plan.refusals] == [REFUSED_SELF]
@@ -283,8 +283,8 @@ def test_plan_captures_identity_and_shows_the_process(spawn) -> None:  # type: i
 def test_pid_reused_before_planning_is_left_alone(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
     child = spawn(f"record={record_file}")
     sock = child.holders()
-    old = dataclasses.replace(sock.holders[0], create_time=sock.holders[0].create_time - 1000)
-    plan = plan_kill([dataclasses.replace(sock, holders=(old,))], PortSpec(child.port))
+    old = sock.holders[0]._replace(create_time=sock.holders[0].create_time - 1000)
+    plan = plan_kill([sock._replace(holders=(old,))], PortSpec(child.port))
     assert not plan.targets
     assert any("different process" in n for n in plan.notes)
     assert child.alive() and record_file.read_text() == ""

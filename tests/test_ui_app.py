@@ -6,7 +6,6 @@ import asyncio
 import sys
 import threading
 import types
-from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional
 
 import pytest
@@ -65,7 +64,7 @@ def row_of(table: SocketTable, predicate: Callable[[Socket], bool]) -> int:
 
 
 def with_extra(snapshot: Snapshot, *extra: Socket, drop: Callable[[Socket], bool] = lambda s: False) -> Snapshot:
-    return replace(snapshot, sockets=tuple(s for s in snapshot.sockets if not drop(s)) + extra)
+    return snapshot._replace(sockets=tuple(s for s in snapshot.sockets if not drop(s)) + extra)
 
 
 def test_starts_sorted_by_local_port_with_the_cursor_on_the_first_row() -> None:
@@ -269,7 +268,7 @@ def test_new_closed_and_changed_rows_are_highlighted_until_the_clock_moves_on() 
     opened = Socket("tcp", 4, "127.0.0.1", 8000, "127.0.0.1", 52802, ESTABLISHED, holders=changing.holders)
     second = with_extra(
         first,
-        replace(changing, state=CLOSE_WAIT),
+        changing._replace(state=CLOSE_WAIT),
         opened,
         drop=lambda s: s.key in (closing.key, changing.key),
     )

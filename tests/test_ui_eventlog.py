@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
 import pytest
@@ -64,7 +63,7 @@ def listener(port: int, pid: int = 5000, inode: int = 0) -> Socket:
 
 
 def with_sockets(base: Snapshot, *extra: Socket, at: float) -> Snapshot:
-    return replace(base, sockets=base.sockets + extra, taken_at=at)
+    return base._replace(sockets=base.sockets + extra, taken_at=at)
 
 
 # -- the event log ------------------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def test_e_toggles_the_pane_which_lists_the_refreshs_events_newest_first() -> No
 def test_newer_refreshes_go_on_top() -> None:
     first = demo_snapshot()
     second = with_sockets(first, listener(8080), at=DEMO_TIME + 61)
-    third = replace(first, taken_at=DEMO_TIME + 122)
+    third = first._replace(taken_at=DEMO_TIME + 122)
 
     async def body(pilot: Pilot, screen: MonitorScreen) -> None:
         await pilot.press("e", "r", "r")
@@ -206,7 +205,7 @@ def test_escape_in_the_pane_goes_back_to_the_table() -> None:
 def test_hostile_process_names_in_the_log_are_shown_escaped() -> None:
     base = demo_snapshot()
     evil = (*(s for s in base.sockets if s.local_port not in (9998, 9999)),)
-    steps = [base, replace(base, sockets=evil, taken_at=DEMO_TIME + 1)]
+    steps = [base, base._replace(sockets=evil, taken_at=DEMO_TIME + 1)]
 
     async def body(pilot: Pilot, screen: MonitorScreen) -> None:
         await pilot.press("e", "r")
@@ -321,7 +320,7 @@ def test_time_wait_hidden_and_hostile_rows() -> None:
 def test_time_wait_remnants_only() -> None:
     base = demo_snapshot()
     remnant = next(s for s in base.sockets if s.state == "TIME_WAIT")
-    only_remnant = replace(base, sockets=tuple(s for s in base.sockets if s.local_port != 443) + (remnant,))
+    only_remnant = base._replace(sockets=tuple(s for s in base.sockets if s.local_port != 443) + (remnant,))
 
     async def body(pilot: Pilot, screen: MonitorScreen) -> None:
         select_port(screen, 443, "TIME_WAIT")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 from portmon.fake import DEMO_TIME, HOSTILE_NAME, demo_snapshot, synthetic_snapshot
 from portmon.filters import parse_filter
@@ -43,7 +42,7 @@ def test_first_snapshot_marks_nothing() -> None:
 def test_marks_new_closed_and_changed_rows_then_expire() -> None:
     a, b, c = _socket(1000, 5000), _socket(1001, 5001), _socket(1002, 5002)
     old = _snap(a, b, c)
-    new = _snap(a, replace(b, state=CLOSE_WAIT), _socket(1003, 5003))
+    new = _snap(a, b._replace(state=CLOSE_WAIT), _socket(1003, 5003))
     marks = advance_marks(NO_MARKS, old, new, DEMO_TIME)
     assert marks.mark(_socket(1003, 5003).key, DEMO_TIME) == MARK_NEW
     assert marks.mark(b.key, DEMO_TIME) == MARK_CHANGED
@@ -58,7 +57,7 @@ def test_marks_new_closed_and_changed_rows_then_expire() -> None:
 
 def test_a_failed_scan_marks_nothing() -> None:
     a = _socket(1000, 5000)
-    broken = replace(_snap(), error="scan failed: boom")
+    broken = _snap()._replace(error="scan failed: boom")
     assert not advance_marks(NO_MARKS, _snap(a), broken, DEMO_TIME)
 
 
@@ -178,11 +177,11 @@ def test_status_line_rounds_a_grown_interval() -> None:
 def test_banner_for_errors_and_warnings() -> None:
     good = demo_snapshot()
     assert banner_text(good, 1.0) is None
-    broken = replace(good, error="scan failed: RuntimeError: boom")
+    broken = good._replace(error="scan failed: RuntimeError: boom")
     text = banner_text(broken, 2.0)
     assert text is not None and "scan failed: RuntimeError: boom" in text.plain
     assert "last good scan" in text.plain and "retrying every 2 s" in text.plain
-    warned = replace(good, warning="only your own processes' sockets are shown")
+    warned = good._replace(warning="only your own processes' sockets are shown")
     text = banner_text(warned, 1.0)
     assert text is not None and "only your own" in text.plain
 
