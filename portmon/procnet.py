@@ -17,7 +17,6 @@ import re
 import socket
 import struct
 import sys
-from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 from portmon.model import (
@@ -76,8 +75,7 @@ Decoded = tuple[str, int, Optional[str], Optional[int], int, int, int]
 """(local_addr, local_port, remote_addr, remote_port, kernel state number, uid, inode)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RawSocket:
+class RawSocket(NamedTuple):
     """One row of a kernel socket table, decoded."""
 
     proto: str

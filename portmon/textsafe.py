@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
 # C0 and C1 controls, DEL, bidi embeddings/overrides/isolates, zero-width and other invisible format
 # characters, line/paragraph separators, and lone surrogates (which cannot be encoded).
-_UNSAFE = re.compile(
+# Compiled on first use: most runs of the one-shot commands only meet printable ASCII.
+_UNSAFE_CLASS = (
     "["
     "\x00-\x1f\x7f-\x9f"
     "\u00ad"
@@ -21,6 +23,12 @@ _UNSAFE = re.compile(
     "\ud800-\udfff"
     "]"
 )
+
+
+@functools.cache
+def _unsafe() -> re.Pattern[str]:
+    return re.compile(_UNSAFE_CLASS)
+
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
@@ -44,7 +52,7 @@ def visible(text: str) -> str:
     """
     if text.isprintable() and text.isascii():
         return text
-    out = _UNSAFE.sub(_escape, text)
+    out = _unsafe().sub(_escape, text)
     # Anything else Unicode calls a control/format/surrogate/unassigned-private is shown too.
     if not out.isprintable():
         out = "".join(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
@@ -51,7 +50,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     signal_option = p.add_argument(
         "--signal",
         type=_signal_arg,
-        default=signal.SIGTERM,
+        default=None,  # SIGTERM, set below
         metavar="SIGNAL",
         help="the signal to send first (default TERM)",
     )
@@ -71,8 +70,11 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     def parse_known_args(args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None) -> Any:
         # Runs only when kill is the command (argparse hands the rest of the command line to it),
         # and before its --help or any error message is shown.
+        import signal
+
         from portmon.killer import DEFAULT_TIMEOUT, SIGNALS
 
+        signal_option.default = signal.SIGTERM
         signal_option.metavar = "|".join(SIGNALS)
         timeout_option.default = DEFAULT_TIMEOUT
         timeout_option.help = f"how long to wait for the holders to exit (default {DEFAULT_TIMEOUT:g})"
@@ -171,6 +173,8 @@ def _ask(question: str, out: TextIO) -> bool:
 
 
 def _outcome_text(outcome: KillOutcome, force: bool) -> list[str]:
+    import signal
+
     lines = [r.detail for r in outcome.results]
     lines.append(outcome.message)
     survivors = [t.pid for t in outcome.survivors]
