@@ -54,6 +54,16 @@ Periodic full rescan
     the rescan never adds more than ~20 ms to one scan, however the sockets are spread. The
     service-name memo is cleared on the same period. ``full_rescan_every=1`` makes every scan
     a fresh full scan (what the tests compare the incremental answer with).
+
+Cold walk in a child process (one-shot commands)
+    The first scan has to readlink every fd of every process: ~35 ms at 10,000 sockets, nearly
+    all of it in the kernel. ``start_cold_walk()`` forks a child that does that walk while the
+    parent reads and decodes the socket tables; the first scan then takes the child's answer
+    (per process: start time, fd numbers, socket fds) instead of walking, for every process
+    whose pid and start time match, and walks any other process itself. A child that fails
+    leaves the parent to walk as usual. Forking is only safe in a process with one thread, so
+    only the one-shot commands (``list``, ``who``, ``why``) ask for it; the live monitor's first
+    scan walks itself.
 """
 
 from __future__ import annotations
@@ -65,72 +75,23 @@ from collections import Counter
 from typing import Callable, Collection, Optional, Union, cast
 
 from portmon.collector import ServiceLookup, is_privileged, owner_note
+from portmon.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, read_fd_table
 from portmon.model import OWNER_HIDDEN, Holder, Snapshot, Socket
-from portmon.procnet import TABLES, TCP_STATE_NAMES, NetlinkReader, ProcNetReader, Table
+from portmon.procnet import TABLES, TCP_STATE_NAMES, Decoded, NetlinkReader, ProcNetReader, Table
 
 _Reader = Union[NetlinkReader, ProcNetReader]
 
 HolderInfo = Callable[[int, float], Holder]
 """``holder_info(pid, start_seconds_since_boot) -> Holder``: name and user of a process."""
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _GONE = (FileNotFoundError, ProcessLookupError)
 _MISSING = object()
 _SEARCH_BUDGET = 2000
 """fd reads a first search for an unknown socket may spend (~8 ms here)."""
 _RESCAN_CHUNK = 4096
 """The periodic rescan of big fd tables reads at most this many fds per scan (~16 ms here)."""
-_PARALLEL_FDS = 4096
-"""A process with at least this many fds is walked by two threads."""
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
-
-
-def _socket_fds(dfd: int, names: list[str]) -> dict[str, int]:
-    """fd name -> socket inode for the fds in ``names`` (of the fd directory open as ``dfd``) that are sockets."""
-    fds: dict[str, int] = {}
-    readlink = os.readlink
-    for name in names:
-        try:
-            link = readlink(name, dir_fd=dfd)
-        except PermissionError:
-            raise  # the whole process became unreadable: the caller gives up on it
-        except OSError:
-            continue  # closed since the listing (or not a link we can read)
-        if link[:8] == "socket:[":
-            fds[name] = int(link[8:-1])
-    return fds
-
-
-def _socket_fds_parallel(dfd: int, names: list[str]) -> dict[str, int]:
-    """``_socket_fds`` by two threads, each reading half of ``names``.
-
-    readlink releases the GIL and most of its cost is in the kernel: two threads read a big fd
-    table in ~60 % of the time (measured at 10,000 fds on 2 cores). A bare thread, not a pool:
-    concurrent.futures costs ~5 ms to import, a tenth of a one-shot ``list``.
-    """
-    import threading
-
-    half = len(names) // 2
-    first: dict[str, int] = {}
-    failed: list[BaseException] = []
-
-    def read_first_half() -> None:
-        try:
-            first.update(_socket_fds(dfd, names[:half]))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-            failed.append(exc)
-
-    worker = threading.Thread(target=read_first_half, name="portmon-fdwalk", daemon=True)
-    worker.start()
-    try:
-        fds = _socket_fds(dfd, names[half:])
-    finally:
-        worker.join()  # the worker reads through dfd, which the caller closes
-    if failed:
-        raise failed[0]
-    fds.update(first)
-    return fds
 
 
 def _program_name(cmdline: str) -> str:
@@ -220,7 +181,9 @@ class ProcfsCollector:
         """inode -> uid of sockets a budgeted search did not find: searched in full next scan."""
         self._dirty: set[int] = set()
         self._orphans: set[int] = set()
-        self._svc: dict[str, dict[int, Optional[str]]] = {"tcp": {}, "udp": {}}
+        self._port_names: Optional[Callable[[str], dict[int, str]]] = getattr(services, "port_names", None)
+        """``services.port_names(proto)`` when the lookup offers it (a Registry does): the memo starts full."""
+        self._svc: dict[str, dict[int, Optional[str]]] = self._service_memo()
         """proto -> port -> service name, as ``services`` said (cleared on the rescan period)."""
         self._scan = 0
         self._privileged: Optional[bool] = None
@@ -234,6 +197,29 @@ class ProcfsCollector:
         self._rescanning: set[int] = set()
         """Processes whose periodic rescan is being read in chunks."""
         self._parallel = (os.cpu_count() or 1) > 1
+        self._cold: Optional[ColdWalk] = None
+        """A cold walk started for the first scan and not yet taken."""
+        self._prefetched: dict[int, ColdProcess] = {}
+        """What the cold walk found, for the first scan's walks (emptied as they take it)."""
+
+    def start_cold_walk(self, walk: Optional[ColdWalk] = None) -> bool:
+        """Have the first scan take a cold walk's answer (see the module doc): ``walk``, one already
+        started, or else one forked now. True when the scan will take it.
+
+        Call it only before the first scan; without ``walk``, only from a process with a single
+        thread (it forks). After the first scan, or with an injected procfs root, a given walk
+        is cancelled and False returned.
+        """
+        if self._scan != 0 or self._cold is not None or self._procfs != "/proc":
+            if walk is not None:
+                walk.cancel()
+            return False
+        if walk is None:
+            if not hasattr(os, "fork"):
+                return False
+            walk = ColdWalk(self._procfs)
+        self._cold = walk
+        return True
 
     @staticmethod
     def available() -> bool:
@@ -286,7 +272,7 @@ class ProcfsCollector:
             self._privileged = privileged
             self._caches = [{} for _ in TABLES]
         if scan_no % self._every == 0:
-            self._svc = {"tcp": {}, "udp": {}}
+            self._svc = self._service_memo()
             self._users = {}
 
         # 1. The tables: every key that maps to a socket of the last scan is reused as is.
@@ -331,12 +317,23 @@ class ProcfsCollector:
             self._unowned.discard(ino)
             self._pending.pop(ino, None)
 
+        # The new keys are decoded before any process is walked, while a cold walk's child may
+        # still be reading fds.
+        decoded = [
+            self._readers[ti].decode_all(table, [key for _, key in misses[ti]]) if misses[ti] else []
+            for ti, table in enumerate(TABLES)
+        ]
+
         # 2. The owners (see the module docstring for the rules).
         self._dirty = set()
         self._orphans = set()
         walked: set[int] = set()
         new: set[int] = set()
         changed = self._refresh_processes(scan_no, walked, new)
+        self._prefetched = {}
+        if self._cold is not None:  # no process needed a walk: the answer is not wanted any more
+            self._cold.cancel()
+            self._cold = None
         for proc in changed:
             self._walk_diff(proc, scan_no)
         if dropped_inodes:
@@ -389,7 +386,7 @@ class ProcfsCollector:
             if table_misses:
                 filled = new_caches[ti]
                 assert filled is not None  # a table with misses always gets a fresh cache
-                self._build(TABLES[ti], self._readers[ti], table_misses, out, filled, privileged)
+                self._build(TABLES[ti], table_misses, decoded[ti], out, filled, privileged)
         sockets = cast("list[Socket]", out)  # every miss is filled in now
         stale = dirty - miss_inodes.keys()
         if stale:
@@ -461,10 +458,12 @@ class ProcfsCollector:
         every = self._every
         seen: set[int] = set()
         changed: list[_Proc] = []
+        # Every process is stat'ed before any is walked: with a cold walk pending, the stats run
+        # while its child still reads fds (the first walk waits for the child's answer).
+        listed: list[tuple[int, Optional[os.stat_result], int, int]] = []
         for name in os.listdir(procfs):
             if not name.isdigit():
                 continue
-            pid = int(name)
             try:
                 st = os.stat(f"{procfs}/{name}/fd")
                 start, ppid = self._identity(name)
@@ -478,6 +477,8 @@ class ProcfsCollector:
                     continue
             except OSError:
                 continue
+            listed.append((int(name), st, start, ppid))
+        for pid, st, start, ppid in listed:
             seen.add(pid)
             nfds = st.st_size if (st is not None and counts) else -1
             proc = procs.get(pid)
@@ -566,7 +567,7 @@ class ProcfsCollector:
 
     def _open_fd_dir(self, proc: _Proc) -> Optional[int]:
         try:
-            return os.open(f"{self._procfs}/{proc.pid}/fd", _DIR_FLAGS)
+            return os.open(f"{self._procfs}/{proc.pid}/fd", DIR_FLAGS)
         except _GONE:
             self._drop(proc)
         except (PermissionError, NotADirectoryError):
@@ -577,23 +578,34 @@ class ProcfsCollector:
 
     def _walk_full(self, proc: _Proc, nfds: int, scan_no: int) -> bool:
         """Readlink every fd of ``proc``; False when it cannot be read (gone or not ours)."""
-        dfd = self._open_fd_dir(proc)
-        if dfd is None:
-            return False
-        try:
-            names = os.listdir(dfd)
-            if len(names) >= _PARALLEL_FDS and self._parallel:
-                fds = _socket_fds_parallel(dfd, names)
-            else:
-                fds = _socket_fds(dfd, names)
-        except _GONE:
-            self._drop(proc)
-            return False
-        except PermissionError:
-            proc.readable = False
-            return False
-        finally:
-            os.close(dfd)
+        if self._cold is not None:
+            # The first walk of a scan with a cold walk pending: take the child's answer.
+            self._prefetched = self._cold.result() or {}
+            self._cold = None
+        cold = self._prefetched.pop(proc.pid, None) if self._prefetched else None
+        if cold is not None and cold[0] == proc.start:
+            # The cold walk's child read this very process (same pid, same start time).
+            if cold[1] is None or cold[2] is None:
+                proc.readable = False
+                return False
+            names, fds = cold[1], cold[2]
+            # Its fds may have changed between the child's listing and our stat: -1 makes the next
+            # scan list them again rather than trust a count taken after the listing.
+            nfds = -1
+        else:
+            dfd = self._open_fd_dir(proc)
+            if dfd is None:
+                return False
+            try:
+                names, fds = read_fd_table(dfd, os.fstat(dfd).st_size if self._counts else -1, self._parallel)
+            except _GONE:
+                self._drop(proc)
+                return False
+            except PermissionError:
+                proc.readable = False
+                return False
+            finally:
+                os.close(dfd)
         self._stats["full_walks"] += 1
         self._stats["fd_reads"] += len(names)
         inos = dict(Counter(fds.values()))
@@ -864,6 +876,13 @@ class ProcfsCollector:
             name = None
         return Holder(pid=pid, name=name, create_time=started)
 
+    def _service_memo(self) -> dict[str, dict[int, Optional[str]]]:
+        """A fresh proto -> port -> service name memo: every named port when the lookup can list
+        them (then a port missing from it has no name), else empty."""
+        if self._services and self._port_names is not None:
+            return {"tcp": dict(self._port_names("tcp")), "udp": dict(self._port_names("udp"))}
+        return {"tcp": {}, "udp": {}}
+
     def _service(self, port: int, proto: str) -> Optional[str]:
         memo = self._svc[proto]
         if port in memo:
@@ -874,8 +893,8 @@ class ProcfsCollector:
     def _build(
         self,
         table: Table,
-        reader: _Reader,
         table_misses: list[tuple[int, tuple]],
+        decoded: list[Decoded],
         out: list[Optional[Socket]],
         cache: dict[tuple, Optional[Socket]],
         privileged: bool,
@@ -893,14 +912,17 @@ class ProcfsCollector:
         holders_of_pids = self._holders_of_pids
         services = self._services
         service = self._service
-        memo = self._svc[proto].get
+        memo: Callable[..., Optional[str]] = self._svc[proto].get
+        complete = self._port_names is not None
         miss = _MISSING
-        decoded = reader.decode_all(table, [key for _, key in table_misses])
         for (pos, key), (laddr, lport, raddr, rport, state_no, _uid, ino) in zip(table_misses, decoded):
             state = (names.get(state_no) or f"UNKNOWN_{state_no:02X}") if tcp else None
             where = where_of(ino) if ino else None
             hs = (known(where) or holders_of_pids(where)) if where else ()
-            if services:
+            if complete:
+                lsvc = memo(lport)
+                rsvc = None if rport is None else memo(rport)
+            elif services:
                 lsvc = memo(lport, miss)
                 if lsvc is miss:
                     lsvc = service(lport, proto)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
-from json.encoder import encode_basestring_ascii
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from portmon.model import Holder, Socket
 from portmon.registry import port_range
 from portmon.textsafe import safe, visible
+
+try:
+    # The C escaper json.encoder itself uses; importing it alone skips json's decoder (~1 ms).
+    from _json import encode_basestring_ascii
+except ImportError:  # an interpreter without the C accelerator
+    from json.encoder import encode_basestring_ascii
 
 RECORD_KEYS = (
     "proto",
@@ -63,23 +66,28 @@ def holder_records(sockets: Iterable[Socket]) -> list[dict[str, Any]]:
 
 def to_json(value: Any) -> str:
     """JSON with every non-ASCII and control character escaped, so it is safe on a terminal."""
+    import json
+
     return json.dumps(value, ensure_ascii=True)
 
 
-_RECORD = (
-    '{"proto": %s, "family": %d, "local_addr": %s, "local_port": %d, "remote_addr": %s, "remote_port": %s, '
-    '"state": %s, %s, "local_service": %s, "remote_service": %s, "local_range": %s}'
-)
-"""One socket record as ``to_json(socket_record(sock))`` writes it (the holder part is one ``%s``)."""
-
-
 def sockets_json(sockets: Sequence[Socket]) -> str:
-    """The ``list --json`` document: an array of socket records.
+    """The ``list --json`` document: an array of socket records (``iter_sockets_json`` joined)."""
+    return "".join(iter_sockets_json(sockets))
+
+
+JSON_CHUNK = 512
+"""Socket records per piece of ``iter_sockets_json``."""
+
+
+def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
+    """The ``list --json`` document in pieces of JSON_CHUNK records, to be written one after another.
 
     The same text as ``to_json([socket_record(s) for s in sockets])``, written directly: at
     10,000 sockets building the dicts and encoding them took ~32 ms, this takes ~10. Strings go
     through json's own ASCII escaper, each distinct one once; a holder's fields and a port's
-    range are formatted once too.
+    range are formatted once too. Written piece by piece, the document is never whole in memory:
+    at 10,000 sockets that saves ~8 ms of page faults and copies over one 2.7 MB string.
     """
     text: dict[Optional[str], str] = {None: "null"}
     holder_text: dict[int, str] = {}
@@ -93,44 +101,44 @@ def sockets_json(sockets: Sequence[Socket]) -> str:
         return done
 
     known = text.get
-    records = []
-    for s in sockets:
-        hs = s.holders
-        # Keyed by identity: sockets of one process share one holders tuple, kept alive by ``sockets``.
-        holder = holder_text.get(id(hs))
-        if holder is None:
-            if hs:
-                h = hs[0]
-                holder = '"pid": %d, "process": %s, "user": %s' % (h.pid, quoted(h.name), quoted(h.user))
-            else:
-                holder = '"pid": null, "process": null, "user": null'
-            holder_text[id(hs)] = holder
-        lport = s.local_port
-        rng = range_text.get(lport)
-        if rng is None:
-            rng = range_text[lport] = escape(port_range(lport))
-        rport = s.remote_port
-        records.append(
-            _RECORD
-            % (
-                known(s.proto) or quoted(s.proto),
-                s.family,
-                known(s.local_addr) or quoted(s.local_addr),
-                lport,
-                known(s.remote_addr) or quoted(s.remote_addr),
-                "null" if rport is None else "%d" % rport,
-                known(s.state) or quoted(s.state),
-                holder,
-                known(s.local_service) or quoted(s.local_service),
-                known(s.remote_service) or quoted(s.remote_service),
-                rng,
+    yield "["
+    for first in range(0, len(sockets), JSON_CHUNK):
+        records = []
+        for s in sockets[first : first + JSON_CHUNK]:
+            hs = s.holders
+            # Keyed by identity: sockets of one process share one holders tuple, kept alive by ``sockets``.
+            holder = holder_text.get(id(hs))
+            if holder is None:
+                if hs:
+                    h = hs[0]
+                    holder = '"pid": %d, "process": %s, "user": %s' % (h.pid, quoted(h.name), quoted(h.user))
+                else:
+                    holder = '"pid": null, "process": null, "user": null'
+                holder_text[id(hs)] = holder
+            lport = s.local_port
+            rng = range_text.get(lport)
+            if rng is None:
+                rng = range_text[lport] = escape(port_range(lport))
+            rport = s.remote_port
+            # One f-string (the pieces join at compile time): ~20 % faster than % formatting.
+            # The keys and their order are RECORD_KEYS'; the holder part holds pid, process, user.
+            records.append(
+                f'{{"proto": {known(s.proto) or quoted(s.proto)}, "family": {s.family:d}, '
+                f'"local_addr": {known(s.local_addr) or quoted(s.local_addr)}, "local_port": {lport:d}, '
+                f'"remote_addr": {known(s.remote_addr) or quoted(s.remote_addr)}, '
+                f'"remote_port": {"null" if rport is None else f"{rport:d}"}, '
+                f'"state": {known(s.state) or quoted(s.state)}, {holder}, '
+                f'"local_service": {known(s.local_service) or quoted(s.local_service)}, '
+                f'"remote_service": {known(s.remote_service) or quoted(s.remote_service)}, "local_range": {rng}}}'
             )
-        )
-    return "[" + ", ".join(records) + "]"
+        yield (", " if first else "") + ", ".join(records)
+    yield "]"
 
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:
     """The ``list --csv`` document: a header row, then one row per socket, control characters escaped."""
+    import csv
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(RECORD_KEYS)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import ntpath
 import os
 import sys
-from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 PROTOCOLS = frozenset({"tcp", "udp", "sctp", "dccp"})
 """Transport protocols a registry entry may name; any other protocol makes the line malformed."""
@@ -49,8 +46,7 @@ def port_range(port: int) -> str:
     return "dynamic"
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceEntry:
+class ServiceEntry(NamedTuple):
     """One registered service name for one port and protocol. Name and description are untrusted text."""
 
     name: str
@@ -64,8 +60,7 @@ class ServiceEntry:
     """Where the entry came from: a file path or "builtin"."""
 
 
-@dataclass(frozen=True, slots=True)
-class ParseResult:
+class ParseResult(NamedTuple):
     """Every well-formed entry of one file, in file order (duplicates kept), and the malformed-line count."""
 
     entries: tuple[ServiceEntry, ...]
@@ -155,6 +150,8 @@ def _parse_port_range(text: str) -> range | None:
 def _iana_lines(lines: Sequence[str], bad: frozenset[int], source: str) -> ParseResult:
     entries: list[ServiceEntry] = []
     skipped = 0
+    import csv
+
     # The csv module needs the line ends back to keep newlines inside quoted fields.
     reader = csv.reader(line + "\n" for line in lines)
     columns: dict[str, int] | None = None
@@ -225,6 +222,10 @@ def _detect(lines: Sequence[str]) -> str:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
+        if "," not in stripped:
+            return FORMAT_SERVICES  # the IANA header has four columns (and /etc/services needs no csv import)
+        import csv
+
         try:
             header = next(csv.reader([stripped]))
         except csv.Error:
@@ -318,6 +319,14 @@ class Registry:
 
     __call__ = lookup
 
+    def port_names(self, proto: str) -> dict[int, str]:
+        """Every port that has a name over ``proto``, with that name: ``lookup`` for all ports at once.
+
+        A collector fills its name memo from it: then a port missing from the memo has no name,
+        and the thousands of distinct client ports of a busy host cost no lookup each.
+        """
+        return {port: entry.name for (port, p), entry in self._entries.items() if p == proto}
+
     def entry(self, port: int, proto: str) -> ServiceEntry | None:
         """The whole entry (aliases, description, source) for ``port`` over ``proto``, or None."""
         return self._entries.get((port, proto))
@@ -339,6 +348,8 @@ class Registry:
 def system_services_path() -> str:
     """/etc/services, or %SystemRoot%\\System32\\drivers\\etc\\services on Windows."""
     if sys.platform == "win32":
+        import ntpath
+
         root = os.environ.get("SystemRoot") or r"C:\Windows"
         return ntpath.join(root, "System32", "drivers", "etc", "services")
     return "/etc/services"

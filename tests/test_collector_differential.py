@@ -201,6 +201,10 @@ def procfs_collectors(opened: Opened) -> list[tuple[str, ProcfsCollector]]:
     out = [("procfs/procnet", ProcfsCollector(tables="procnet")), ("procfs/warm", opened.warm)]
     if netlink_works():
         out.append(("procfs/netlink", ProcfsCollector(tables="netlink")))
+    # A first scan that takes a forked child's walk of every fd (what portmon list does).
+    cold = ProcfsCollector()
+    assert cold.start_cold_walk()
+    out.append(("procfs/cold", cold))
     return out
 
 

@@ -9,11 +9,11 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import pytest
 
-from portmon import linux_collector
+from portmon import fdwalk, linux_collector
 from portmon.collector import owner_note
 from portmon.linux_collector import ProcfsCollector
 from portmon.model import (
@@ -766,15 +766,9 @@ def test_a_socket_gone_before_the_next_scan_costs_no_full_search(fake: FakeProc)
 
 
 @linux_only
-def test_big_fd_table_is_read_by_two_threads(open_sockets: list[socket.socket]) -> None:
-    import resource
-
-    need = linux_collector._PARALLEL_FDS + 200
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < need + 100:
-        if hard != resource.RLIM_INFINITY and hard < need + 100:
-            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {need + 100}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need + 100, hard))
+def test_big_fd_table_is_read_by_two_threads(open_sockets: list[socket.socket], fd_room: Callable[[int], None]) -> None:
+    need = fdwalk.PARALLEL_FDS + 200
+    fd_room(need + 1000)
     dups: list[int] = []
     try:
         first = socket.socket()
@@ -791,7 +785,6 @@ def test_big_fd_table_is_read_by_two_threads(open_sockets: list[socket.socket]) 
     finally:
         for fd in dups:
             os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_rescan_of_a_big_fd_table_is_spread_over_scans(fake: FakeProc) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from portmon.cli import Context, UsageError
 from portmon.filters import FilterError, parse_filter
-from portmon.output import sockets_csv, sockets_json, sockets_table
+from portmon.output import iter_sockets_json, sockets_csv, sockets_table
 from portmon.sorting import sort_sockets
 
 
@@ -46,7 +46,10 @@ def run(ctx: Context) -> int:
         sockets = flt.apply(sockets)
     sockets = sort_sockets(sockets, column)
     if args.json:
-        ctx.stdout.write(sockets_json(sockets) + "\n")
+        write = ctx.stdout.write
+        for part in iter_sockets_json(sockets):
+            write(part)
+        write("\n")
     elif args.csv:
         ctx.stdout.write(sockets_csv(sockets))
     else:

@@ -1,0 +1,138 @@
+"""The ``portmon`` command's entry point: when it starts a cold fd walk early, and that the walk changes no answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from portmon import launch
+from portmon.cli import main
+from portmon.registry import Registry, ServiceEntry
+
+ROOT = Path(__file__).resolve().parent.parent
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the cold walk reads /proc (Linux)")
+
+
+@linux_only
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["list"], True),
+        (["list", "--json", ":8080"], True),
+        (["who", "8080"], True),
+        (["why", "8080/tcp"], True),
+        (["--registry", "list", "list"], True),  # "list" after --registry is the option's value
+        (["--interval", "2", "list"], True),
+        (["list", "--collector", "procfs"], True),
+        (["list", "--collector", "psutil"], False),
+        (["--collector=psutil", "list"], False),
+        (["list", "--help"], False),
+        (["-h"], False),
+        (["--version"], False),
+        (["kill", "8080"], False),
+        (["watch"], False),
+        (["--registry", "who"], False),  # "who" is the option's value: no command
+    ],
+)
+def test_which_command_lines_start_a_cold_walk(argv: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With no command, the answer depends on the terminal: make stdout look like one here.
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    assert launch.scans_once(argv) is expected
+
+
+@linux_only
+def test_no_command_without_a_terminal_walks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert launch.scans_once([]) is True
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    assert launch.scans_once([]) is False
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portmon", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@linux_only
+def test_the_command_with_its_cold_walk_answers_as_a_scan_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as listener, socket.socket() as client:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client.connect(("127.0.0.1", port))
+        server, _ = listener.accept()
+        with server:
+            res = _run("list", "--json", f":{port}")
+            assert res.returncode == 0, res.stderr
+            assert main(["list", "--json", f":{port}"]) == 0
+            here = json.loads(capsys.readouterr().out)
+    rows = json.loads(res.stdout)
+    assert rows == here
+    assert len(rows) == 3 and {r["pid"] for r in rows} == {os.getpid()}
+
+
+@linux_only
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portmon", "list", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1) == b"["
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_port_names_is_lookup_for_every_port() -> None:
+    reg = Registry(
+        [
+            ServiceEntry("alpha", 7001, "tcp"),
+            ServiceEntry("beta", 7001, "udp"),
+            ServiceEntry("first", 7002, "tcp"),
+            ServiceEntry("second", 7002, "tcp"),  # earlier entries win
+        ]
+    )
+    assert reg.port_names("tcp") == {7001: "alpha", 7002: "first"}
+    assert reg.port_names("udp") == {7001: "beta"}
+    assert reg.port_names("sctp") == {}
+    for proto in ("tcp", "udp"):
+        for port, name in reg.port_names(proto).items():
+            assert reg.lookup(port, proto) == name
+
+
+@linux_only
+def test_a_full_name_memo_names_sockets_as_lookups_do() -> None:
+    from portmon.linux_collector import ProcfsCollector
+
+    with socket.socket() as listener, socket.socket() as client:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client.connect(("127.0.0.1", port))
+        reg = Registry([ServiceEntry("portmon-test", port, "tcp")])
+        memo_first = {s.key: (s.local_service, s.remote_service) for s in ProcfsCollector(services=reg).scan().sockets}
+        lookups = {s.key: (s.local_service, s.remote_service) for s in ProcfsCollector(services=reg.lookup).scan().sockets}
+    ours = {k: v for k, v in memo_first.items() if port in (k[3], k[5])}
+    assert ours and {k: lookups[k] for k in ours} == ours
+    assert ("portmon-test", None) in ours.values() and (None, "portmon-test") in ours.values()
