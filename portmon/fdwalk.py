@@ -69,7 +69,7 @@ def socket_fds_parallel(dfd: int, names: list[str]) -> tuple[dict[str, int], int
 
 
 def read_fd_table(dfd: int, count: int = -1, threads: bool = True) -> tuple[list[str], dict[str, int]]:
-    """(every fd number, fd number -> socket inode of the socket fds) of the process whose fd directory is open as ``dfd``.
+    """(every fd number, fd number -> socket inode of its socket fds) of a process; ``dfd`` is its fd directory.
 
     ``count``: how many fds the process has open, when known (the directory's size, on Linux
     >= 6.2), else -1. A big table (PARALLEL_FDS fds or more) is read by number, 0 to count - 1,

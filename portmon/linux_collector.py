@@ -291,6 +291,13 @@ class ProcfsCollector:
                 out.extend(map(cache.__getitem__, keys))
                 new_caches.append(None)
                 continue
+            if not cache:  # a first scan (or one after a fault): every key is new
+                socks: list[Optional[Socket]] = [None] * len(keys)
+                misses[ti] = list(enumerate(keys, base))
+                fresh: dict[tuple, Optional[Socket]] = dict.fromkeys(keys)
+                out.extend(socks)
+                new_caches.append(fresh)
+                continue
             get = cache.get
             socks = [get(k) for k in keys]
             misses[ti] = [(base + j, keys[j]) for j, s in enumerate(socks) if s is None]
@@ -302,27 +309,20 @@ class ProcfsCollector:
                     dropped_inodes.add(old.inode)
             new_caches.append(fresh)
 
-        miss_inodes: dict[int, int] = {}
-        for ti, table_misses in enumerate(misses):
-            inode_of = self._readers[ti].inode
-            uid_of = self._readers[ti].uid
-            for _, key in table_misses:
-                ino = inode_of(key)
-                if ino:
-                    miss_inodes[ino] = uid_of(key)
-        dropped_inodes.discard(0)
-        vanished = dropped_inodes - miss_inodes.keys()
-        for ino in dropped_inodes:
-            # Under a new key it may be a new socket with a reused number: the old mark is void.
-            self._unowned.discard(ino)
-            self._pending.pop(ino, None)
-
         # The new keys are decoded before any process is walked, while a cold walk's child may
         # still be reading fds.
         decoded = [
             self._readers[ti].decode_all(table, [key for _, key in misses[ti]]) if misses[ti] else []
             for ti, table in enumerate(TABLES)
         ]
+        # inode -> uid of every new socket (decoded rows end with uid, inode).
+        miss_inodes: dict[int, int] = {row[6]: row[5] for rows in decoded for row in rows if row[6]}
+        dropped_inodes.discard(0)
+        vanished = dropped_inodes - miss_inodes.keys()
+        for ino in dropped_inodes:
+            # Under a new key it may be a new socket with a reused number: the old mark is void.
+            self._unowned.discard(ino)
+            self._pending.pop(ino, None)
 
         # 2. The owners (see the module docstring for the rules).
         self._dirty = set()

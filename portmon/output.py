@@ -84,14 +84,14 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
     """The ``list --json`` document in pieces of JSON_CHUNK records, to be written one after another.
 
     The same text as ``to_json([socket_record(s) for s in sockets])``, written directly: at
-    10,000 sockets building the dicts and encoding them took ~32 ms, this takes ~10. Strings go
-    through json's own ASCII escaper, each distinct one once; a holder's fields and a port's
-    range are formatted once too. Written piece by piece, the document is never whole in memory:
-    at 10,000 sockets that saves ~8 ms of page faults and copies over one 2.7 MB string.
+    10,000 sockets building the dicts and encoding them took ~32 ms, this takes ~6. Strings go
+    through json's own ASCII escaper, each distinct one once. A record is three cached parts and
+    three values: its head (protocol, family, local address) and its tail (state, holder,
+    services, range) repeat across sockets; only the ports and the remote address vary. Written
+    piece by piece, the document is never whole in memory: at 10,000 sockets that saves ~8 ms of
+    page faults and copies over one 2.7 MB string.
     """
     text: dict[Optional[str], str] = {None: "null"}
-    holder_text: dict[int, str] = {}
-    range_text: dict[int, str] = {}
     escape = encode_basestring_ascii
 
     def quoted(value: Optional[str]) -> str:
@@ -101,35 +101,43 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
         return done
 
     known = text.get
+    heads: dict[tuple[str, int, str], str] = {}
+    tails: dict[tuple[Optional[str], int, Optional[str], Optional[str], str], str] = {}
+    ranges: dict[int, str] = {}
     yield "["
     for first in range(0, len(sockets), JSON_CHUNK):
-        records = []
-        for s in sockets[first : first + JSON_CHUNK]:
-            hs = s.holders
-            # Keyed by identity: sockets of one process share one holders tuple, kept alive by ``sockets``.
-            holder = holder_text.get(id(hs))
-            if holder is None:
+        records: list[str] = []
+        append = records.append
+        # Unpacked by position (Socket's field order, which tests pin): much cheaper than 11 attributes.
+        for proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc, _ in sockets[
+            first : first + JSON_CHUNK
+        ]:
+            head = heads.get((proto, family, laddr))
+            if head is None:
+                head = heads[(proto, family, laddr)] = (
+                    f'{{"proto": {quoted(proto)}, "family": {int(family)}, '
+                    f'"local_addr": {quoted(laddr)}, "local_port": '
+                )
+            rng = ranges.get(lport)
+            if rng is None:
+                rng = ranges[lport] = port_range(lport)
+            # Keyed by the holders tuple's identity: sockets of one process share one, kept alive by ``sockets``.
+            tail_key = (state, id(hs), lsvc, rsvc, rng)
+            tail = tails.get(tail_key)
+            if tail is None:
                 if hs:
                     h = hs[0]
-                    holder = '"pid": %d, "process": %s, "user": %s' % (h.pid, quoted(h.name), quoted(h.user))
+                    holder = f'"pid": {int(h.pid)}, "process": {quoted(h.name)}, "user": {quoted(h.user)}'
                 else:
                     holder = '"pid": null, "process": null, "user": null'
-                holder_text[id(hs)] = holder
-            lport = s.local_port
-            rng = range_text.get(lport)
-            if rng is None:
-                rng = range_text[lport] = escape(port_range(lport))
-            rport = s.remote_port
-            # One f-string (the pieces join at compile time): ~20 % faster than % formatting.
-            # The keys and their order are RECORD_KEYS'; the holder part holds pid, process, user.
-            records.append(
-                f'{{"proto": {known(s.proto) or quoted(s.proto)}, "family": {s.family:d}, '
-                f'"local_addr": {known(s.local_addr) or quoted(s.local_addr)}, "local_port": {lport:d}, '
-                f'"remote_addr": {known(s.remote_addr) or quoted(s.remote_addr)}, '
-                f'"remote_port": {"null" if rport is None else f"{rport:d}"}, '
-                f'"state": {known(s.state) or quoted(s.state)}, {holder}, '
-                f'"local_service": {known(s.local_service) or quoted(s.local_service)}, '
-                f'"remote_service": {known(s.remote_service) or quoted(s.remote_service)}, "local_range": {rng}}}'
+                tail = tails[tail_key] = (
+                    f', "state": {quoted(state)}, {holder}, "local_service": {quoted(lsvc)}, '
+                    f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}}}'
+                )
+            # Ports are ints (every collector makes them so): their str() is their JSON.
+            append(
+                f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '
+                f'"remote_port": {"null" if rport is None else rport}{tail}'
             )
         yield (", " if first else "") + ", ".join(records)
     yield "]"

@@ -239,6 +239,18 @@ _REQ = struct.Struct("=BBBBI48x")
 # From the start of a message: nlmsghdr (16), family, *state*, timer, retrans, *sockid ports and
 # addresses (36)*, if + cookie (12), expires, rqueue, wqueue, *uid*, *inode*.
 _ENTRY = struct.Struct("=17xB2x36s24xII")
+_UNIFORM: dict[int, tuple[struct.Struct, struct.Struct]] = {}
+"""Message length -> (its (length, type) header, its entry) read in steps of that length."""
+
+
+def _uniform(length: int) -> tuple[struct.Struct, struct.Struct]:
+    """Structs that read a buffer of messages of ``length`` bytes each, one message per step."""
+    found = _UNIFORM.get(length)
+    if found is None:
+        rest = length - _ENTRY.size
+        found = _UNIFORM[length] = (struct.Struct(f"=IH{length - 6}x"), struct.Struct(f"{_ENTRY.format}{rest}x"))
+    return found
+
 _PORTS = struct.Struct(">HH")
 """The first four bytes of a key's sockid: local and remote port, in network order."""
 _ERRNO = struct.Struct("=16xi")
@@ -288,6 +300,14 @@ class NetlinkReader:
             buf = sock.recv(1 << 16)
             if not buf:
                 raise OSError("netlink socket closed during a dump")
+            # Most reads hold only socket entries of one length (the kernel adds the same
+            # attributes to each): those are unpacked in two calls, with no Python step per socket.
+            first, kind = header(buf, 0) if len(buf) >= _MSGHDR.size else (0, 0)
+            if kind == SOCK_DIAG_BY_FAMILY and first >= _ENTRY.size and first % 4 == 0 and len(buf) % first == 0:
+                heads, entries = _uniform(first)
+                if set(heads.iter_unpack(buf)) == {(first, SOCK_DIAG_BY_FAMILY)}:
+                    keys.extend(entries.iter_unpack(buf))
+                    continue
             off = 0
             end = len(buf)
             while off < end:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Holder, Socket
-from portmon.output import RECORD_KEYS, socket_record, sockets_json, to_json
+from portmon.output import JSON_CHUNK, RECORD_KEYS, iter_sockets_json, socket_record, sockets_json, to_json
 
 NGINX = Holder(pid=101, name="nginx", user="www-data", create_time=1.0)
 WORKER = Holder(pid=102, name="nginx", user="www-data", create_time=2.0)
@@ -34,6 +34,20 @@ def test_same_text_for_each_socket_alone_and_for_none() -> None:
     for s in sample():
         assert sockets_json([s]) == to_json([socket_record(s)])
     assert sockets_json([]) == "[]"
+
+
+def test_same_text_over_several_pieces_with_parts_shared_and_not() -> None:
+    base = sample()
+    sockets = []
+    for i in range(2 * JSON_CHUNK + 7):
+        s = base[i % len(base)]
+        # Every third socket gets an equal but distinct holders tuple, and ports move across ranges.
+        holders = tuple(h._replace() for h in s.holders) if i % 3 == 0 else s.holders
+        rport = None if s.remote_port is None else (s.remote_port + 37 * i) % 65536
+        sockets.append(s._replace(local_port=(s.local_port + 131 * i) % 65536, remote_port=rport, holders=holders))
+    pieces = list(iter_sockets_json(sockets))
+    assert len(pieces) == 2 + 3  # "[", three pieces of records, "]"
+    assert "".join(pieces) == to_json([socket_record(s) for s in sockets])
 
 
 def test_records_parse_back_with_every_key_in_order() -> None:
