@@ -200,6 +200,12 @@ class ColdWalk:
             code = 1
             try:
                 os.close(read_end)
+                # Let go of the parent's stdin, stdout and stderr: a child slowed down in /proc
+                # must not keep a pipe the parent writes to open after the parent is done.
+                null = os.open(os.devnull, os.O_RDWR)
+                for std in (0, 1, 2):
+                    os.dup2(null, std)
+                os.close(null)
                 payload = marshal.dumps(walk_all_fds(procfs))
                 data = memoryview(len(payload).to_bytes(_LENGTH_BYTES, "little") + payload)
                 while data:

@@ -188,3 +188,23 @@ def test_a_cancelled_walk_is_reaped() -> None:
 def test_a_child_that_fails_gives_no_answer() -> None:
     walk = ColdWalk(procfs="/nonexistent-procfs")
     assert walk.result() is None
+
+
+def test_the_child_lets_go_of_the_parents_output() -> None:
+    # A reader of the parent's stdout must see EOF when the parent is done, whatever the child does.
+    read_end, write_end = os.pipe()
+    saved = os.dup(1)
+    os.dup2(write_end, 1)
+    os.close(write_end)  # the pipe's only write end is our fd 1 when the child is forked
+    try:
+        walk = ColdWalk()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    try:
+        # Only the child could still hold the pipe's write end: EOF right away means it does not.
+        os.set_blocking(read_end, False)
+        assert walk.result() is not None
+        assert os.read(read_end, 1) == b""
+    finally:
+        os.close(read_end)
