@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import resource
-from typing import Callable, Iterator
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
+
+from listener_child import CHILD, ListenerChild
 
 
 @pytest.fixture
@@ -22,3 +27,45 @@ def fd_room() -> Iterator[Callable[[int], None]]:
 
     yield ensure
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture(scope="session")
+def child_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The listener program (CHILD) as a file, so a child's command line stays short and readable."""
+    path = tmp_path_factory.mktemp("listener") / "listener.py"
+    path.write_text(CHILD)
+    return path
+
+
+@pytest.fixture
+def spawn_script(child_script: Path) -> Optional[Path]:
+    """The script file ``spawn`` runs; a module that wants ``python -c CHILD`` instead overrides this
+    fixture to return None."""
+    return child_script
+
+
+@pytest.fixture
+def spawn(spawn_script: Optional[Path]) -> Iterator[Callable[..., ListenerChild]]:
+    """``spawn(*opts, **kw)`` starts a ``ListenerChild`` (kw as its constructor's; ``script`` defaults to
+    ``spawn_script``) and raises RuntimeError when it does not start; every child is stopped afterwards."""
+    children: list[ListenerChild] = []
+
+    def start(*opts: str, **kw: Any) -> ListenerChild:
+        kw.setdefault("script", spawn_script)
+        child = ListenerChild(*opts, **kw)
+        children.append(child)
+        return child.require()
+
+    yield start
+    for child in children:
+        child.stop()
+
+
+@pytest.fixture
+def record_file() -> Iterator[Path]:
+    """An empty file a child started with ``record=PATH`` writes the signal names it gets into."""
+    fd, name = tempfile.mkstemp(prefix="portmon-kill-")
+    os.close(fd)
+    os.chmod(name, 0o666)  # a child running as another user writes here too
+    yield Path(name)
+    os.unlink(name)

@@ -11,10 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Optional
 
 import psutil
 import pytest
@@ -23,78 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="these tests use POSIX signals")
 
-from listener_child import CHILD  # noqa: E402  (the child script, shared with the other kill tests)
-
-
-@pytest.fixture(scope="module")
-def child_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The listener program as a file, so its command line stays short and readable."""
-    path = tmp_path_factory.mktemp("kill") / "listener.py"
-    path.write_text(CHILD)
-    return path
-
-
-class Child:
-    """A listener this test started; cleanup signals only the pids it reported (identity-checked)."""
-
-    def __init__(self, script: Path, *opts: str) -> None:
-        self.script = script
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), *opts], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-        )
-        assert self.proc.stdout is not None
-        self.words = self.proc.stdout.readline().split()
-        self.ok = bool(self.words) and self.words[0] == "READY"
-        self.port = int(self.words[1]) if self.ok else 0
-        self.pids = [int(p) for p in self.words[2].split(",")] if self.ok else []
-        self.procs = {pid: psutil.Process(pid) for pid in self.pids}
-
-    @property
-    def pid(self) -> int:
-        return self.pids[0]
-
-    def alive(self, pid: Optional[int] = None) -> bool:
-        proc = self.procs[pid if pid is not None else self.pid]
-        try:
-            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            return False
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            try:
-                proc.kill()  # psutil refuses when the pid now names another process
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@pytest.fixture
-def spawn(child_script: Path) -> Iterator:
-    children: list[Child] = []
-
-    def start(*opts: str) -> Child:
-        child = Child(child_script, *opts)
-        children.append(child)
-        if not child.ok:
-            raise RuntimeError(f"child did not start: {child.words}")
-        return child
-
-    yield start
-    for child in children:
-        child.stop()
-
-
-@pytest.fixture
-def record_file() -> Iterator[Path]:
-    fd, name = tempfile.mkstemp(prefix="portmon-kill-")
-    os.close(fd)
-    yield Path(name)
-    os.unlink(name)
+from listener_child import ListenerChild  # noqa: E402  (the shared listener child; fixtures in conftest)
 
 
 def portmon(*args: str, stdin: object = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
@@ -199,16 +126,16 @@ def test_a_stopped_listener_gets_sigcont_and_is_freed(spawn, record_file) -> Non
     assert record_file.read_text() == "SIGTERM\n"
 
 
-def _pair(script: Path) -> tuple[Child, Child]:
+def _pair(script: Path) -> tuple[ListenerChild, ListenerChild]:
     """Two listeners on N and 1N (like 8080 and 18080), both out of the ephemeral range."""
     rng = random.Random()
     for _ in range(50):
         n = rng.randrange(2000, 5536)
-        short = Child(script, f"port={n}")
+        short = ListenerChild(f"port={n}", script=script)
         if not short.ok:
             short.stop()
             continue
-        long = Child(script, f"port=1{n}")
+        long = ListenerChild(f"port=1{n}", script=script)
         if not long.ok:
             short.stop()
             long.stop()

@@ -9,10 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import psutil
 import pytest
@@ -59,83 +58,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="these tests use POSIX signals")
 
-from listener_child import CHILD  # noqa: E402  (the child script, shared with the other kill tests)
-
-
-class Child:
-    """A listener process this test started; cleanup signals only the pids it reported (identity-checked)."""
-
-    def __init__(self, *opts: str, python: str = sys.executable, user: Optional[str] = None) -> None:
-        self.proc = subprocess.Popen(
-            [python, "-c", CHILD, *opts], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, user=user
-        )
-        assert self.proc.stdout is not None
-        words = self.proc.stdout.readline().split()
-        if not words or words[0] != "READY":
-            self.proc.kill()
-            self.proc.wait(5)
-            raise RuntimeError(f"child did not start: {words}")
-        self.port = int(words[1])
-        self.pids = [int(p) for p in words[2].split(",")]
-        self.procs = {pid: psutil.Process(pid) for pid in self.pids}
-
-    @property
-    def pid(self) -> int:
-        return self.pids[0]
-
-    def alive(self, pid: Optional[int] = None) -> bool:
-        proc = self.procs[pid if pid is not None else self.pid]
-        try:
-            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            return False
-
-    def holders(self, proto: str = "tcp") -> Socket:
-        """The socket as a collector would report it, with every holder's captured identity."""
-        return Socket(
-            proto=proto,
-            family=4,
-            local_addr="127.0.0.1",
-            local_port=self.port,
-            state=LISTEN if proto == "tcp" else None,
-            holders=tuple(Holder(pid, p.name(), p.username(), p.create_time()) for pid, p in self.procs.items()),
-        )
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            try:
-                proc.kill()  # psutil refuses when the pid now names another process
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @pytest.fixture
-def spawn() -> Iterator:
-    children: list[Child] = []
-
-    def start(*opts: str, **kw: object) -> Child:
-        child = Child(*opts, **kw)  # type: ignore[arg-type]
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        child.stop()
-
-
-@pytest.fixture
-def record_file() -> Iterator[Path]:
-    fd, name = tempfile.mkstemp(prefix="portmon-kill-")
-    os.close(fd)
-    os.chmod(name, 0o666)  # a child running as another user writes here too
-    yield Path(name)
-    os.unlink(name)
+def spawn_script() -> None:
+    """``spawn`` runs ``python -c CHILD`` here: the identity test checks that command line, and a child
+    started as user nobody could not read the script file in root's private temp directory."""
+    return None
 
 
 def _empty() -> Snapshot:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import psutil
 import pytest
@@ -23,99 +20,6 @@ from portmon.model import LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Soc
 from portmon.ui.killmodal import READY, SURVIVED, KillModal
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="these tests use POSIX signals")
-
-# A TCP listener the tests start. Options: ignore-term, record=PATH (TERM/INT/HUP are written there,
-# then the process exits); other words only show up in its command line.
-CHILD = r"""
-import os, signal, socket, sys, time
-opts = dict(a.split("=", 1) if "=" in a else (a, "1") for a in sys.argv[1:])
-record = opts.get("record")
-def note(sig, frame):
-    with open(record, "a") as fh:
-        fh.write(signal.Signals(sig).name + "\n")
-    os._exit(0)
-if "ignore-term" in opts:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-elif record:
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, note)
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0))
-s.listen()
-print("READY", s.getsockname()[1], flush=True)
-end = time.monotonic() + 60
-while time.monotonic() < end:
-    time.sleep(0.1)
-"""
-
-
-class Child:
-    """A listener this test started; cleanup signals only it (identity-checked by psutil)."""
-
-    def __init__(self, script: Path, *opts: str) -> None:
-        self.script = script
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), *opts], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-        )
-        assert self.proc.stdout is not None
-        words = self.proc.stdout.readline().split()
-        if not words or words[0] != "READY":
-            self.stop()
-            raise RuntimeError(f"child did not start: {words}")
-        self.port = int(words[1])
-        self.pid = self.proc.pid
-        self.ps = psutil.Process(self.pid)
-
-    @property
-    def socket(self) -> Socket:
-        """The listener as a collector reports it, with the captured identity."""
-        return Socket(
-            "tcp", 4, "127.0.0.1", self.port, state=LISTEN,
-            holders=(Holder(self.pid, self.ps.name(), self.ps.username(), self.ps.create_time()),),
-        )
-
-    def alive(self) -> bool:
-        try:
-            return self.ps.is_running() and self.ps.status() != psutil.STATUS_ZOMBIE
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@pytest.fixture(scope="module")
-def child_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("killmodal") / "listener.py"
-    path.write_text(CHILD)
-    return path
-
-
-@pytest.fixture
-def spawn(child_script: Path) -> Iterator:
-    children: list[Child] = []
-
-    def start(*opts: str) -> Child:
-        child = Child(child_script, *opts)
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        child.stop()
-
-
-@pytest.fixture
-def record_file() -> Iterator[Path]:
-    fd, name = tempfile.mkstemp(prefix="portmon-killmodal-")
-    os.close(fd)
-    yield Path(name)
-    os.unlink(name)
 
 
 def sync(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
@@ -168,8 +72,8 @@ def text_of(modal: KillModal, selector: str) -> str:
 @sync
 async def test_it_shows_the_captured_identity_with_cancel_focused(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn()
-    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
-    app = Host(modal, snap(child.socket))
+    modal = KillModal(child.holders(), snap(child.holders()), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
+    app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert app.screen is modal and modal.state == READY
@@ -188,8 +92,8 @@ async def test_it_shows_the_captured_identity_with_cancel_focused(spawn) -> None
 @sync
 async def test_untrusted_text_is_shown_literally_never_as_markup(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn("[@click=app.quit]x", "[/]\x1b[2Jevil", "[b]bold[/b]")
-    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
-    app = Host(modal, snap(child.socket))
+    modal = KillModal(child.holders(), snap(child.holders()), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
+    app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(200, 40)) as pilot:
         await pilot.pause()
         details = modal.details_text
@@ -208,8 +112,8 @@ async def test_untrusted_text_is_shown_literally_never_as_markup(spawn) -> None:
 async def test_cancel_signals_nothing(spawn, record_file, key: str) -> None:  # type: ignore[no-untyped-def]
     child = spawn(f"record={record_file}")
     collector = ScriptedCollector([EMPTY])
-    modal = KillModal(child.socket, snap(child.socket), collector=collector, timeout=1, settle=0)
-    app = Host(modal, snap(child.socket))
+    modal = KillModal(child.holders(), snap(child.holders()), collector=collector, timeout=1, settle=0)
+    app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press(key)  # enter lands on the focused Cancel button
@@ -227,8 +131,8 @@ async def test_cancel_signals_nothing(spawn, record_file, key: str) -> None:  # 
 @sync
 async def test_confirm_sends_sigterm_and_dismisses_with_freed(spawn, record_file, how: str) -> None:  # type: ignore[no-untyped-def]
     child = spawn(f"record={record_file}")
-    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=2, settle=0)
-    app = Host(modal, snap(child.socket))
+    modal = KillModal(child.holders(), snap(child.holders()), collector=ScriptedCollector([EMPTY]), timeout=2, settle=0)
+    app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         if how == "y":
@@ -249,15 +153,15 @@ async def test_target_stays_put_when_the_table_refreshes_and_resorts(spawn, reco
     other_record = tmp_path / "other"
     other_record.write_text("")
     other = spawn(f"record={other_record}")
-    first = snap(target.socket, other.socket)
-    modal = KillModal(target.socket, first, collector=ScriptedCollector([snap(other.socket)]), timeout=2, settle=0)
+    first = snap(target.holders(), other.holders())
+    modal = KillModal(target.holders(), first, collector=ScriptedCollector([snap(other.holders())]), timeout=2, settle=0)
     app = Host(modal, first)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         # Refreshes behind the modal: the order changes, then the target's row vanishes altogether.
-        app.show(snap(other.socket, target.socket))
+        app.show(snap(other.holders(), target.holders()))
         await pilot.pause()
-        app.show(snap(other.socket))
+        app.show(snap(other.holders()))
         await pilot.pause()
         assert [t.pid for t in modal.plan.targets] == [target.pid]
         assert f"pid {target.pid}" in modal.details_text
@@ -275,8 +179,8 @@ async def test_survivor_keeps_the_modal_open_and_f_forces(spawn) -> None:  # typ
     child = spawn("ignore-term")
     # The re-scans are real: the port stays held until SIGKILL.
     collector = ScriptedCollector([lambda: PsutilCollector().scan()])
-    modal = KillModal(child.socket, snap(child.socket), collector=collector, timeout=1, settle=0)
-    app = Host(modal, snap(child.socket))
+    modal = KillModal(child.holders(), snap(child.holders()), collector=collector, timeout=1, settle=0)
+    app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("y")
@@ -298,8 +202,8 @@ async def test_survivor_keeps_the_modal_open_and_f_forces(spawn) -> None:  # typ
 @sync
 async def test_f_sends_sigkill_directly(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn("ignore-term")
-    modal = KillModal(child.socket, snap(child.socket), collector=ScriptedCollector([EMPTY]), timeout=2, settle=0)
-    app = Host(modal, snap(child.socket))
+    modal = KillModal(child.holders(), snap(child.holders()), collector=ScriptedCollector([EMPTY]), timeout=2, settle=0)
+    app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("f")
@@ -314,9 +218,9 @@ async def test_f_sends_sigkill_directly(spawn) -> None:  # type: ignore[no-untyp
 async def test_escape_after_survivors_returns_the_outcome_line(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn("ignore-term")
     modal = KillModal(
-        child.socket, snap(child.socket), collector=ScriptedCollector([snap(child.socket)]), timeout=1, settle=0
+        child.holders(), snap(child.holders()), collector=ScriptedCollector([snap(child.holders())]), timeout=1, settle=0
     )
-    app = Host(modal, snap(child.socket))
+    app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("y")
