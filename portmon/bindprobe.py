@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from portmon.collector import is_privileged
-from portmon.killer import TIME_WAIT_SECONDS, format_start, socket_label
+from portmon.killer import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record
 from portmon.portspec import PROTOCOLS, PortSpec
@@ -281,13 +281,13 @@ class WhyReport:
 
 
 def _holder_infos(owned: Sequence[Socket], reader: ProcessReader, now: float) -> tuple[HolderInfo, ...]:
-    by_pid: dict[int, tuple[Any, list[str]]] = {}
+    # Labels kept in a dict: in order, each once, without a list scan per socket (a server can
+    # hold thousands on one port).
+    by_pid: dict[int, tuple[Any, dict[str, None]]] = {}
     for sock in owned:
+        label = socket_label(sock)
         for holder in sock.holders:
-            entry = by_pid.setdefault(holder.pid, (holder, []))
-            label = socket_label(sock)
-            if label not in entry[1]:
-                entry[1].append(label)
+            by_pid.setdefault(holder.pid, (holder, {}))[1][label] = None
     infos: list[HolderInfo] = []
     for pid in sorted(by_pid):
         holder, labels = by_pid[pid]
@@ -537,8 +537,11 @@ def holder_lines(holder: HolderInfo) -> list[str]:
         lines.append(f"  note {safe(holder.error)}")
     elif holder.cmdline is not None:
         lines.append(f"  cmd  {holder.command}")
-    for label in holder.sockets:
+    shown, left = first_listed(holder.sockets, lambda label: " -> " not in label)
+    for label in shown:
         lines.append(f"  on   {label}")
+    if left:
+        lines.append(f"  on   … and {left:,} more sockets on this port")
     return lines
 
 

@@ -138,6 +138,26 @@ def socket_label(sock: Socket) -> str:
     return safe(text)
 
 
+MAX_SOCKETS_LISTED = 8
+"""Sockets a text listing names for one port (or one process on it) before saying how many more there are:
+a server with 5,000 connections is one listener and 5,000 lines nobody reads before a y/N prompt."""
+
+def first_listed(
+    items: Sequence[T], listening: Callable[[T], bool], limit: int = MAX_SOCKETS_LISTED
+) -> tuple[list[T], int]:
+    """What a listing shows of ``items`` and how many it leaves out.
+
+    Up to ``limit`` items are kept in their order. Past that, the listening (or bound) ones
+    come first, then the others in order, ``limit`` in all.
+    """
+    if len(items) <= limit:
+        return list(items), 0
+    first = [item for item in items if listening(item)]
+    rest = [item for item in items if not listening(item)]
+    shown = (first + rest)[:limit]
+    return shown, len(items) - len(shown)
+
+
 def same_start(expected: Optional[float], actual: Optional[float]) -> bool:
     """True when two start times name the same process (both known and within clock rounding)."""
     if expected is None or actual is None:

@@ -44,6 +44,7 @@ from portmon.model import (
     Holder,
     Socket,
 )
+from portmon.killer import MAX_SOCKETS_LISTED
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessDetail
 
@@ -140,6 +141,16 @@ def test_held_by_a_wildcard_listener_names_holders_uptime_and_the_kill_command()
     assert "pid 4121  python3  user alice  up 1h 02m" in text
     assert "cmd  python3 -m http.server 8000" in text
     assert "to free it: portmon kill 8000/tcp" in text
+
+
+def test_a_holder_with_thousands_of_connections_lists_its_listener_and_a_few() -> None:
+    conns = [connection(8000, ESTABLISHED, pids=(4121,))._replace(remote_port=40000 + i) for i in range(3000)]
+    answer = verdict(binds(default=BIND_IN_USE), [*conns, listener(pids=(4121,))])
+    assert len(answer.holders[0].sockets) == 3001  # every socket stays in the answer (and in --json)
+    lines = [line for line in answer_lines(answer) if line.startswith("    on ")]
+    assert lines[0] == "    on   tcp4 0.0.0.0:8000 LISTEN"  # the listener first, though it came last
+    assert len(lines) == MAX_SOCKETS_LISTED + 1
+    assert lines[-1] == f"    on   … and {3001 - MAX_SOCKETS_LISTED:,} more sockets on this port"
 
 
 def test_held_by_a_wildcard_listener_with_only_ipv6_loopback_free_is_still_held() -> None:

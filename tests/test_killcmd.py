@@ -329,3 +329,41 @@ def test_terminal_question_yes_frees_the_port(spawn, record_file) -> None:  # ty
     assert code == 0, out
     assert f"port {child.port}/tcp freed" in out
     assert record_file.read_text() == "SIGTERM\n"
+
+
+def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn) -> None:  # type: ignore[no-untyped-def]
+    from portmon.commands.killcmd import _plan_text
+    from portmon.killer import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.model import ESTABLISHED
+    from portmon.portspec import PortSpec
+
+    child = spawn()
+    listening = child.holders()
+    conns = [
+        listening._replace(remote_addr="127.0.0.1", remote_port=40000 + i, state=ESTABLISHED) for i in range(2500)
+    ]
+    plan = plan_kill([*conns, listening], PortSpec(child.port, "tcp"))
+    assert [t.pid for t in plan.targets] == [child.pid] and len(plan.sockets) == 2501
+    lines = _plan_text(plan)
+    listed = lines[lines.index("sockets:") + 1 :]
+    assert listed[0] == f"  tcp4 127.0.0.1:{child.port} LISTEN  held by {child.pid}"  # first, though last in
+    assert len(listed) == MAX_SOCKETS_LISTED + 1
+    assert listed[-1] == f"  … and {2501 - MAX_SOCKETS_LISTED:,} more on this port (--json lists them all)"
+
+
+def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
+    from portmon.commands.killcmd import _plan_text
+    from portmon.killer import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.model import OWNER_KERNEL, TIME_WAIT, Socket
+    from portmon.portspec import PortSpec
+
+    remnants = [
+        Socket("tcp", 4, "127.0.0.1", 8000, "127.0.0.1", 40000 + i, TIME_WAIT, (), OWNER_KERNEL) for i in range(3000)
+    ]
+    plan = plan_kill(remnants, PortSpec(8000, "tcp"))
+    assert plan.targets == () and len(plan.notes) + len(plan.refusals) == 3000
+    lines = _plan_text(plan)
+    about = [line for line in lines if line.startswith(("note: ", "refused: "))]
+    assert len(about) == MAX_SOCKETS_LISTED + 1
+    assert about[-1].endswith(f"… and {3000 - MAX_SOCKETS_LISTED:,} more like these (--json lists them all)")
+    assert sum("sockets:" == line for line in lines) == 1 and len(lines) <= 2 * MAX_SOCKETS_LISTED + 4

@@ -139,7 +139,7 @@ def _finish(ctx: Context, doc: dict[str, Any], verdict: str, message: str, code:
 
 def _plan_text(plan: KillPlan) -> list[str]:
     """The holders, their sockets, refusals and notes, every untrusted field escaped."""
-    from portmon.killer import socket_label
+    from portmon.killer import first_listed, socket_label
 
     lines: list[str] = []
     n = len(plan.targets)
@@ -151,14 +151,21 @@ def _plan_text(plan: KillPlan) -> list[str]:
             lines.append(f"    cmd  {safe(t.command, _WIDTH)}")
     if plan.sockets:
         lines.append("sockets:")
-        for s in plan.sockets:
+        shown, left = first_listed(plan.sockets, lambda s: s.listening)
+        for s in shown:
             if s.holders:
                 who = "held by " + ", ".join(str(h.pid) for h in s.holders)
             else:
                 who = OWNER_NOTES.get(s.owner_note or "", "no owner")
             lines.append(f"  {socket_label(s)}  {who}")
-    lines.extend(f"refused: {r.reason}" for r in plan.refusals)
-    lines.extend(f"note: {note}" for note in plan.notes)
+        if left:
+            lines.append(f"  … and {left:,} more on this port (--json lists them all)")
+    # One refusal or note per socket (every TIME_WAIT left by a busy server, say): the first few.
+    for title, texts in (("refused", [r.reason for r in plan.refusals]), ("note", list(plan.notes))):
+        shown_texts, left = first_listed(texts, lambda _: False)
+        lines.extend(f"{title}: {text}" for text in shown_texts)
+        if left:
+            lines.append(f"{title}: … and {left:,} more like these (--json lists them all)")
     return lines
 
 
