@@ -179,22 +179,46 @@ TABLE_HEADERS = ("PROTO", "LOCAL ADDRESS", "PORT", "SERVICE", "REMOTE ADDRESS", 
 
 
 def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
-    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width."""
+    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width.
+
+    Addresses, services and owners repeat across thousands of sockets: each distinct value is
+    escaped once (the owner's cells once per holders tuple).
+    """
+    cells: dict[tuple[Optional[str], int], str] = {}
+    owners: dict[object, tuple[str, str, str]] = {}
+
+    def cell(value: Optional[str], width: int, empty: str = "") -> str:
+        done = cells.get((value, width))
+        if done is None:
+            done = cells[(value, width)] = safe(value or empty, width)
+        return done
+
     rows: list[tuple[str, ...]] = []
+    append = rows.append
     for s in sockets:
-        rows.append(
+        hs = s.holders
+        # Keyed by the holders tuple's identity (sockets of one process share one, kept alive by
+        # ``sockets``), or for a socket without holders by why it has none.
+        key: object = id(hs) if hs else (None, s.owner_note)
+        owner = owners.get(key)
+        if owner is None:
+            h = hs[0] if hs else None
+            owner = owners[key] = (
+                "" if h is None else str(h.pid),
+                process_label(s),
+                "" if h is None else safe(h.user or "", 16),
+            )
+        append(
             (
                 s.proto_label,
-                safe(s.local_addr, 39),
+                cell(s.local_addr, 39),
                 str(s.local_port),
-                safe(s.local_service or "", 16),
-                safe(s.remote_addr or "*", 39),
+                cell(s.local_service, 16),
+                cell(s.remote_addr, 39, "*"),
                 "*" if s.remote_port is None else str(s.remote_port),
-                safe(s.remote_service or "", 16),
+                cell(s.remote_service, 16),
                 s.state or "",
-                "" if s.pid is None else str(s.pid),
-                process_label(s),
-                safe(s.user or "", 16),
+                *owner,
             )
         )
     return rows
@@ -204,14 +228,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces, numbers right-aligned; no trailing blanks."""
     if not rows:
         return "  ".join(headers)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    numeric = [all(r[i].isdigit() or r[i] in ("", "*") for r in rows) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), *(line(r) for r in rows)])
+    columns = list(zip(*rows))
+    widths = [max(len(h), max(map(len, column))) for h, column in zip(headers, columns)]
+    # Each distinct value once: a column of 10,000 cells holds few (except the ports, still quick).
+    numeric = [all(c.isdigit() or c in ("", "*") for c in set(column)) for column in columns]
+    # One format string for every line: its fields pad in C.
+    template = "  ".join(f"{{:{'>' if num else '<'}{w}}}" for w, num in zip(widths, numeric))
+    fill = template.format
+    return "\n".join([fill(*headers).rstrip(), *(fill(*r).rstrip() for r in rows)])
 
 
 def sockets_table(sockets: Sequence[Socket]) -> str:

@@ -66,3 +66,19 @@ def test_output_is_ascii_with_controls_escaped() -> None:
     text = sockets_json(sample())
     assert text.isascii()
     assert not any(ord(c) < 0x20 for c in text)
+
+
+def test_table_rows_name_each_owner_and_each_reason_for_none() -> None:
+    from portmon.output import TABLE_HEADERS, sockets_table
+
+    lines = sockets_table(sample()).splitlines()
+    assert lines[0].split() == [w for h in TABLE_HEADERS for w in h.split()]
+    by_port = {line.split()[2]: line for line in lines[1:]}
+    assert by_port["49151"].endswith("(hidden)")  # no holders, hidden: not the kernel note of the row before
+    assert by_port["65535"].endswith("(kernel)")
+    hostile = by_port["0"].split()
+    assert hostile[-3] == "4242" and hostile[-1] == "ü\\tser\\n"  # escaped, never raw control characters
+    assert hostile[-2].startswith('"\\é\\x1b[31m') and "\x1b" not in by_port["0"]
+    # Numbers right-aligned, text left-aligned, no trailing blanks.
+    assert all(line == line.rstrip() for line in lines)
+    assert lines[1].index("80") + 2 == lines[3].index("65535") + 5
