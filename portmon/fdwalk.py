@@ -104,15 +104,19 @@ ColdProcess = tuple[int, list[str] | None, dict[str, int] | None]
 number -> socket inode of its socket fds); the two are None when its fds may not be read."""
 
 
-def _start_ticks(procfs: str, name: str) -> int:
-    """Start time of process ``name`` in clock ticks since boot (field 22 of /proc/PID/stat)."""
+def start_and_parent(procfs: str, name: str) -> tuple[int, int]:
+    """(start time in clock ticks since boot, parent pid) of process ``name`` from its /proc stat file.
+
+    The pid and the start time identify a process: a reused pid has another start time.
+    """
     fd = os.open(f"{procfs}/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, 4096)
     finally:
         os.close(fd)
     # The name in parentheses may hold spaces and ")": the fields follow the last ")".
-    return int(data[data.rindex(b")") + 2 :].split(None, 20)[19])
+    fields = data[data.rindex(b")") + 2 :].split(None, 20)
+    return int(fields[19]), int(fields[1])
 
 
 def walk_all_fds(procfs: str = "/proc") -> dict[int, ColdProcess]:
@@ -122,11 +126,11 @@ def walk_all_fds(procfs: str = "/proc") -> dict[int, ColdProcess]:
         if not name.isdigit():
             continue
         try:
-            start = _start_ticks(procfs, name)
+            start = start_and_parent(procfs, name)[0]
             dfd = os.open(f"{procfs}/{name}/fd", DIR_FLAGS)
         except (PermissionError, NotADirectoryError):
             try:
-                found[int(name)] = (_start_ticks(procfs, name), None, None)
+                found[int(name)] = (start_and_parent(procfs, name)[0], None, None)
             except (OSError, ValueError, IndexError):
                 pass
             continue

@@ -75,7 +75,7 @@ from collections import Counter
 from typing import Callable, Collection, Optional, Union, cast
 
 from portmon.collector import ServiceLookup, is_privileged, owner_note
-from portmon.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, read_fd_table
+from portmon.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, read_fd_table, start_and_parent
 from portmon.model import OWNER_HIDDEN, Holder, Snapshot, Socket
 from portmon.procnet import TABLES, TCP_STATE_NAMES, Decoded, NetlinkReader, ProcNetReader, Table
 
@@ -527,16 +527,8 @@ class ProcfsCollector:
         return changed
 
     def _identity(self, name: str) -> tuple[int, int]:
-        """(start time in clock ticks since boot, parent pid) from /proc/PID/stat; pid + start time
-        identify a process."""
-        fd = os.open(f"{self._procfs}/{name}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        # The name in parentheses may hold spaces and ")": the fields follow the last ")".
-        fields = data[data.rindex(b")") + 2 :].split(None, 20)
-        return int(fields[19]), int(fields[1])
+        """(start time in clock ticks since boot, parent pid) of process ``name``."""
+        return start_and_parent(self._procfs, name)
 
     def _drop(self, proc: _Proc) -> None:
         for ino in proc.inos:
