@@ -57,13 +57,16 @@ Periodic full rescan
 
 Cold walk in a child process (one-shot commands)
     The first scan has to readlink every fd of every process: ~35 ms at 10,000 sockets, nearly
-    all of it in the kernel. ``start_cold_walk()`` forks a child that does that walk while the
-    parent reads and decodes the socket tables; the first scan then takes the child's answer
-    (per process: start time, fd numbers, socket fds) instead of walking, for every process
-    whose pid and start time match, and walks any other process itself. A child that fails
-    leaves the parent to walk as usual. Forking is only safe in a process with one thread, so
-    only the one-shot commands (``list``, ``who``, ``why``) ask for it; the live monitor's first
-    scan walks itself.
+    all of it in the kernel. A forked child (``portmon.fdwalk.ColdWalk``) can do that walk while
+    this process reads and decodes the socket tables: the ``portmon`` command starts one before
+    it imports anything (``portmon.launch``) and hands it over with ``start_cold_walk(walk)``,
+    which can also fork one itself. The first scan then takes the child's answer (per process:
+    start time, fd numbers, socket fds) instead of walking, for every process whose pid and
+    start time match its own listing, and walks any other process itself; a child that failed
+    leaves it to walk as usual. Forking is only safe in a process with one thread, so only the
+    one-shot commands (``list``, ``who``, ``why``) use it; the live monitor's first scan walks
+    in-process. Either way a big fd table is read by number when the kernel gives its fd count
+    (``portmon.fdwalk.read_fd_table``).
 """
 
 from __future__ import annotations
