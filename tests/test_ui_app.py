@@ -20,7 +20,7 @@ from portmon.ui.app import PortmonApp
 from portmon.ui.help import HelpScreen
 from portmon.ui.monitor import MonitorScreen
 from portmon.ui.sockettable import SocketTable
-from portmon.ui.view import CLOSED_SECONDS, MARK_CHANGED, MARK_CLOSED, MARK_NEW, MARK_NONE, NEW_SECONDS
+from portmon.ui.view import CHANGED_SECONDS, CLOSED_SECONDS, MARK_CHANGED, MARK_CLOSED, MARK_NEW, MARK_NONE, NEW_SECONDS
 
 SIZE = (160, 50)
 
@@ -295,6 +295,30 @@ def test_new_closed_and_changed_rows_are_highlighted_until_the_clock_moves_on() 
         assert table.marks.mark(opened.key, clock.now) == MARK_NONE
         new_row = row_of(table, lambda s: s.key == opened.key)
         assert not any(seg.style and seg.style.bgcolor == styles["new"].bgcolor for seg in table._row_strip(new_row))
+
+    run(make_app([first, second], clock=clock), body)
+
+
+def test_a_tick_repaints_only_the_visible_rows_whose_highlight_ran_out() -> None:
+    clock = Clock()
+    first = demo_snapshot()
+    changing = next(s for s in first.sockets if s.remote_port == 61044)
+    opened = Socket("tcp", 4, "127.0.0.1", 8000, "127.0.0.1", 52802, ESTABLISHED, holders=changing.holders)
+    second = with_extra(first, changing._replace(state=CLOSE_WAIT), opened, drop=lambda s: s.key == changing.key)
+
+    async def body(pilot: Pilot, screen: MonitorScreen, table: SocketTable) -> None:
+        clock.now += 1
+        await pilot.press("r")
+        await pilot.pause()  # painted: the new and the changed row with their highlights
+        assert table.refresh_marks() == 0  # nothing ran out yet
+        new_style = table._style("new")
+        new_row = row_of(table, lambda s: s.key == opened.key)
+        assert any(seg.style and seg.style.bgcolor == new_style.bgcolor for seg in table.render_line(new_row + 1))
+        clock.now += NEW_SECONDS + CHANGED_SECONDS + 1
+        assert table.refresh_marks() == 2  # exactly the two highlighted rows, both on screen
+        await pilot.pause()
+        assert table.refresh_marks() == 0  # repainted without their highlights
+        assert not any(seg.style and seg.style.bgcolor == new_style.bgcolor for seg in table.render_line(new_row + 1))
 
     run(make_app([first, second], clock=clock), body)
 

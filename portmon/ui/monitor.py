@@ -325,7 +325,7 @@ class MonitorScreen(Screen[None]):
             if alive < self._ghosts_shown and (self.paused or self.interval >= GHOST_REDERIVE_INTERVAL):
                 self._rederive()
             else:
-                self.table.refresh()
+                self.table.refresh_marks()
 
     def refresh_marks(self) -> None:
         """Re-evaluate highlights and closed rows against the clock now (what the tick does while polling)."""

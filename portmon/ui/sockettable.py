@@ -552,6 +552,26 @@ class SocketTable(ScrollView, can_focus=True):
 
     # -- cursor and scrolling ------------------------------------------------------------------
 
+    def refresh_marks(self) -> int:
+        """Repaint the visible rows whose highlight changed with the clock (a fade ran out); return how many.
+
+        A tick between refreshes usually changes no visible row, or one or two: repainting only
+        those spares the whole table's paint twice a second while highlights fade.
+        """
+        if not self.marks or not self.rows:
+            return 0
+        now = self._clock()
+        top = round(self.scroll_y)
+        changed = 0
+        for row in range(top, min(len(self.rows), top + self.data_height)):
+            key = self.rows[row].key
+            cached = self._cache.get(key)
+            # A row not painted yet gets its mark when it is; one painted with another mark is stale.
+            if cached is not None and cached[1] != self.marks.mark(key, now):
+                self.refresh_line(row + 1)  # the header is line 0
+                changed += 1
+        return changed
+
     def _set_scroll(self, y: int) -> None:
         self.scroll_to(y=y, animate=False, force=True)
 
