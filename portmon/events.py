@@ -37,21 +37,7 @@ def event_in_scope(event: Event, scope: Scope) -> bool:
 
 
 def _with_state(sock: Socket, state: Optional[str]) -> Socket:
-    return Socket(
-        proto=sock.proto,
-        family=sock.family,
-        local_addr=sock.local_addr,
-        local_port=sock.local_port,
-        remote_addr=sock.remote_addr,
-        remote_port=sock.remote_port,
-        state=state,
-        holders=sock.holders,
-        owner_note=sock.owner_note,
-        inode=sock.inode,
-        local_service=sock.local_service,
-        remote_service=sock.remote_service,
-        seq=sock.seq,
-    )
+    return sock._replace(state=state)
 
 
 class EventStream:

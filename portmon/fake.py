@@ -251,10 +251,7 @@ def synthetic_snapshot(
         for index in rng.sample(range(len(old)), min(max(1, k // 4), len(old))):
             sock = old[index]
             if sock.state == ESTABLISHED:
-                old[index] = Socket(
-                    sock.proto, sock.family, sock.local_addr, sock.local_port, sock.remote_addr,
-                    sock.remote_port, CLOSE_WAIT, sock.holders, sock.owner_note, sock.inode,
-                )
+                old[index] = sock._replace(state=CLOSE_WAIT)
     return Snapshot(sockets=tuple(old), taken_at=taken_at, scan_ms=0.0, collector="fake")
 
 

@@ -948,21 +948,7 @@ class ProcfsCollector:
 
     @staticmethod
     def _with_holders(sock: Socket, hs: tuple[Holder, ...], privileged: bool) -> Socket:
-        return Socket(
-            proto=sock.proto,
-            family=sock.family,
-            local_addr=sock.local_addr,
-            local_port=sock.local_port,
-            remote_addr=sock.remote_addr,
-            remote_port=sock.remote_port,
-            state=sock.state,
-            holders=hs,
-            owner_note=None if hs else owner_note(sock.state, privileged),
-            inode=sock.inode,
-            local_service=sock.local_service,
-            remote_service=sock.remote_service,
-            seq=sock.seq,
-        )
+        return sock._replace(holders=hs, owner_note=None if hs else owner_note(sock.state, privileged))
 
     @staticmethod
     def _number_duplicates(sockets: list[Socket]) -> list[Socket]:
@@ -977,19 +963,5 @@ class ProcfsCollector:
             n = seen.get(ident, 0)
             seen[ident] = n + 1
             if n != s.seq:
-                sockets[i] = Socket(
-                    proto=s.proto,
-                    family=s.family,
-                    local_addr=s.local_addr,
-                    local_port=s.local_port,
-                    remote_addr=s.remote_addr,
-                    remote_port=s.remote_port,
-                    state=s.state,
-                    holders=s.holders,
-                    owner_note=s.owner_note,
-                    inode=s.inode,
-                    local_service=s.local_service,
-                    remote_service=s.remote_service,
-                    seq=n,
-                )
+                sockets[i] = s._replace(seq=n)
         return sockets
