@@ -43,9 +43,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.loopback import LoopbackLoad  # noqa: E402
-from portmon.collector import PsutilCollector  # noqa: E402
-from portmon.linux_collector import ProcfsCollector  # noqa: E402
-from portmon.procnet import TABLES, NetlinkReader, ProcNetReader  # noqa: E402
+from portmon.collect.psutil_collector import PsutilCollector  # noqa: E402
+from portmon.collect.procfs import ProcfsCollector  # noqa: E402
+from portmon.collect.tables import TABLES, NetlinkReader, ProcNetReader  # noqa: E402
 
 
 def _median_ms(samples: list[float]) -> float:

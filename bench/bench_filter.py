@@ -11,11 +11,11 @@ from typing import Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from portmon import filters  # noqa: E402
-from portmon.diff import changes, diff_snapshots  # noqa: E402
-from portmon.filters import parse_filter  # noqa: E402
+from portmon.query import filters  # noqa: E402
+from portmon.query.diff import changes, diff_snapshots  # noqa: E402
+from portmon.query.filters import parse_filter  # noqa: E402
 from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Holder, Snapshot, Socket  # noqa: E402
-from portmon.sorting import COLUMNS, sort_sockets  # noqa: E402
+from portmon.query.sorting import COLUMNS, sort_sockets  # noqa: E402
 
 N = 50_000
 REPEATS = 7

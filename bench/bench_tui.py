@@ -40,8 +40,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import psutil  # noqa: E402
 
-from portmon.collector import Collector, ScriptedCollector, default_collector  # noqa: E402
-from portmon.fake import synthetic_snapshot  # noqa: E402
+from portmon.collect.base import Collector  # noqa: E402
+from portmon.collect.choose import default_collector  # noqa: E402
+from portmon.collect.fake import ScriptedCollector  # noqa: E402
+from portmon.collect.fake import synthetic_snapshot  # noqa: E402
 from portmon.model import Snapshot  # noqa: E402
 
 SIZE = (160, 50)

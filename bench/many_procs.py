@@ -36,8 +36,8 @@ from typing import Any, Callable, Optional
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench.loopback import LoopbackLoad  # type: ignore[import-not-found]  # noqa: E402
-from portmon.collector import PsutilCollector  # noqa: E402
-from portmon.linux_collector import ProcfsCollector  # noqa: E402
+from portmon.collect.psutil_collector import PsutilCollector  # noqa: E402
+from portmon.collect.procfs import ProcfsCollector  # noqa: E402
 
 _SPAWNER = textwrap.dedent(
     """

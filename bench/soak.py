@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import psutil  # noqa: E402
 
-from portmon.fake import synthetic_snapshot  # noqa: E402
+from portmon.collect.fake import synthetic_snapshot  # noqa: E402
 from portmon.model import Snapshot  # noqa: E402
 
 SIZE = (160, 50)
@@ -143,7 +143,7 @@ class Window:
 
 def _stores(screen: Any) -> dict[str, tuple[int, Optional[int]]]:
     """Size and bound of every store that lives as long as the app."""
-    from portmon import filters
+    from portmon.query import filters
     from portmon.ui import sockettable
 
     table = screen.table
@@ -353,7 +353,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _summary(result)
 
     from bench.loopback import LoopbackLoad  # type: ignore[import-not-found]
-    from portmon.collector import default_collector
+    from portmon.collect.choose import default_collector
 
     interval = args.interval or 1.0
     refreshes = max(WINDOWS, int(args.minutes * 60 / interval))

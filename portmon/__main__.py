@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portmon.launch import main
+from portmon.cli.launch import main
 
 if __name__ == "__main__":
     main()

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from portmon.bindprobe import simulated_binder  # noqa: E402
-from portmon.collector import ScriptedCollector  # noqa: E402
-from portmon.fake import DEMO_TIME, demo_process, demo_snapshot, demo_snapshot_after  # noqa: E402
+from portmon.actions.why import simulated_binder  # noqa: E402
+from portmon.collect.fake import ScriptedCollector  # noqa: E402
+from portmon.collect.fake import DEMO_TIME, demo_process, demo_snapshot, demo_snapshot_after  # noqa: E402
 from portmon.ui.app import PortmonApp  # noqa: E402
 
 # name: (terminal size, snapshots to play, keys to press, app options)

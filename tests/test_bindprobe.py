@@ -9,7 +9,7 @@ from typing import Iterator, Optional, Sequence
 
 import pytest
 
-from portmon.bindprobe import (
+from portmon.actions.why import (
     BIND_DENIED,
     BIND_IN_USE,
     BIND_OK,
@@ -44,7 +44,7 @@ from portmon.model import (
     Holder,
     Socket,
 )
-from portmon.killer import MAX_SOCKETS_LISTED
+from portmon.actions.kill import MAX_SOCKETS_LISTED
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessDetail
 

@@ -10,8 +10,10 @@ from typing import Any
 import psutil
 import pytest
 
-from portmon import collector as collector_mod
-from portmon.collector import PsutilCollector, ScriptedCollector, guarded_scan, owner_note
+from portmon.collect import psutil_collector as collector_mod
+from portmon.collect.base import guarded_scan, owner_note
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.psutil_collector import PsutilCollector
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 
 # psutil's result shapes, rebuilt here so the test does not lean on psutil's private modules.

@@ -12,10 +12,10 @@ from typing import Iterator, Optional
 
 import pytest
 
-from portmon.collector import PsutilCollector
-from portmon.linux_collector import ProcfsCollector
+from portmon.collect.psutil_collector import PsutilCollector
+from portmon.collect.procfs import ProcfsCollector
 from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Snapshot, Socket
-from portmon.procnet import netlink_works
+from portmon.collect.tables import netlink_works
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not ProcfsCollector.available(), reason="the procfs collector needs Linux"

@@ -10,10 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = sorted(
-    "portmon." + p.stem
-    for p in (ROOT / "portmon").glob("*.py")
-    if p.stem not in ("__init__", "__main__")
+    ".".join(p.relative_to(ROOT).with_suffix("").parts)
+    for p in (ROOT / "portmon").rglob("*.py")
+    if p.stem not in ("__init__", "__main__") and "ui" not in p.relative_to(ROOT).parts
 )
+"""Every module outside ``portmon.ui``: the model, collection, query, actions and the command line."""
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -23,7 +24,17 @@ def _loaded_after(code: str) -> set[str]:
 
 
 def test_core_modules_are_found() -> None:
-    for name in ("portmon.model", "portmon.collector", "portmon.registry", "portmon.filters", "portmon.sorting", "portmon.diff"):
+    for name in (
+        "portmon.model",
+        "portmon.registry",
+        "portmon.collect.base",
+        "portmon.collect.procfs",
+        "portmon.query.filters",
+        "portmon.query.sorting",
+        "portmon.query.diff",
+        "portmon.actions.kill",
+        "portmon.cli.main",
+    ):
         assert name in CORE
 
 
@@ -37,10 +48,10 @@ def test_core_module_imports_neither_textual_nor_rich(module: str) -> None:
 def test_list_and_who_run_without_textual() -> None:
     code = (
         "import sys, io\n"
-        "from portmon.cli import main\n"
+        "from portmon.cli.main import main\n"
         "main(['list', '--json'], stdout=io.StringIO(), stderr=io.StringIO())\n"
         "main(['who', '1', '--json'], stdout=io.StringIO(), stderr=io.StringIO())\n"
     )
     loaded = _loaded_after(code)
-    assert "portmon.commands.listcmd" in loaded and "portmon.commands.whocmd" in loaded
+    assert "portmon.cli.list" in loaded and "portmon.cli.who" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("textual", "rich")}

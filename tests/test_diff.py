@@ -6,7 +6,7 @@ from typing import Optional
 
 import pytest
 
-from portmon.diff import CLOSE, OPEN, STATE, Changes, Event, changes, diff_snapshots
+from portmon.query.diff import CLOSE, OPEN, STATE, Changes, Event, changes, diff_snapshots
 from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, SYN_SENT, TIME_WAIT, Holder, Snapshot, Socket
 
 
@@ -156,7 +156,7 @@ def test_time_defaults_and_override() -> None:
 
 
 def test_plain_sequences(monkeypatch: pytest.MonkeyPatch) -> None:
-    import portmon.diff as diff_module
+    import portmon.query.diff as diff_module
 
     monkeypatch.setattr(diff_module._time, "time", lambda: 1234.0)
     events = diff_snapshots([WEB], [WEB, SSH])

@@ -9,8 +9,8 @@ from typing import Iterator, Optional
 
 import pytest
 
-from portmon.diff import CLOSE, OPEN, STATE, Event
-from portmon.events import (
+from portmon.query.diff import CLOSE, OPEN, STATE, Event
+from portmon.query.events import (
     EventLog,
     EventStream,
     event_in_scope,

@@ -24,10 +24,12 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from hostile import portmon_env
-from portmon import procnet
-from portmon.collector import PsutilCollector, ScriptedCollector, default_collector
-from portmon.fake import DEMO_TIME, demo_process, demo_snapshot, synthetic_snapshot
-from portmon.linux_collector import ProcfsCollector
+from portmon.collect import tables as procnet
+from portmon.collect.choose import default_collector
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.psutil_collector import PsutilCollector
+from portmon.collect.fake import DEMO_TIME, demo_process, demo_snapshot, synthetic_snapshot
+from portmon.collect.procfs import ProcfsCollector
 from portmon.model import Holder, Snapshot, Socket
 from portmon.procinfo import read_process
 from portmon.ui.app import PortmonApp

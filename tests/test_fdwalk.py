@@ -9,8 +9,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from portmon import fdwalk
-from portmon.fdwalk import ColdWalk, read_fd_table, socket_fds, walk_all_fds
+from portmon.collect import fdwalk
+from portmon.collect.fdwalk import ColdWalk, read_fd_table, socket_fds, walk_all_fds
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/fd (Linux)")
 

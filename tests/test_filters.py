@@ -6,8 +6,8 @@ from typing import Optional
 
 import pytest
 
-from portmon import filters
-from portmon.filters import FilterError, SocketFilter, parse_filter, split_terms
+from portmon.query import filters
+from portmon.query.filters import FilterError, SocketFilter, parse_filter, split_terms
 from portmon.model import ESTABLISHED, LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Socket
 
 

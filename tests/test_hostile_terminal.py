@@ -28,8 +28,8 @@ from hostile import (
     HostileChild,
     portmon_env,
 )
-from portmon.collector import ScriptedCollector
-from portmon.fake import DEMO_TIME
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.fake import DEMO_TIME
 from portmon.model import Holder, Snapshot, Socket
 from portmon.procinfo import ProcessDetail
 from portmon.ui.app import PortmonApp
@@ -217,7 +217,7 @@ def test_a_megabyte_argument_is_cut_in_the_detail_pane_and_the_table() -> None:
 
 @linux_only
 def test_the_kill_dialog_shows_the_hostile_child_escaped_and_cut(child: HostileChild) -> None:
-    from portmon.collector import default_collector
+    from portmon.collect.choose import default_collector
     from portmon.ui.killmodal import KillModal
 
     snapshot = default_collector().scan()

@@ -16,9 +16,9 @@ from typing import Optional
 import psutil
 import pytest
 
-from portmon import killer
-from portmon.collector import PsutilCollector
-from portmon.killer import (
+from portmon.actions import kill as killer
+from portmon.collect.psutil_collector import PsutilCollector
+from portmon.actions.kill import (
     CHANGED,
     DENIED,
     EXITED,
@@ -357,7 +357,7 @@ def _python_for(user: str) -> Optional[str]:
         env = {"PYTHONPATH": f"{ROOT}:{site}", "PATH": "/usr/bin:/bin"}
         try:
             ok = subprocess.run(
-                [python, "-c", "import psutil, portmon.killer"], env=env, user=user, capture_output=True, timeout=20
+                [python, "-c", "import psutil, portmon.actions.kill"], env=env, user=user, capture_output=True, timeout=20
             )
         except (OSError, subprocess.SubprocessError):
             continue
@@ -378,7 +378,7 @@ def test_another_users_process_is_refused_for_non_root(spawn, record_file) -> No
     sock = child.holders()
     h = sock.holders[0]
     script = (
-        "from portmon.killer import plan_kill; from portmon.model import Socket, Holder; from portmon.portspec import PortSpec\n"
+        "from portmon.actions.kill import plan_kill; from portmon.model import Socket, Holder; from portmon.portspec import PortSpec\n"
         f"s = Socket('tcp', 4, '127.0.0.1', {child.port}, state='LISTEN', holders=(Holder({h.pid}, 'python3', 'root', {h.create_time!r}),))\n"
         f"p = plan_kill([s], PortSpec({child.port}))\n"
         "print(p.actionable); print(*[r.kind + '|' + r.reason for r in p.refusals], sep='\\n')"
@@ -574,7 +574,7 @@ def test_plan_for_socket_targets_only_that_socket_but_remembers_the_port(spawn) 
 
 
 def test_core_does_not_import_textual() -> None:
-    code = "import sys, portmon.killer, portmon.commands.killcmd; print('textual' in sys.modules or 'rich' in sys.modules)"
+    code = "import sys, portmon.actions.kill, portmon.cli.kill; print('textual' in sys.modules or 'rich' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert res.stdout.strip() == "False", res.stderr
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from portmon import launch
-from portmon.cli import main
+from portmon.cli import launch
+from portmon.cli.main import main
 from portmon.registry import Registry, ServiceEntry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_port_names_is_lookup_for_every_port() -> None:
 
 @linux_only
 def test_a_full_name_memo_names_sockets_as_lookups_do() -> None:
-    from portmon.linux_collector import ProcfsCollector
+    from portmon.collect.procfs import ProcfsCollector
 
     with socket.socket() as listener, socket.socket() as client:
         listener.bind(("127.0.0.1", 0))

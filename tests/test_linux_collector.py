@@ -13,9 +13,10 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from portmon import fdwalk, linux_collector
-from portmon.collector import owner_note
-from portmon.linux_collector import ProcfsCollector
+from portmon.collect import fdwalk
+from portmon.collect import procfs as linux_collector
+from portmon.collect.base import owner_note
+from portmon.collect.procfs import ProcfsCollector
 from portmon.model import (
     CLOSE,
     CLOSE_WAIT,
@@ -33,7 +34,7 @@ from portmon.model import (
     Socket,
     Snapshot,
 )
-from portmon.procnet import (
+from portmon.collect.tables import (
     TABLES,
     TCP_STATE_NAMES,
     NetlinkReader,

@@ -17,8 +17,9 @@ from textual.app import App, ComposeResult
 from textual.widgets import Static
 
 from hostile import portmon_env
-from portmon.collector import ScriptedCollector, default_collector
-from portmon.fake import demo_process, demo_snapshot
+from portmon.collect.choose import default_collector
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.fake import demo_process, demo_snapshot
 from portmon.model import Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
@@ -61,7 +62,7 @@ _ORDER_PROBE = textwrap.dedent(
             return True
 
     sys.stdin = Tty()
-    from portmon.cli import main
+    from portmon.cli.main import main
     try:
         main({argv!r}, stdout=Tty(), stderr=io.StringIO())
     except ImportError as exc:
@@ -102,7 +103,7 @@ def test_a_user_keeps_their_own_textual_switches() -> None:
         "import os\n"
         "os.geteuid = lambda: 1000\n"
         "os.environ['TEXTUAL_THEME'] = 'nord'\n"
-        "from portmon.cli import _scrub_environment_for_root\n"
+        "from portmon.cli.main import _scrub_environment_for_root\n"
         "_scrub_environment_for_root()\n"
         "print(os.environ.get('TEXTUAL_THEME'))\n"
     )

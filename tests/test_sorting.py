@@ -16,8 +16,8 @@ from portmon.model import (
     Holder,
     Socket,
 )
-from portmon import sorting
-from portmon.sorting import COLUMNS, STATE_ORDER, address_sort_key, sort_sockets
+from portmon.query import sorting
+from portmon.query.sorting import COLUMNS, STATE_ORDER, address_sort_key, sort_sockets
 
 
 def sock(

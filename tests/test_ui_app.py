@@ -13,8 +13,8 @@ from textual.pilot import Pilot
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from portmon.collector import ScriptedCollector
-from portmon.fake import DEMO_TIME, HOSTILE_NAME, HOSTILE_NAME_2, demo_process, demo_snapshot
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, HOSTILE_NAME_2, demo_process, demo_snapshot
 from portmon.model import CLOSE_WAIT, ESTABLISHED, Snapshot, Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.help import HelpScreen

@@ -9,9 +9,9 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 import pytest
 from textual.pilot import Pilot
 
-from portmon.bindprobe import simulated_binder
-from portmon.collector import ScriptedCollector
-from portmon.fake import DEMO_TIME, HOSTILE_NAME, demo_process, demo_snapshot, demo_snapshot_after
+from portmon.actions.why import simulated_binder
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, demo_process, demo_snapshot, demo_snapshot_after
 from portmon.model import LISTEN, Holder, Snapshot, Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.eventlog import EventLogPane

@@ -14,8 +14,9 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
 
-from portmon.collector import PsutilCollector, ScriptedCollector
-from portmon.killer import format_start
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.psutil_collector import PsutilCollector
+from portmon.actions.kill import format_start
 from portmon.model import LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Socket
 from portmon.ui.killmodal import READY, SURVIVED, KillModal
 

@@ -7,8 +7,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from portmon.collector import ScriptedCollector
-from portmon.fake import DEMO_TIME, demo_process, demo_snapshot, demo_snapshot_after
+from portmon.collect.fake import ScriptedCollector
+from portmon.collect.fake import DEMO_TIME, demo_process, demo_snapshot, demo_snapshot_after
 from portmon.ui.app import PortmonApp
 
 WIDE = (160, 45)
@@ -83,7 +83,7 @@ def test_help_screen(snap_compare: SnapCompare) -> None:
 
 def why_app(**options: Any) -> PortmonApp:
     """The demo with the "why" dialog's test binds simulated from the demo sockets, answering as root."""
-    from portmon.bindprobe import simulated_binder
+    from portmon.actions.why import simulated_binder
 
     return demo_app(binder=simulated_binder(demo_snapshot().sockets), privileged=True, **options)
 

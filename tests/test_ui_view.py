@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-from portmon.fake import DEMO_TIME, HOSTILE_NAME, demo_snapshot, synthetic_snapshot
-from portmon.filters import parse_filter
+from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, demo_snapshot, synthetic_snapshot
+from portmon.query.filters import parse_filter
 from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, OWNER_HIDDEN, OWNER_KERNEL, Snapshot, Socket
 from portmon.ui.detail import held_lines, held_sockets
 from portmon.ui.sockettable import TABLE_COLUMNS, fit, layout_columns

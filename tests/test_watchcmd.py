@@ -20,9 +20,9 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-from portmon import cli
-from portmon.collector import ScriptedCollector
-from portmon.commands import watchcmd
+from portmon.cli import main as cli
+from portmon.collect.fake import ScriptedCollector
+from portmon.cli import watch as watchcmd
 from portmon.model import ESTABLISHED, LISTEN, Holder, Snapshot, Socket
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -194,12 +194,12 @@ def test_bad_ports_are_exit_2_with_one_line(arg: str) -> None:
 def test_why_and_watch_run_without_textual() -> None:
     code = (
         "import sys, io\n"
-        "from portmon.cli import main\n"
+        "from portmon.cli.main import main\n"
         "main(['why', '1', '--json'], stdout=io.StringIO(), stderr=io.StringIO())\n"
-        "import portmon.commands.watchcmd\n"
+        "import portmon.cli.watch\n"
         "print(' '.join(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
-    assert "portmon.commands.whycmd" in loaded and "portmon.bindprobe" in loaded
+    assert "portmon.cli.why" in loaded and "portmon.actions.why" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("textual", "rich")}

@@ -9,12 +9,12 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from portmon.bindprobe import Binder, probe_binds
-from portmon.collector import Collector
-from portmon.events import DEFAULT_EVENT_LIMIT
-from portmon.filters import parse_filter
+from portmon.actions.why import Binder, probe_binds
+from portmon.collect.base import Collector
+from portmon.query.events import DEFAULT_EVENT_LIMIT
+from portmon.query.filters import parse_filter
 from portmon.procinfo import ProcessReader, read_process
-from portmon.sorting import COLUMNS
+from portmon.query.sorting import COLUMNS
 from portmon.ui.background import reverse_lookup
 from portmon.ui.help import key_label
 from portmon.ui.monitor import MonitorScreen

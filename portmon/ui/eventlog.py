@@ -13,8 +13,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from portmon.diff import CLOSE, OPEN, STATE
-from portmon.events import LoggedEvent, clock_time, endpoints_text, owner_text, service_text, state_text
+from portmon.query.diff import CLOSE, OPEN, STATE
+from portmon.query.events import LoggedEvent, clock_time, endpoints_text, owner_text, service_text, state_text
 from portmon.ui.sockettable import fit
 
 HEADER = ("Time", "Event", "Proto", "Local → remote", "State", "Process (pid)", "Service")

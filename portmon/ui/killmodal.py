@@ -13,8 +13,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
-from portmon.collector import Collector, default_collector
-from portmon.killer import (
+from portmon.collect.base import Collector
+from portmon.collect.choose import default_collector
+from portmon.actions.kill import (
     DEFAULT_SETTLE,
     DEFAULT_TIMEOUT,
     STILL_HELD,

@@ -17,11 +17,11 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Sparkline, Static
 
-from portmon.bindprobe import Binder, WhyReport, explain, probe_binds
-from portmon.collector import Collector, guarded_scan
-from portmon.diff import Event
-from portmon.events import DEFAULT_EVENT_LIMIT, EventLog, EventStream, clock_time, event_in_scope, is_listening
-from portmon.filters import FilterError, parse_filter
+from portmon.actions.why import Binder, WhyReport, explain, probe_binds
+from portmon.collect.base import Collector, guarded_scan
+from portmon.query.diff import Event
+from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog, EventStream, clock_time, event_in_scope, is_listening
+from portmon.query.filters import FilterError, parse_filter
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessDetail, ProcessReader, uptime_text

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from portmon.collector import Collector, guarded_scan
+from portmon.collect.base import Collector, guarded_scan
 from portmon.ui.view import Pipeline, Update, ViewSpec
 
 SLOW_SCAN_SHARE = 3.0

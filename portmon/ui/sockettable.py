@@ -42,7 +42,7 @@ class Column:
     """One table column: how wide it likes to be, how far it may shrink, and when it is dropped."""
 
     name: str
-    """The sort column id (see portmon.sorting.COLUMNS)."""
+    """The sort column id (see portmon.query.sorting.COLUMNS)."""
     label: str
     fixed: int = 0
     """Width of a fixed-width column; 0 when the width follows the data."""

@@ -10,7 +10,7 @@ from typing import Deque, Mapping, Optional
 from rich.text import Text
 
 from portmon.model import Snapshot
-from portmon.sorting import STATE_ORDER
+from portmon.query.sorting import STATE_ORDER
 from portmon.textsafe import visible
 from portmon.ui.view import COLUMN_TITLES, ViewSpec
 

@@ -12,10 +12,10 @@ from itertools import compress, repeat
 from operator import attrgetter, eq, itemgetter
 from typing import Iterable, Mapping, Optional, Sequence
 
-from portmon.diff import changes
-from portmon.filters import SocketFilter, parse_filter
+from portmon.query.diff import changes
+from portmon.query.filters import SocketFilter, parse_filter
 from portmon.model import Snapshot, Socket, SocketKey
-from portmon.sorting import COLUMNS, sort_sockets
+from portmon.query.sorting import COLUMNS, sort_sockets
 
 NEW_SECONDS = 5.0
 """How long a new row stays highlighted."""

@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from portmon.bindprobe import WhyReport, report_lines
+from portmon.actions.why import WhyReport, report_lines
 from portmon.model import Socket
 from portmon.portspec import PortSpec, PortSpecError, parse_port_spec
 from portmon.textsafe import visible
@@ -25,7 +25,7 @@ WhyProbe = Callable[[PortSpec, Sequence[Socket]], WhyReport]
 def report_text(report: WhyReport) -> Text:
     """The report as Text: the verdict line bold (green when free, red when not), the rest plain.
 
-    The lines come from :func:`portmon.bindprobe.report_lines`, which escapes every untrusted field;
+    The lines come from :func:`portmon.actions.why.report_lines`, which escapes every untrusted field;
     they are added as plain text, never parsed as markup.
     """
     lines = report_lines(report)

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from portmon.cli import Context, UsageError
+from portmon.cli.context import Context, UsageError
 
 if TYPE_CHECKING:
     from portmon.model import Snapshot
@@ -53,9 +53,9 @@ def _first_scan_notes(ctx: Context, snapshot: Snapshot, watching_all: bool) -> N
 
 def run(ctx: Context) -> int:
     """Watch until interrupted; exit 0 on Ctrl-C (or when the reader of the pipe goes away)."""
-    from portmon.collector import guarded_scan
-    from portmon.events import EventStream, event_json, event_line, is_listening
-    from portmon.filters import FilterError, parse_filter
+    from portmon.collect.base import guarded_scan
+    from portmon.query.events import EventStream, event_json, event_line, is_listening
+    from portmon.query.filters import FilterError, parse_filter
     from portmon.textsafe import visible
 
     args: argparse.Namespace = ctx.args

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portmon.cli import Context, UsageError
-from portmon.filters import FilterError, parse_filter
+from portmon.cli.context import Context, UsageError
+from portmon.query.filters import FilterError, parse_filter
 from portmon.output import iter_sockets_json, sockets_csv, sockets_table
-from portmon.sorting import sort_sockets
+from portmon.query.sorting import sort_sockets
 
 
 def add_parser(subs: Any) -> tuple[str, Any]:

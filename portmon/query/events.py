@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Iterable, Iterator, Optional
 
-from portmon.diff import STATE, Event, diff_snapshots
+from portmon.query.diff import STATE, Event, diff_snapshots
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.output import endpoint, socket_record, to_json
 from portmon.textsafe import safe

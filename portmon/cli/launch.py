@@ -4,7 +4,7 @@ A first scan spends most of its time reading every process's fds (~35 ms at 10,0
 the rest reading the socket tables and importing portmon. When the command line looks like a
 one-shot command that scans (``list``, ``who``, ``why``, or no command with output that is not a
 terminal), a child process starts that walk right away, while this process imports, parses its
-arguments and reads the tables (portmon.fdwalk). A wrong guess costs only a child that is
+arguments and reads the tables (portmon.collect.fdwalk). A wrong guess costs only a child that is
 cancelled; the scan checks every process the child read against its own listing.
 """
 
@@ -49,10 +49,10 @@ def main() -> None:
     """The console script's entry point."""
     walk = None
     if scans_once(sys.argv[1:]):
-        from portmon.fdwalk import ColdWalk
+        from portmon.collect.fdwalk import ColdWalk
 
         walk = ColdWalk()
-    from portmon.cli import main as run
+    from portmon.cli.main import main as run
 
     sys.exit(run(exit_hard=True, cold_walk=walk))
 

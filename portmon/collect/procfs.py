@@ -57,16 +57,16 @@ Periodic full rescan
 
 Cold walk in a child process (one-shot commands)
     The first scan has to readlink every fd of every process: ~35 ms at 10,000 sockets, nearly
-    all of it in the kernel. A forked child (``portmon.fdwalk.ColdWalk``) can do that walk while
+    all of it in the kernel. A forked child (``portmon.collect.fdwalk.ColdWalk``) can do that walk while
     this process reads and decodes the socket tables: the ``portmon`` command starts one before
-    it imports anything (``portmon.launch``) and hands it over with ``start_cold_walk(walk)``,
+    it imports anything (``portmon.cli.launch``) and hands it over with ``start_cold_walk(walk)``,
     which can also fork one itself. The first scan then takes the child's answer (per process:
     start time, fd numbers, socket fds) instead of walking, for every process whose pid and
     start time match its own listing, and walks any other process itself; a child that failed
     leaves it to walk as usual. Forking is only safe in a process with one thread, so only the
     one-shot commands (``list``, ``who``, ``why``) use it; the live monitor's first scan walks
     in-process. Either way a big fd table is read by number when the kernel gives its fd count
-    (``portmon.fdwalk.read_fd_table``).
+    (``portmon.collect.fdwalk.read_fd_table``).
 """
 
 from __future__ import annotations
@@ -77,10 +77,10 @@ import time
 from collections import Counter
 from typing import Callable, Collection, Optional, Union, cast
 
-from portmon.collector import ServiceLookup, is_privileged, owner_note
-from portmon.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, read_fd_table, start_and_parent
+from portmon.collect.base import ServiceLookup, is_privileged, owner_note
+from portmon.collect.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, read_fd_table, start_and_parent
 from portmon.model import OWNER_HIDDEN, Holder, Snapshot, Socket
-from portmon.procnet import TABLES, TCP_STATE_NAMES, Decoded, NetlinkReader, ProcNetReader, Table
+from portmon.collect.tables import TABLES, TCP_STATE_NAMES, Decoded, NetlinkReader, ProcNetReader, Table
 
 _Reader = Union[NetlinkReader, ProcNetReader]
 

@@ -1,149 +1,17 @@
-"""The ``portmon`` command line: global options, the one-shot commands, and the live monitor's launcher."""
+"""The ``portmon`` command line: global options, the subcommands' parsers, and the live monitor's launcher."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, NoReturn, Optional, Sequence, TextIO
 
 from portmon import __version__
-from portmon.model import Snapshot
+from portmon.cli.context import PROG, CommandFailed, Context, Runner, UsageError, _Parser, positive_float
 
 if TYPE_CHECKING:
-    from portmon.fdwalk import ColdWalk
-
-PROG = "portmon"
-
-
-class UsageError(Exception):
-    """Bad input from the user: one line on stderr, exit 2."""
-
-
-class CommandFailed(Exception):
-    """The command could not do its job: one line on stderr, exit ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's help formatter, sized to the terminal without importing shutil.
-
-    argparse builds a formatter for every ``add_argument``, and its default one imports shutil
-    (~2 ms of every ``portmon list``) for the width. Same rule as shutil: $COLUMNS, else the
-    width of the terminal on stdout, else 80.
-    """
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 80
-    return argparse.HelpFormatter(prog, width=max(columns, 20) - 2)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit 2, never the usage block."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _help_formatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def positive_float(text: str) -> float:
-    """An argparse type for intervals and timeouts: a finite number greater than zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'") from None
-    if not (value > 0) or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'")
-    return value
-
-
-class Context:
-    """What a subcommand needs: its parsed arguments, the output streams, and lazily built core objects."""
-
-    def __init__(self, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> None:
-        self.args = args
-        self.stdout = stdout
-        self.stderr = stderr
-        self._registry: object = None
-        self.cold_walk: Optional[ColdWalk] = None
-        """A cold fd walk the ``portmon`` command started before loading anything (see
-        portmon.launch): the first scan takes it when its collector can (ProcfsCollector)."""
-
-    def warn(self, message: str) -> None:
-        """Print a one-line warning on stderr."""
-        print(f"{PROG}: warning: {message}", file=self.stderr)
-
-    @property
-    def registry_paths(self) -> list[str]:
-        """--registry files, those given before the subcommand first."""
-        return list(getattr(self.args, "registry", None) or []) + list(getattr(self.args, "registry_sub", None) or [])
-
-    @property
-    def interval(self) -> float:
-        """--interval, given before or after the subcommand (default 1 s)."""
-        sub = getattr(self.args, "interval_sub", None)
-        return sub if sub is not None else self.args.interval
-
-    @property
-    def collector_name(self) -> str:
-        """--collector, given before or after the subcommand (default auto)."""
-        sub = getattr(self.args, "collector_sub", None)
-        return sub if sub is not None else self.args.collector
-
-    def registry(self):  # type: ignore[no-untyped-def]
-        """The service registry (loaded once; warnings about missing files go to stderr)."""
-        if self._registry is None:
-            from portmon.registry import load_registry
-
-            reg = load_registry(self.registry_paths)
-            for w in reg.warnings:
-                self.warn(w)
-            self._registry = reg
-        return self._registry
-
-    def collector(self):  # type: ignore[no-untyped-def]
-        """The collector for this platform (procfs on Linux), naming services from the registry."""
-        from portmon.collector import default_collector
-
-        try:
-            return default_collector(services=self.registry(), prefer=self.collector_name)
-        except (ValueError, ImportError) as exc:
-            raise CommandFailed(str(exc), 2) from None
-
-    def scan(self) -> Snapshot:
-        """One snapshot, or CommandFailed with the reason; notes about hidden owners go to stderr."""
-        collector = self.collector()
-        walk, self.cold_walk = self.cold_walk, None
-        if walk is not None:
-            start_cold_walk = getattr(collector, "start_cold_walk", None)
-            if start_cold_walk is None:
-                walk.cancel()
-            else:
-                start_cold_walk(walk)
-        try:
-            snap = collector.scan()
-        except Exception as exc:  # noqa: BLE001 - reported as one line
-            raise CommandFailed(f"cannot read the socket table: {type(exc).__name__}: {exc}") from None
-        if snap.warning:
-            self.warn(snap.warning)
-        if snap.hidden_note:
-            self.warn(snap.hidden_note)
-        return snap
-
-
-Runner = Callable[[Context], int]
+    from portmon.collect.fdwalk import ColdWalk
 
 
 def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
@@ -186,9 +54,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
 
-    from portmon import commands
+    from portmon.cli import kill, watch, who, why
+    from portmon.cli import list as list_command
 
-    for module in commands.MODULES:
+    for module in (list_command, who, kill, watch, why):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for sp in subs.choices.values():
@@ -257,10 +126,10 @@ def main(
         if args.command is None:
             if out.isatty() and sys.stdin.isatty():
                 return run_live(ctx)
-            from portmon.commands import listcmd
+            from portmon.cli import list as list_command
 
             args.terms, args.listening, args.json, args.csv = [], False, False, False
-            runner: Runner = listcmd.run
+            runner: Runner = list_command.run
         else:
             runner = runners[args.command]
         if not (exit_hard and (args.command is None or args.command in ONE_SHOT)):

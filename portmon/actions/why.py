@@ -10,8 +10,8 @@ import time as _time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from portmon.collector import is_privileged
-from portmon.killer import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
+from portmon.collect.base import is_privileged
+from portmon.actions.kill import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record
 from portmon.portspec import PROTOCOLS, PortSpec

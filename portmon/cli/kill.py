@@ -6,15 +6,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
-from portmon.cli import Context, UsageError, positive_float
+from portmon.cli.context import Context, UsageError, positive_float
 from portmon.model import OWNER_NOTES
 from portmon.output import to_json
 from portmon.textsafe import safe
 
 if TYPE_CHECKING:
-    from portmon.killer import KillOutcome, KillPlan, Target
+    from portmon.actions.kill import KillOutcome, KillPlan, Target
 
-# portmon.killer (and portspec) are imported where they are used: killer imports psutil, ~25 ms of
+# portmon.actions.kill (and portspec) are imported where they are used: killer imports psutil, ~25 ms of
 # start-up that every other command would pay if this module, imported to build the parser, took them.
 
 EXIT_FREED = 0
@@ -26,7 +26,7 @@ _WIDTH = 300
 
 
 def _signal_arg(text: str) -> int:
-    from portmon.killer import parse_signal
+    from portmon.actions.kill import parse_signal
 
     try:
         return parse_signal(text)
@@ -46,7 +46,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         "when confirmation is needed but there is no terminal to ask on.",
     )
     p.add_argument("port", metavar="PORT[/tcp|/udp]")
-    # The signal names and the default timeout live in portmon.killer: filled in below, when kill is parsed.
+    # The signal names and the default timeout live in portmon.actions.kill: filled in below, when kill is parsed.
     signal_option = p.add_argument(
         "--signal",
         type=_signal_arg,
@@ -72,7 +72,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         # and before its --help or any error message is shown.
         import signal
 
-        from portmon.killer import DEFAULT_TIMEOUT, SIGNALS
+        from portmon.actions.kill import DEFAULT_TIMEOUT, SIGNALS
 
         signal_option.default = signal.SIGTERM
         signal_option.metavar = "|".join(SIGNALS)
@@ -100,7 +100,7 @@ def _target_record(t: Target) -> dict[str, Any]:
 
 
 def _document(plan: KillPlan, sig: int, dry_run: bool) -> dict[str, Any]:
-    from portmon.killer import signal_name, socket_label
+    from portmon.actions.kill import signal_name, socket_label
 
     return {
         "port": plan.spec.port,
@@ -139,7 +139,7 @@ def _finish(ctx: Context, doc: dict[str, Any], verdict: str, message: str, code:
 
 def _plan_text(plan: KillPlan) -> list[str]:
     """The holders, their sockets, refusals and notes, every untrusted field escaped."""
-    from portmon.killer import first_listed, socket_label
+    from portmon.actions.kill import first_listed, socket_label
 
     lines: list[str] = []
     n = len(plan.targets)
@@ -192,7 +192,7 @@ def _outcome_text(outcome: KillOutcome, force: bool) -> list[str]:
 
 def run(ctx: Context) -> int:
     """Plan, show, confirm, signal, verify; the exit code says whether the port was freed."""
-    from portmon.killer import confirmation_lines, execute, plan_kill, signal_name
+    from portmon.actions.kill import confirmation_lines, execute, plan_kill, signal_name
     from portmon.portspec import PortSpecError, parse_port_spec, sockets_on_port
 
     args = ctx.args

@@ -1,19 +1,14 @@
-"""Socket collectors: the Collector protocol, the portable psutil collector, and a scripted one for tests."""
+"""The portable collector: every socket and its holders through psutil (macOS, Windows, any Linux)."""
 
 from __future__ import annotations
 
-import os
 import socket as _socket
-import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
+from portmon.collect.base import ServiceLookup, is_privileged, owner_note
 from portmon.model import (
-    KERNEL_STATES,
-    ORPHAN_STATES,
     OWNER_HIDDEN,
-    OWNER_KERNEL,
-    OWNER_UNSEEN,
     Holder,
     Snapshot,
     Socket,
@@ -27,67 +22,12 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """``portmon.collector.psutil`` still names the psutil module (imported on first use)."""
+    """``portmon.collect.psutil_collector.psutil`` still names the psutil module (imported on first use)."""
     if name == "psutil":
         import psutil
 
         return psutil
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-ServiceLookup = Callable[[int, str], Optional[str]]
-"""``services(port, proto) -> name``: how a collector names the service on a port."""
-
-
-class Collector(Protocol):
-    """Anything that can take a snapshot of the machine's sockets."""
-
-    name: str
-
-    def scan(self) -> Snapshot:
-        """Return every TCP and UDP socket now; raise on failure (callers keep the last good snapshot)."""
-        ...
-
-
-def is_privileged() -> bool:
-    """True when portmon can see every process's sockets (root on POSIX; always on Windows)."""
-    geteuid = getattr(os, "geteuid", None)
-    return True if geteuid is None else geteuid() == 0
-
-
-def owner_note(state: Optional[str], privileged: bool) -> str:
-    """Why a socket with no holder has none: kernel-owned (TIME_WAIT, orphans), hidden from us, or unseen.
-
-    Without privilege an ownerless LISTEN or ESTABLISHED socket is another user's (hidden). With it,
-    only an orphan of a close is the kernel's; anything else is held from outside our view.
-    """
-    if state in KERNEL_STATES or (privileged and state in ORPHAN_STATES):
-        return OWNER_KERNEL
-    return OWNER_UNSEEN if privileged else OWNER_HIDDEN
-
-
-def guarded_scan(collector: Collector, last: Optional[Snapshot]) -> Snapshot:
-    """Scan, and on any failure return the last good sockets with the error attached.
-
-    The live monitor and ``watch`` call this so a failing scan never loses what the user saw.
-    """
-    started = time.perf_counter()
-    try:
-        return collector.scan()
-    except Exception as exc:  # noqa: BLE001 - any scan failure is reported, never fatal
-        message = f"scan failed: {type(exc).__name__}: {exc}"
-        elapsed = (time.perf_counter() - started) * 1000.0
-        if last is None:
-            return Snapshot(sockets=(), taken_at=time.time(), scan_ms=elapsed, error=message, collector=collector.name)
-        return Snapshot(
-            sockets=last.sockets,
-            taken_at=last.taken_at,
-            scan_ms=elapsed,
-            hidden_owners=last.hidden_owners,
-            warning=last.warning,
-            error=message,
-            collector=last.collector,
-        )
 
 
 class ProcessCache:
@@ -334,63 +274,3 @@ class _WithPid:
         for name in ("fd", "family", "type", "laddr", "raddr", "status"):
             setattr(self, name, getattr(conn, name))
         self.pid = pid
-
-
-Step = Union[Snapshot, BaseException, Callable[[], Snapshot]]
-
-
-class ScriptedCollector:
-    """A collector that plays back a script: snapshots to return, exceptions to raise, or callables.
-
-    After the last step it keeps repeating the last one (or loops, with ``loop=True``). Used by the
-    tests, the screenshots and the benchmarks; never touches the real machine.
-    """
-
-    name = "fake"
-
-    def __init__(self, steps: Sequence[Step], loop: bool = False) -> None:
-        if not steps:
-            raise ValueError("a scripted collector needs at least one step")
-        self._steps = list(steps)
-        self._loop = loop
-        self._index = 0
-        self.calls = 0
-
-    def scan(self) -> Snapshot:
-        """Return (or raise) the next step of the script."""
-        self.calls += 1
-        if self._index < len(self._steps):
-            step = self._steps[self._index]
-            self._index += 1
-        elif self._loop:
-            self._index = 1
-            step = self._steps[0]
-        else:
-            step = self._steps[-1]
-        if isinstance(step, BaseException):
-            raise step
-        if callable(step):
-            return step()
-        return step
-
-
-def default_collector(services: Optional[ServiceLookup] = None, prefer: str = "auto") -> Collector:
-    """The best collector for this platform: the incremental procfs one on Linux, psutil elsewhere.
-
-    ``prefer`` is "auto", "procfs" or "psutil".
-    """
-    if prefer not in ("auto", "procfs", "psutil"):
-        raise ValueError(f"unknown collector {prefer!r}: expected auto, procfs or psutil")
-    if prefer != "psutil" and sys.platform.startswith("linux"):
-        try:
-            from portmon.linux_collector import ProcfsCollector
-        except ImportError:
-            if prefer == "procfs":
-                raise
-        else:
-            if ProcfsCollector.available():
-                return ProcfsCollector(services=services)
-    if prefer == "procfs":
-        raise ValueError("the procfs collector needs Linux with /proc/net")
-    return PsutilCollector(services=services)
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import Callable, Optional, Sequence, Union
 
 from portmon.model import (
     CLOSE_WAIT,
@@ -271,3 +271,41 @@ def demo_snapshot_after(taken_at: float = DEMO_TIME + 1.0) -> Snapshot:
     return Snapshot(
         sockets=tuple(sockets), taken_at=taken_at, scan_ms=11.8, hidden_owners=before.hidden_owners, collector="fake"
     )
+
+
+Step = Union[Snapshot, BaseException, Callable[[], Snapshot]]
+
+
+class ScriptedCollector:
+    """A collector that plays back a script: snapshots to return, exceptions to raise, or callables.
+
+    After the last step it keeps repeating the last one (or loops, with ``loop=True``). Used by the
+    tests, the screenshots and the benchmarks; never touches the real machine.
+    """
+
+    name = "fake"
+
+    def __init__(self, steps: Sequence[Step], loop: bool = False) -> None:
+        if not steps:
+            raise ValueError("a scripted collector needs at least one step")
+        self._steps = list(steps)
+        self._loop = loop
+        self._index = 0
+        self.calls = 0
+
+    def scan(self) -> Snapshot:
+        """Return (or raise) the next step of the script."""
+        self.calls += 1
+        if self._index < len(self._steps):
+            step = self._steps[self._index]
+            self._index += 1
+        elif self._loop:
+            self._index = 1
+            step = self._steps[0]
+        else:
+            step = self._steps[-1]
+        if isinstance(step, BaseException):
+            raise step
+        if callable(step):
+            return step()
+        return step

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portmon.cli import Context, UsageError
+from portmon.cli.context import Context, UsageError
 
 # What run() needs is imported there: this module is imported to build the parser for every command.
 
@@ -27,7 +27,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
 
 def run(ctx: Context) -> int:
     """Test-bind, scan, explain; the exit code says whether the port is free."""
-    from portmon.bindprobe import explain, report_lines, report_record
+    from portmon.actions.why import explain, report_lines, report_record
     from portmon.output import to_json
     from portmon.portspec import PortSpecError, parse_port_spec
 

@@ -1,0 +1,1 @@
+"""Reading sockets: the Collector protocol and one module per source (procfs/netlink, psutil, fd walk, fake)."""

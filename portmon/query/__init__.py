@@ -1,0 +1,1 @@
+"""The query layer: pure functions over snapshots (filters, sorting, diff, event streams)."""
