@@ -35,16 +35,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.loopback import LoopbackLoad  # noqa: E402
-from portmon.collect.psutil_collector import PsutilCollector  # noqa: E402
 from portmon.collect.procfs import ProcfsCollector  # noqa: E402
+from portmon.collect.psutil_collector import PsutilCollector  # noqa: E402
 from portmon.collect.tables import TABLES, NetlinkReader, ProcNetReader  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000.0
 
 
-def time_command(cmd: list[str], runs: int, env: Optional[dict[str, str]] = None) -> Optional[float]:
+def time_command(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> float | None:
     """Median wall time (ms) of running ``cmd`` to completion, stdout read through a pipe."""
     samples = []
     for _ in range(runs):
@@ -65,7 +65,7 @@ def time_command(cmd: list[str], runs: int, env: Optional[dict[str, str]] = None
     return _median_ms(samples)
 
 
-def time_call(fn: Callable[[], object], runs: int, before: Optional[Callable[[], object]] = None) -> list[float]:
+def time_call(fn: Callable[[], object], runs: int, before: Callable[[], object] | None = None) -> list[float]:
     """Wall times (s) of ``fn()``, ``before()`` run untimed ahead of each call."""
     samples = []
     for _ in range(runs):
@@ -141,7 +141,7 @@ def run_monitor(load: LoopbackLoad, seconds: float, churn: float) -> dict:
                 stream.close()
 
 
-def bench_size(n: int, args: argparse.Namespace, list_env: Optional[dict[str, str]]) -> dict:
+def bench_size(n: int, args: argparse.Namespace, list_env: dict[str, str] | None) -> dict:
     """Every figure for one socket count."""
     runs = args.runs
     out: dict = {"requested": n}
@@ -188,11 +188,11 @@ def bench_size(n: int, args: argparse.Namespace, list_env: Optional[dict[str, st
     return out
 
 
-def fmt(value: Optional[float], unit: str = "") -> str:
+def fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.1f}{unit}"
 
 
-def ratio(a: Optional[float], b: Optional[float]) -> str:
+def ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or not b else f"{a / b:.2f}x"
 
 
@@ -201,7 +201,7 @@ def slowest(r: dict) -> str:
     return fmt(max(r.get("scan_idle_max", 0), r.get("scan_churning_max", 0)))
 
 
-def report(results: list[dict], list_note: Optional[str]) -> None:
+def report(results: list[dict], list_note: str | None) -> None:
     """Print the figures side by side, then the targets."""
     print("\nAll times in ms (medians); ratios are against `ss -tuanp` measured in the same run.\n")
     rows = [
@@ -249,7 +249,7 @@ def report(results: list[dict], list_note: Optional[str]) -> None:
             print(f"  {n:>6} sockets: {name:<42} {value:>10}  {'ok' if ok else 'MISSED'}")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (see the module docstring)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--monitor-child"]:
@@ -271,8 +271,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("needs `ss` (iproute2)", file=sys.stderr)
         return 1
     sizes = args.sockets or [1000, 10000, 50000]
-    list_env: Optional[dict[str, str]] = None
-    list_note: Optional[str] = None
+    list_env: dict[str, str] | None = None
+    list_note: str | None = None
     pyc = tempfile.mkdtemp(prefix="portmon-bench-pyc-")
     try:
         if (ROOT / "portmon" / "cli.py").exists():

@@ -7,14 +7,14 @@ import os
 import random
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Holder, Snapshot, Socket  # noqa: E402
 from portmon.query import filters  # noqa: E402
 from portmon.query.diff import changes, diff_snapshots  # noqa: E402
 from portmon.query.filters import parse_filter  # noqa: E402
-from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Holder, Snapshot, Socket  # noqa: E402
 from portmon.query.sorting import COLUMNS, sort_sockets  # noqa: E402
 
 N = 50_000

@@ -34,7 +34,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -42,8 +43,10 @@ import psutil  # noqa: E402
 
 from portmon.collect.base import Collector  # noqa: E402
 from portmon.collect.choose import default_collector  # noqa: E402
-from portmon.collect.fake import ScriptedCollector  # noqa: E402
-from portmon.collect.fake import synthetic_snapshot  # noqa: E402
+from portmon.collect.fake import (
+    ScriptedCollector,  # noqa: E402
+    synthetic_snapshot,  # noqa: E402
+)
 from portmon.model import Snapshot  # noqa: E402
 
 SIZE = (160, 50)
@@ -237,7 +240,7 @@ def _verdict(rows: int, name: str, value: float) -> str:
     return " ok" if value < target else f" OVER {target:g}"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000,10000,50000", help="comma-separated socket counts")
     parser.add_argument("--refreshes", type=int, default=15)

@@ -34,7 +34,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import IO, Optional
+from typing import IO
 
 PAIRS_PER_LISTENER = 8000
 """Client ports are picked per destination, so each listener port gives ~28k pairs; 8k leaves room."""
@@ -237,7 +237,7 @@ class LoopbackLoad:
 
     @staticmethod
     def _reply(child: subprocess.Popen[str], timeout: float) -> list[str]:
-        stdout: Optional[IO[str]] = child.stdout
+        stdout: IO[str] | None = child.stdout
         assert stdout is not None
         with selectors.DefaultSelector() as sel:
             sel.register(stdout, selectors.EVENT_READ)
@@ -278,7 +278,7 @@ class LoopbackLoad:
         self.stop()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Hold a loopback load until Ctrl-C (or run as a child with --child)."""
     if argv is None:
         argv = sys.argv[1:]

@@ -31,13 +31,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench.loopback import LoopbackLoad  # type: ignore[import-not-found]  # noqa: E402
-from portmon.collect.psutil_collector import PsutilCollector  # noqa: E402
 from portmon.collect.procfs import ProcfsCollector  # noqa: E402
+from portmon.collect.psutil_collector import PsutilCollector  # noqa: E402
 
 _SPAWNER = textwrap.dedent(
     """
@@ -159,7 +160,7 @@ async def _app_cpu(seconds: float) -> tuple[float, int, float]:
     return share, scans, scan_ms
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--procs", type=int, default=2000, help="idle child processes")
     parser.add_argument("--socket-every", type=int, default=4, help="every Nth idle process holds a UDP socket (0: none)")

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -138,10 +138,10 @@ class Window:
     rss_mb: float
     samples: list[Sample]
     gc_ms: list[float] = field(default_factory=list)
-    stores: dict[str, tuple[int, Optional[int]]] = field(default_factory=dict)
+    stores: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
 
-def _stores(screen: Any) -> dict[str, tuple[int, Optional[int]]]:
+def _stores(screen: Any) -> dict[str, tuple[int, int | None]]:
     """Size and bound of every store that lives as long as the app."""
     from portmon.query import filters
     from portmon.ui import sockettable
@@ -149,7 +149,7 @@ def _stores(screen: Any) -> dict[str, tuple[int, Optional[int]]]:
     table = screen.table
     snapshot_rows = len(screen.snapshot.sockets) if screen.snapshot is not None else 0
     marks = screen.marks
-    out: dict[str, tuple[int, Optional[int]]] = {
+    out: dict[str, tuple[int, int | None]] = {
         # The table holds the snapshot's rows plus closed rows kept for a few seconds.
         "table rows": (len(table.rows), None),
         "snapshot rows": (snapshot_rows, None),
@@ -331,7 +331,7 @@ def _summary(result: dict[str, Any]) -> int:
     return 0 if ok else 1
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--churn", type=float, default=1.0, help="percent of sockets replaced per refresh")

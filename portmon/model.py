@@ -8,7 +8,7 @@ and ``portmon list`` then never imports ``dataclasses`` (with ``inspect``, ~8 ms
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 # TCP states, spelled as psutil's CONN_* constants spell them.
 LISTEN = "LISTEN"
@@ -24,7 +24,7 @@ LAST_ACK = "LAST_ACK"
 CLOSING = "CLOSING"
 NEW_SYN_RECV = "NEW_SYN_RECV"
 
-TCP_STATES: Tuple[str, ...] = (
+TCP_STATES: tuple[str, ...] = (
     LISTEN,
     ESTABLISHED,
     SYN_SENT,
@@ -59,7 +59,7 @@ OWNER_NOTES = {
 KERNEL_STATES = frozenset({TIME_WAIT})
 ORPHAN_STATES = frozenset({TIME_WAIT, FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK, CLOSE})
 
-SocketKey = Tuple[str, int, str, int, str, int, int]
+SocketKey = tuple[str, int, str, int, str, int, int]
 """Stable identity of a socket across snapshots (see :attr:`Socket.key`)."""
 
 
@@ -67,9 +67,9 @@ class Holder(NamedTuple):
     """One process that holds a socket open."""
 
     pid: int
-    name: Optional[str] = None
-    user: Optional[str] = None
-    create_time: Optional[float] = None
+    name: str | None = None
+    user: str | None = None
+    create_time: float | None = None
     """Process start time (seconds since the epoch): with the pid, the process's identity."""
 
 
@@ -82,18 +82,18 @@ class Socket(NamedTuple):
     """4 or 6."""
     local_addr: str
     local_port: int
-    remote_addr: Optional[str] = None
-    remote_port: Optional[int] = None
-    state: Optional[str] = None
+    remote_addr: str | None = None
+    remote_port: int | None = None
+    state: str | None = None
     """TCP state (psutil spelling); None for UDP."""
-    holders: Tuple[Holder, ...] = ()
+    holders: tuple[Holder, ...] = ()
     """Every process holding the socket, the one psutil names first, the rest by pid."""
-    owner_note: Optional[str] = None
+    owner_note: str | None = None
     """OWNER_KERNEL or OWNER_HIDDEN when there are no holders."""
     inode: int = 0
     """Kernel socket inode where known (Linux), else 0."""
-    local_service: Optional[str] = None
-    remote_service: Optional[str] = None
+    local_service: str | None = None
+    remote_service: str | None = None
     seq: int = 0
     """Disambiguates sockets that share every other key field (SO_REUSEPORT) when the inode is unknown."""
 
@@ -116,17 +116,17 @@ class Socket(NamedTuple):
         return f"{self.proto}{self.family}"
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         """The primary holder's pid, or None."""
         return self.holders[0].pid if self.holders else None
 
     @property
-    def process(self) -> Optional[str]:
+    def process(self) -> str | None:
         """The primary holder's process name, or None."""
         return self.holders[0].name if self.holders else None
 
     @property
-    def user(self) -> Optional[str]:
+    def user(self) -> str | None:
         """The primary holder's user, or None."""
         return self.holders[0].user if self.holders else None
 
@@ -141,24 +141,24 @@ class Socket(NamedTuple):
 class Snapshot(NamedTuple):
     """Everything one scan saw, at one moment."""
 
-    sockets: Tuple[Socket, ...]
+    sockets: tuple[Socket, ...]
     taken_at: float
     """Wall-clock time of the scan (seconds since the epoch)."""
     scan_ms: float = 0.0
     """How long the scan took."""
     hidden_owners: int = 0
     """Sockets whose owner portmon could not see for lack of privilege."""
-    warning: Optional[str] = None
+    warning: str | None = None
     """A partial-result note, e.g. "only your own processes are shown (access denied)"."""
-    error: Optional[str] = None
+    error: str | None = None
     """Set when the scan failed; the snapshot then repeats the last good sockets."""
     collector: str = ""
     """Which collector produced it ("procfs", "psutil", "fake", ...)."""
-    extra: Tuple[Tuple[str, str], ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
     """Free-form (name, value) notes for the status line and benchmarks."""
 
     @property
-    def hidden_note(self) -> Optional[str]:
+    def hidden_note(self) -> str | None:
         """The user-facing line about hidden owners, or None when nothing is hidden."""
         if not self.hidden_owners:
             return None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from portmon.model import Holder, Socket
 from portmon.registry import port_range
@@ -33,7 +34,7 @@ RECORD_KEYS = (
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
 
 
-def socket_record(sock: Socket, holder: Optional[Holder] = None) -> dict[str, Any]:
+def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
     """One socket as a JSON-ready dict; ``holder`` picks which holder's pid/process/user to give."""
     h = holder if holder is not None else (sock.holders[0] if sock.holders else None)
     return {
@@ -91,10 +92,10 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
     piece by piece, the document is never whole in memory: at 10,000 sockets that saves ~8 ms of
     page faults and copies over one 2.7 MB string.
     """
-    text: dict[Optional[str], str] = {None: "null"}
+    text: dict[str | None, str] = {None: "null"}
     escape = encode_basestring_ascii
 
-    def quoted(value: Optional[str]) -> str:
+    def quoted(value: str | None) -> str:
         done = text.get(value)
         if done is None:
             done = text[value] = escape(value)  # type: ignore[arg-type]  # None is in ``text`` from the start
@@ -102,7 +103,7 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
 
     known = text.get
     heads: dict[tuple[str, int, str], str] = {}
-    tails: dict[tuple[Optional[str], int, Optional[str], Optional[str], str], str] = {}
+    tails: dict[tuple[str | None, int, str | None, str | None, str], str] = {}
     ranges: dict[int, str] = {}
     yield "["
     for first in range(0, len(sockets), JSON_CHUNK):
@@ -156,7 +157,7 @@ def sockets_csv(sockets: Sequence[Socket]) -> str:
     return buf.getvalue()
 
 
-def endpoint(addr: Optional[str], port: Optional[int], family: int) -> str:
+def endpoint(addr: str | None, port: int | None, family: int) -> str:
     """``127.0.0.1:8080`` or ``[::1]:8080``; ``*`` for an unconnected end."""
     if addr is None and port is None:
         return "*"
@@ -184,10 +185,10 @@ def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
     Addresses, services and owners repeat across thousands of sockets: each distinct value is
     escaped once (the owner's cells once per holders tuple).
     """
-    cells: dict[tuple[Optional[str], int], str] = {}
+    cells: dict[tuple[str | None, int], str] = {}
     owners: dict[object, tuple[str, str, str]] = {}
 
-    def cell(value: Optional[str], width: int, empty: str = "") -> str:
+    def cell(value: str | None, width: int, empty: str = "") -> str:
         done = cells.get((value, width))
         if done is None:
             done = cells[(value, width)] = safe(value or empty, width)

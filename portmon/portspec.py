@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple, Optional
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from portmon.model import Socket
 
@@ -20,7 +21,7 @@ class PortSpec(NamedTuple):
     """
 
     port: int
-    proto: Optional[str] = None
+    proto: str | None = None
 
     def __str__(self) -> str:
         return f"{self.port}/{self.proto}" if self.proto else str(self.port)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import TypeVar
 
 import psutil
 
@@ -23,30 +24,30 @@ class ProcessDetail:
     """What could be read about one process; None marks a field that could not be read."""
 
     pid: int
-    name: Optional[str] = None
-    exe: Optional[str] = None
-    cmdline: Optional[Tuple[str, ...]] = None
+    name: str | None = None
+    exe: str | None = None
+    cmdline: tuple[str, ...] | None = None
     """The argument vector; () for a process without one (kernel thread, zombie)."""
-    cwd: Optional[str] = None
-    user: Optional[str] = None
-    create_time: Optional[float] = None
-    ppid: Optional[int] = None
-    ancestors: Tuple[Tuple[int, Optional[str]], ...] = ()
+    cwd: str | None = None
+    user: str | None = None
+    create_time: float | None = None
+    ppid: int | None = None
+    ancestors: tuple[tuple[int, str | None], ...] = ()
     """(pid, name) of the parent, its parent, ... up to pid 1."""
-    cpu_percent: Optional[float] = None
+    cpu_percent: float | None = None
     """CPU use since the previous read of the same process; None on the first read."""
-    rss: Optional[int] = None
+    rss: int | None = None
     """Resident memory in bytes."""
-    threads: Optional[int] = None
-    status: Optional[str] = None
-    error: Optional[str] = None
+    threads: int | None = None
+    status: str | None = None
+    error: str | None = None
     """Set when the process could not be read at all (exited, or the pid now names another process)."""
-    denied: Tuple[str, ...] = field(default=())
+    denied: tuple[str, ...] = field(default=())
     """Fields left None because reading them was not permitted (another user's process)."""
 
 
 # Process objects are kept per (pid, start time) so cpu_percent() measures since the last read.
-_procs: OrderedDict[Tuple[int, float], psutil.Process] = OrderedDict()
+_procs: OrderedDict[tuple[int, float], psutil.Process] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -66,15 +67,15 @@ def _cached_process(pid: int) -> tuple[psutil.Process, float, bool]:
     return proc, created, False
 
 
-def _ancestors(proc: psutil.Process) -> tuple[tuple[int, Optional[str]], ...]:
-    chain: list[tuple[int, Optional[str]]] = []
+def _ancestors(proc: psutil.Process) -> tuple[tuple[int, str | None], ...]:
+    chain: list[tuple[int, str | None]] = []
     try:
         parent = proc.parent()
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return ()
     while parent is not None and len(chain) < _MAX_ANCESTORS:
         try:
-            name: Optional[str] = parent.name()
+            name: str | None = parent.name()
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             name = None
         chain.append((parent.pid, name))
@@ -87,7 +88,7 @@ def _ancestors(proc: psutil.Process) -> tuple[tuple[int, Optional[str]], ...]:
     return tuple(chain)
 
 
-def read_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail:
+def read_process(pid: int, create_time: float | None = None) -> ProcessDetail:
     """Read one process for the detail pane; never raises for a missing or forbidden process.
 
     With ``create_time`` (from the socket's Holder), a pid that now belongs to a different process
@@ -110,7 +111,7 @@ def read_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail
     denied: list[str] = []
     gone = False
 
-    def read(label: str, getter: Callable[[], T]) -> Optional[T]:
+    def read(label: str, getter: Callable[[], T]) -> T | None:
         nonlocal gone
         if gone:
             return None
@@ -157,7 +158,7 @@ def read_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail
     )
 
 
-ProcessReader = Callable[[int, Optional[float]], ProcessDetail]
+ProcessReader = Callable[[int, float | None], ProcessDetail]
 """How the UI reads a process: :func:`read_process`, or a fake in tests and screenshots."""
 
 

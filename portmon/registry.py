@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 PROTOCOLS = frozenset({"tcp", "udp", "sctp", "dccp"})
 """Transport protocols a registry entry may name; any other protocol makes the line malformed."""

@@ -11,15 +11,21 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from portmon.actions.why import simulated_binder  # noqa: E402
-from portmon.collect.fake import ScriptedCollector  # noqa: E402
-from portmon.collect.fake import DEMO_TIME, demo_process, demo_snapshot, demo_snapshot_after  # noqa: E402
+from portmon.collect.fake import (  # noqa: E402
+    DEMO_TIME,
+    ScriptedCollector,  # noqa: E402
+    demo_process,
+    demo_snapshot,
+    demo_snapshot_after,
+)
 from portmon.ui.app import PortmonApp  # noqa: E402
 
 # name: (terminal size, snapshots to play, keys to press, app options)

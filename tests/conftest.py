@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
-
 from listener_child import CHILD, ListenerChild
 
 
@@ -38,14 +38,14 @@ def child_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def spawn_script(child_script: Path) -> Optional[Path]:
+def spawn_script(child_script: Path) -> Path | None:
     """The script file ``spawn`` runs; a module that wants ``python -c CHILD`` instead overrides this
     fixture to return None."""
     return child_script
 
 
 @pytest.fixture
-def spawn(spawn_script: Optional[Path]) -> Iterator[Callable[..., ListenerChild]]:
+def spawn(spawn_script: Path | None) -> Iterator[Callable[..., ListenerChild]]:
     """``spawn(*opts, **kw)`` starts a ``ListenerChild`` (kw as its constructor's; ``script`` defaults to
     ``spawn_script``) and raises RuntimeError when it does not start; every child is stopped afterwards."""
     children: list[ListenerChild] = []

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Optional
 
 import psutil
 
@@ -173,7 +172,7 @@ class HostileChild:
             self.proc.stdout.close()
 
 
-def portmon_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+def portmon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for running ``python -m portmon`` from the repository root."""
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=root)

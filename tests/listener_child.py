@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import psutil
 
@@ -66,7 +65,7 @@ class ListenerChild:
     """
 
     def __init__(
-        self, *opts: str, script: Optional[Path] = None, python: str = sys.executable, user: Optional[str] = None
+        self, *opts: str, script: Path | None = None, python: str = sys.executable, user: str | None = None
     ) -> None:
         self.script = script
         program = [str(script)] if script is not None else ["-c", CHILD]
@@ -99,7 +98,7 @@ class ListenerChild:
         """The ``psutil.Process`` of ``pid``, captured at start."""
         return self.procs[self.pid]
 
-    def alive(self, pid: Optional[int] = None) -> bool:
+    def alive(self, pid: int | None = None) -> bool:
         """Whether ``pid`` (by default ``self.pid``), one of the reported pids, still runs (a zombie does not)."""
         proc = self.procs[pid if pid is not None else self.pid]
         try:

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 from rich.cells import get_character_cell_size
@@ -107,7 +107,7 @@ class Screen:
         """Every row, joined by newlines."""
         return "\n".join(self.line(r) for r in range(self.rows))
 
-    def find(self, needle: str) -> Optional[tuple[int, int]]:
+    def find(self, needle: str) -> tuple[int, int] | None:
         """(row, column), 0-based, of the first place ``needle`` is shown, or None."""
         for r in range(self.rows):
             c = self.line(r).find(needle)
@@ -207,7 +207,7 @@ class Terminal:
         self._screen.feed(data[:cut].decode("utf-8", "replace"))
         return self._screen
 
-    def poll(self, what: Callable[[Screen], bool], timeout: float) -> Optional[Screen]:
+    def poll(self, what: Callable[[Screen], bool], timeout: float) -> Screen | None:
         """The screen once ``what`` holds for it, or None after ``timeout`` seconds (or when portmon exited)."""
         deadline = time.monotonic() + timeout
         while True:

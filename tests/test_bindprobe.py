@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
+from portmon.actions.kill import MAX_SOCKETS_LISTED
 from portmon.actions.why import (
     BIND_DENIED,
     BIND_IN_USE,
@@ -44,7 +45,6 @@ from portmon.model import (
     Holder,
     Socket,
 )
-from portmon.actions.kill import MAX_SOCKETS_LISTED
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessDetail
 
@@ -53,7 +53,7 @@ STARTED = NOW - 3723.0  # up 1h 02m
 
 
 def binds(proto: str = "tcp", *, plain: dict[str, str] | None = None, default: str = BIND_OK,
-          reuse_default: Optional[str] = None) -> tuple[BindAttempt, ...]:
+          reuse_default: str | None = None) -> tuple[BindAttempt, ...]:
     """Scripted test binds: every address ``default`` unless listed in ``plain`` (the SO_REUSEADDR ones
     ``reuse_default`` when given)."""
     out = []
@@ -68,7 +68,7 @@ def binds(proto: str = "tcp", *, plain: dict[str, str] | None = None, default: s
 
 
 def listener(port: int = 8000, addr: str = "0.0.0.0", *, pids: Sequence[int] = (4121,), proto: str = "tcp",
-             family: int = 4, note: Optional[str] = None, user: str = "alice") -> Socket:
+             family: int = 4, note: str | None = None, user: str = "alice") -> Socket:
     return Socket(
         proto=proto,
         family=family,
@@ -80,7 +80,7 @@ def listener(port: int = 8000, addr: str = "0.0.0.0", *, pids: Sequence[int] = (
     )
 
 
-def connection(port: int, state: str, *, pids: Sequence[int] = (), note: Optional[str] = OWNER_KERNEL) -> Socket:
+def connection(port: int, state: str, *, pids: Sequence[int] = (), note: str | None = OWNER_KERNEL) -> Socket:
     return Socket(
         proto="tcp",
         family=4,
@@ -94,7 +94,7 @@ def connection(port: int, state: str, *, pids: Sequence[int] = (), note: Optiona
     )
 
 
-def reader(pid: int, create_time: Optional[float] = None) -> ProcessDetail:
+def reader(pid: int, create_time: float | None = None) -> ProcessDetail:
     if pid == 666:
         return ProcessDetail(pid=pid, error=f"process {pid} has exited")
     return ProcessDetail(
@@ -107,7 +107,7 @@ def reader(pid: int, create_time: Optional[float] = None) -> ProcessDetail:
 
 
 def verdict(binds_: Sequence[BindAttempt], sockets: Sequence[Socket], *, privileged: bool = True,
-            user: Optional[str] = "alice", port: int = 8000, proto: str = "tcp"):  # type: ignore[no-untyped-def]
+            user: str | None = "alice", port: int = 8000, proto: str = "tcp"):  # type: ignore[no-untyped-def]
     return judge(port, proto, binds_, sockets, privileged=privileged, reader=reader, now=NOW, user=user)
 
 
@@ -157,7 +157,7 @@ def test_held_by_a_wildcard_listener_with_only_ipv6_loopback_free_is_still_held(
     answer = verdict(simulated_binder([listener()])(8000, "tcp"), [listener()])
     assert answer.reason == HELD  # 0.0.0.0 includes 127.0.0.1; ::1 being free does not make it partial
     assert answer.free_addresses == ("::1",)
-    assert any("a bind fails on 0.0.0.0, 127.0.0.1, :: and succeeds on ::1" == d for d in answer.details)
+    assert any(d == "a bind fails on 0.0.0.0, 127.0.0.1, :: and succeeds on ::1" for d in answer.details)
 
 
 def test_bound_on_loopback_only_says_which_addresses_are_taken_and_which_are_free() -> None:
@@ -262,7 +262,7 @@ def test_only_sockets_on_the_port_and_protocol_count() -> None:
 
 
 def test_hostile_names_and_command_lines_are_escaped() -> None:
-    def evil_reader(pid: int, create_time: Optional[float] = None) -> ProcessDetail:
+    def evil_reader(pid: int, create_time: float | None = None) -> ProcessDetail:
         return ProcessDetail(pid=pid, name="[/]\x1b[2J", user="m\x07", cmdline=("x\n", "\u202eevil"), create_time=STARTED)
 
     sock = Socket("tcp", 4, "0.0.0.0", 8000, state=LISTEN, holders=(Holder(7, "[/]\x1b[2J", "m\x07"),))
@@ -352,7 +352,7 @@ def _free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def _open_fds() -> Optional[int]:
+def _open_fds() -> int | None:
     try:
         return len(os.listdir("/proc/self/fd"))
     except OSError:

@@ -8,14 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
 
-from portmon.collect.psutil_collector import PsutilCollector
 from portmon.collect.procfs import ProcfsCollector
-from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Snapshot, Socket
+from portmon.collect.psutil_collector import PsutilCollector
 from portmon.collect.tables import netlink_works
+from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Snapshot, Socket
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not ProcfsCollector.available(), reason="the procfs collector needs Linux"
@@ -124,7 +124,7 @@ sys.stdin.read()
 LONG_NAME = "portmon-differential-holder"
 """argv[0] of the socket script: more than the 15 characters the kernel keeps of a process name."""
 
-Key = tuple[str, int, str, int, Optional[str], Optional[int], Optional[str]]
+Key = tuple[str, int, str, int, str | None, int | None, str | None]
 
 
 def key(s: Socket) -> Key:

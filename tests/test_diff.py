@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pytest
 
-from portmon.query.diff import CLOSE, OPEN, STATE, Changes, Event, changes, diff_snapshots
 from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, SYN_SENT, TIME_WAIT, Holder, Snapshot, Socket
+from portmon.query.diff import CLOSE, OPEN, STATE, Changes, Event, changes, diff_snapshots
 
 
 def sock(
     lport: int,
-    state: Optional[str] = ESTABLISHED,
-    remote: Optional[str] = "127.0.0.1",
-    rport: Optional[int] = 40000,
+    state: str | None = ESTABLISHED,
+    remote: str | None = "127.0.0.1",
+    rport: int | None = 40000,
     proto: str = "tcp",
     holders: tuple[Holder, ...] = (),
     inode: int = 0,

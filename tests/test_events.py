@@ -5,10 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
 
+from portmon.model import (
+    CLOSE_WAIT,
+    ESTABLISHED,
+    LISTEN,
+    OWNER_HIDDEN,
+    OWNER_KERNEL,
+    TIME_WAIT,
+    Holder,
+    Snapshot,
+    Socket,
+)
+from portmon.output import RECORD_KEYS
 from portmon.query.diff import CLOSE, OPEN, STATE, Event
 from portmon.query.events import (
     EventLog,
@@ -20,8 +32,6 @@ from portmon.query.events import (
     is_listening,
     iso_time,
 )
-from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, OWNER_HIDDEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Socket
-from portmon.output import RECORD_KEYS
 
 T0 = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC
 
@@ -37,16 +47,16 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def sock(
     lport: int,
-    state: Optional[str] = LISTEN,
+    state: str | None = LISTEN,
     *,
     laddr: str = "0.0.0.0",
-    remote: Optional[tuple[str, int]] = None,
+    remote: tuple[str, int] | None = None,
     proto: str = "tcp",
     family: int = 4,
     holders: tuple[Holder, ...] = (Holder(4121, "python3", "alice"),),
-    note: Optional[str] = None,
+    note: str | None = None,
     inode: int = 0,
-    service: Optional[str] = None,
+    service: str | None = None,
 ) -> Socket:
     return Socket(
         proto=proto,
@@ -63,7 +73,7 @@ def sock(
     )
 
 
-def snap(*socks: Socket, at: float = T0, error: Optional[str] = None) -> Snapshot:
+def snap(*socks: Socket, at: float = T0, error: str | None = None) -> Snapshot:
     return Snapshot(sockets=tuple(socks), taken_at=at, error=error)
 
 

@@ -12,30 +12,29 @@ import sys
 import threading
 import time
 from collections import namedtuple
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from typing import Any
 
 import psutil
 import pytest
+from hostile import portmon_env
+from ptyterm import HAVE_PTY, Terminal
 from textual import events
 from textual.drivers.headless_driver import HeadlessDriver
 from textual.geometry import Size
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from hostile import portmon_env
 from portmon.collect import tables as procnet
 from portmon.collect.choose import default_collector
-from portmon.collect.fake import ScriptedCollector
-from portmon.collect.psutil_collector import PsutilCollector
-from portmon.collect.fake import DEMO_TIME, demo_process, demo_snapshot, synthetic_snapshot
+from portmon.collect.fake import DEMO_TIME, ScriptedCollector, demo_process, demo_snapshot, synthetic_snapshot
 from portmon.collect.procfs import ProcfsCollector
+from portmon.collect.psutil_collector import PsutilCollector
 from portmon.model import Holder, Snapshot, Socket
 from portmon.procinfo import read_process
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
-from portmon.ui.sockettable import SocketTable
-from ptyterm import HAVE_PTY, Terminal
 
 LINUX = sys.platform.startswith("linux")
 linux_only = pytest.mark.skipif(not LINUX, reason="reads /proc (Linux)")
@@ -111,7 +110,7 @@ def small_proc(tmp_path: Path) -> SmallProc:
     return SmallProc(tmp_path / "proc")
 
 
-def _rows(screen: MonitorScreen) -> list[tuple[int, Optional[int]]]:
+def _rows(screen: MonitorScreen) -> list[tuple[int, int | None]]:
     return sorted((s.local_port, s.remote_port or 0) for s in screen.table.rows)  # type: ignore[misc]
 
 
@@ -233,7 +232,7 @@ Conn = namedtuple("Conn", "fd family type laddr raddr status")
 
 
 class _FakeProcess:
-    def __init__(self, pid: int, conns: Optional[list[Any]] = None, error: Optional[BaseException] = None) -> None:
+    def __init__(self, pid: int, conns: list[Any] | None = None, error: BaseException | None = None) -> None:
         self.pid = pid
         self._conns = conns or []
         self._error = error

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pytest
 
+from portmon.model import ESTABLISHED, LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Socket
 from portmon.query import filters
 from portmon.query.filters import FilterError, SocketFilter, parse_filter, split_terms
-from portmon.model import ESTABLISHED, LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Socket
 
 
 def sock(
@@ -16,13 +14,13 @@ def sock(
     family: int = 4,
     local: str = "127.0.0.1",
     lport: int = 8080,
-    remote: Optional[str] = None,
-    rport: Optional[int] = None,
-    state: Optional[str] = LISTEN,
+    remote: str | None = None,
+    rport: int | None = None,
+    state: str | None = LISTEN,
     holders: tuple[Holder, ...] = (),
-    lservice: Optional[str] = None,
-    rservice: Optional[str] = None,
-    owner_note: Optional[str] = None,
+    lservice: str | None = None,
+    rservice: str | None = None,
+    owner_note: str | None = None,
     seq: int = 0,
 ) -> Socket:
     """A hand-built socket with sensible defaults (a TCP listener on 127.0.0.1:8080)."""

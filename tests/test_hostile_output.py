@@ -13,11 +13,10 @@ import sys
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
-
 from hostile import (
     COMM,
     COMM_VISIBLE,
@@ -152,18 +151,18 @@ class Watch:
             cwd=ROOT,
             env=portmon_env(),
         )
-        self.lines: queue.Queue[Optional[bytes]] = queue.Queue()
-        self.errors: queue.Queue[Optional[bytes]] = queue.Queue()
+        self.lines: queue.Queue[bytes | None] = queue.Queue()
+        self.errors: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True).start()
         threading.Thread(target=self._pump, args=(self.proc.stderr, self.errors), daemon=True).start()
 
     @staticmethod
-    def _pump(stream: object, into: queue.Queue[Optional[bytes]]) -> None:
+    def _pump(stream: object, into: queue.Queue[bytes | None]) -> None:
         for line in stream:  # type: ignore[attr-defined]
             into.put(line)
         into.put(None)
 
-    def wait_line(self, source: queue.Queue[Optional[bytes]], needle: bytes, timeout: float = 30.0) -> tuple[bytes, list[bytes]]:
+    def wait_line(self, source: queue.Queue[bytes | None], needle: bytes, timeout: float = 30.0) -> tuple[bytes, list[bytes]]:
         """The first line containing ``needle``, and every line read up to it."""
         seen: list[bytes] = []
         deadline = time.monotonic() + timeout

@@ -12,12 +12,10 @@ checks the raw bytes portmon wrote to the terminal at each step.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import pytest
-from textual.app import App
-
 from hostile import (
     COMM_VISIBLE,
     LINUX,
@@ -28,12 +26,13 @@ from hostile import (
     HostileChild,
     portmon_env,
 )
-from portmon.collect.fake import ScriptedCollector
-from portmon.collect.fake import DEMO_TIME
+from ptyterm import HAVE_PTY, TIMEOUT, Screen, Terminal
+from textual.app import App
+
+from portmon.collect.fake import DEMO_TIME, ScriptedCollector
 from portmon.model import Holder, Snapshot, Socket
 from portmon.procinfo import ProcessDetail
 from portmon.ui.app import PortmonApp
-from ptyterm import HAVE_PTY, TIMEOUT, Screen, Terminal
 
 needs_pty = pytest.mark.skipif(not HAVE_PTY, reason="needs a POSIX pseudo-terminal (pty, termios)")
 linux_only = pytest.mark.skipif(not LINUX, reason="names the hostile child through /proc/self/comm (Linux)")
@@ -66,7 +65,7 @@ def child(tmp_path: Path) -> Iterator[HostileChild]:
 def terminal() -> Iterator[Callable[..., Terminal]]:
     started: list[Terminal] = []
 
-    def start(*args: str, env: Optional[dict[str, str]] = None) -> Terminal:
+    def start(*args: str, env: dict[str, str] | None = None) -> Terminal:
         term = Terminal(list(args), env or portmon_env({"TERM": "xterm-256color", "COLORTERM": "truecolor"}))
         started.append(term)
         return term
@@ -174,7 +173,7 @@ def test_hostile_process_text_never_reaches_the_terminal_raw(
 MEGABYTE = "x" * (1 << 20)
 
 
-def _huge_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail:
+def _huge_process(pid: int, create_time: float | None = None) -> ProcessDetail:
     return ProcessDetail(
         pid=pid,
         name="big",

@@ -332,8 +332,8 @@ def test_terminal_question_yes_frees_the_port(spawn, record_file) -> None:  # ty
 
 
 def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn) -> None:  # type: ignore[no-untyped-def]
-    from portmon.cli.kill import _plan_text
     from portmon.actions.kill import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.cli.kill import _plan_text
     from portmon.model import ESTABLISHED
     from portmon.portspec import PortSpec
 
@@ -352,8 +352,8 @@ def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn
 
 
 def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
-    from portmon.cli.kill import _plan_text
     from portmon.actions.kill import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.cli.kill import _plan_text
     from portmon.model import OWNER_KERNEL, TIME_WAIT, Socket
     from portmon.portspec import PortSpec
 
@@ -366,4 +366,4 @@ def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
     about = [line for line in lines if line.startswith(("note: ", "refused: "))]
     assert len(about) == MAX_SOCKETS_LISTED + 1
     assert about[-1].endswith(f"… and {3000 - MAX_SOCKETS_LISTED:,} more like these (--json lists them all)")
-    assert sum("sockets:" == line for line in lines) == 1 and len(lines) <= 2 * MAX_SOCKETS_LISTED + 4
+    assert sum(line == "sockets:" for line in lines) == 1 and len(lines) <= 2 * MAX_SOCKETS_LISTED + 4

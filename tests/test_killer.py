@@ -6,18 +6,15 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import psutil
 import pytest
 
 from portmon.actions import kill as killer
-from portmon.collect.psutil_collector import PsutilCollector
 from portmon.actions.kill import (
     CHANGED,
     DENIED,
@@ -51,6 +48,7 @@ from portmon.actions.kill import (
     plan_kill,
     signal_name,
 )
+from portmon.collect.psutil_collector import PsutilCollector
 from portmon.model import LISTEN, OWNER_HIDDEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Socket
 from portmon.portspec import PortSpec
 
@@ -348,7 +346,7 @@ def test_permission_denied_names_the_owner_and_suggests_sudo(spawn, record_file,
     assert child.alive() and record_file.read_text() == ""
 
 
-def _python_for(user: str) -> Optional[str]:
+def _python_for(user: str) -> str | None:
     """An interpreter ``user`` may run that can import portmon and psutil, or None."""
     site = str(Path(psutil.__file__).resolve().parents[1])
     for python in (sys.executable, shutil.which("python3", path="/usr/bin:/bin") or ""):

@@ -8,8 +8,8 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -17,6 +17,17 @@ from portmon.collect import fdwalk
 from portmon.collect import procfs as linux_collector
 from portmon.collect.base import owner_note
 from portmon.collect.procfs import ProcfsCollector
+from portmon.collect.tables import (
+    TABLES,
+    TCP_STATE_NAMES,
+    NetlinkReader,
+    ProcNetReader,
+    RawSocket,
+    decode_hex_addr,
+    decode_hex_endpoint,
+    netlink_works,
+    parse_proc_net,
+)
 from portmon.model import (
     CLOSE,
     CLOSE_WAIT,
@@ -31,19 +42,8 @@ from portmon.model import (
     SYN_RECV,
     SYN_SENT,
     TIME_WAIT,
-    Socket,
     Snapshot,
-)
-from portmon.collect.tables import (
-    TABLES,
-    TCP_STATE_NAMES,
-    NetlinkReader,
-    ProcNetReader,
-    RawSocket,
-    decode_hex_addr,
-    decode_hex_endpoint,
-    netlink_works,
-    parse_proc_net,
+    Socket,
 )
 
 LINUX = sys.platform.startswith("linux")
@@ -274,10 +274,10 @@ class FakeProc:
         self,
         table: str,
         local: tuple[str, int],
-        remote: Optional[tuple[str, int]] = None,
+        remote: tuple[str, int] | None = None,
         state: int = 0x0A,
         inode: int = 0,
-        uid: Optional[int] = None,
+        uid: int | None = None,
     ) -> None:
         """A row in a table; the socket belongs to our own uid unless ``uid`` says otherwise."""
         self.rows[table].append((local, remote, state, inode, os.geteuid() if uid is None else uid))
@@ -306,7 +306,7 @@ class FakeProc:
         for fd, target in fds.items():
             os.symlink(target, pdir / "fd" / str(fd))
 
-    def set_fd(self, pid: int, fd: int, target: Optional[str]) -> None:
+    def set_fd(self, pid: int, fd: int, target: str | None) -> None:
         link = self.root / str(pid) / "fd" / str(fd)
         if link.is_symlink():
             link.unlink()
@@ -416,7 +416,7 @@ def test_new_socket_in_a_known_process_is_found_without_a_full_walk(fake: FakePr
     populate(fake)
     c = collector(fake)
     c.scan()
-    fake.add_process(300, 700, "idle", {n: "/dev/null" for n in range(50)})
+    fake.add_process(300, 700, "idle", dict.fromkeys(range(50), "/dev/null"))
     c.scan()
     fake.set_fd(100, 9, sock(1002))
     fake.add_socket("tcp", ("127.0.0.1", 8080), ("127.0.0.1", 50002), state=0x01, inode=1002)
@@ -542,7 +542,7 @@ def test_hidden_sockets_of_other_users_are_not_searched_for(fake: FakeProc, monk
     populate(fake)
     c = collector(fake)
     c.scan()
-    fake.add_process(400, 800, "big", {n: "/dev/null" for n in range(40)})
+    fake.add_process(400, 800, "big", dict.fromkeys(range(40), "/dev/null"))
     c.scan()
     fake.add_socket("tcp", ("127.0.0.1", 4444), state=0x0A, inode=7000, uid=OTHER_UID)
     snap = c.scan()
@@ -742,7 +742,7 @@ def test_real_ipv6_and_mapped(open_sockets: list[socket.socket]) -> None:
 
 def test_first_search_is_budgeted_then_full(fake: FakeProc) -> None:
     populate(fake)
-    fake.add_process(500, 900, "big", {n: "/dev/null" for n in range(3, 2600)})
+    fake.add_process(500, 900, "big", dict.fromkeys(range(3, 2600), "/dev/null"))
     c = collector(fake)
     c.scan()
     # A socket no cheap rule finds (fake fd dirs have no fd count): the first search reads only
@@ -757,7 +757,7 @@ def test_first_search_is_budgeted_then_full(fake: FakeProc) -> None:
 
 def test_a_socket_gone_before_the_next_scan_costs_no_full_search(fake: FakeProc) -> None:
     populate(fake)
-    fake.add_process(500, 900, "big", {n: "/dev/null" for n in range(3, 2600)})
+    fake.add_process(500, 900, "big", dict.fromkeys(range(3, 2600), "/dev/null"))
     c = collector(fake)
     c.scan()
     fake.add_socket("tcp", ("127.0.0.1", 8001), state=0x0A, inode=8001)  # its process already exited
@@ -791,7 +791,7 @@ def test_big_fd_table_is_read_by_two_threads(open_sockets: list[socket.socket], 
 def test_rescan_of_a_big_fd_table_is_spread_over_scans(fake: FakeProc) -> None:
     populate(fake)
     size = linux_collector._RESCAN_CHUNK + 300
-    fake.add_process(600, 990, "huge", {n: "/dev/null" for n in range(3, size)})
+    fake.add_process(600, 990, "huge", dict.fromkeys(range(3, size), "/dev/null"))
     every = 3
     c = collector(fake, full_rescan_every=every)
     c.scan()

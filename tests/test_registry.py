@@ -6,8 +6,8 @@ import csv
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 
@@ -340,7 +340,7 @@ def test_service_for_with_and_without_protocol() -> None:
 def test_lookup_is_a_plain_callable() -> None:
     reg = load_registry([fixture("basic.services")], system=False, builtin=False)
 
-    def collect(services: Callable[[int, str], Optional[str]]) -> list[Optional[str]]:
+    def collect(services: Callable[[int, str], str | None]) -> list[str | None]:
         return [services(22, "tcp"), services(53, "udp"), services(1, "udp")]
 
     assert collect(reg.lookup) == ["ssh", "domain", None]

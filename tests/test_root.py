@@ -9,21 +9,20 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
+from hostile import portmon_env
+from ptyterm import HAVE_PTY, Terminal
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
-from hostile import portmon_env
 from portmon.collect.choose import default_collector
-from portmon.collect.fake import ScriptedCollector
-from portmon.collect.fake import demo_process, demo_snapshot
+from portmon.collect.fake import ScriptedCollector, demo_process, demo_snapshot
 from portmon.model import Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
-from ptyterm import HAVE_PTY, Terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -267,7 +266,7 @@ def test_the_kill_dialog_names_the_other_user_before_anything_is_signalled(nobod
         def on_mount(self) -> None:
             self.push_screen(modal)
 
-    async def main() -> Optional[str]:
+    async def main() -> str | None:
         async with Host().run_test(size=(140, 45)) as pilot:
             await pilot.pause()
             status = modal.status_line

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -25,12 +25,12 @@ def sock(
     family: int = 4,
     local: str = "127.0.0.1",
     lport: int = 8080,
-    remote: Optional[str] = None,
-    rport: Optional[int] = None,
-    state: Optional[str] = LISTEN,
+    remote: str | None = None,
+    rport: int | None = None,
+    state: str | None = LISTEN,
     holders: tuple[Holder, ...] = (),
-    lservice: Optional[str] = None,
-    rservice: Optional[str] = None,
+    lservice: str | None = None,
+    rservice: str | None = None,
     inode: int = 0,
     seq: int = 0,
 ) -> Socket:
@@ -51,7 +51,7 @@ def sock(
     )
 
 
-def owned(pid: int, name: Optional[str] = None, user: Optional[str] = None, **kw: Any) -> Socket:
+def owned(pid: int, name: str | None = None, user: str | None = None, **kw: Any) -> Socket:
     """A socket held by one process."""
     return sock(holders=(Holder(pid=pid, name=name, user=user),), **kw)
 

@@ -6,15 +6,15 @@ import asyncio
 import sys
 import threading
 import types
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional
 
 import pytest
 from textual.pilot import Pilot
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from portmon.collect.fake import ScriptedCollector
-from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, HOSTILE_NAME_2, demo_process, demo_snapshot
+from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, HOSTILE_NAME_2, ScriptedCollector, demo_process, demo_snapshot
 from portmon.model import CLOSE_WAIT, ESTABLISHED, Snapshot, Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.help import HelpScreen
@@ -35,7 +35,7 @@ class Clock:
         return self.now
 
 
-def make_app(steps: Optional[list[Any]] = None, clock: Optional[Clock] = None, **options: Any) -> PortmonApp:
+def make_app(steps: list[Any] | None = None, clock: Clock | None = None, **options: Any) -> PortmonApp:
     collector = ScriptedCollector(steps or [demo_snapshot()])
     options.setdefault("poll", False)
     return PortmonApp(collector, clock=clock or Clock(), process_reader=demo_process, **options)
@@ -491,7 +491,7 @@ def test_q_quits() -> None:
 class RecordingKillModal(ModalScreen[Optional[str]]):
     """Stands in for the real kill modal: records what it was given."""
 
-    instances: list["RecordingKillModal"] = []
+    instances: list[RecordingKillModal] = []
 
     def __init__(self, socket: Socket, snapshot: Snapshot) -> None:
         super().__init__()

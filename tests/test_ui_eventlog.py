@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
 from portmon.actions.why import simulated_binder
-from portmon.collect.fake import ScriptedCollector
-from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, demo_process, demo_snapshot, demo_snapshot_after
+from portmon.collect.fake import (
+    DEMO_TIME,
+    HOSTILE_NAME,
+    ScriptedCollector,
+    demo_process,
+    demo_snapshot,
+    demo_snapshot_after,
+)
 from portmon.model import LISTEN, Holder, Snapshot, Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.eventlog import EventLogPane
@@ -31,7 +38,7 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def make_app(steps: Optional[list[Any]] = None, **options: Any) -> PortmonApp:
+def make_app(steps: list[Any] | None = None, **options: Any) -> PortmonApp:
     options.setdefault("poll", False)
     options.setdefault("binder", simulated_binder(demo_snapshot().sockets))
     options.setdefault("privileged", True)
@@ -244,7 +251,7 @@ def test_help_lists_the_new_keys() -> None:
 # -- why is this port busy? -------------------------------------------------------------------------------
 
 
-def select_port(screen: MonitorScreen, port: int, state: Optional[str] = LISTEN) -> None:
+def select_port(screen: MonitorScreen, port: int, state: str | None = LISTEN) -> None:
     table = screen.table
     row = next(i for i, s in enumerate(table.rows) if s.local_port == port and s.state == state)
     table.move_cursor(row)

@@ -6,17 +6,18 @@ import asyncio
 import functools
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any
 
 import psutil
 import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
 
+from portmon.actions.kill import format_start
 from portmon.collect.fake import ScriptedCollector
 from portmon.collect.psutil_collector import PsutilCollector
-from portmon.actions.kill import format_start
 from portmon.model import LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Socket
 from portmon.ui.killmodal import READY, SURVIVED, KillModal
 
@@ -47,7 +48,7 @@ class Host(App[None]):
         super().__init__()
         self.modal = modal
         self.shown = shown
-        self.results: list[Optional[str]] = []
+        self.results: list[str | None] = []
 
     def compose(self) -> ComposeResult:
         yield Static(id="table")

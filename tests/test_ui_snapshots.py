@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from portmon.collect.fake import ScriptedCollector
-from portmon.collect.fake import DEMO_TIME, demo_process, demo_snapshot, demo_snapshot_after
+from portmon.collect.fake import DEMO_TIME, ScriptedCollector, demo_process, demo_snapshot, demo_snapshot_after
 from portmon.ui.app import PortmonApp
 
 WIDE = (160, 45)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, demo_snapshot, synthetic_snapshot
-from portmon.query.filters import parse_filter
 from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, OWNER_HIDDEN, OWNER_KERNEL, Snapshot, Socket
+from portmon.query.filters import parse_filter
 from portmon.ui.detail import held_lines, held_sockets
 from portmon.ui.sockettable import TABLE_COLUMNS, fit, layout_columns
 from portmon.ui.status import CountHistory, StatusInfo, banner_text, seconds_text, status_text

@@ -15,14 +15,15 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import pytest
 
 from portmon.cli import main as cli
-from portmon.collect.fake import ScriptedCollector
 from portmon.cli import watch as watchcmd
+from portmon.collect.fake import ScriptedCollector
 from portmon.model import ESTABLISHED, LISTEN, Holder, Snapshot, Socket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ WAIT = 30.0
 # -- in-process, with a scripted collector ----------------------------------------------------------
 
 
-def sock(port: int, state: Optional[str] = LISTEN, *, remote: Optional[int] = None, name: str = "python3",
+def sock(port: int, state: str | None = LISTEN, *, remote: int | None = None, name: str = "python3",
          pid: int = 4121, proto: str = "tcp", inode: int = 0) -> Socket:
     return Socket(
         proto=proto,
@@ -175,7 +176,7 @@ class Lines:
     """Reads a child's stream on a thread, so the test can wait for a line with a deadline."""
 
     def __init__(self, stream: Any) -> None:
-        self._queue: queue.Queue[Optional[str]] = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
         thread.start()

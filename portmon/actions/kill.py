@@ -8,8 +8,9 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Optional, Sequence, TypeVar
+from typing import TypeVar
 
 import psutil
 
@@ -45,7 +46,7 @@ DEFAULT_SETTLE = 0.3
 IS_WINDOWS = sys.platform == "win32"
 IS_LINUX = sys.platform.startswith("linux")
 
-_SIGCONT: Optional[int] = getattr(signal, "SIGCONT", None)
+_SIGCONT: int | None = getattr(signal, "SIGCONT", None)
 _SIGKILL: int = getattr(signal, "SIGKILL", signal.SIGTERM)
 
 SIGNALS: dict[str, int] = {
@@ -111,7 +112,7 @@ def signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def format_start(create_time: Optional[float]) -> str:
+def format_start(create_time: float | None) -> str:
     """A process start time as local ``YYYY-MM-DD HH:MM:SS``, or ``?``."""
     if create_time is None:
         return "?"
@@ -158,7 +159,7 @@ def first_listed(
     return shown, len(items) - len(shown)
 
 
-def same_start(expected: Optional[float], actual: Optional[float]) -> bool:
+def same_start(expected: float | None, actual: float | None) -> bool:
     """True when two start times name the same process (both known and within clock rounding)."""
     if expected is None or actual is None:
         return False
@@ -170,7 +171,7 @@ class Identity:
     """A process as the user saw it: its pid and its start time (a reused pid has another start time)."""
 
     pid: int
-    create_time: Optional[float]
+    create_time: float | None
 
     @classmethod
     def of(cls, holder: Holder) -> Identity:
@@ -183,12 +184,12 @@ class Target:
     """One process that will be signalled, with what the confirmation shows about it."""
 
     identity: Identity
-    name: Optional[str] = None
-    user: Optional[str] = None
-    exe: Optional[str] = None
+    name: str | None = None
+    user: str | None = None
+    exe: str | None = None
     cmdline: tuple[str, ...] = ()
-    status: Optional[str] = None
-    ppid: Optional[int] = None
+    status: str | None = None
+    ppid: int | None = None
     sockets: tuple[str, ...] = ()
     """Labels of the sockets on the port it holds (see :func:`socket_label`)."""
 
@@ -222,7 +223,7 @@ class Refusal:
     kind: str
     reason: str
     """One line, safe to print."""
-    pid: Optional[int] = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,10 +295,10 @@ class NewHolder:
     """A process holding the port after the kill that did not hold it before."""
 
     pid: int
-    name: Optional[str] = None
-    parent_pid: Optional[int] = None
-    parent_name: Optional[str] = None
-    create_time: Optional[float] = None
+    name: str | None = None
+    parent_pid: int | None = None
+    parent_name: str | None = None
+    create_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,22 +356,22 @@ class KillOutcome:
 class _ProcRead:
     """What planning reads about one pid, fresh from the OS."""
 
-    create_time: Optional[float]
-    name: Optional[str]
-    user: Optional[str]
-    exe: Optional[str]
+    create_time: float | None
+    name: str | None
+    user: str | None
+    exe: str | None
     exe_known: bool
-    cmdline: Optional[tuple[str, ...]]
-    status: Optional[str]
-    ppid: Optional[int]
-    uids: Optional[tuple[int, int, int]]
+    cmdline: tuple[str, ...] | None
+    status: str | None
+    ppid: int | None
+    uids: tuple[int, int, int] | None
 
 
-def _read(pid: int) -> Optional[_ProcRead]:
+def _read(pid: int) -> _ProcRead | None:
     """Read a process for planning; None when it does not exist (or is a zombie, which holds nothing)."""
     try:
         proc = psutil.Process(pid)
-        created: Optional[float] = proc.create_time()
+        created: float | None = proc.create_time()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.AccessDenied:
@@ -378,7 +379,7 @@ def _read(pid: int) -> Optional[_ProcRead]:
         return _ProcRead(None, None, None, None, False, None, None, None, None)
     gone = False
 
-    def attempt(getter: Callable[[], T]) -> Optional[T]:
+    def attempt(getter: Callable[[], T]) -> T | None:
         # One field at a time: a refused field stays None, a vanished process ends the read.
         nonlocal gone
         if gone:
@@ -415,7 +416,7 @@ def _read(pid: int) -> Optional[_ProcRead]:
     )
 
 
-def _linux_kthread_flag(pid: int) -> Optional[bool]:
+def _linux_kthread_flag(pid: int) -> bool | None:
     """The PF_KTHREAD bit from /proc/PID/stat, or None when it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -431,7 +432,7 @@ def _linux_kthread_flag(pid: int) -> Optional[bool]:
     return bool(flags & _PF_KTHREAD)
 
 
-def is_kernel_thread(pid: int, ppid: Optional[int], exe: Optional[str], exe_known: bool, cmdline: Optional[Sequence[str]]) -> bool:
+def is_kernel_thread(pid: int, ppid: int | None, exe: str | None, exe_known: bool, cmdline: Sequence[str] | None) -> bool:
     """True for a kernel thread: kthreadd (pid 2) and its children on Linux, or no executable and no argv."""
     if IS_LINUX:
         flag = _linux_kthread_flag(pid)
@@ -448,7 +449,7 @@ def protected_pids() -> dict[int, str]:
     me = os.getpid()
     out: dict[int, str] = {me: "portmon itself"}
     try:
-        proc: Optional[psutil.Process] = psutil.Process(me)
+        proc: psutil.Process | None = psutil.Process(me)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         proc = None
     count = 0
@@ -473,7 +474,7 @@ def protected_pids() -> dict[int, str]:
     return out
 
 
-def _invoking_user() -> Optional[str]:
+def _invoking_user() -> str | None:
     """The human behind this run: SUDO_USER under sudo, else the effective user's name."""
     sudo_user = os.environ.get("SUDO_USER")
     if sudo_user:
@@ -491,7 +492,7 @@ def _privileged() -> bool:
     return True if geteuid is None else geteuid() == 0
 
 
-def _may_signal(uids: Optional[tuple[int, int, int]]) -> bool:
+def _may_signal(uids: tuple[int, int, int] | None) -> bool:
     """The POSIX rule: our real or effective uid equals the target's real or saved uid (or we are root)."""
     if uids is None or _privileged() or not hasattr(os, "getuid"):
         return True
@@ -531,9 +532,9 @@ def kernel_owned_note(sock: Socket) -> str:
 def plan_kill(
     sockets: Sequence[Socket],
     spec: PortSpec,
-    port_sockets: Optional[Sequence[Socket]] = None,
+    port_sockets: Sequence[Socket] | None = None,
     *,
-    protected: Optional[dict[int, str]] = None,
+    protected: dict[int, str] | None = None,
 ) -> KillPlan:
     """Decide whom signalling would reach for ``sockets`` (the holders of which are the targets).
 
@@ -663,7 +664,7 @@ def plan_for_port(snapshot: Snapshot, spec: PortSpec) -> KillPlan:
     return plan_kill(on_port, spec)
 
 
-def plan_for_socket(sock: Socket, snapshot: Optional[Snapshot] = None) -> KillPlan:
+def plan_for_socket(sock: Socket, snapshot: Snapshot | None = None) -> KillPlan:
     """The plan for the holders of one socket (the TUI's selected row), its port and protocol as context."""
     spec = PortSpec(sock.local_port, sock.proto)
     context = sockets_on_port(snapshot.sockets, spec) if snapshot is not None else [sock]
@@ -691,7 +692,7 @@ _HAVE_PIDFD = IS_LINUX and hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_
 class _Handle:
     """A live, identity-checked reference to one target: a pidfd on Linux, a psutil.Process elsewhere."""
 
-    def __init__(self, target: Target, proc: psutil.Process, fd: Optional[int]) -> None:
+    def __init__(self, target: Target, proc: psutil.Process, fd: int | None) -> None:
         self.target = target
         self.proc = proc
         self.fd = fd
@@ -720,7 +721,7 @@ class _Handle:
         except psutil.AccessDenied:
             return False
 
-    def status(self) -> Optional[str]:
+    def status(self) -> str | None:
         """The process's state (psutil spelling), None when unreadable."""
         try:
             return self.proc.status()
@@ -766,10 +767,10 @@ def _deliver(handle: _Handle, sig: int) -> None:
     os.kill(handle.target.pid, sig)
 
 
-def _open(target: Target) -> tuple[Optional[_Handle], Optional[TargetResult]]:
+def _open(target: Target) -> tuple[_Handle | None, TargetResult | None]:
     """Open a handle on the target and confirm its identity; or the reason it will not be signalled."""
     pid = target.pid
-    fd: Optional[int] = None
+    fd: int | None = None
     if _HAVE_PIDFD:
         try:
             fd = os.pidfd_open(pid)
@@ -778,7 +779,7 @@ def _open(target: Target) -> tuple[Optional[_Handle], Optional[TargetResult]]:
         except OSError:
             fd = None  # an old kernel (ENOSYS) or a seccomp filter: fall back to the re-checked kill()
 
-    def fail(result: TargetResult) -> tuple[Optional[_Handle], Optional[TargetResult]]:
+    def fail(result: TargetResult) -> tuple[_Handle | None, TargetResult | None]:
         if fd is not None:
             os.close(fd)
         return None, result
@@ -818,7 +819,7 @@ def _denied(target: Target) -> TargetResult:
     )
 
 
-def _signal(handle: _Handle, sig: int) -> Optional[TargetResult]:
+def _signal(handle: _Handle, sig: int) -> TargetResult | None:
     """Send ``sig`` (and SIGCONT to a stopped process); a result only when it could not be sent."""
     target = handle.target
     try:
@@ -880,7 +881,7 @@ def execute(
     plan: KillPlan,
     sig: int = signal.SIGTERM,
     timeout: float = DEFAULT_TIMEOUT,
-    rescan: Optional[Callable[[], Snapshot]] = None,
+    rescan: Callable[[], Snapshot] | None = None,
     *,
     force: bool = False,
     settle: float = DEFAULT_SETTLE,
@@ -957,7 +958,7 @@ def _verdict_without_scan(plan: KillPlan, results: Sequence[TargetResult]) -> Ve
     return Verdict(UNKNOWN, f"port {plan.label}: the holders exited (not re-scanned)")
 
 
-def _reason_for(result: Optional[TargetResult]) -> str:
+def _reason_for(result: TargetResult | None) -> str:
     if result is None:
         return ""
     if result.result == UNINTERRUPTIBLE:
@@ -970,7 +971,7 @@ def _reason_for(result: Optional[TargetResult]) -> str:
     return ""
 
 
-def _held_text(results: Sequence[TargetResult], pids: Sequence[int], extra: Optional[dict[int, str]] = None) -> str:
+def _held_text(results: Sequence[TargetResult], pids: Sequence[int], extra: dict[int, str] | None = None) -> str:
     """``1234 (ignores SIGTERM)``; several pids with one reason share it: ``1, 2, 3 (each ignores SIGTERM)``."""
     by_pid = {r.target.pid: r for r in results}
     whys = {pid: _reason_for(by_pid.get(pid)) or (extra or {}).get(pid, "") for pid in pids}
@@ -1011,13 +1012,13 @@ def judge(
     now = sockets_on_port(after.sockets, plan.spec)
     exited = {r.target.pid for r in results if r.result in (EXITED, GONE)}
     targets = {t.pid: t for t in plan.targets}
-    old: dict[int, Optional[float]] = {}
+    old: dict[int, float | None] = {}
     for sock in plan.before:
         for h in sock.holders:
             old.setdefault(h.pid, h.create_time)
     still: list[int] = []
     new: list[int] = []
-    started_of: dict[int, Optional[float]] = {}
+    started_of: dict[int, float | None] = {}
     hidden = False
     for sock in now:
         if not sock.holders:
@@ -1046,7 +1047,7 @@ def judge(
             unseen.append(pid)
         else:
             rebound.append(nh)
-    reasons = {pid: "not seen holding it before" for pid in unseen}
+    reasons = dict.fromkeys(unseen, "not seen holding it before")
     still.extend(unseen)
     if rebound:
         parts = []

@@ -7,11 +7,12 @@ import os
 import socket as _socket
 import sys
 import time as _time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
-from portmon.collect.base import is_privileged
 from portmon.actions.kill import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
+from portmon.collect.base import is_privileged
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record
 from portmon.portspec import PROTOCOLS, PortSpec
@@ -70,7 +71,7 @@ class BindAttempt:
     reuseaddr: bool
     result: str
     """BIND_OK, BIND_IN_USE, BIND_DENIED, BIND_UNAVAILABLE or BIND_ERROR."""
-    error: Optional[str] = None
+    error: str | None = None
     """The failing call and its error, e.g. ``bind: EADDRINUSE (Address already in use)``."""
 
     @property
@@ -197,7 +198,7 @@ def unprivileged_port_start() -> int:
         return 1024
 
 
-def _current_user() -> Optional[str]:
+def _current_user() -> str | None:
     try:
         import pwd
 
@@ -211,15 +212,15 @@ class HolderInfo:
     """One process holding sockets on the port, as far as it could be read."""
 
     pid: int
-    name: Optional[str] = None
-    user: Optional[str] = None
-    cmdline: Optional[tuple[str, ...]] = None
-    create_time: Optional[float] = None
-    uptime: Optional[float] = None
+    name: str | None = None
+    user: str | None = None
+    cmdline: tuple[str, ...] | None = None
+    create_time: float | None = None
+    uptime: float | None = None
     """Seconds it has been running."""
     sockets: tuple[str, ...] = ()
     """Labels of its sockets on the port (``tcp4 127.0.0.1:8000 LISTEN``)."""
-    error: Optional[str] = None
+    error: str | None = None
     """Why the process could not be read (it exited, the pid was reused, ...)."""
 
     @property
@@ -251,9 +252,9 @@ class PortAnswer:
     """Addresses where the plain test bind failed because the port is in use."""
     free_addresses: tuple[str, ...] = ()
     """Addresses where the plain test bind succeeded."""
-    reuseaddr_ok: Optional[bool] = None
+    reuseaddr_ok: bool | None = None
     """Whether the SO_REUSEADDR bind on the wildcard succeeded (None when it was not tried)."""
-    kill_command: Optional[str] = None
+    kill_command: str | None = None
     privileged: bool = False
 
     @property
@@ -346,8 +347,8 @@ def judge(
     *,
     privileged: bool,
     reader: ProcessReader = read_process,
-    now: Optional[float] = None,
-    user: Optional[str] = None,
+    now: float | None = None,
+    user: str | None = None,
     port_start: int = 1024,
 ) -> PortAnswer:
     """The verdict for ``port``/``proto`` from the test binds and the socket table (pure but for ``reader``).
@@ -370,7 +371,7 @@ def judge(
     plain_in_use = [b for b in plain if b.result == BIND_IN_USE]
     denied = [b for b in plain if b.result == BIND_DENIED]
     reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
-    reuseaddr_ok: Optional[bool] = all(b.ok for b in reuse_wild) if reuse_wild else None
+    reuseaddr_ok: bool | None = all(b.ok for b in reuse_wild) if reuse_wild else None
     free_addrs = tuple(b.address for b in plain_ok)
     taken = tuple(b.address for b in plain_in_use)
 
@@ -508,8 +509,8 @@ def explain(
     *,
     binder: Binder = probe_binds,
     reader: ProcessReader = read_process,
-    privileged: Optional[bool] = None,
-    now: Optional[float] = None,
+    privileged: bool | None = None,
+    now: float | None = None,
 ) -> WhyReport:
     """Answer "why is this port busy?" for ``spec``: its protocol, or TCP first and then UDP when none is given."""
     protos = (spec.proto,) if spec.proto else ("tcp", "udp")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon.model import Snapshot
 
@@ -76,7 +77,7 @@ class Context:
         self.stdout = stdout
         self.stderr = stderr
         self._registry: object = None
-        self.cold_walk: Optional[ColdWalk] = None
+        self.cold_walk: ColdWalk | None = None
         """A cold fd walk the ``portmon`` command started before loading anything (see
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
 

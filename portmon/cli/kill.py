@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from portmon.cli.context import Context, UsageError, positive_float
 from portmon.model import OWNER_NOTES
@@ -67,7 +68,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     p.add_argument("--json", action="store_true", help="one JSON object describing the holders and what happened")
     parse = p.parse_known_args
 
-    def parse_known_args(args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None) -> Any:
+    def parse_known_args(args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> Any:
         # Runs only when kill is the command (argparse hands the rest of the command line to it),
         # and before its --help or any error message is shown.
         import signal

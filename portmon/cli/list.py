@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from portmon.cli.context import Context, UsageError
-from portmon.query.filters import FilterError, parse_filter
 from portmon.output import iter_sockets_json, sockets_csv, sockets_table
+from portmon.query.filters import FilterError, parse_filter
 from portmon.query.sorting import sort_sockets
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn, Optional, Sequence, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from portmon import __version__
 from portmon.cli.context import PROG, CommandFailed, Context, Runner, UsageError, _Parser, positive_float
@@ -101,11 +102,11 @@ def _exit_now(code: int, out: TextIO, err: TextIO) -> NoReturn:
 
 
 def main(
-    argv: Optional[Sequence[str]] = None,
-    stdout: Optional[TextIO] = None,
-    stderr: Optional[TextIO] = None,
+    argv: Sequence[str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
     exit_hard: bool = False,
-    cold_walk: Optional[ColdWalk] = None,
+    cold_walk: ColdWalk | None = None,
 ) -> int:
     """Run the command line; return the exit code (never raises for bad input).
 
@@ -117,7 +118,7 @@ def main(
     """
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    ctx: Optional[Context] = None
+    ctx: Context | None = None
     try:
         parser, runners = build_parser()
         args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from portmon.cli.context import Context, UsageError
 
@@ -68,8 +68,8 @@ def run(ctx: Context) -> int:
     render = event_json if args.json else event_line
     out = ctx.stdout
     interval = ctx.interval
-    last_good: Optional[Snapshot] = None
-    failing: Optional[str] = None
+    last_good: Snapshot | None = None
+    failing: str | None = None
     _interruptible()
     try:
         while True:

@@ -7,8 +7,8 @@ from typing import Any
 from portmon.cli.context import Context, UsageError
 from portmon.model import OWNER_HIDDEN, OWNER_NOTES, OWNER_UNSEEN
 from portmon.output import endpoint, format_table, holder_records, to_json
-from portmon.registry import port_range
 from portmon.query.sorting import sort_sockets
+from portmon.registry import port_range
 from portmon.textsafe import safe
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from portmon.model import (
     KERNEL_STATES,
@@ -15,7 +16,7 @@ from portmon.model import (
     Snapshot,
 )
 
-ServiceLookup = Callable[[int, str], Optional[str]]
+ServiceLookup = Callable[[int, str], str | None]
 """``services(port, proto) -> name``: how a collector names the service on a port."""
 
 
@@ -35,7 +36,7 @@ def is_privileged() -> bool:
     return True if geteuid is None else geteuid() == 0
 
 
-def owner_note(state: Optional[str], privileged: bool) -> str:
+def owner_note(state: str | None, privileged: bool) -> str:
     """Why a socket with no holder has none: kernel-owned (TIME_WAIT, orphans), hidden from us, or unseen.
 
     Without privilege an ownerless LISTEN or ESTABLISHED socket is another user's (hidden). With it,
@@ -46,7 +47,7 @@ def owner_note(state: Optional[str], privileged: bool) -> str:
     return OWNER_UNSEEN if privileged else OWNER_HIDDEN
 
 
-def guarded_scan(collector: Collector, last: Optional[Snapshot]) -> Snapshot:
+def guarded_scan(collector: Collector, last: Snapshot | None) -> Snapshot:
     """Scan, and on any failure return the last good sockets with the error attached.
 
     The live monitor and ``watch`` call this so a failing scan never loses what the user saw.

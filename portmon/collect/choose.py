@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 from portmon.collect.base import Collector, ServiceLookup
 
 
-def default_collector(services: Optional[ServiceLookup] = None, prefer: str = "auto") -> Collector:
+def default_collector(services: ServiceLookup | None = None, prefer: str = "auto") -> Collector:
     """The best collector for this platform: the incremental procfs one on Linux, psutil elsewhere.
 
     ``prefer`` is "auto", "procfs" or "psutil".

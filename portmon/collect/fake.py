@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Union
 
 from portmon.model import (
     CLOSE_WAIT,
@@ -82,11 +83,11 @@ def _sock(
     family: int,
     laddr: str,
     lport: int,
-    raddr: Optional[str] = None,
-    rport: Optional[int] = None,
-    state: Optional[str] = None,
+    raddr: str | None = None,
+    rport: int | None = None,
+    state: str | None = None,
     pids: tuple[int, ...] = (),
-    note: Optional[str] = None,
+    note: str | None = None,
     inode: int = 0,
 ) -> Socket:
     return Socket(
@@ -150,7 +151,7 @@ def demo_snapshot(taken_at: float = DEMO_TIME, scan_ms: float = 12.4) -> Snapsho
     return Snapshot(sockets=sockets, taken_at=taken_at, scan_ms=scan_ms, hidden_owners=hidden, collector="fake")
 
 
-def demo_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail:
+def demo_process(pid: int, create_time: float | None = None) -> ProcessDetail:
     """A ProcessDetail for a demo pid (the same every call); an "exited" detail for any other pid.
 
     Has the signature of :func:`portmon.procinfo.read_process`, so the UI can show the demo without
@@ -163,7 +164,7 @@ def demo_process(pid: int, create_time: Optional[float] = None) -> ProcessDetail
     started = DEMO_TIME - age
     if create_time is not None and abs(create_time - started) > 0.5:
         return ProcessDetail(pid=pid, error=f"pid {pid} now belongs to a different process ({name})")
-    ancestors: list[tuple[int, Optional[str]]] = []
+    ancestors: list[tuple[int, str | None]] = []
     parent = ppid
     while parent and parent in _PROCS and len(ancestors) < 64:
         ancestors.append((parent, _PROCS[parent][0]))
@@ -223,7 +224,7 @@ def _synthetic_socket(rng: random.Random, inode: int, holders: list[Holder]) -> 
 
 
 def synthetic_snapshot(
-    n: int, seed: int = 0, churn: float = 0.0, base: Optional[Snapshot] = None, taken_at: float = DEMO_TIME
+    n: int, seed: int = 0, churn: float = 0.0, base: Snapshot | None = None, taken_at: float = DEMO_TIME
 ) -> Snapshot:
     """``n`` random but reproducible sockets, for benchmarks.
 

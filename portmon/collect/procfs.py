@@ -75,12 +75,13 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Callable, Collection, Optional, Union, cast
+from collections.abc import Callable, Collection
+from typing import Union, cast
 
 from portmon.collect.base import ServiceLookup, is_privileged, owner_note
 from portmon.collect.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, read_fd_table, start_and_parent
-from portmon.model import OWNER_HIDDEN, Holder, Snapshot, Socket
 from portmon.collect.tables import TABLES, TCP_STATE_NAMES, Decoded, NetlinkReader, ProcNetReader, Table
+from portmon.model import OWNER_HIDDEN, Holder, Snapshot, Socket
 
 _Reader = Union[NetlinkReader, ProcNetReader]
 
@@ -131,8 +132,8 @@ class _Proc:
         """socket inode -> how many of this process's fds refer to it."""
         self.names: set[str] = set()
         """All fd numbers (as listed) at the last walk."""
-        self.holder: Optional[Holder] = None
-        self.single: Optional[tuple[Holder]] = None
+        self.holder: Holder | None = None
+        self.single: tuple[Holder] | None = None
         """``(holder,)``, shared by every socket this process alone holds."""
         self.readable = True
         self.ppid = 0
@@ -151,11 +152,11 @@ class ProcfsCollector:
 
     def __init__(
         self,
-        services: Optional[ServiceLookup] = None,
+        services: ServiceLookup | None = None,
         full_rescan_every: int = 30,
         procfs: str = "/proc",
         tables: str = "auto",
-        holder_info: Optional[HolderInfo] = None,
+        holder_info: HolderInfo | None = None,
     ) -> None:
         """``tables``: "auto" (netlink when it works and ``procfs`` is the real /proc), "netlink" or "procnet"."""
         if full_rescan_every < 1:
@@ -166,12 +167,12 @@ class ProcfsCollector:
         self._every = full_rescan_every
         self._procfs = procfs.rstrip("/") or "/"
         self._procnet = ProcNetReader(self._procfs)
-        self._netlink: Optional[NetlinkReader] = None
+        self._netlink: NetlinkReader | None = None
         if tables == "netlink" or (tables == "auto" and self._procfs == "/proc"):
             self._netlink = NetlinkReader()
         self._force_netlink = tables == "netlink"
         self._readers: list[_Reader] = [self._netlink or self._procnet for _ in TABLES]
-        self._caches: list[dict[tuple, Optional[Socket]]] = [{} for _ in TABLES]
+        self._caches: list[dict[tuple, Socket | None]] = [{} for _ in TABLES]
         """Per table: key -> the socket built for it (None only while a scan fills in new keys)."""
         self._procs: dict[int, _Proc] = {}
         self._where: dict[int, frozenset[int]] = {}
@@ -184,28 +185,28 @@ class ProcfsCollector:
         """inode -> uid of sockets a budgeted search did not find: searched in full next scan."""
         self._dirty: set[int] = set()
         self._orphans: set[int] = set()
-        self._port_names: Optional[Callable[[str], dict[int, str]]] = getattr(services, "port_names", None)
+        self._port_names: Callable[[str], dict[int, str]] | None = getattr(services, "port_names", None)
         """``services.port_names(proto)`` when the lookup offers it (a Registry does): the memo starts full."""
-        self._svc: dict[str, dict[int, Optional[str]]] = self._service_memo()
+        self._svc: dict[str, dict[int, str | None]] = self._service_memo()
         """proto -> port -> service name, as ``services`` said (cleared on the rescan period)."""
         self._scan = 0
-        self._privileged: Optional[bool] = None
+        self._privileged: bool | None = None
         self._counts = self._fd_counts_work()
         self._clock_ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._holder_info = holder_info or (self._native_holder if self._procfs == "/proc" else self._procfs_holder)
-        self._users: dict[int, Optional[str]] = {}
+        self._users: dict[int, str | None] = {}
         """uid -> user name (cleared on the rescan period)."""
-        self._boot_time: Optional[float] = None
+        self._boot_time: float | None = None
         self._stats: dict[str, int] = {}
         self._rescanning: set[int] = set()
         """Processes whose periodic rescan is being read in chunks."""
         self._parallel = (os.cpu_count() or 1) > 1
-        self._cold: Optional[ColdWalk] = None
+        self._cold: ColdWalk | None = None
         """A cold walk started for the first scan and not yet taken."""
         self._prefetched: dict[int, ColdProcess] = {}
         """What the cold walk found, for the first scan's walks (emptied as they take it)."""
 
-    def start_cold_walk(self, walk: Optional[ColdWalk] = None) -> bool:
+    def start_cold_walk(self, walk: ColdWalk | None = None) -> bool:
         """Have the first scan take a cold walk's answer (see the module doc): ``walk``, one already
         started, or else one forked now. True when the scan will take it.
 
@@ -279,11 +280,11 @@ class ProcfsCollector:
             self._users = {}
 
         # 1. The tables: every key that maps to a socket of the last scan is reused as is.
-        out: list[Optional[Socket]] = []
+        out: list[Socket | None] = []
         misses: list[list[tuple[int, tuple]]] = [[] for _ in TABLES]
         """Per table: (position in ``out``, key) of every key not seen in the last scan."""
         all_keys: list[list[tuple]] = []
-        new_caches: list[Optional[dict[tuple, Optional[Socket]]]] = []
+        new_caches: list[dict[tuple, Socket | None] | None] = []
         dropped_inodes: set[int] = set()
         for ti, table in enumerate(TABLES):
             keys = self._read_table(ti, table)
@@ -295,9 +296,9 @@ class ProcfsCollector:
                 new_caches.append(None)
                 continue
             if not cache:  # a first scan (or one after a fault): every key is new
-                socks: list[Optional[Socket]] = [None] * len(keys)
+                socks: list[Socket | None] = [None] * len(keys)
                 misses[ti] = list(enumerate(keys, base))
-                fresh: dict[tuple, Optional[Socket]] = dict.fromkeys(keys)
+                fresh: dict[tuple, Socket | None] = dict.fromkeys(keys)
                 out.extend(socks)
                 new_caches.append(fresh)
                 continue
@@ -345,7 +346,7 @@ class ProcfsCollector:
             self._probe(dropped_inodes, walked, scan_no)
         if new and miss_inodes:
             self._probe_parents(miss_inodes.keys(), new, walked, scan_no)
-        present: Optional[set[int]] = None
+        present: set[int] | None = None
         unknown: dict[int, int] = {}
         for ino, uid in miss_inodes.items():
             if ino not in self._where and ino not in self._unowned:
@@ -463,7 +464,7 @@ class ProcfsCollector:
         changed: list[_Proc] = []
         # Every process is stat'ed before any is walked: with a cold walk pending, the stats run
         # while its child still reads fds (the first walk waits for the child's answer).
-        listed: list[tuple[int, Optional[os.stat_result], int, int]] = []
+        listed: list[tuple[int, os.stat_result | None, int, int]] = []
         for name in os.listdir(procfs):
             if not name.isdigit():
                 continue
@@ -560,7 +561,7 @@ class ProcfsCollector:
                 self._where[ino] = pids - {pid}
         self._dirty.add(ino)
 
-    def _open_fd_dir(self, proc: _Proc) -> Optional[int]:
+    def _open_fd_dir(self, proc: _Proc) -> int | None:
         try:
             return os.open(f"{self._procfs}/{proc.pid}/fd", DIR_FLAGS)
         except _GONE:
@@ -736,7 +737,7 @@ class ProcfsCollector:
                 os.close(dfd)
             parent.names.update(names.difference(gone))
 
-    def _search(self, unknown: dict[int, int], walked: set[int], scan_no: int, budget: Optional[int]) -> bool:
+    def _search(self, unknown: dict[int, int], walked: set[int], scan_no: int, budget: int | None) -> bool:
         """Walk processes until every inode in ``unknown`` has a holder, cheapest and likeliest first.
 
         Found inodes are removed from ``unknown``. With a ``budget``, stops before reading more
@@ -829,7 +830,7 @@ class ProcfsCollector:
                 name = program
         return Holder(pid=pid, name=name, user=self._user(base), create_time=created)
 
-    def _user(self, base: str) -> Optional[str]:
+    def _user(self, base: str) -> str | None:
         """The name of the real uid in ``base``/status (None when unreadable)."""
         try:
             with open(f"{base}/status", "rb") as f:
@@ -866,19 +867,19 @@ class ProcfsCollector:
         try:
             with open(f"{self._procfs}/{pid}/stat", "rb") as f:
                 data = f.read()
-            name: Optional[str] = data[data.index(b"(") + 1 : data.rindex(b")")].decode("utf-8", "replace")
+            name: str | None = data[data.index(b"(") + 1 : data.rindex(b")")].decode("utf-8", "replace")
         except (OSError, ValueError):
             name = None
         return Holder(pid=pid, name=name, create_time=started)
 
-    def _service_memo(self) -> dict[str, dict[int, Optional[str]]]:
+    def _service_memo(self) -> dict[str, dict[int, str | None]]:
         """A fresh proto -> port -> service name memo: every named port when the lookup can list
         them (then a port missing from it has no name), else empty."""
         if self._services and self._port_names is not None:
             return {"tcp": dict(self._port_names("tcp")), "udp": dict(self._port_names("udp"))}
         return {"tcp": {}, "udp": {}}
 
-    def _service(self, port: int, proto: str) -> Optional[str]:
+    def _service(self, port: int, proto: str) -> str | None:
         memo = self._svc[proto]
         if port in memo:
             return memo[port]
@@ -890,8 +891,8 @@ class ProcfsCollector:
         table: Table,
         table_misses: list[tuple[int, tuple]],
         decoded: list[Decoded],
-        out: list[Optional[Socket]],
-        cache: dict[tuple, Optional[Socket]],
+        out: list[Socket | None],
+        cache: dict[tuple, Socket | None],
         privileged: bool,
     ) -> None:
         """Decode the new keys of one table into sockets, at their places in ``out`` and in ``cache``.
@@ -907,7 +908,7 @@ class ProcfsCollector:
         holders_of_pids = self._holders_of_pids
         services = self._services
         service = self._service
-        memo: Callable[..., Optional[str]] = self._svc[proto].get
+        memo: Callable[..., str | None] = self._svc[proto].get
         complete = self._port_names is not None
         miss = _MISSING
         for (pos, key), (laddr, lport, raddr, rport, state_no, _uid, ino) in zip(table_misses, decoded):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket as _socket
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from portmon.collect.base import ServiceLookup, is_privileged, owner_note
 from portmon.model import (
@@ -35,7 +36,7 @@ class ProcessCache:
 
     def __init__(self) -> None:
         self._by_pid: dict[int, Holder] = {}
-        self._users: dict[int, Optional[str]] = {}
+        self._users: dict[int, str | None] = {}
 
     def holder(self, pid: int) -> Holder:
         """A Holder for ``pid``; name and user None when the process is gone or unreadable."""
@@ -51,8 +52,8 @@ class ProcessCache:
         cached = self._by_pid.get(pid)
         if cached is not None and cached.create_time == created:
             return cached
-        name: Optional[str] = None
-        user: Optional[str] = None
+        name: str | None = None
+        user: str | None = None
         try:
             with proc.oneshot():
                 name = proc.name()
@@ -65,7 +66,7 @@ class ProcessCache:
         self._by_pid[pid] = holder
         return holder
 
-    def _user_of(self, proc: psutil.Process) -> Optional[str]:
+    def _user_of(self, proc: psutil.Process) -> str | None:
         import psutil
 
         try:
@@ -93,7 +94,7 @@ _PROTO = {_socket.SOCK_STREAM: "tcp", _socket.SOCK_DGRAM: "udp"}
 _FAMILY = {_socket.AF_INET: 4, _socket.AF_INET6: 6}
 
 
-def _addr(addr: object) -> tuple[Optional[str], Optional[int]]:
+def _addr(addr: object) -> tuple[str | None, int | None]:
     ip = getattr(addr, "ip", None)
     port = getattr(addr, "port", None)
     if not ip and port is None:
@@ -112,12 +113,12 @@ class PsutilCollector:
 
     name = "psutil"
 
-    def __init__(self, services: Optional[ServiceLookup] = None, expand_holders: bool = True) -> None:
+    def __init__(self, services: ServiceLookup | None = None, expand_holders: bool = True) -> None:
         self._services = services
         self._expand = expand_holders
         self._procs = ProcessCache()
 
-    def _system_connections(self) -> tuple[list, Optional[str]]:
+    def _system_connections(self) -> tuple[list, str | None]:
         import psutil
 
         try:
@@ -208,8 +209,8 @@ class PsutilCollector:
         import psutil
 
         out: dict[tuple, tuple[Holder, ...]] = {}
-        held: dict[int, Optional[frozenset[tuple]]] = {}
-        kids: Optional[dict[int, list[int]]] = None
+        held: dict[int, frozenset[tuple] | None] = {}
+        kids: dict[int, list[int]] | None = None
 
         def descendants(top: int) -> list[int]:
             # One parent map per scan: psutil's children() reads every process on every call, which

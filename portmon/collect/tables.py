@@ -17,7 +17,7 @@ import re
 import socket
 import struct
 import sys
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from portmon.model import (
     CLOSE,
@@ -71,7 +71,7 @@ TABLES: tuple[Table, ...] = (
 )
 """The four tables every scan reads, in the order sockets are reported."""
 
-Decoded = tuple[str, int, Optional[str], Optional[int], int, int, int]
+Decoded = tuple[str, int, str | None, int | None, int, int, int]
 """(local_addr, local_port, remote_addr, remote_port, kernel state number, uid, inode)."""
 
 
@@ -82,9 +82,9 @@ class RawSocket(NamedTuple):
     family: int
     local_addr: str
     local_port: int
-    remote_addr: Optional[str]
-    remote_port: Optional[int]
-    state: Optional[str]
+    remote_addr: str | None
+    remote_port: int | None
+    state: str | None
     """TCP state name; None for UDP."""
     uid: int
     inode: int
@@ -109,7 +109,7 @@ def decode_hex_addr(hexaddr: str | bytes, family: int) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def decode_hex_endpoint(text: str | bytes, family: int) -> tuple[Optional[str], Optional[int]]:
+def decode_hex_endpoint(text: str | bytes, family: int) -> tuple[str | None, int | None]:
     """Decode "ADDR:PORT" from /proc/net; port 0 (not bound/connected) gives (None, None), as psutil does."""
     if isinstance(text, bytes):
         text = text.decode("ascii")
@@ -199,7 +199,7 @@ class ProcNetReader:
         decode = self.decode
         return [decode(table, key) for key in keys]
 
-    def _endpoint(self, text: bytes, family: int) -> tuple[Optional[str], Optional[int]]:
+    def _endpoint(self, text: bytes, family: int) -> tuple[str | None, int | None]:
         hexaddr, _, hexport = text.partition(b":")
         port = int(hexport, 16)
         if not port:
@@ -262,7 +262,7 @@ class NetlinkReader:
     name = "netlink"
 
     def __init__(self) -> None:
-        self._sock: Optional[socket.socket] = None
+        self._sock: socket.socket | None = None
         self._seq = 0
         self._addrs: dict[bytes, str] = {}
         """Raw address (4 or 16 bytes, so the families cannot collide) -> text."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Union
 
 from portmon.model import Snapshot, Socket, SocketKey
 
@@ -30,9 +31,9 @@ class Event:
     """When it was seen (seconds since the epoch): by default the newer snapshot's taken_at."""
     socket: Socket
     """For CLOSE the socket as last seen; for OPEN and STATE the socket as it is now."""
-    old_state: Optional[str] = None
+    old_state: str | None = None
     """The state before (CLOSE, STATE); None for OPEN or a socket without state."""
-    new_state: Optional[str] = None
+    new_state: str | None = None
     """The state now (OPEN, STATE); None for CLOSE or a socket without state."""
 
 
@@ -51,7 +52,7 @@ class Changes:
         return not (self.opened or self.closed or self.state_changed)
 
 
-def _sockets(value: Optional[SocketsLike]) -> Sequence[Socket]:
+def _sockets(value: SocketsLike | None) -> Sequence[Socket]:
     if value is None:
         return ()
     if isinstance(value, Snapshot):
@@ -75,7 +76,7 @@ def _key_map(sockets: Sequence[Socket]) -> dict[SocketKey, Socket]:
 
 
 def _compare(
-    old: Optional[SocketsLike], new: SocketsLike
+    old: SocketsLike | None, new: SocketsLike
 ) -> tuple[dict[SocketKey, Socket], dict[SocketKey, Socket], list[SocketKey], list[SocketKey], list[SocketKey]]:
     """(old map, new map, opened keys, closed keys, state-changed keys), each key list unsorted."""
     old_map = _key_map(_sockets(old))
@@ -100,7 +101,7 @@ def _compare(
     return old_map, new_map, opened, list(set(old_map).difference(new_map)), changed
 
 
-def diff_snapshots(old: Optional[SocketsLike], new: SocketsLike, time: Optional[float] = None) -> list[Event]:
+def diff_snapshots(old: SocketsLike | None, new: SocketsLike, time: float | None = None) -> list[Event]:
     """Events turning ``old`` into ``new``: closes, then state changes, then opens, each ordered by key.
 
     Sockets are matched by ``Socket.key``: a socket whose holders changed but whose key did not is
@@ -123,7 +124,7 @@ def diff_snapshots(old: Optional[SocketsLike], new: SocketsLike, time: Optional[
     return events
 
 
-def changes(old: Optional[SocketsLike], new: SocketsLike) -> Changes:
+def changes(old: SocketsLike | None, new: SocketsLike) -> Changes:
     """The keys that opened or changed state, and the sockets that closed, between two snapshots."""
     old_map, _new_map, opened, closed, changed = _compare(old, new)
     return Changes(

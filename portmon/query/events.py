@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 import time as _time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Iterable, Iterator, Optional
+from typing import Any
 
-from portmon.query.diff import STATE, Event, diff_snapshots
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.output import endpoint, socket_record, to_json
+from portmon.query.diff import STATE, Event, diff_snapshots
 from portmon.textsafe import safe
 
 DEFAULT_EVENT_LIMIT = 5000
@@ -36,7 +37,7 @@ def event_in_scope(event: Event, scope: Scope) -> bool:
     return False
 
 
-def _with_state(sock: Socket, state: Optional[str]) -> Socket:
+def _with_state(sock: Socket, state: str | None) -> Socket:
     return sock._replace(state=state)
 
 
@@ -49,10 +50,10 @@ class EventStream:
     Not thread-safe: feed it from one thread.
     """
 
-    def __init__(self, scope: Optional[Scope] = None) -> None:
+    def __init__(self, scope: Scope | None = None) -> None:
         self._scope = scope
-        self._last: Optional[tuple[Socket, ...]] = None
-        self.baseline_at: Optional[float] = None
+        self._last: tuple[Socket, ...] | None = None
+        self.baseline_at: float | None = None
         """When the baseline scan was taken (None before the first good scan)."""
 
     @property
@@ -98,7 +99,7 @@ class EventLog:
         if limit < 1:
             raise ValueError("the event log must keep at least one event")
         self.limit = limit
-        self._items: Deque[LoggedEvent] = deque(maxlen=limit)
+        self._items: deque[LoggedEvent] = deque(maxlen=limit)
         self._next = 0
 
     def add(self, events: Iterable[Event]) -> list[LoggedEvent]:
@@ -133,7 +134,7 @@ class EventLog:
     def __iter__(self) -> Iterator[LoggedEvent]:
         return iter(self._items)
 
-    def newest_first(self, keep: Optional[Callable[[Event], bool]] = None) -> list[LoggedEvent]:
+    def newest_first(self, keep: Callable[[Event], bool] | None = None) -> list[LoggedEvent]:
         """The kept events, newest first, optionally only those ``keep`` accepts."""
         items = reversed(self._items)
         if keep is None:

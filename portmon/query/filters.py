@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import socket as _socket
-from typing import Callable, Iterable, Optional, Sequence, Union
+from collections.abc import Callable, Iterable, Sequence
 
 from portmon.model import TCP_STATES, Socket
 from portmon.registry import port_range
@@ -32,7 +32,7 @@ _holder_text: dict[int, tuple[object, str]] = {}
 _LOWER_STATES = {state: state.lower() for state in TCP_STATES}
 
 _ADDR_CACHE_LIMIT = 65536
-_addr_values: dict[str, Optional[tuple[int, int]]] = {}
+_addr_values: dict[str, tuple[int, int] | None] = {}
 
 _range_table: list[str] = []
 
@@ -63,7 +63,7 @@ class SocketFilter:
     _predicates: tuple[Predicate, ...]
     """One per term, cheapest first."""
 
-    def __init__(self, text: str, _predicates: Optional[tuple[Predicate, ...]] = None) -> None:
+    def __init__(self, text: str, _predicates: tuple[Predicate, ...] | None = None) -> None:
         # SocketFilter("port:80") must not silently match everything: compile the text when no
         # predicates came with it.
         if _predicates is None:
@@ -113,7 +113,7 @@ class SocketFilter:
         return self.text
 
 
-def parse_filter(terms: Union[str, Sequence[str]]) -> SocketFilter:
+def parse_filter(terms: str | Sequence[str]) -> SocketFilter:
     """Parse filter text (split on whitespace, double quotes group) or a sequence of terms (taken verbatim).
 
     A sequence is what a shell leaves in argv: each item is one term, already unquoted.
@@ -318,7 +318,7 @@ def clear_cache() -> None:
 # --- key:value compilers ----------------------------------------------------------------------------
 
 
-def _int_ranges(parts: Sequence[str], whole: str, high: Optional[int], expected: str) -> list[tuple[int, int]]:
+def _int_ranges(parts: Sequence[str], whole: str, high: int | None, expected: str) -> list[tuple[int, int]]:
     """Parse ``N`` and ``N-M`` items into inclusive (low, high) pairs."""
     ranges: list[tuple[int, int]] = []
     for part in parts:
@@ -336,7 +336,7 @@ def _int_ranges(parts: Sequence[str], whole: str, high: Optional[int], expected:
     return ranges
 
 
-def _int_test(ranges: list[tuple[int, int]]) -> Callable[[Optional[int]], bool]:
+def _int_test(ranges: list[tuple[int, int]]) -> Callable[[int | None], bool]:
     """A membership test for ints; None is never a member."""
     if sum(top - low + 1 for low, top in ranges) <= 4096:
         members = frozenset(n for low, top in ranges for n in range(low, top + 1))
@@ -394,13 +394,13 @@ def _state_spelling(name: str) -> str:
     return name.upper().replace("-", "").replace("_", "")
 
 
-_STATE_BY_SPELLING: dict[str, Optional[str]] = {_state_spelling(s): s for s in TCP_STATES}
+_STATE_BY_SPELLING: dict[str, str | None] = {_state_spelling(s): s for s in TCP_STATES}
 _STATE_BY_SPELLING[STATE_NONE] = None
 _STATE_EXPECTED = f"expected a TCP state: {', '.join(TCP_STATES)}, or NONE for sockets without one (UDP)"
 
 
 def _compile_state(parts: Sequence[str], whole: str) -> Predicate:
-    wanted: set[Optional[str]] = set()
+    wanted: set[str | None] = set()
     for part in parts:
         spelling = _state_spelling(part)
         if spelling not in _STATE_BY_SPELLING:
@@ -414,7 +414,7 @@ def _substrings(parts: Sequence[str]) -> tuple[str, ...]:
     return tuple(part.lower() for part in parts)
 
 
-def _contains_any(text: Optional[str], needles: tuple[str, ...]) -> bool:
+def _contains_any(text: str | None, needles: tuple[str, ...]) -> bool:
     if not text:
         return False
     lowered = text.lower()
@@ -473,7 +473,7 @@ def _compile_range(parts: Sequence[str], whole: str) -> Predicate:
     return lambda sock: 0 <= sock.local_port <= last and flags[sock.local_port]
 
 
-def address_value(addr: Optional[str]) -> Optional[tuple[int, int]]:
+def address_value(addr: str | None) -> tuple[int, int] | None:
     """(IP version, integer value) of an address string, IPv4-mapped IPv6 as IPv4; None if not an IP.
 
     Scope ids (``fe80::1%eth0``) are ignored. Results are cached: the same few addresses repeat.
@@ -491,7 +491,7 @@ def address_value(addr: Optional[str]) -> Optional[tuple[int, int]]:
     return value
 
 
-def _parse_address(addr: str) -> Optional[tuple[int, int]]:
+def _parse_address(addr: str) -> tuple[int, int] | None:
     text = addr.strip("[]").partition("%")[0]
     try:
         return 4, int.from_bytes(_socket.inet_pton(_socket.AF_INET, text), "big")
@@ -506,7 +506,7 @@ def _parse_address(addr: str) -> Optional[tuple[int, int]]:
     return 6, value
 
 
-def _parse_network(text: str) -> Optional[tuple[int, int, int]]:
+def _parse_network(text: str) -> tuple[int, int, int] | None:
     """(version, network value, mask) for an address or CIDR; an IPv4-mapped network becomes IPv4."""
     import ipaddress  # only address terms need it: ~1 ms off every ``portmon list``
 
@@ -534,9 +534,9 @@ def _compile_addr(parts: Sequence[str], whole: str) -> Predicate:
         nets.append(net)
     # The same few addresses recur on thousands of sockets (the host's own, a busy peer's): remember
     # the answer per address string for this filter, within a bound.
-    memo: dict[Optional[str], bool] = {None: False}
+    memo: dict[str | None, bool] = {None: False}
 
-    def hit(addr: Optional[str]) -> bool:
+    def hit(addr: str | None) -> bool:
         found = memo.get(addr)
         if found is None:
             value = address_value(addr)

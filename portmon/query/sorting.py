@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket as _socket
-from zlib import crc32
+from collections.abc import Callable, Iterable
 from itertools import compress, islice
 from operator import and_, attrgetter, eq
-from typing import Any, Callable, Iterable
+from typing import Any
+from zlib import crc32
 
 from portmon.model import (
     CLOSE,

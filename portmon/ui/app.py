@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -11,9 +12,9 @@ from textual.screen import Screen
 
 from portmon.actions.why import Binder, probe_binds
 from portmon.collect.base import Collector
+from portmon.procinfo import ProcessReader, read_process
 from portmon.query.events import DEFAULT_EVENT_LIMIT
 from portmon.query.filters import parse_filter
-from portmon.procinfo import ProcessReader, read_process
 from portmon.query.sorting import COLUMNS
 from portmon.ui.background import reverse_lookup
 from portmon.ui.help import key_label
@@ -51,10 +52,10 @@ class PortmonApp(App[int]):
         sort: str = "local_port",
         descending: bool = False,
         process_reader: ProcessReader = read_process,
-        resolve: Callable[[str], Optional[str]] = reverse_lookup,
+        resolve: Callable[[str], str | None] = reverse_lookup,
         event_limit: int = DEFAULT_EVENT_LIMIT,
         binder: Binder = probe_binds,
-        privileged: Optional[bool] = None,
+        privileged: bool | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 MAX_NAMES = 4096
 """Host names kept before the cache starts over."""
@@ -19,7 +19,7 @@ class DaemonPool:
     """
 
     def __init__(self, workers: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue[Optional[Callable[[], object]]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
         ]
@@ -49,7 +49,7 @@ class DaemonPool:
                 pass
 
 
-def reverse_lookup(addr: str) -> Optional[str]:
+def reverse_lookup(addr: str) -> str | None:
     """The host name of an IP address, or None when it has none (may block for the resolver's timeout)."""
     try:
         return socket.gethostbyaddr(addr.partition("%")[0])[0]
@@ -67,17 +67,17 @@ class HostNames:
     def __init__(
         self,
         on_resolved: Callable[[str], object],
-        resolve: Callable[[str], Optional[str]] = reverse_lookup,
+        resolve: Callable[[str], str | None] = reverse_lookup,
         workers: int = 4,
     ) -> None:
         self._on_resolved = on_resolved
         self._resolve = resolve
-        self._names: dict[str, Optional[str]] = {}
+        self._names: dict[str, str | None] = {}
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._pool = DaemonPool(workers, "portmon-dns")
 
-    def get(self, addr: str) -> Optional[str]:
+    def get(self, addr: str) -> str | None:
         """The cached name of ``addr``; None when unknown yet (a lookup is queued) or when it has none."""
         if addr in self._names:
             return self._names[addr]

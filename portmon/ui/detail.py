@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import time
-from typing import ClassVar, Optional, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.console import Console, Group, RenderableType
 from rich.segment import Segment
@@ -37,7 +38,7 @@ MAX_NAME_CHARS = 100
 """Characters of a process, user or service name shown (names come from other processes and files)."""
 
 
-def endpoint(addr: Optional[str], port: Optional[int], family: int) -> str:
+def endpoint(addr: str | None, port: int | None, family: int) -> str:
     """``addr:port`` with IPv6 addresses in brackets; "*" for a missing address."""
     if addr is None:
         return "*"
@@ -94,7 +95,7 @@ class _Fields:
         self.table.add_column(style="bold", no_wrap=True, min_width=LABEL_WIDTH - 1)
         self.table.add_column(overflow="fold")
 
-    def add(self, label: str, value: Optional[str], *, denied: bool = False, style: str = "") -> None:
+    def add(self, label: str, value: str | None, *, denied: bool = False, style: str = "") -> None:
         if value is None:
             cell = Text("not permitted (run as root)" if denied else "unknown", "dim italic")
         else:
@@ -140,7 +141,7 @@ def held_sockets(sockets: Sequence[Socket], pid: int, limit: int = MAX_SOCKETS_L
     return tuple(found), count
 
 
-def held_lines(held: Sequence[Socket], total: Optional[int] = None) -> list[Text]:
+def held_lines(held: Sequence[Socket], total: int | None = None) -> list[Text]:
     """The lines listing ``held`` (at most :data:`MAX_SOCKETS_LISTED`), then "… and N more" when ``total`` is larger."""
     total = len(held) if total is None else total
     lines: list[Text] = []
@@ -155,13 +156,13 @@ def held_lines(held: Sequence[Socket], total: Optional[int] = None) -> list[Text
 
 
 def describe(
-    sock: Optional[Socket],
+    sock: Socket | None,
     held: Sequence[Socket],
-    process: Optional[ProcessDetail],
+    process: ProcessDetail | None,
     now: float,
     closed: bool = False,
     *,
-    held_total: Optional[int] = None,
+    held_total: int | None = None,
     list_held: bool = True,
 ) -> Group:
     """The detail pane's content for ``sock``: ``held`` are the sockets of its primary holder, ``process``
@@ -273,7 +274,7 @@ class HeldList(Widget):
     HeldList { height: auto; }
     """
 
-    def __init__(self, *, name: Optional[str] = None, id: Optional[str] = None, classes: Optional[str] = None) -> None:
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.lines: list[Text] = []
         """The lines shown (for tests and ``DetailPane.text``)."""
@@ -326,7 +327,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         yield Static(id="detail-text", markup=False)
         yield HeldList(id="detail-held")
 
-    def show(self, content: RenderableType, held: Optional[list[Text]] = None) -> None:
+    def show(self, content: RenderableType, held: list[Text] | None = None) -> None:
         """Replace the pane's content: ``content`` on top, then the ``held`` lines (see :func:`held_lines`)."""
         self.show_head(content)
         self.show_held(held or [])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -75,7 +76,7 @@ class EventLogPane(ScrollView, can_focus=True):
     class BackRequested(Message):
         """Escape in the pane: the screen moves focus back to the table."""
 
-    def __init__(self, *, name: Optional[str] = None, id: Optional[str] = None, classes: Optional[str] = None) -> None:
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.rows: tuple[LoggedEvent, ...] = ()
         """What is shown, newest first."""
@@ -89,7 +90,7 @@ class EventLogPane(ScrollView, can_focus=True):
 
     def set_rows(self, rows: Sequence[LoggedEvent], empty_text: str = "No events yet.") -> None:
         """Show ``rows`` (newest first). A reader scrolled down keeps the same event at the top."""
-        old_top: Optional[int] = None
+        old_top: int | None = None
         top = round(self.scroll_y)
         if top > 0 and top < len(self.rows):
             old_top = self.rows[top].seq
@@ -120,7 +121,7 @@ class EventLogPane(ScrollView, can_focus=True):
                 self.scroll_to(y=new_index, animate=False, force=True)
         self.refresh()
 
-    def _index_of(self, seq: int) -> Optional[int]:
+    def _index_of(self, seq: int) -> int | None:
         lo, hi = 0, len(self.rows)
         while lo < hi:
             mid = (lo + hi) // 2

@@ -13,8 +13,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
-from portmon.collect.base import Collector
-from portmon.collect.choose import default_collector
 from portmon.actions.kill import (
     DEFAULT_SETTLE,
     DEFAULT_TIMEOUT,
@@ -27,6 +25,8 @@ from portmon.actions.kill import (
     signal_name,
     socket_label,
 )
+from portmon.collect.base import Collector
+from portmon.collect.choose import default_collector
 from portmon.model import Snapshot, Socket
 from portmon.textsafe import safe
 
@@ -98,14 +98,14 @@ class KillModal(ModalScreen[Optional[str]]):
     def __init__(
         self,
         socket: Socket,
-        snapshot: Optional[Snapshot] = None,
+        snapshot: Snapshot | None = None,
         *,
-        collector: Optional[Collector] = None,
+        collector: Collector | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         settle: float = DEFAULT_SETTLE,
-        name: Optional[str] = None,
-        id: Optional[str] = None,
-        classes: Optional[str] = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
     ) -> None:
         """``socket`` is the row the user pressed ``k`` on; ``snapshot`` the one it came from.
 
@@ -116,7 +116,7 @@ class KillModal(ModalScreen[Optional[str]]):
         self.socket = socket
         self.plan: KillPlan = plan_for_socket(socket, snapshot)
         """The captured targets; fixed for the modal's lifetime."""
-        self.outcome: Optional[KillOutcome] = None
+        self.outcome: KillOutcome | None = None
         """The latest kill's outcome, once there is one."""
         self.state = READY if self.plan.actionable else REFUSED
         self._collector = collector

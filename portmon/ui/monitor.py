@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Callable, ClassVar, Optional, Sequence
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -19,12 +20,12 @@ from textual.widgets import Footer, Input, Sparkline, Static
 
 from portmon.actions.why import Binder, WhyReport, explain, probe_binds
 from portmon.collect.base import Collector, guarded_scan
-from portmon.query.diff import Event
-from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog, EventStream, clock_time, event_in_scope, is_listening
-from portmon.query.filters import FilterError, parse_filter
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessDetail, ProcessReader, uptime_text
+from portmon.query.diff import Event
+from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog, EventStream, clock_time, event_in_scope, is_listening
+from portmon.query.filters import FilterError, parse_filter
 from portmon.textsafe import visible
 from portmon.ui.background import DaemonPool, HostNames
 from portmon.ui.detail import DetailPane, describe, held_lines, held_sockets
@@ -45,7 +46,7 @@ TICK_SECONDS = 0.5
 GHOST_REDERIVE_INTERVAL = 2.0
 
 
-def _height_shape(process: Optional[ProcessDetail]) -> Optional[ProcessDetail]:
+def _height_shape(process: ProcessDetail | None) -> ProcessDetail | None:
     """``process`` without the values that change from read to read but always fit on one line."""
     if process is None:
         return None
@@ -65,7 +66,7 @@ class ScanCompleted(Message):
 class ProcessRead(Message):
     """Details of a process arrived from a background read."""
 
-    def __init__(self, pid: int, create_time: Optional[float], detail: ProcessDetail) -> None:
+    def __init__(self, pid: int, create_time: float | None, detail: ProcessDetail) -> None:
         super().__init__()
         self.pid = pid
         self.create_time = create_time
@@ -130,10 +131,10 @@ class MonitorScreen(Screen[None]):
         clock: Callable[[], float],
         spec: ViewSpec,
         process_reader: ProcessReader,
-        resolve: Callable[[str], Optional[str]],
+        resolve: Callable[[str], str | None],
         event_limit: int = DEFAULT_EVENT_LIMIT,
         binder: Binder = probe_binds,
-        privileged: Optional[bool] = None,
+        privileged: bool | None = None,
     ) -> None:
         super().__init__()
         self.collector = collector
@@ -144,27 +145,27 @@ class MonitorScreen(Screen[None]):
         self.clock = clock
         self.spec = spec
         """What the user asked to see. Read by the poller thread; replaced, never mutated."""
-        self.snapshot: Optional[Snapshot] = None
+        self.snapshot: Snapshot | None = None
         self.marks: Marks = NO_MARKS
-        self.view: Optional[View] = None
+        self.view: View | None = None
         self.paused = False
         self.detail_visible = False
         self.resolving = False
-        self.outcome: Optional[str] = None
+        self.outcome: str | None = None
         """The last kill outcome, shown in the status line."""
-        self.filter_error: Optional[str] = None
+        self.filter_error: str | None = None
         self.history = CountHistory()
         self.scans = 0
         """How many scan results were applied (for tests)."""
         self._process_reader = process_reader
         self._resolve = resolve
         self._pipeline = Pipeline()
-        self._poller: Optional[Poller] = None
-        self._details: dict[tuple[int, Optional[float]], ProcessDetail] = {}
-        self._reading: set[tuple[int, Optional[float]]] = set()
-        self._reader_pool: Optional[DaemonPool] = None
-        self._names: Optional[HostNames] = None
-        self._debounce: Optional[Timer] = None
+        self._poller: Poller | None = None
+        self._details: dict[tuple[int, float | None], ProcessDetail] = {}
+        self._reading: set[tuple[int, float | None]] = set()
+        self._reader_pool: DaemonPool | None = None
+        self._names: HostNames | None = None
+        self._debounce: Timer | None = None
         self._ghosts_shown = 0
         self.events = EventLog(event_limit)
         """The session's events (bounded); the event log pane shows them filtered like the table."""
@@ -175,11 +176,11 @@ class MonitorScreen(Screen[None]):
         self._privileged = privileged
         # The detail pane's list for (snapshot, pid), and what the pane shows now: a refresh that
         # changes neither redraws nothing (the list can hold 200 lines of a 10,000-socket process).
-        self._held: Optional[tuple[Snapshot, int, tuple[Socket, ...], int]] = None
-        self._detail_head: Optional[tuple[object, ...]] = None
-        self._detail_list: Optional[tuple[tuple[Socket, ...], int]] = None
-        self._banner_shown: Optional[tuple[Optional[str], bool]] = None
-        self._detail_shape: Optional[tuple[object, ...]] = None
+        self._held: tuple[Snapshot, int, tuple[Socket, ...], int] | None = None
+        self._detail_head: tuple[object, ...] | None = None
+        self._detail_list: tuple[tuple[Socket, ...], int] | None = None
+        self._banner_shown: tuple[str | None, bool] | None = None
+        self._detail_shape: tuple[object, ...] | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -504,7 +505,7 @@ class MonitorScreen(Screen[None]):
 
     def _show_detail(self, reread: bool) -> None:
         sock = self.table.cursor_socket
-        process: Optional[ProcessDetail] = None
+        process: ProcessDetail | None = None
         held: tuple[Socket, ...] = ()
         total = 0
         if sock is not None and sock.holders:
@@ -532,7 +533,7 @@ class MonitorScreen(Screen[None]):
             self._detail_list = listed
             self.detail.show_held(held_lines(held, total))
 
-    def _read_process(self, pid: int, create_time: Optional[float]) -> None:
+    def _read_process(self, pid: int, create_time: float | None) -> None:
         ident = (pid, create_time)
         if ident in self._reading:
             return
@@ -667,7 +668,7 @@ class MonitorScreen(Screen[None]):
             return
         self.app.push_screen(KillModal(sock, snapshot), self._kill_finished)
 
-    def _kill_finished(self, outcome: Optional[str]) -> None:
+    def _kill_finished(self, outcome: str | None) -> None:
         if outcome is None:
             return
         self.outcome = outcome

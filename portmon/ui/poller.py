@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from portmon.collect.base import Collector, guarded_scan
 from portmon.ui.view import Pipeline, Update, ViewSpec
@@ -44,7 +44,7 @@ class Poller:
         self._stop = threading.Event()
         self._paused = False
         self._force = False
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.scanning = False
         """True while a scan runs (for tests and the status line)."""
 

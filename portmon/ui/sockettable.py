@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Mapping, Optional, Sequence
+from typing import ClassVar
 
 from rich.cells import cell_len, chop_cells
 from rich.segment import Segment
@@ -239,7 +240,7 @@ class SocketTable(ScrollView, can_focus=True):
     class SelectionChanged(Message):
         """The cursor is on a different socket (or on none)."""
 
-        def __init__(self, socket: Optional[Socket]) -> None:
+        def __init__(self, socket: Socket | None) -> None:
             super().__init__()
             self.socket = socket
 
@@ -261,9 +262,9 @@ class SocketTable(ScrollView, can_focus=True):
         self,
         *,
         clock: Callable[[], float],
-        name: Optional[str] = None,
-        id: Optional[str] = None,
-        classes: Optional[str] = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._clock = clock
@@ -275,22 +276,22 @@ class SocketTable(ScrollView, can_focus=True):
         self.sort_descending = False
         self.cursor_row = 0
         """Row number of the cursor (meaningless when there are no rows)."""
-        self.cursor_key: Optional[SocketKey] = None
+        self.cursor_key: SocketKey | None = None
         """The socket the cursor is on: what a refresh keeps it on."""
-        self.host_name: Optional[Callable[[str], Optional[str]]] = None
+        self.host_name: Callable[[str], str | None] | None = None
         """When set, remote addresses are shown as the name this returns (None: not known yet)."""
         self._layout: list[tuple[Column, int]] = []
         self._layout_width = -1
         self._generation = 0
         # key -> (socket, mark, is cursor, generation, strip): a row is rendered again only when one changed.
         self._cache: dict[SocketKey, tuple[Socket, str, bool, int, Strip]] = {}
-        self._header: Optional[tuple[int, Strip]] = None
+        self._header: tuple[int, Strip] | None = None
         self._styles: dict[str, Style] = {}
 
     # -- the model ---------------------------------------------------------------------------
 
     @property
-    def cursor_socket(self) -> Optional[Socket]:
+    def cursor_socket(self) -> Socket | None:
         """The socket under the cursor, or None when the table is empty."""
         if 0 <= self.cursor_row < len(self.rows):
             return self.rows[self.cursor_row]
@@ -329,7 +330,7 @@ class SocketTable(ScrollView, can_focus=True):
         if dict(data_widths) != dict(self._data_widths):
             self._data_widths = data_widths
             self._layout_width = -1
-        new_row: Optional[int] = index.get(old_key) if old_key is not None else None
+        new_row: int | None = index.get(old_key) if old_key is not None else None
         if new_row is None and old_key is not None:
             new_row = neighbour(old_rows, old_row, index)
         if new_row is None:
@@ -505,7 +506,7 @@ class SocketTable(ScrollView, can_focus=True):
             strip = strip.extend_cell_length(max(total, self._available_width()), fill)
         return strip
 
-    def _cell(self, sock: Socket, column: str) -> tuple[str, Optional[Style]]:
+    def _cell(self, sock: Socket, column: str) -> tuple[str, Style | None]:
         """The text of one cell (untrusted parts made visible) and its own style, if any."""
         if column == "proto":
             return sock.proto_label, None
@@ -636,7 +637,7 @@ class SocketTable(ScrollView, can_focus=True):
 
     # -- mouse ---------------------------------------------------------------------------------
 
-    def column_at(self, x: int) -> Optional[str]:
+    def column_at(self, x: int) -> str | None:
         """The column under content offset ``x`` (scroll included), or None between/after columns."""
         self._ensure_layout()
         x += round(self.scroll_x)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Deque, Mapping, Optional
 
 from rich.text import Text
 
@@ -34,7 +34,7 @@ class CountHistory:
 
     def __init__(self, seconds: float = HISTORY_SECONDS, limit: int = 600) -> None:
         self._seconds = seconds
-        self._samples: Deque[tuple[float, int]] = deque(maxlen=limit)
+        self._samples: deque[tuple[float, int]] = deque(maxlen=limit)
 
     def add(self, when: float, count: int) -> None:
         """Record one refresh's socket count."""
@@ -58,13 +58,13 @@ class StatusInfo:
     shown: int
     total: int
     states: Mapping[str, int]
-    snapshot: Optional[Snapshot]
+    snapshot: Snapshot | None
     interval: float
     requested_interval: float
     paused: bool
     spec: ViewSpec
     resolving: bool = False
-    outcome: Optional[str] = None
+    outcome: str | None = None
 
 
 def status_text(info: StatusInfo) -> Text:
@@ -107,7 +107,7 @@ def status_text(info: StatusInfo) -> Text:
     return out
 
 
-def banner_text(snapshot: Optional[Snapshot], interval: float) -> Optional[Text]:
+def banner_text(snapshot: Snapshot | None, interval: float) -> Text | None:
     """The banner above the table: a scan error (with what is shown instead) or a partial-result warning."""
     if snapshot is None:
         return None

@@ -7,14 +7,14 @@ tests can check the logic without an app.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import attrgetter, eq, itemgetter
-from typing import Iterable, Mapping, Optional, Sequence
 
+from portmon.model import Snapshot, Socket, SocketKey
 from portmon.query.diff import changes
 from portmon.query.filters import SocketFilter, parse_filter
-from portmon.model import Snapshot, Socket, SocketKey
 from portmon.query.sorting import COLUMNS, sort_sockets
 
 NEW_SECONDS = 5.0
@@ -90,7 +90,7 @@ class Marks:
         """The closed sockets that are still shown at time ``now``."""
         return [sock for sock, when in self.closed.values() if now - when < CLOSED_SECONDS]
 
-    def next_expiry(self) -> Optional[float]:
+    def next_expiry(self) -> float | None:
         """The earliest time at which some mark ends, or None when there are none."""
         times = [t + NEW_SECONDS for t in self.opened.values()]
         times += [t + CHANGED_SECONDS for t in self.changed.values()]
@@ -104,7 +104,7 @@ class Marks:
 NO_MARKS = Marks()
 
 
-def advance_marks(marks: Marks, old: Optional[Snapshot], new: Snapshot, now: float) -> Marks:
+def advance_marks(marks: Marks, old: Snapshot | None, new: Snapshot, now: float) -> Marks:
     """The marks after ``new`` replaced ``old``: expired marks dropped, this refresh's changes added.
 
     The first snapshot marks nothing (every row would be "new"); a failed scan changes nothing.
@@ -140,9 +140,9 @@ class RowIndex:
 
     def __init__(self, rows: Sequence[Socket]) -> None:
         self._rows = rows
-        self._ports: Optional[list[int]] = None
+        self._ports: list[int] | None = None
 
-    def get(self, key: SocketKey, default: Optional[int] = None) -> Optional[int]:
+    def get(self, key: SocketKey, default: int | None = None) -> int | None:
         """The row number of the socket with ``key``, or ``default``."""
         if self._ports is None:
             self._ports = list(map(_LOCAL_PORT, self._rows))
@@ -167,9 +167,9 @@ _HOLDERS = attrgetter("holders")
 _FIRST = itemgetter(0)
 
 
-def _longest(values: Iterable[Optional[str]]) -> int:
+def _longest(values: Iterable[str | None]) -> int:
     # Every row on every refresh: keep the loop in C (map, set) and measure only the distinct values.
-    distinct: set[Optional[str]] = set(values)
+    distinct: set[str | None] = set(values)
     distinct.discard(None)
     return max(map(len, distinct), default=0)  # type: ignore[arg-type]  # None was discarded
 
@@ -214,7 +214,7 @@ def state_counts(sockets: Sequence[Socket]) -> dict[str, int]:
     return dict(counts)
 
 
-def derive_view(snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float, states: Optional[Mapping[str, int]] = None) -> View:
+def derive_view(snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float, states: Mapping[str, int] | None = None) -> View:
     """Filter and sort a snapshot (plus the closed rows still shown) into the table's rows."""
     live: list[Socket] = spec.filter.apply(snapshot.sockets)
     if spec.listening_only:
@@ -242,7 +242,7 @@ NEIGHBOUR_SEARCH = 64
 """How many old rows on each side of a vanished cursor row are tried as its neighbour."""
 
 
-def neighbour(old_rows: Sequence[Socket], old_position: int, index: RowIndex | Mapping[SocketKey, int]) -> Optional[int]:
+def neighbour(old_rows: Sequence[Socket], old_position: int, index: RowIndex | Mapping[SocketKey, int]) -> int | None:
     """Where the cursor goes when its row vanished: the nearest old row that is still there.
 
     Looks at the rows that followed the vanished one first (the row that slides into its place),
@@ -279,7 +279,7 @@ class Pipeline:
     """
 
     def __init__(self) -> None:
-        self.last_good: Optional[Snapshot] = None
+        self.last_good: Snapshot | None = None
         self.marks: Marks = NO_MARKS
 
     def step(self, snapshot: Snapshot, spec: ViewSpec, now: float, interval: float) -> Update:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -89,7 +90,7 @@ class WhyModal(ModalScreen[None]):
     class Answered(Message):
         """A check finished (posted from the worker thread)."""
 
-        def __init__(self, request: int, spec: PortSpec, report: Optional[WhyReport], error: Optional[str]) -> None:
+        def __init__(self, request: int, spec: PortSpec, report: WhyReport | None, error: str | None) -> None:
             super().__init__()
             self.request = request
             self.spec = spec
@@ -98,7 +99,7 @@ class WhyModal(ModalScreen[None]):
 
     def __init__(
         self,
-        spec: Optional[PortSpec],
+        spec: PortSpec | None,
         probe: WhyProbe,
         sockets: Callable[[], Sequence[Socket]],
         *,
@@ -107,7 +108,7 @@ class WhyModal(ModalScreen[None]):
         super().__init__()
         self.spec = spec
         """The port asked about last."""
-        self.report: Optional[WhyReport] = None
+        self.report: WhyReport | None = None
         """The latest answer (None while checking or before the first check)."""
         self._probe = probe
         self._sockets = sockets
@@ -166,7 +167,7 @@ class WhyModal(ModalScreen[None]):
 
     def _answer(self, request: int, spec: PortSpec, sockets: Sequence[Socket]) -> None:
         try:
-            report: Optional[WhyReport] = self._probe(spec, sockets)
+            report: WhyReport | None = self._probe(spec, sockets)
             error = None
         except Exception as exc:  # noqa: BLE001 - shown in the dialog, never fatal
             report, error = None, f"{type(exc).__name__}: {exc}"
