@@ -332,7 +332,8 @@ def test_terminal_question_yes_frees_the_port(spawn, record_file) -> None:  # ty
 
 
 def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn) -> None:  # type: ignore[no-untyped-def]
-    from portmon.actions.kill import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.actions.kill.plan import plan_kill
+    from portmon.actions.kill.text import MAX_SOCKETS_LISTED
     from portmon.cli.kill import _plan_text
     from portmon.model import ESTABLISHED
     from portmon.portspec import PortSpec
@@ -352,7 +353,8 @@ def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn
 
 
 def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
-    from portmon.actions.kill import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.actions.kill.plan import plan_kill
+    from portmon.actions.kill.text import MAX_SOCKETS_LISTED
     from portmon.cli.kill import _plan_text
     from portmon.model import OWNER_KERNEL, TIME_WAIT, Socket
     from portmon.portspec import PortSpec

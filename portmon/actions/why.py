@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from portmon.actions.kill import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
+from portmon.actions.kill.text import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
 from portmon.collect.base import is_privileged
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from portmon.actions.kill.signals import DEFAULT_TIMEOUT, SIGNALS, parse_signal, signal_name
+from portmon.actions.kill.text import first_listed, socket_label
 from portmon.cli.context import Context, UsageError, positive_float
 from portmon.model import OWNER_NOTES
 from portmon.output import to_json
 from portmon.textsafe import safe
 
 if TYPE_CHECKING:
-    from portmon.actions.kill import KillOutcome, KillPlan, Target
+    from portmon.actions.kill.model import KillOutcome, KillPlan, Target
 
-# portmon.actions.kill (and portspec) are imported where they are used: killer imports psutil, ~25 ms of
-# start-up that every other command would pay if this module, imported to build the parser, took them.
 
 EXIT_FREED = 0
 EXIT_NOT_FREED = 1
@@ -27,8 +27,6 @@ _WIDTH = 300
 
 
 def _signal_arg(text: str) -> int:
-    from portmon.actions.kill import parse_signal
-
     try:
         return parse_signal(text)
     except ValueError as exc:
@@ -47,41 +45,24 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         "when confirmation is needed but there is no terminal to ask on.",
     )
     p.add_argument("port", metavar="PORT[/tcp|/udp]")
-    # The signal names and the default timeout live in portmon.actions.kill: filled in below, when kill is parsed.
-    signal_option = p.add_argument(
+    p.add_argument(
         "--signal",
         type=_signal_arg,
-        default=None,  # SIGTERM, set below
-        metavar="SIGNAL",
+        default=signal.SIGTERM,
+        metavar="|".join(SIGNALS),
         help="the signal to send first (default TERM)",
     )
-    timeout_option = p.add_argument(
+    p.add_argument(
         "--timeout",
         type=positive_float,
-        default=None,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="how long to wait for the holders to exit",
+        help=f"how long to wait for the holders to exit (default {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument("--force", action="store_true", help="send SIGKILL to holders that survive the first signal")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
     p.add_argument("-n", "--dry-run", action="store_true", help="show who would be signalled; signal nothing")
     p.add_argument("--json", action="store_true", help="one JSON object describing the holders and what happened")
-    parse = p.parse_known_args
-
-    def parse_known_args(args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> Any:
-        # Runs only when kill is the command (argparse hands the rest of the command line to it),
-        # and before its --help or any error message is shown.
-        import signal
-
-        from portmon.actions.kill import DEFAULT_TIMEOUT, SIGNALS
-
-        signal_option.default = signal.SIGTERM
-        signal_option.metavar = "|".join(SIGNALS)
-        timeout_option.default = DEFAULT_TIMEOUT
-        timeout_option.help = f"how long to wait for the holders to exit (default {DEFAULT_TIMEOUT:g})"
-        return parse(args, namespace)
-
-    p.parse_known_args = parse_known_args  # type: ignore[method-assign]
     return "kill", run
 
 
@@ -101,8 +82,6 @@ def _target_record(t: Target) -> dict[str, Any]:
 
 
 def _document(plan: KillPlan, sig: int, dry_run: bool) -> dict[str, Any]:
-    from portmon.actions.kill import signal_name, socket_label
-
     return {
         "port": plan.spec.port,
         "proto": plan.spec.proto,
@@ -140,8 +119,6 @@ def _finish(ctx: Context, doc: dict[str, Any], verdict: str, message: str, code:
 
 def _plan_text(plan: KillPlan) -> list[str]:
     """The holders, their sockets, refusals and notes, every untrusted field escaped."""
-    from portmon.actions.kill import first_listed, socket_label
-
     lines: list[str] = []
     n = len(plan.targets)
     if plan.targets:
@@ -181,8 +158,6 @@ def _ask(question: str, out: TextIO) -> bool:
 
 
 def _outcome_text(outcome: KillOutcome, force: bool) -> list[str]:
-    import signal
-
     lines = [r.detail for r in outcome.results]
     lines.append(outcome.message)
     survivors = [t.pid for t in outcome.survivors]
@@ -193,7 +168,8 @@ def _outcome_text(outcome: KillOutcome, force: bool) -> list[str]:
 
 def run(ctx: Context) -> int:
     """Plan, show, confirm, signal, verify; the exit code says whether the port was freed."""
-    from portmon.actions.kill import confirmation_lines, execute, plan_kill, signal_name
+    from portmon.actions.kill.execute import execute
+    from portmon.actions.kill.plan import confirmation_lines, plan_kill
     from portmon.portspec import PortSpecError, parse_port_spec, sockets_on_port
 
     args = ctx.args
@@ -256,11 +232,13 @@ def run(ctx: Context) -> int:
             out.write(message + "\n")
             return EXIT_NOT_FREED
 
-    collector = ctx.collector()
+    # Context.collector is not annotated yet (cli/context.py); its result is a Collector.
+    collector = ctx.collector()  # type: ignore[no-untyped-call]
     outcome = execute(plan, sig, args.timeout, rescan=collector.scan, force=args.force)
     if as_json:
         doc["results"] = [
-            {"pid": r.target.pid, "result": r.result, "signals": list(r.signals), "detail": r.detail} for r in outcome.results
+            {"pid": r.target.pid, "result": r.result, "signals": list(r.signals), "detail": r.detail}
+            for r in outcome.results
         ]
         doc["still_held_by"] = list(outcome.verdict.still_held_by)
         doc["rebound_by"] = [
