@@ -21,7 +21,9 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         "verdict follows TCP. Exit 0 when the port is free, 1 when it is not, 2 on bad input.",
     )
     p.add_argument("port", metavar="PORT[/tcp|/udp]")
-    p.add_argument("--json", action="store_true", help="one JSON object: port, proto, free, reason, holders, binds, ...")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object: port, proto, free, reason, holders, binds, ..."
+    )
     return "why", run
 
 
