@@ -394,3 +394,30 @@ def test_deferred_engine_gives_the_same_answer_as_an_eager_import(spawn) -> None
     probe = "import sys\nfrom portmon.cli.main import build_parser\nbuild_parser()\nprint(' '.join(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert not {"psutil", "portmon.actions.kill.execute", "portmon.actions.kill.plan"} & set(loaded.stdout.split())
+
+
+# -- a supervisor restarts the listener ----------------------------------------------------------------
+
+
+@pytest.fixture
+def handoff():  # type: ignore[no-untyped-def]
+    from handoff_supervisor import Handoff
+
+    sup = Handoff()
+    yield sup
+    sup.close()
+
+
+def test_a_restarted_listener_is_rebound_by_the_new_pid_in_json_too(handoff) -> None:  # type: ignore[no-untyped-def]
+    # The supervisor's new child holds the port before the old one exits: the re-scan must call it
+    # re-bound (not "still held ... not seen holding it before") and name it in rebound_by.
+    res = kill(str(handoff.port), "--yes", "--json", "--timeout", "5")
+    doc = json.loads(res.stdout)
+    assert res.returncode == 1 and doc["exit_code"] == 1
+    assert [r["result"] for r in doc["results"]] == ["exited"]
+    assert doc["verdict"] == "rebound", doc["message"]
+    (new,) = doc["rebound_by"]
+    assert new["pid"] != handoff.first and new["parent_pid"] == handoff.proc.pid
+    assert doc["message"].startswith(f"port {handoff.port}/tcp re-bound by new pid {new['pid']} (")
+    assert f"child of {handoff.proc.pid} (" in doc["message"]
+    assert "not seen holding it" not in doc["message"]

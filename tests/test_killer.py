@@ -15,8 +15,10 @@ import psutil
 import pytest
 
 from portmon.actions.kill import execute as killexec
+from portmon.actions.kill import identity as killident
 from portmon.actions.kill import process as killproc
 from portmon.actions.kill.execute import execute
+from portmon.actions.kill.identity import Identity
 from portmon.actions.kill.judge import judge
 from portmon.actions.kill.model import (
     CHANGED,
@@ -37,7 +39,6 @@ from portmon.actions.kill.model import (
     SURVIVED,
     TIME_WAIT_ONLY,
     UNINTERRUPTIBLE,
-    Identity,
     KillPlan,
     NewHolder,
     Target,
@@ -194,7 +195,9 @@ def test_plan_captures_identity_and_shows_the_process(spawn) -> None:  # type: i
     assert plan.actionable
     (target,) = plan.targets
     proc = psutil.Process(child.pid)
-    assert target.identity == Identity(child.pid, proc.create_time())
+    ticks = killident.system_clock().start_ticks(child.pid)
+    assert ticks is not None or not sys.platform.startswith("linux")
+    assert target.identity == Identity(child.pid, proc.create_time(), ticks)
     assert target.exe == proc.exe()
     assert target.cmdline[:2] == (sys.executable, "-c")
     assert target.user == proc.username()
@@ -227,7 +230,7 @@ def test_pid_reused_between_capture_and_signal_is_not_signalled(spawn, record_fi
 
 
 def test_pid_reuse_is_caught_without_pidfd_too(spawn, record_file, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(killexec, "_HAVE_PIDFD", False)
+    monkeypatch.setattr(killident, "HAVE_PIDFD", False)
     child = spawn(f"record={record_file}")
     plan = plan_kill([child.holders()], PortSpec(child.port))
     forged = dataclasses.replace(plan.targets[0], identity=Identity(child.pid, plan.targets[0].identity.create_time + 1000))
@@ -251,8 +254,8 @@ def test_target_gone_before_the_signal(spawn) -> None:  # type: ignore[no-untype
 @pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "kill"])
 def test_sigterm_frees_a_plain_listener(spawn, record_file, monkeypatch, pidfd: bool) -> None:  # type: ignore[no-untyped-def]
     if not pidfd:
-        monkeypatch.setattr(killexec, "_HAVE_PIDFD", False)
-    elif not killexec._HAVE_PIDFD:
+        monkeypatch.setattr(killident, "HAVE_PIDFD", False)
+    elif not killident.HAVE_PIDFD:
         pytest.skip("no pidfd on this platform")
     child = spawn(f"record={record_file}")
     plan = plan_kill([child.holders()], PortSpec(child.port, "tcp"))
@@ -597,3 +600,129 @@ def test_a_listener_without_a_visible_holder_is_not_called_transient() -> None:
     (refusal,) = plan.refusals
     assert refusal.kind == REFUSED_KERNEL_OWNED
     assert "no visible process holds it" in refusal.reason and "by itself" not in refusal.reason
+
+
+# -- one clock for identity: ticks since boot ----------------------------------------------------------
+
+
+class FakeBoot:
+    """A host booted at a wall-clock time with any fractional second, as the kernel would report it.
+
+    /proc/stat's btime is that time rounded down; start times are ticks since the true boot; psutil's
+    create_time is btime + ticks / hz, so up to a second before the process really started.
+    """
+
+    HZ = 100
+
+    def __init__(self, fraction: float) -> None:
+        self.boot = 1_700_000_000 + fraction
+        self.now = self.boot + 5_000.0
+        self.starts: dict[int, float] = {}
+
+    def start(self, pid: int, at: float) -> None:
+        self.starts[pid] = at
+
+    def ticks(self, pid: int) -> int:
+        return int((self.starts[pid] - self.boot) * self.HZ)
+
+    def create_time(self, pid: int) -> float:
+        """What psutil's create_time() says on such a host."""
+        return int(self.boot) + self.ticks(pid) / self.HZ
+
+    def stat(self, pid: int) -> bytes | None:
+        if pid not in self.starts:
+            return None
+        fields = ["S", "1"] + ["0"] * 17 + [str(self.ticks(pid)), "0"]
+        return f"{pid} (a) b) {' '.join(fields)}\n".encode()
+
+    def clock(self) -> killident.BootClock:
+        return killident.BootClock(
+            hz=self.HZ, btime=int(self.boot), since_boot=lambda: self.now - self.boot, read_stat=self.stat
+        )
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.99])
+@pytest.mark.parametrize("ticks", [True, False], ids=["ticks", "wall-clock-only"])
+def test_started_after_the_plan_is_judged_whatever_the_boot_fraction(fraction: float, ticks: bool) -> None:
+    host = FakeBoot(fraction)
+    clock = host.clock()
+    plan = dataclasses.replace(
+        _plan_of([101]), captured_at=host.now, captured_ticks=clock.now_ticks() if ticks else None
+    )
+    host.start(555, host.now + 0.1)  # restarted by a supervisor just after the plan
+    host.start(556, host.now - 30)  # running long before: a holder the scan missed
+
+    def describe(pid: int) -> NewHolder:
+        return NewHolder(
+            pid, "srv", 1, "sup", create_time=host.create_time(pid), start_ticks=clock.start_ticks(pid) if ticks else None
+        )
+
+    holders = tuple(Holder(pid, create_time=host.create_time(pid)) for pid in (555, 556))
+    after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=holders))
+    verdict = judge(plan, _results(plan, EXITED), after, describe=describe)
+    assert verdict.kind == REBOUND, verdict.message
+    assert [nh.pid for nh in verdict.rebound_by] == [555]
+    assert verdict.still_held_by == (556,)
+    assert verdict.message.endswith("; still held by 556 (not seen holding it before)")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.99])
+def test_ticks_tell_apart_a_reused_pid_that_wall_clock_rounding_cannot(fraction: float) -> None:
+    host = FakeBoot(fraction)
+    clock = host.clock()
+    host.start(700, host.now - 10)
+    seen = clock.identity(700, host.create_time(700))
+    assert seen.start_ticks == clock.start_ticks(700)
+    assert killident.same_process(seen, clock.start_ticks(700), host.create_time(700))
+    # Pid 700 exits and is reused 0.2 s later: within the old 0.5 s tolerance, yet another process.
+    host.start(700, host.now - 9.8)
+    assert not killident.same_process(seen, clock.start_ticks(700), host.create_time(700))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.99])
+def test_the_plan_is_stamped_in_ticks_since_boot(fraction: float) -> None:
+    host = FakeBoot(fraction)
+    plan = plan_kill([], PortSpec(8080), clock=host.clock())
+    assert plan.captured_ticks == 5_000 * FakeBoot.HZ
+
+
+def test_execute_refuses_a_pid_whose_start_tick_moved(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    # A pid reused within the same wall-clock second: only the start tick tells. The clock says the
+    # process at that pid started one tick later than the planned one.
+    child = spawn(f"record={record_file}")
+    plan = plan_kill([child.holders()], PortSpec(child.port))
+    (target,) = plan.targets
+    if target.identity.start_ticks is None:
+        pytest.skip("no start ticks on this platform")
+    real = killident.system_clock()
+    moved = dataclasses.replace(real, read_stat=lambda pid: real.read_stat(pid).replace(  # type: ignore[union-attr]
+        f" {target.identity.start_ticks} ".encode(), f" {target.identity.start_ticks + 1} ".encode()
+    ))
+    outcome = execute(plan, signal.SIGTERM, 1.0, rescan=_real_scan, settle=0, clock=moved)
+    assert outcome.results[0].result == CHANGED and outcome.results[0].signals == ()
+    assert child.alive() and record_file.read_text() == ""
+
+
+@pytest.mark.skipif(not killident.HAVE_PIDFD, reason="no pidfd on this platform")
+def test_the_plan_holds_a_pidfd_from_planning_to_signalling(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    plan = plan_kill([child.holders()], PortSpec(child.port))
+    (target,) = plan.targets
+    assert target.pidfd is not None and target.pidfd.fd is not None
+    fd = target.pidfd.fd
+    assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+    outcome = execute(plan, signal.SIGTERM, 2.0, rescan=_real_scan, settle=0)
+    assert outcome.results[0].result == EXITED and outcome.freed
+    assert target.pidfd.fd == fd  # the plan still owns it (a second signal would go through it too)
+    plan.release()
+    assert target.pidfd.fd is None
+
+
+@pytest.mark.skipif(not killident.HAVE_PIDFD, reason="no pidfd on this platform")
+def test_a_planned_holder_that_exits_before_the_signal_is_gone_via_its_pidfd(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    plan = plan_kill([child.holders()], PortSpec(child.port))
+    child.stop()
+    outcome = execute(plan, signal.SIGTERM, 1.0, rescan=_real_scan, settle=0)
+    assert outcome.results[0].result == GONE and outcome.results[0].signals == ()
+    plan.release()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from portmon.actions.kill.identity import BootClock, same_start_time, started_before, system_clock
 from portmon.actions.kill.model import (
     DENIED,
     EXITED,
@@ -23,11 +24,9 @@ from portmon.actions.kill.model import (
     TargetResult,
     Verdict,
 )
-from portmon.actions.kill.process import same_start
 from portmon.actions.kill.text import TIME_WAIT_SECONDS
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.portspec import sockets_on_port
-from portmon.procinfo import IDENTITY_TOLERANCE
 from portmon.textsafe import safe
 
 
@@ -65,10 +64,12 @@ def _held_text(results: Sequence[TargetResult], pids: Sequence[int], extra: dict
     return ", ".join(f"{pid} ({whys[pid]})" if whys[pid] else str(pid) for pid in ordered)
 
 
-def describe_new_holder(pid: int) -> NewHolder:
+def describe_new_holder(pid: int, clock: BootClock | None = None) -> NewHolder:
     """Name a new holder and its parent (the supervisor that restarted it, when there is one)."""
+    clock = system_clock() if clock is None else clock
     name = ppid = pname = None
     created = None
+    ticks = clock.start_ticks(pid)
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
@@ -80,7 +81,7 @@ def describe_new_holder(pid: int) -> NewHolder:
             pname = parent.name()
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         pass
-    return NewHolder(pid=pid, name=name, parent_pid=ppid, parent_name=pname, create_time=created)
+    return NewHolder(pid=pid, name=name, parent_pid=ppid, parent_name=pname, create_time=created, start_ticks=ticks)
 
 
 @dataclass(slots=True)
@@ -115,7 +116,7 @@ def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence
             if h.pid in out.still or h.pid in out.new:
                 continue
             known = h.pid in old and (
-                h.create_time is None or old[h.pid] is None or same_start(old[h.pid], h.create_time)
+                h.create_time is None or old[h.pid] is None or same_start_time(old[h.pid], h.create_time)
             )
             if known and not (h.pid in targets and h.pid in exited):
                 out.still.append(h.pid)
@@ -128,13 +129,17 @@ def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence
 def _split_new(
     plan: KillPlan, holding: _Holding, describe: Callable[[int], NewHolder]
 ) -> tuple[list[int], list[NewHolder]]:
-    """The new holders that were running before the plan (missed by the scan), and the ones started since."""
+    """The new holders that were running before the plan (missed by the scan), and the ones started since.
+
+    Start times are compared with the plan's stamp in clock ticks since boot where both are known,
+    else on the wall clock with btime's rounding allowed for (see :func:`started_before`).
+    """
     unseen: list[int] = []
     rebound: list[NewHolder] = []
     for pid in holding.new:
         nh = describe(pid)
         started = nh.create_time if nh.create_time is not None else holding.started_of.get(pid)
-        if plan.captured_at and started is not None and started < plan.captured_at - IDENTITY_TOLERANCE:
+        if started_before(plan.captured_ticks, plan.captured_at, nh.start_ticks, started):
             # Running before the kill was planned, yet not seen holding the port: a holder the scan missed.
             unseen.append(pid)
         else:

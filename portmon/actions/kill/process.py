@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import psutil
 
-from portmon.procinfo import IDENTITY_TOLERANCE
+from portmon.actions.kill.identity import BootClock
 from portmon.textsafe import safe
 
 IS_WINDOWS = sys.platform == "win32"
@@ -25,18 +25,13 @@ _MAX_ANCESTORS = 64
 T = TypeVar("T")
 
 
-def same_start(expected: float | None, actual: float | None) -> bool:
-    """True when two start times name the same process (both known and within clock rounding)."""
-    if expected is None or actual is None:
-        return False
-    return abs(expected - actual) <= IDENTITY_TOLERANCE
-
-
 @dataclass(frozen=True, slots=True)
 class ProcRead:
     """What planning reads about one pid, fresh from the OS."""
 
     create_time: float | None
+    start_ticks: int | None
+    """Start time in clock ticks since boot (Linux), read after the wall-clock one."""
     name: str | None
     user: str | None
     exe: str | None
@@ -47,7 +42,7 @@ class ProcRead:
     uids: tuple[int, int, int] | None
 
 
-def read_fresh(pid: int) -> ProcRead | None:
+def read_fresh(pid: int, clock: BootClock) -> ProcRead | None:
     """Read a process for planning; None when it does not exist (or is a zombie, which holds nothing)."""
     try:
         proc = psutil.Process(pid)
@@ -56,7 +51,7 @@ def read_fresh(pid: int) -> ProcRead | None:
         return None
     except psutil.AccessDenied:
         # The identity cannot be confirmed without the start time; planning refuses such a pid.
-        return ProcRead(None, None, None, None, False, None, None, None, None)
+        return ProcRead(None, None, None, None, None, False, None, None, None, None)
     gone = False
 
     def attempt(getter: Callable[[], T]) -> T | None:
@@ -85,6 +80,7 @@ def read_fresh(pid: int) -> ProcRead | None:
         return None
     return ProcRead(
         create_time=created,
+        start_ticks=clock.start_ticks(pid),
         name=name,
         user=user,
         exe=exe or None,
