@@ -16,6 +16,7 @@ import pytest
 
 from portmon.actions.kill import execute as killexec
 from portmon.actions.kill import identity as killident
+from portmon.actions.kill import model as killmodel
 from portmon.actions.kill import process as killproc
 from portmon.actions.kill.execute import execute
 from portmon.actions.kill.identity import Identity
@@ -726,3 +727,71 @@ def test_a_planned_holder_that_exits_before_the_signal_is_gone_via_its_pidfd(spa
     outcome = execute(plan, signal.SIGTERM, 1.0, rescan=_real_scan, settle=0)
     assert outcome.results[0].result == GONE and outcome.results[0].signals == ()
     plan.release()
+
+
+# -- a target must still hold the socket when it is signalled ----------------------------------------
+
+LET_GO_PAIR = r"""
+import os, signal, socket, sys, time
+record = sys.argv[1]
+def note(sig, frame):
+    with open(record, "a") as fh:
+        fh.write(f"{os.getpid()} {signal.Signals(sig).name}\n")
+    os._exit(0)
+signal.signal(signal.SIGTERM, note)
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+child = os.fork()
+if child == 0:
+    # On a word from the test, let go of the socket the way a re-exec'ing server would: dup2 over its fd.
+    sys.stdin.readline()
+    os.dup2(os.open(os.devnull, os.O_RDONLY), s.fileno())
+    print("LET-GO", flush=True)
+else:
+    print("READY", s.getsockname()[1], os.getpid(), child, flush=True)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket inodes come from Linux's /proc")
+def test_a_holder_that_dup2d_over_the_socket_since_the_scan_is_left_alone(tmp_path: Path) -> None:
+    from portmon.collect.choose import default_collector
+
+    record = tmp_path / "record"
+    record.write_text("")
+    pair = subprocess.Popen(
+        [sys.executable, "-c", LET_GO_PAIR, str(record)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert pair.stdin is not None and pair.stdout is not None
+    _, port_text, parent_text, child_text = pair.stdout.readline().split()
+    port, parent, child = int(port_text), int(parent_text), int(child_text)
+    child_ps = psutil.Process(child)  # captured while surely ours: psutil will not kill a reused pid
+    try:
+        (sock,) = [s for s in default_collector().scan().sockets if s.local_port == port and s.listening]
+        assert sock.inode and {h.pid for h in sock.holders} == {parent, child}
+        plan = plan_kill([sock], PortSpec(port))
+        assert [t.pid for t in plan.targets] == sorted([parent, child])
+        pair.stdin.write("go\n")
+        pair.stdin.flush()
+        assert pair.stdout.readline().strip() == "LET-GO"  # the child's fd now points at /dev/null
+
+        outcome = execute(plan, signal.SIGTERM, 2.0, rescan=_real_scan, settle=0)
+        by_pid = {r.target.pid: r for r in outcome.results}
+        assert by_pid[parent].result == EXITED
+        assert by_pid[child].result == killmodel.LET_GO and by_pid[child].signals == ()
+        assert "no longer holds" in by_pid[child].detail and "left alone" in by_pid[child].detail
+        assert outcome.freed and outcome.message.endswith(f"(left alone: {child}, no longer holding it)")
+        assert record.read_text() == f"{parent} SIGTERM\n"
+        assert child_ps.is_running() and child_ps.status() != psutil.STATUS_ZOMBIE
+    finally:
+        try:
+            child_ps.kill()
+        except psutil.Error:
+            pass
+        pair.kill()
+        pair.wait(5)
+        pair.stdout.close()
+        pair.stdin.close()

@@ -18,6 +18,7 @@ from portmon.actions.kill.model import (
     DENIED,
     EXITED,
     GONE,
+    LET_GO,
     SURVIVED,
     UNINTERRUPTIBLE,
     UNKNOWN,
@@ -27,7 +28,7 @@ from portmon.actions.kill.model import (
     TargetResult,
     Verdict,
 )
-from portmon.actions.kill.process import IS_WINDOWS
+from portmon.actions.kill.process import IS_WINDOWS, holds_socket
 from portmon.actions.kill.signals import DEFAULT_SETTLE, DEFAULT_TIMEOUT, signal_name
 from portmon.actions.kill.text import format_start
 from portmon.model import Snapshot
@@ -174,8 +175,18 @@ def _denied(target: Target) -> TargetResult:
 
 
 def _signal(handle: _Handle, sig: int) -> TargetResult | None:
-    """Send ``sig`` (and SIGCONT to a stopped process); a result only when it could not be sent."""
+    """Send ``sig`` (and SIGCONT to a stopped process); a result only when it was not sent.
+
+    Just before, the target must still hold one of the plan's sockets: a holder that closed it, or
+    dup2'd something else over its fd, since the scan is no business of this kill and is left alone.
+    """
     target = handle.target
+    if holds_socket(target.pid, target.inodes) is False:
+        sockets = ", ".join(target.sockets) or "the port's sockets"
+        detail = (
+            f"pid {target.pid} no longer holds {sockets} (its fd was closed or replaced since the scan): left alone"
+        )
+        return TargetResult(target, LET_GO, tuple(handle.sent), detail)
     try:
         stopped = handle.status() == psutil.STATUS_STOPPED
         handle.send(sig)

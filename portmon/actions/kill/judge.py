@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 
@@ -13,6 +13,7 @@ from portmon.actions.kill.model import (
     EXITED,
     FREED,
     GONE,
+    LET_GO,
     REBOUND,
     STILL_HELD,
     SURVIVED,
@@ -34,8 +35,12 @@ def verdict_without_scan(plan: KillPlan, results: Sequence[TargetResult]) -> Ver
     """The verdict when there is no re-scan: still held by the survivors, or unknown."""
     alive = tuple(r.target.pid for r in results if r.alive)
     if alive:
-        return Verdict(STILL_HELD, f"port {plan.label} still held by {_held_text(results, alive)}", still_held_by=alive)
-    return Verdict(UNKNOWN, f"port {plan.label}: the holders exited (not re-scanned)")
+        verdict = Verdict(
+            STILL_HELD, f"port {plan.label} still held by {_held_text(results, alive)}", still_held_by=alive
+        )
+    else:
+        verdict = Verdict(UNKNOWN, f"port {plan.label}: the holders exited (not re-scanned)")
+    return _with_let_go(verdict, results)
 
 
 def _reason_for(result: TargetResult | None) -> str:
@@ -158,6 +163,14 @@ def _rebound_text(rebound: Sequence[NewHolder]) -> str:
     return "; ".join(parts)
 
 
+def _with_let_go(verdict: Verdict, results: Sequence[TargetResult]) -> Verdict:
+    """The verdict, saying which planned holders were left alone because they no longer held the socket."""
+    let_go = [str(r.target.pid) for r in results if r.result == LET_GO]
+    if not let_go:
+        return verdict
+    return replace(verdict, message=f"{verdict.message} (left alone: {', '.join(let_go)}, no longer holding it)")
+
+
 def judge(
     plan: KillPlan,
     results: Sequence[TargetResult],
@@ -165,6 +178,12 @@ def judge(
     describe: Callable[[int], NewHolder] = describe_new_holder,
 ) -> Verdict:
     """The verdict from the re-scan: freed, only TIME_WAIT left, still held (by whom), or re-bound by a new pid."""
+    return _with_let_go(_judge(plan, results, after, describe), results)
+
+
+def _judge(
+    plan: KillPlan, results: Sequence[TargetResult], after: Snapshot, describe: Callable[[int], NewHolder]
+) -> Verdict:
     now = sockets_on_port(after.sockets, plan.spec)
     holding = _sort_holders(plan, results, now)
     unseen, rebound = _split_new(plan, holding, describe)

@@ -35,6 +35,8 @@ SURVIVED = "survived"
 """Still running when the timeout ran out."""
 UNINTERRUPTIBLE = "uninterruptible"
 """Still running, in uninterruptible sleep (D state): no signal acts until its kernel call returns."""
+LET_GO = "let-go"
+"""No longer has an fd on any of the plan's sockets (it closed or replaced it since the scan): left alone."""
 
 # Verdicts after the re-scan.
 FREED = "freed"
@@ -155,7 +157,7 @@ class TargetResult:
 
     target: Target
     result: str
-    """EXITED, GONE, CHANGED, DENIED, SURVIVED or UNINTERRUPTIBLE."""
+    """EXITED, GONE, CHANGED, DENIED, SURVIVED, UNINTERRUPTIBLE or LET_GO."""
     signals: tuple[str, ...] = ()
     """The signals actually delivered, in order (``SIGTERM``, ``SIGCONT``, ``SIGKILL``)."""
     detail: str = ""

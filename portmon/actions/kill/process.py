@@ -11,6 +11,7 @@ from typing import TypeVar
 import psutil
 
 from portmon.actions.kill.identity import BootClock
+from portmon.collect.fdwalk import DIR_FLAGS, socket_fds
 from portmon.textsafe import safe
 
 IS_WINDOWS = sys.platform == "win32"
@@ -178,3 +179,23 @@ def may_signal(uids: tuple[int, int, int] | None) -> bool:
     mine = {os.getuid(), os.geteuid()}
     return uids[0] in mine or uids[2] in mine
 
+
+def holds_socket(pid: int, inodes: frozenset[int]) -> bool | None:
+    """Whether ``pid`` has an fd open on one of the socket ``inodes`` now (Linux's /proc/PID/fd).
+
+    None when that cannot be told: no inodes known (the collector did not give them), not Linux, or the
+    fds are not readable (another user's process, or it exited; signalling then says which).
+    """
+    if not inodes or not IS_LINUX:
+        return None
+    try:
+        dfd = os.open(f"/proc/{pid}/fd", DIR_FLAGS)
+    except OSError:
+        return None
+    try:
+        fds, _ = socket_fds(dfd, os.listdir(dfd))
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
+    return not inodes.isdisjoint(fds.values())
