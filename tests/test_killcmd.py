@@ -421,3 +421,15 @@ def test_a_restarted_listener_is_rebound_by_the_new_pid_in_json_too(handoff) -> 
     assert doc["message"].startswith(f"port {handoff.port}/tcp re-bound by new pid {new['pid']} (")
     assert f"child of {handoff.proc.pid} (" in doc["message"]
     assert "not seen holding it" not in doc["message"]
+
+
+def test_a_connection_waiting_to_be_accepted_is_named_as_such(spawn) -> None:  # type: ignore[no-untyped-def]
+    # The child never accepts: the connection waits in its backlog, held by no process.
+    child = spawn()
+    with socket.create_connection(("127.0.0.1", child.port), timeout=10):
+        res = kill(str(child.port), "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    if "ESTABLISHED" not in res.stdout:
+        pytest.skip("this collector does not list the server side of an unaccepted connection")
+    assert f"not yet accepted (in the backlog of pid {child.pid})" in res.stdout
+    assert "PID namespace" not in res.stdout and "cannot see" not in res.stdout

@@ -795,3 +795,58 @@ def test_a_holder_that_dup2d_over_the_socket_since_the_scan_is_left_alone(tmp_pa
         pair.wait(5)
         pair.stdout.close()
         pair.stdin.close()
+
+
+# -- honest explanations of sockets without a visible holder ------------------------------------------
+
+
+def test_a_connection_in_a_listeners_backlog_is_explained_as_such(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    listener = child.holders()
+    conn = Socket("tcp", 4, "127.0.0.1", child.port, "127.0.0.1", 50000, "ESTABLISHED", owner_note=killmodel_unseen())
+    plan = plan_kill([conn], PortSpec(child.port), [listener, conn])
+    (refusal,) = plan.refusals
+    assert refusal.kind == REFUSED_KERNEL_OWNED
+    assert f"not yet accepted (in the backlog of pid {child.pid})" in refusal.reason
+    assert "PID namespace" not in refusal.reason
+
+
+def test_without_root_a_backlog_connection_does_not_block_the_kill(spawn) -> None:  # type: ignore[no-untyped-def]
+    # Unprivileged, the collector calls an ownerless ESTABLISHED socket hidden (another user's): one
+    # waiting in our own listener's backlog is no reason to refuse killing that listener.
+    child = spawn()
+    listener = child.holders()
+    conn = Socket("tcp", 4, "127.0.0.1", child.port, "127.0.0.1", 50000, "ESTABLISHED", owner_note=OWNER_HIDDEN)
+    plan = plan_kill([listener, conn], PortSpec(child.port))
+    assert plan.actionable and [t.pid for t in plan.targets] == [child.pid]
+    assert any(f"not yet accepted (in the backlog of pid {child.pid})" in n for n in plan.notes)
+
+
+def test_an_ownerless_socket_names_the_fd_tables_that_could_not_be_read() -> None:
+    from portmon.actions.kill.text import kernel_owned_note
+
+    sock = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, owner_note=killmodel_unseen())
+    assert "the fds of 3 processes could not be read, even as root" in kernel_owned_note(sock, (), 3)
+    assert "PID namespace" in kernel_owned_note(sock, (), 0)
+
+
+def test_without_root_a_socket_of_another_uid_warns_of_an_unseen_holder(spawn, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from portmon.actions.kill import plan as killplan
+
+    monkeypatch.setattr(killplan, "privileged", lambda: False)
+    child = spawn()
+    sock = child.holders()._replace(inode=4_000_000_001)
+    mine = psutil.Process(child.pid).uids().effective
+    plan = plan_kill([sock], PortSpec(child.port), uids=lambda inodes: dict.fromkeys(inodes, mine))
+    assert not any("unseen without root" in n for n in plan.notes)
+    other = mine + 4242
+    plan = plan_kill([sock], PortSpec(child.port), uids=lambda inodes: dict.fromkeys(inodes, other))
+    assert plan.actionable
+    (note,) = [n for n in plan.notes if "unseen without root" in n]
+    assert f"the kernel says uid {other} opened it" in note and "another user's process may hold it too" in note
+
+
+def killmodel_unseen() -> str:
+    from portmon.model import OWNER_UNSEEN
+
+    return OWNER_UNSEEN

@@ -226,3 +226,26 @@ def test_deferred_engine_gives_the_same_answer_as_an_eager_import(server: Any) -
     probe = "import sys\nfrom portmon.cli.main import build_parser\nbuild_parser()\nprint(' '.join(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert not {"psutil", "portmon.actions.why"} & set(loaded.stdout.split())
+
+
+def test_a_connection_waiting_to_be_accepted_is_named_as_such(server: Any) -> None:
+    s = server()  # listens and never accepts
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10):
+        res = portmon("why", f"{s.port}/tcp")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"1 connection not yet accepted (in the backlog of pid {s.proc.pid})" in res.stdout
+    assert "owner not visible" not in res.stdout
+
+
+def test_unseen_sockets_name_the_fd_tables_that_could_not_be_read() -> None:
+    from portmon.actions.why import BIND_IN_USE, BindAttempt, judge
+    from portmon.model import LISTEN, OWNER_UNSEEN, Socket
+
+    sock = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, owner_note=OWNER_UNSEEN)
+    binds = [BindAttempt("tcp", 4, "0.0.0.0", False, BIND_IN_USE, "bind: EADDRINUSE")]
+    answer = judge(7000, "tcp", binds, [sock], privileged=True, unreadable=lambda: 2)
+    assert answer.message == (
+        "port 7000/tcp is in use, but no process in portmon's view holds it: "
+        "the fds of 2 processes could not be read, even as root, and one of them may hold it"
+    )
+    assert "PID namespace" in judge(7000, "tcp", binds, [sock], privileged=True, unreadable=lambda: 0).message

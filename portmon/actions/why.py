@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portmon.actions.kill.text import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
+from portmon.actions.ownerless import backlog_of, unreadable_fd_tables, unreadable_text
 from portmon.collect.base import is_privileged
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record
@@ -368,6 +369,10 @@ class _Evidence:
     """Sockets of another user's processes (only root sees their owner)."""
     unseen: list[Socket]
     """Sockets no process in portmon's view holds, although it could see them all."""
+    backlog: dict[int, int]
+    """Connections not yet accepted: listener pid -> how many wait in its backlog."""
+    unreadable: int
+    """Processes whose fds could not be read (counted only when there are unseen sockets)."""
     plain: list[BindAttempt]
     """The binds without SO_REUSEADDR that could be tried."""
     plain_ok: list[BindAttempt]
@@ -414,11 +419,26 @@ class _Evidence:
 
 
 def _evidence(
-    port: int, proto: str, binds: Sequence[BindAttempt], sockets: Sequence[Socket], privileged: bool, port_start: int
+    port: int,
+    proto: str,
+    binds: Sequence[BindAttempt],
+    sockets: Sequence[Socket],
+    privileged: bool,
+    port_start: int,
+    unreadable: Callable[[], int],
 ) -> _Evidence:
     """Sort the sockets on ``port``/``proto`` by kind and its test binds by result."""
     mine = tuple(b for b in binds if b.proto == proto)
     on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
+    backlog: dict[int, int] = {}
+    waiting: set[Socket] = set()
+    for sock in on_port:
+        listener = backlog_of(sock, on_port)
+        if listener is not None:
+            backlog[listener] = backlog.get(listener, 0) + 1
+            waiting.add(sock)
+    loose = [s for s in on_port if not s.holders and s not in waiting and not _is_remnant(s)]
+    unseen = [s for s in loose if s.owner_note == OWNER_UNSEEN]
     plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
     reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
     return _Evidence(
@@ -430,8 +450,10 @@ def _evidence(
         on_port=on_port,
         owned=[s for s in on_port if s.holders],
         remnants=[s for s in on_port if _is_remnant(s)],
-        hidden=[s for s in on_port if not s.holders and s.owner_note == OWNER_HIDDEN and not _is_remnant(s)],
-        unseen=[s for s in on_port if not s.holders and s.owner_note == OWNER_UNSEEN and not _is_remnant(s)],
+        hidden=[s for s in loose if s.owner_note == OWNER_HIDDEN],
+        unseen=unseen,
+        backlog=backlog,
+        unreadable=unreadable() if unseen else 0,
         plain=plain,
         plain_ok=[b for b in plain if b.ok],
         plain_in_use=[b for b in plain if b.result == BIND_IN_USE],
@@ -486,9 +508,12 @@ def _held_answer(ev: _Evidence, reader: ProcessReader, now: float, user: str | N
                 "a server binding one of the free addresses can start; one binding the wildcard address "
                 "(0.0.0.0 or ::) cannot"
             )
+    for pid, n in ev.backlog.items():
+        details.append(f"{_count(n, 'connection')} not yet accepted (in the backlog of pid {pid})")
     if ev.hidden or ev.unseen:
         more = _count(len(ev.hidden) + len(ev.unseen), "more socket")
-        details.append(f"{more} on the port: owner not visible to portmon")
+        why = f" ({unreadable_text(ev.unreadable)}, even as root)" if ev.unreadable else ""
+        details.append(f"{more} on the port: owner not visible to portmon{why}")
     if ev.remnants:
         details.append(
             f"the kernel also keeps {_count(len(ev.remnants), 'closed connection')} ({_state_counts(ev.remnants)})"
@@ -517,10 +542,16 @@ def _hidden_answer(ev: _Evidence) -> PortAnswer:
 
 
 def _unseen_answer(ev: _Evidence) -> PortAnswer:
-    message = (
-        f"port {ev.label} is in use, but no process in portmon's view holds it "
-        "(its owner runs in another PID namespace, such as a container)"
-    )
+    if ev.unreadable:
+        message = (
+            f"port {ev.label} is in use, but no process in portmon's view holds it: "
+            f"{unreadable_text(ev.unreadable)}, even as root, and one of them may hold it"
+        )
+    else:
+        message = (
+            f"port {ev.label} is in use, but no process in portmon's view holds it "
+            "(its owner runs in another PID namespace, such as a container)"
+        )
     listed = "; ".join(socket_label(s) for s in ev.unseen[:5])
     details = [f"{_count(len(ev.unseen), 'socket')} on the port: {listed}"]
     if ev.mixed:
@@ -587,15 +618,17 @@ def judge(
     now: float | None = None,
     user: str | None = None,
     port_start: int = 1024,
+    unreadable: Callable[[], int] = unreadable_fd_tables,
 ) -> PortAnswer:
     """The verdict for ``port``/``proto`` from the test binds and the socket table (pure but for ``reader``).
 
     ``sockets`` may be the whole table: only those bound locally to the port and protocol count.
     ``user`` is the invoking user (to tell when killing needs sudo); ``port_start`` the lowest
-    port unprivileged users may bind. The test binds decide whether the port is free; the socket
+    port unprivileged users may bind; ``unreadable`` counts the processes whose fds cannot be read
+    (called only when some socket has no visible holder). The test binds decide whether the port is free; the socket
     table explains why not, the most telling cause first.
     """
-    ev = _evidence(port, proto, binds, sockets, privileged, port_start)
+    ev = _evidence(port, proto, binds, sockets, privileged, port_start, unreadable)
     if ev.plain and len(ev.plain_ok) == len(ev.plain):
         return _free_answer(ev)
     if not ev.plain:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from portmon.actions.kill.identity import BootClock, Identity, PidFd, open_pidfd, same_process, system_clock
@@ -31,9 +31,11 @@ from portmon.actions.kill.process import (
     privileged,
     protected_pids,
     read_fresh,
+    socket_uids,
 )
 from portmon.actions.kill.signals import signal_name
 from portmon.actions.kill.text import format_start, kernel_owned_note, port_label, socket_label
+from portmon.actions.ownerless import backlog_of, unreadable_fd_tables
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Holder, Snapshot, Socket
 from portmon.portspec import PortSpec, sockets_on_port
 from portmon.textsafe import safe
@@ -58,12 +60,16 @@ class _Gathered:
     """Sockets no process holds (TIME_WAIT and the like)."""
 
 
-def _gather(sockets: Sequence[Socket], spec: PortSpec) -> _Gathered:
+def _gather(sockets: Sequence[Socket], spec: PortSpec, port_sockets: Sequence[Socket]) -> _Gathered:
     found = _Gathered()
+    unreadable: int | None = None
     for sock in sockets:
         if not sock.holders:
-            if sock.owner_note in (OWNER_KERNEL, OWNER_UNSEEN):
-                found.kernel_notes.append(kernel_owned_note(sock))
+            backlog = backlog_of(sock, port_sockets) is not None
+            if sock.owner_note == OWNER_UNSEEN and not backlog and unreadable is None:
+                unreadable = unreadable_fd_tables()
+            if backlog or sock.owner_note in (OWNER_KERNEL, OWNER_UNSEEN):
+                found.kernel_notes.append(kernel_owned_note(sock, port_sockets, unreadable))
             else:
                 found.refusals.append(
                     Refusal(
@@ -146,6 +152,28 @@ def _target(holder: Holder, fresh: ProcRead, found: _Gathered, pidfd: PidFd | No
     )
 
 
+def _unseen_user_notes(
+    sockets: Sequence[Socket],
+    uids_of: dict[int, set[int]],
+    spec: PortSpec,
+    uids: Callable[[frozenset[int]], dict[int, int]],
+) -> list[str]:
+    """Without root, a socket whose kernel uid matches no visible holder may also be held by an unseen process."""
+    inodes = frozenset(s.inode for s in sockets if s.inode and s.holders)
+    by_inode = uids(inodes) if inodes else {}
+    notes = []
+    for sock in sockets:
+        uid = by_inode.get(sock.inode)
+        seen = [uids_of[h.pid] for h in sock.holders if h.pid in uids_of]
+        if uid is None or not seen or any(uid in ids for ids in seen):
+            continue
+        notes.append(
+            f"{socket_label(sock)}: the kernel says uid {uid} opened it, but no process seen holding it runs as "
+            f"that uid: another user's process may hold it too, unseen without root; {_sudo_hint(spec)}"
+        )
+    return notes
+
+
 def plan_kill(
     sockets: Sequence[Socket],
     spec: PortSpec,
@@ -153,6 +181,7 @@ def plan_kill(
     *,
     protected: dict[int, str] | None = None,
     clock: BootClock | None = None,
+    uids: Callable[[frozenset[int]], dict[int, int]] = socket_uids,
 ) -> KillPlan:
     """Decide whom signalling would reach for ``sockets`` (the holders of which are the targets).
 
@@ -161,18 +190,20 @@ def plan_kill(
     (default: ``sockets``), kept to tell old holders from new ones after the kill. ``protected`` maps
     pids that must never be signalled to a name (default: portmon and its ancestors). Each target's
     pidfd (Linux) is opened before its identity is confirmed and kept in the plan, so the signal can
-    reach no other process; ``clock`` (default: the system's) stamps the plan in start-time units.
+    reach no other process; ``clock`` (default: the system's) stamps the plan in start-time units;
+    ``uids`` gives the kernel's uid of sockets by inode (read only without root, for the unseen-holder note).
     """
     guard = protected_pids() if protected is None else protected
     clock = system_clock() if clock is None else clock
     before = tuple(port_sockets) if port_sockets is not None else tuple(sockets)
-    found = _gather(sockets, spec)
+    found = _gather(sockets, spec, before)
     targets: list[Target] = []
     refusals = found.refusals
     notes: list[str] = []
     as_root = privileged()
     me = invoking_user()
     other_users: list[tuple[int, str]] = []
+    uids_of: dict[int, set[int]] = {}
     for pid, holder in found.holders.items():
         try:
             pidfd = open_pidfd(pid) if pid > 1 else None
@@ -186,6 +217,8 @@ def plan_kill(
         elif isinstance(checked, str):
             notes.append(checked)
         else:
+            if checked.uids is not None:
+                uids_of[pid] = set(checked.uids)
             target = _target(holder, checked, found, pidfd)
             if as_root and target.user and me and target.user != me:
                 other_users.append((pid, safe(target.user)))
@@ -195,6 +228,8 @@ def plan_kill(
     elif found.kernel_notes:
         # Only kernel-owned sockets are left: that is a refusal with the explanation, not "nothing".
         refusals.extend(Refusal(REFUSED_KERNEL_OWNED, n) for n in found.kernel_notes)
+    if not as_root and targets:
+        notes.extend(_unseen_user_notes(sockets, uids_of, spec, uids))
     if IS_WINDOWS and targets:
         notes.append("on Windows every signal is TerminateProcess, already a hard kill: holders cannot clean up")
     return KillPlan(

@@ -12,6 +12,7 @@ import psutil
 
 from portmon.actions.kill.identity import BootClock
 from portmon.collect.fdwalk import DIR_FLAGS, socket_fds
+from portmon.collect.tables import TABLES, parse_proc_net
 from portmon.textsafe import safe
 
 IS_WINDOWS = sys.platform == "win32"
@@ -199,3 +200,18 @@ def holds_socket(pid: int, inodes: frozenset[int]) -> bool | None:
     finally:
         os.close(dfd)
     return not inodes.isdisjoint(fds.values())
+
+
+def socket_uids(inodes: frozenset[int], procfs: str = "/proc") -> dict[int, int]:
+    """inode -> the uid the kernel records for that socket (its creator's), from /proc/net; {} off Linux."""
+    if not inodes or not IS_LINUX:
+        return {}
+    found: dict[int, int] = {}
+    for table in TABLES:
+        try:
+            with open(f"{procfs}/net/{table.filename}", "rb") as fh:
+                rows = parse_proc_net(fh.read(), table)
+        except OSError:
+            continue
+        found.update((row.inode, row.uid) for row in rows if row.inode in inodes)
+    return found
