@@ -433,3 +433,40 @@ def test_a_connection_waiting_to_be_accepted_is_named_as_such(spawn) -> None:  #
         pytest.skip("this collector does not list the server side of an unaccepted connection")
     assert f"not yet accepted (in the backlog of pid {child.pid})" in res.stdout
     assert "PID namespace" not in res.stdout and "cannot see" not in res.stdout
+
+
+def test_portmon_and_its_walk_child_are_never_holders_of_an_inherited_socket() -> None:
+    # portmon inherits a listening socket (as under socket activation): neither it nor the short-lived
+    # child that walks every fd for the first scan may be listed as a holder to signal.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portmon", "kill", str(port), "--dry-run", "--json"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            pass_fds=[sock.fileno()],
+        )
+        out, err = proc.communicate(timeout=60)
+    doc = json.loads(out)
+    (listener,) = [s for s in doc["sockets"] if "LISTEN" in s["socket"]]
+    assert set(listener["pids"]) <= {os.getpid(), proc.pid}, "the walk child was listed as a holder"
+    assert proc.pid not in [t["pid"] for t in doc["targets"]] + [r["pid"] for r in doc["refusals"]]
+    assert any(f"portmon itself (pid {proc.pid}) holds an inherited copy" in n for n in doc["notes"])
+
+
+def test_the_walk_child_is_not_the_holder_of_a_socket_portmon_inherited() -> None:
+    # On main the short-lived child that walks the fds for the first scan kept portmon's inherited
+    # fds and showed up as the socket's holder (process name unknown, since it had exited).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portmon", "list", f":{port}", "--json"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            pass_fds=[sock.fileno()],
+        )
+        out, err = proc.communicate(timeout=60)
+    (row,) = json.loads(out)
+    assert row["pid"] in (os.getpid(), proc.pid), err

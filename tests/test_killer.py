@@ -35,7 +35,6 @@ from portmon.actions.kill.model import (
     REFUSED_KERNEL_THREAD,
     REFUSED_NO_PID,
     REFUSED_PERMISSION,
-    REFUSED_SELF,
     STILL_HELD,
     SURVIVED,
     TIME_WAIT_ONLY,
@@ -101,7 +100,9 @@ def test_pid_0_and_pid_1_are_refused() -> None:
         execute(plan, rescan=_empty)
 
 
-def test_portmon_itself_and_its_ancestors_are_refused() -> None:
+def test_portmon_itself_is_no_holder_and_its_ancestors_are_refused() -> None:
+    # portmon's own copy of a socket is inherited (socket activation, a leaked fd): never a holder to
+    # signal nor a reason to refuse; its shell, sudo and terminal are refused.
     me = psutil.Process()
     holders = [Holder(me.pid, "python", create_time=me.create_time())]
     holders += [Holder(p.pid, p.name(), create_time=p.create_time()) for p in me.parents() if p.pid > 1]
@@ -109,7 +110,8 @@ def test_portmon_itself_and_its_ancestors_are_refused() -> None:
     sock = Socket("tcp", 4, "127.0.0.1", 9, state=LISTEN, holders=tuple(holders))
     plan = plan_kill([sock], PortSpec(9))
     kinds = {r.pid: r.kind for r in plan.refusals}
-    assert kinds[me.pid] == REFUSED_SELF
+    assert me.pid not in kinds and me.pid not in [t.pid for t in plan.targets]
+    assert any(f"portmon itself (pid {me.pid}) holds an inherited copy" in n for n in plan.notes)
     assert all(kinds[h.pid] == REFUSED_ANCESTOR for h in holders[1:])
     assert "ancestors" in next(r.reason for r in plan.refusals if r.kind == REFUSED_ANCESTOR)
     assert not plan.actionable
@@ -117,11 +119,11 @@ def test_portmon_itself_and_its_ancestors_are_refused() -> None:
 
 def test_a_refused_holder_blocks_the_whole_kill(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn()
-    mine = Holder(os.getpid(), "python", create_time=psutil.Process().create_time())
-    sock = child.holders()._replace(holders=child.holders().holders + (mine,))
+    init = Holder(1, "init")
+    sock = child.holders()._replace(holders=child.holders().holders + (init,))
     plan = plan_kill([sock], PortSpec(child.port))
     assert [t.pid for t in plan.targets] == [child.pid]
-    assert [r.kind for r in plan.refusals] == [REFUSED_SELF]
+    assert [r.kind for r in plan.refusals] == [REFUSED_INIT]
     assert not plan.actionable
     with pytest.raises(ValueError):
         execute(plan, rescan=_empty)
@@ -850,3 +852,12 @@ def killmodel_unseen() -> str:
     from portmon.model import OWNER_UNSEEN
 
     return OWNER_UNSEEN
+
+
+def test_after_the_kill_portmons_own_inherited_copy_does_not_count_as_a_holder() -> None:
+    plan = _plan_of([101])
+    mine = Holder(os.getpid(), "portmon", create_time=psutil.Process().create_time())
+    after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=(mine,)))
+    verdict = judge(plan, _results(plan, EXITED), after)
+    assert verdict.kind == FREED and verdict.still_held_by == () and verdict.rebound_by == ()
+    assert verdict.message == "port 8080/tcp freed of its holders; portmon itself holds an inherited copy until it exits"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -101,6 +102,8 @@ class _Holding:
     """The snapshot's start time of each new holder."""
     hidden: bool = False
     """A socket on the port whose holder portmon cannot see."""
+    inherited: bool = False
+    """A socket on the port held by nobody but portmon itself (an inherited copy)."""
 
 
 def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence[Socket]) -> _Holding:
@@ -112,13 +115,16 @@ def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence
         for h in sock.holders:
             old.setdefault(h.pid, h.create_time)
     out = _Holding()
+    me = os.getpid()
     for sock in now:
         if not sock.holders:
             if sock.owner_note not in (OWNER_KERNEL, OWNER_UNSEEN):
                 out.hidden = True
             continue
+        if all(h.pid == me for h in sock.holders):
+            out.inherited = True
         for h in sock.holders:
-            if h.pid in out.still or h.pid in out.new:
+            if h.pid == me or h.pid in out.still or h.pid in out.new:
                 continue
             known = h.pid in old and (
                 h.create_time is None or old[h.pid] is None or same_start_time(old[h.pid], h.create_time)
@@ -204,6 +210,10 @@ def _judge(
         )
     if holding.hidden:
         return Verdict(STILL_HELD, f"port {label} still held by a process portmon cannot see; root would reveal it")
+    if holding.inherited:
+        return Verdict(
+            FREED, f"port {label} freed of its holders; portmon itself holds an inherited copy until it exits"
+        )
     if now:
         return Verdict(
             TIME_WAIT_ONLY,

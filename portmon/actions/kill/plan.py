@@ -34,7 +34,7 @@ from portmon.actions.kill.process import (
     socket_uids,
 )
 from portmon.actions.kill.signals import signal_name
-from portmon.actions.kill.text import format_start, kernel_owned_note, port_label, socket_label
+from portmon.actions.kill.text import first_listed, format_start, kernel_owned_note, port_label, socket_label
 from portmon.actions.ownerless import backlog_of, unreadable_fd_tables
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Holder, Snapshot, Socket
 from portmon.portspec import PortSpec, sockets_on_port
@@ -58,11 +58,14 @@ class _Gathered:
     """Sockets held by a process portmon cannot see."""
     kernel_notes: list[str] = field(default_factory=list)
     """Sockets no process holds (TIME_WAIT and the like)."""
+    inherited: list[str] = field(default_factory=list)
+    """Labels of sockets portmon itself holds a copy of (inherited): it is never a holder to signal."""
 
 
 def _gather(sockets: Sequence[Socket], spec: PortSpec, port_sockets: Sequence[Socket]) -> _Gathered:
     found = _Gathered()
     unreadable: int | None = None
+    me = os.getpid()
     for sock in sockets:
         if not sock.holders:
             backlog = backlog_of(sock, port_sockets) is not None
@@ -80,6 +83,9 @@ def _gather(sockets: Sequence[Socket], spec: PortSpec, port_sockets: Sequence[So
                 )
             continue
         for holder in sock.holders:
+            if holder.pid == me:
+                found.inherited.append(socket_label(sock))
+                continue
             found.holders.setdefault(holder.pid, holder)
             found.labels.setdefault(holder.pid, []).append(socket_label(sock))
             if sock.inode:
@@ -174,6 +180,15 @@ def _unseen_user_notes(
     return notes
 
 
+def _inherited_note(labels: Sequence[str]) -> str:
+    shown, left = first_listed(labels, lambda label: " -> " not in label)
+    listed = "; ".join(shown) + (f" and {left:,} more" if left else "")
+    return (
+        f"portmon itself (pid {os.getpid()}) holds an inherited copy of {listed}: it is no holder to signal, "
+        "and lets go when portmon exits"
+    )
+
+
 def plan_kill(
     sockets: Sequence[Socket],
     spec: PortSpec,
@@ -230,6 +245,8 @@ def plan_kill(
         refusals.extend(Refusal(REFUSED_KERNEL_OWNED, n) for n in found.kernel_notes)
     if not as_root and targets:
         notes.extend(_unseen_user_notes(sockets, uids_of, spec, uids))
+    if found.inherited:
+        notes.append(_inherited_note(found.inherited))
     if IS_WINDOWS and targets:
         notes.append("on Windows every signal is TerminateProcess, already a hard kill: holders cannot clean up")
     return KillPlan(
