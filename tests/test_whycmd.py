@@ -249,3 +249,20 @@ def test_unseen_sockets_name_the_fd_tables_that_could_not_be_read() -> None:
         "the fds of 2 processes could not be read, even as root, and one of them may hold it"
     )
     assert "PID namespace" in judge(7000, "tcp", binds, [sock], privileged=True, unreadable=lambda: 0).message
+
+
+def test_portmon_itself_is_never_named_as_a_holder() -> None:
+    # portmon's own (inherited) copy of a socket is not a holder; a real holder next to it still is.
+    from portmon.actions.why import BIND_IN_USE, HELD, BindAttempt, judge
+    from portmon.model import LISTEN, Holder, Socket
+    from portmon.procinfo import ProcessDetail
+
+    me = Holder(os.getpid(), "portmon")
+    binds = [BindAttempt("tcp", 4, "0.0.0.0", False, BIND_IN_USE, "bind: EADDRINUSE")]
+    only_me = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, holders=(me,))
+    answer = judge(7000, "tcp", binds, [only_me], privileged=True, reader=lambda pid, ct: ProcessDetail(pid))
+    assert answer.reason == HELD and answer.holders == () and answer.kill_command is None
+    assert answer.message == "port 7000/tcp is in use only by portmon's own inherited copy: it is free once portmon exits"
+    shared = only_me._replace(holders=(me, Holder(4_000_000, "srv")))
+    answer = judge(7000, "tcp", binds, [shared], privileged=True, reader=lambda pid, ct: ProcessDetail(pid))
+    assert [h.pid for h in answer.holders] == [4_000_000]

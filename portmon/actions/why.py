@@ -371,6 +371,8 @@ class _Evidence:
     """Sockets no process in portmon's view holds, although it could see them all."""
     backlog: dict[int, int]
     """Connections not yet accepted: listener pid -> how many wait in its backlog."""
+    inherited: list[Socket]
+    """Sockets nobody but portmon itself holds (inherited copies: portmon is never a holder)."""
     unreadable: int
     """Processes whose fds could not be read (counted only when there are unseen sockets)."""
     plain: list[BindAttempt]
@@ -430,14 +432,21 @@ def _evidence(
     """Sort the sockets on ``port``/``proto`` by kind and its test binds by result."""
     mine = tuple(b for b in binds if b.proto == proto)
     on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
+    me = os.getpid()
+    inherited = [s for s in on_port if s.holders and all(h.pid == me for h in s.holders)]
+    # Every verdict below is drawn from the sockets as held by processes other than portmon itself.
+    view = tuple(
+        s if all(h.pid != me for h in s.holders) else s._replace(holders=tuple(h for h in s.holders if h.pid != me))
+        for s in on_port
+    )
     backlog: dict[int, int] = {}
     waiting: set[Socket] = set()
-    for sock in on_port:
-        listener = backlog_of(sock, on_port)
+    for sock in view:
+        listener = backlog_of(sock, view)
         if listener is not None:
             backlog[listener] = backlog.get(listener, 0) + 1
             waiting.add(sock)
-    loose = [s for s in on_port if not s.holders and s not in waiting and not _is_remnant(s)]
+    loose = [s for s in view if not s.holders and s not in waiting and not _is_remnant(s)]
     unseen = [s for s in loose if s.owner_note == OWNER_UNSEEN]
     plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
     reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
@@ -448,11 +457,12 @@ def _evidence(
         port_start=port_start,
         binds=mine,
         on_port=on_port,
-        owned=[s for s in on_port if s.holders],
-        remnants=[s for s in on_port if _is_remnant(s)],
+        owned=[s for s in view if s.holders],
+        remnants=[s for s in view if _is_remnant(s)],
         hidden=[s for s in loose if s.owner_note == OWNER_HIDDEN],
         unseen=unseen,
         backlog=backlog,
+        inherited=inherited,
         unreadable=unreadable() if unseen else 0,
         plain=plain,
         plain_ok=[b for b in plain if b.ok],
@@ -510,6 +520,8 @@ def _held_answer(ev: _Evidence, reader: ProcessReader, now: float, user: str | N
             )
     for pid, n in ev.backlog.items():
         details.append(f"{_count(n, 'connection')} not yet accepted (in the backlog of pid {pid})")
+    if ev.inherited:
+        details.append(_inherited_line(ev))
     if ev.hidden or ev.unseen:
         more = _count(len(ev.hidden) + len(ev.unseen), "more socket")
         why = f" ({unreadable_text(ev.unreadable)}, even as root)" if ev.unreadable else ""
@@ -525,6 +537,19 @@ def _held_answer(ev: _Evidence, reader: ProcessReader, now: float, user: str | N
     return ev.answer(
         free=False, reason=reason, message=message, details=tuple(details), holders=holders, kill_command=kill
     )
+
+
+def _inherited_line(ev: _Evidence) -> str:
+    return (
+        f"portmon itself (pid {os.getpid()}) holds an inherited copy of {_count(len(ev.inherited), 'socket')} "
+        "on the port (socket activation or a leaked fd): it lets go when it exits"
+    )
+
+
+def _inherited_answer(ev: _Evidence) -> PortAnswer:
+    """Nobody but portmon itself holds the port: a copy it inherited."""
+    message = f"port {ev.label} is in use only by portmon's own inherited copy: it is free once portmon exits"
+    return ev.answer(free=False, reason=HELD, message=message, details=(_inherited_line(ev),))
 
 
 def _hidden_answer(ev: _Evidence) -> PortAnswer:
@@ -635,6 +660,8 @@ def judge(
         return _untested_answer(ev)
     if ev.owned:
         return _held_answer(ev, reader, _time.time() if now is None else now, user)
+    if ev.inherited:
+        return _inherited_answer(ev)
     if ev.hidden:
         return _hidden_answer(ev)
     if ev.unseen:
