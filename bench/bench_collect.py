@@ -214,7 +214,7 @@ def start_load(n: int, args: argparse.Namespace) -> tuple[BenchLoad, Callable[[]
         return dense, dense.stop, f"dense: {dense.sockets:,} sockets in {len(dense.pids)} process(es), resets only"
     spec = realistic(n)
     load = Load(spec, max_seconds=1800.0).start()
-    return load, load.stop, f"realistic: {spec.describe()}"
+    return load, load.stop, f"realistic: {spec.describe()}" + (f"\n   ({load.note})" if load.note else "")
 
 
 def bench_size(n: int, args: argparse.Namespace, list_env: dict[str, str] | None) -> dict[str, Any]:

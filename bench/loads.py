@@ -17,9 +17,10 @@ loopback only, and takes it down again (``stop()``, or leaving the ``with`` bloc
   so the count of held sockets stays the same while their inodes change.
 
 Every process exits when its parent goes away (its stdin reaches EOF) or after ``max_seconds``,
-and on ``stop()`` the held connections are reset, so they leave no TIME_WAIT behind. What it
-needs: root, or a hard RLIMIT_NOFILE above the largest process's socket count (the server holds
-the sum of the holders' connections with ``peer="server"``).
+and on ``stop()`` the held connections are reset, so they leave no TIME_WAIT behind. Each
+process raises its RLIMIT_NOFILE soft limit as it needs; a holder or server whose sockets would
+exceed the hard limit (which only CAP_SYS_RESOURCE may raise, up to nr_open) is spread over
+several processes, and ``Load.note`` says so.
 
 Two shapes are named: ``realistic(n)`` (issue 11: ~n sockets over 300 processes holding 1-200
 sockets each, one busy server, 20 % of the sockets in TIME_WAIT) and ``issue18(scale)`` (3
@@ -163,6 +164,31 @@ def issue18(scale: float = 1.0) -> LoadSpec:
     return LoadSpec((per, per, per), "self", 200.0 * scale, round(8000 * scale))
 
 
+def fd_headroom() -> int:
+    """Sockets one process may hold: the hard RLIMIT_NOFILE, or nr_open with CAP_SYS_RESOURCE, less some spare."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    try:
+        with open("/proc/self/status") as f:
+            caps = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), 0)
+        if caps & (1 << 24):  # CAP_SYS_RESOURCE: the hard limit may be raised up to nr_open
+            with open("/proc/sys/fs/nr_open") as f:
+                limit = max(limit, int(f.read()))
+    except OSError:
+        pass
+    if limit == resource.RLIM_INFINITY:
+        limit = 1 << 20
+    return max(limit - _SPARE_FDS, 2)
+
+
+def split_to_fit(counts: tuple[int, ...], most: int) -> list[int]:
+    """``counts`` with each count above ``most`` split into equal parts of at most ``most``."""
+    out: list[int] = []
+    for count in counts:
+        parts = max(1, math.ceil(count / most))
+        out += [count // parts + (1 if i < count % parts else 0) for i in range(parts)]
+    return out
+
+
 def raise_nofile(need: int) -> None:
     """Raise RLIMIT_NOFILE to ``need`` (the hard limit too, which needs CAP_SYS_RESOURCE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -180,7 +206,7 @@ def raise_nofile(need: int) -> None:
 def _listen(host: str, count: int) -> list[socket.socket]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     out = []
-    for _ in range(max(1, count)):
+    for _ in range(count):
         s = socket.socket(family, socket.SOCK_STREAM)
         s.bind((host, 0))
         s.listen(4096)
@@ -204,6 +230,8 @@ def _server_main(held_ports: int, short_ports: int, nofile: int, host: str, dead
     raise_nofile(nofile)
     held = _listen(host, held_ports)
     short = _listen(host, short_ports)
+    if not held and not short:
+        raise ValueError("a server with no ports")
     for s in held + short:
         s.setblocking(False)
     sel = selectors.DefaultSelector()
@@ -213,9 +241,9 @@ def _server_main(held_ports: int, short_ports: int, nofile: int, host: str, dead
         sel.register(s, selectors.EVENT_READ, ("short", s))
     sel.register(sys.stdin, selectors.EVENT_READ, ("stdin", None))
     kept: dict[int, socket.socket] = {}
-    ports = [s.getsockname()[1] for s in held]
-    shorts = ",".join(str(s.getsockname()[1]) for s in short)
-    sys.stdout.write(f"ready {','.join(map(str, ports))} {shorts}\n")
+    ports = ",".join(str(s.getsockname()[1]) for s in held) or "-"
+    shorts = ",".join(str(s.getsockname()[1]) for s in short) or "-"
+    sys.stdout.write(f"ready {ports} {shorts}\n")
     sys.stdout.flush()
     running = True
     while running and time.monotonic() < deadline:
@@ -268,16 +296,25 @@ def _server_main(held_ports: int, short_ports: int, nofile: int, host: str, dead
 class _Held:
     """One holder's connections: to the server's ports, or to its own listeners (both ends held)."""
 
-    def __init__(self, count: int, peer: str, ports: list[int], host: str) -> None:
+    def __init__(self, count: int, peer: str, ports: list[int], host: str, offset: int = 0) -> None:
         self.host = host
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.listeners = _listen(host, math.ceil(count / PAIRS_PER_PORT)) if peer == "self" else []
         self.ports = [s.getsockname()[1] for s in self.listeners] if peer == "self" else ports
         self.conns: list[tuple[socket.socket, ...]] = []
-        self._next = 0
+        self._next = offset
+        """Connections to the server go round its ports from here (the holders' running total), so its
+        processes get equal shares."""
         self.open(count)
 
     def open(self, n: int) -> None:
+        if not self.listeners:
+            for _ in range(n):
+                c = socket.socket(self.family, socket.SOCK_STREAM)
+                c.connect((self.host, self.ports[self._next % len(self.ports)]))
+                self._next += 1
+                self.conns.append((c,))
+            return
         while n > 0:
             batch = min(n, 1000)  # under the accept backlog
             i = self._next % len(self.ports)
@@ -287,12 +324,9 @@ class _Held:
                 c = socket.socket(self.family, socket.SOCK_STREAM)
                 c.connect((self.host, self.ports[i]))
                 clients.append(c)
-            if self.listeners:
-                for c in clients:
-                    s, _ = self.listeners[i].accept()
-                    self.conns.append((c, s))
-            else:
-                self.conns += [(c,) for c in clients]
+            for c in clients:
+                s, _ = self.listeners[i].accept()
+                self.conns.append((c, s))
             n -= batch
 
     def churn(self, n: int) -> int:
@@ -311,12 +345,14 @@ class _Held:
             s.close()
 
 
-def _holder_child(count: int, spec: dict[str, object], commands: int, replies: int, deadline: float) -> None:
+def _holder_child(
+    count: int, offset: int, spec: dict[str, object], commands: int, replies: int, deadline: float
+) -> None:
     ports = spec["ports"]
     assert isinstance(ports, list)
     try:
         raise_nofile((2 if spec["peer"] == "self" else 1) * count + _SPARE_FDS)
-        held = _Held(count, str(spec["peer"]), ports, str(spec["host"]))
+        held = _Held(count, str(spec["peer"]), ports, str(spec["host"]), offset)
     except Exception as exc:  # noqa: BLE001 - reported to the spawner, which reports it to the parent
         os.write(replies, f"error {os.getpid()} {type(exc).__name__}: {exc}\n".encode()[:500])
         return
@@ -346,6 +382,7 @@ def _spawner_main(spec: dict[str, object], deadline: float) -> None:
     replies = os.fdopen(replies_r, "rb")
     children: list[tuple[int, int, int]] = []  # pid, command pipe, connections
     gc.freeze()  # keep the forked children from copying the interpreter's pages
+    offset = 0
     for count in counts:
         cmd_r, cmd_w = os.pipe()
         pid = os.fork()
@@ -356,11 +393,12 @@ def _spawner_main(spec: dict[str, object], deadline: float) -> None:
                 os.close(other)
             code = 0
             try:
-                _holder_child(count, spec, cmd_r, replies_w, deadline)
+                _holder_child(count, offset, spec, cmd_r, replies_w, deadline)
             except BaseException:  # noqa: BLE001 - a child never returns into the spawner's loop
                 code = 1
             os._exit(code)
         os.close(cmd_r)
+        offset += count
         children.append((pid, cmd_w, count))
         words = replies.readline().decode().split()
         if not words or words[0] != "ok":
@@ -460,23 +498,42 @@ class Load:
             raise ValueError("an empty load")
         self.spec = spec
         self.max_seconds = max_seconds
+        room = fd_headroom()
+        per_conn = 2 if spec.peer == "self" else 1
+        self.holders = split_to_fit(spec.holders, room // per_conn)
+        """Connections per holder process: ``spec.holders``, a holder split when its sockets exceed the fd limit."""
+        held = sum(spec.holders) if spec.peer == "server" else 0
+        self.servers = max(1, math.ceil(held / room))
+        """Server processes: one, or several (each with its own ports) when its sockets exceed the fd limit."""
+        self.note = ""
+        """Says how the load was spread to fit RLIMIT_NOFILE, when it had to be."""
+        if len(self.holders) != len(spec.holders) or self.servers > 1:
+            self.note = (
+                f"spread over {len(self.holders)} holder and {self.servers} server processes to stay under "
+                f"RLIMIT_NOFILE ({room + _SPARE_FDS:,} per process here)"
+            )
         self._procs: list[tuple[str, subprocess.Popen[str]]] = []
         self.holder_pids: list[int] = []
-        self.server_pid: int | None = None
+        self.server_pids: list[int] = []
         self.churner_pid: int | None = None
         self.held_ports: list[int] = []
-        """The server's ports for held connections (empty with ``peer="self"``)."""
+        """The servers' ports for held connections (empty with ``peer="self"``)."""
         self.short_ports: list[int] = []
         """The server's ports for short connections: its TIME_WAIT sockets have these as local port."""
 
     @property
+    def server_pid(self) -> int | None:
+        """The (first) server process."""
+        return self.server_pids[0] if self.server_pids else None
+
+    @property
     def pids(self) -> list[int]:
         """Every process holding sockets of the load."""
-        return [p for p in (self.server_pid, self.churner_pid) if p is not None] + self.holder_pids
+        return self.server_pids + ([self.churner_pid] if self.churner_pid is not None else []) + self.holder_pids
 
     @property
     def ports(self) -> list[int]:
-        """The server's listening ports: local port of the server's held ends and of its TIME_WAIT sockets."""
+        """The servers' listening ports: local port of the servers' held ends and of their TIME_WAIT sockets."""
         return self.held_ports + self.short_ports
 
     def _start(self, role: str, *args: str) -> subprocess.Popen[str]:
@@ -494,27 +551,28 @@ class Load:
         """Start the server, the holders and the churner; return once every connection is up."""
         spec = self.spec
         try:
-            ports: list[int] = []
-            short_ports = "0"
             needs_server = spec.peer == "server" or spec.churn_per_s or spec.prefill
-            if needs_server:
-                held = sum(spec.holders) if spec.peer == "server" else 0
-                # One short-connection port per 4,000 TIME_WAIT sockets, so client ports are rarely reused on one.
-                shorts = max(1, math.ceil(max(spec.time_wait_steady, spec.prefill) / 4000))
-                server = self._start("server", str(max(1, math.ceil(held / PAIRS_PER_PORT))), str(shorts),
-                                     str(held + _SPARE_FDS), spec.host)
-                self.server_pid = server.pid
+            held = sum(spec.holders) if spec.peer == "server" else 0
+            share = math.ceil(held / self.servers)
+            for i in range(self.servers if needs_server else 0):
+                # One short-connection port per 4,000 TIME_WAIT sockets, so client ports are rarely reused on one;
+                # the first server takes them all (TIME_WAIT sockets hold no file descriptor).
+                shorts = math.ceil(max(spec.time_wait_steady, spec.prefill) / 4000) if i == 0 else 0
+                server = self._start("server", str(math.ceil(share / PAIRS_PER_PORT)), str(shorts),
+                                     str(share + _SPARE_FDS), spec.host)
+                self.server_pids.append(server.pid)
                 words = _reply(server, "server", timeout)
-                ports = [int(p) for p in words[1].split(",")]
-                short_ports = words[2]
-                self.held_ports = ports if spec.peer == "server" else []
-                self.short_ports = [int(p) for p in short_ports.split(",")]
+                self.held_ports += [int(p) for p in words[1].split(",") if p != "-"]
+                self.short_ports += [int(p) for p in words[2].split(",") if p != "-"]
             if spec.holders:
-                blob = json.dumps({"holders": list(spec.holders), "peer": spec.peer, "ports": ports, "host": spec.host})
+                blob = json.dumps(
+                    {"holders": list(self.holders), "peer": spec.peer, "ports": self.held_ports, "host": spec.host}
+                )
                 spawner = self._start("holders", blob)
                 self.holder_pids = [int(p) for p in _reply(spawner, "holders", timeout)[1].split(",")]
             if spec.churn_per_s or spec.prefill:
-                churner = self._start("churner", spec.host, short_ports, str(spec.churn_per_s), str(spec.prefill))
+                shorts_arg = ",".join(map(str, self.short_ports))
+                churner = self._start("churner", spec.host, shorts_arg, str(spec.churn_per_s), str(spec.prefill))
                 self.churner_pid = churner.pid
                 _reply(churner, "churner", timeout)
         except BaseException:
@@ -641,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with Load(spec, max_seconds=args.seconds + 60 if args.seconds else 3600.0) as load:
         print(f"ready in {time.monotonic() - started:.1f} s: {len(load.pids)} processes; Ctrl-C stops", flush=True)
+        if load.note:
+            print(f"({load.note})", flush=True)
         try:
             while not args.seconds or time.monotonic() - started < args.seconds:
                 time.sleep(min(5.0, args.seconds or 5.0))

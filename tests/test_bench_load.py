@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loads import Load, LoadSpec, count_tcp_states, issue18, realistic, spread  # noqa: E402
+from bench.loads import Load, LoadSpec, count_tcp_states, issue18, realistic, split_to_fit, spread  # noqa: E402
 
 needs_proc_net = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux /proc/net/tcp")
 
@@ -45,6 +45,11 @@ def test_spread_is_deterministic_and_grows_the_process_count_when_needed() -> No
     assert spread(3, 10) == [1, 1, 1]
     with pytest.raises(ValueError):
         spread(0, 10)
+
+
+def test_split_to_fit_splits_only_what_exceeds_the_limit_into_equal_parts() -> None:
+    assert split_to_fit((10, 25, 5), 10) == [10, 9, 8, 8, 5]
+    assert split_to_fit((11_900,) * 3, 9_968) == [5950, 5950] * 3
 
 
 def test_realistic_and_issue18_shapes() -> None:
