@@ -176,7 +176,19 @@ def process_label(sock: Socket, width: int = 24) -> str:
     return f"{name} (+{extra})" if extra else name
 
 
-TABLE_HEADERS = ("PROTO", "LOCAL ADDRESS", "PORT", "SERVICE", "REMOTE ADDRESS", "RPORT", "RSERVICE", "STATE", "PID", "PROCESS", "USER")
+TABLE_HEADERS = (
+    "PROTO",
+    "LOCAL ADDRESS",
+    "PORT",
+    "SERVICE",
+    "REMOTE ADDRESS",
+    "RPORT",
+    "RSERVICE",
+    "STATE",
+    "PID",
+    "PROCESS",
+    "USER",
+)
 
 
 def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
@@ -229,12 +241,12 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces, numbers right-aligned; no trailing blanks."""
     if not rows:
         return "  ".join(headers)
-    columns = list(zip(*rows))
-    widths = [max(len(h), max(map(len, column))) for h, column in zip(headers, columns)]
+    columns = list(zip(*rows, strict=True))
+    widths = [max(len(h), max(map(len, column))) for h, column in zip(headers, columns, strict=True)]
     # Each distinct value once: a column of 10,000 cells holds few (except the ports, still quick).
     numeric = [all(c.isdigit() or c in ("", "*") for c in set(column)) for column in columns]
     # One format string for every line: its fields pad in C.
-    template = "  ".join(f"{{:{'>' if num else '<'}{w}}}" for w, num in zip(widths, numeric))
+    template = "  ".join(f"{{:{'>' if num else '<'}{w}}}" for w, num in zip(widths, numeric, strict=True))
     fill = template.format
     return "\n".join([fill(*headers).rstrip(), *(fill(*r).rstrip() for r in rows)])
 

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from portmon.model import Snapshot
 
 if TYPE_CHECKING:
+    from portmon.collect.base import Collector
     from portmon.collect.fdwalk import ColdWalk
+    from portmon.registry import Registry
 
 PROG = "portmon"
 
@@ -76,7 +78,7 @@ class Context:
         self.args = args
         self.stdout = stdout
         self.stderr = stderr
-        self._registry: object = None
+        self._registry: Registry | None = None
         self.cold_walk: ColdWalk | None = None
         """A cold fd walk the ``portmon`` command started before loading anything (see
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
@@ -94,15 +96,17 @@ class Context:
     def interval(self) -> float:
         """--interval, given before or after the subcommand (default 1 s)."""
         sub = getattr(self.args, "interval_sub", None)
-        return sub if sub is not None else self.args.interval
+        value = sub if sub is not None else self.args.interval
+        return float(value)
 
     @property
     def collector_name(self) -> str:
         """--collector, given before or after the subcommand (default auto)."""
         sub = getattr(self.args, "collector_sub", None)
-        return sub if sub is not None else self.args.collector
+        value = sub if sub is not None else self.args.collector
+        return str(value)
 
-    def registry(self):  # type: ignore[no-untyped-def]
+    def registry(self) -> Registry:
         """The service registry (loaded once; warnings about missing files go to stderr)."""
         if self._registry is None:
             from portmon.registry import load_registry
@@ -113,7 +117,7 @@ class Context:
             self._registry = reg
         return self._registry
 
-    def collector(self):  # type: ignore[no-untyped-def]
+    def collector(self) -> Collector:
         """The collector for this platform (procfs on Linux), naming services from the registry."""
         from portmon.collect.choose import default_collector
 
@@ -133,7 +137,7 @@ class Context:
             else:
                 start_cold_walk(walk)
         try:
-            snap = collector.scan()
+            snap: Snapshot = collector.scan()
         except Exception as exc:  # noqa: BLE001 - reported as one line
             raise CommandFailed(f"cannot read the socket table: {type(exc).__name__}: {exc}") from None
         if snap.warning:

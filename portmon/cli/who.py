@@ -71,6 +71,8 @@ def run(ctx: Context) -> int:
                 )
         lines.append(format_table(("PID", "PROCESS", "USER", "PROTO", "LOCAL", "REMOTE", "STATE", "NOTE"), rows))
         if not held:
-            lines.append("no process holds this port: only kernel-owned sockets (TIME_WAIT) remain; they clear by themselves")
+            lines.append(
+                "no process holds this port: only kernel-owned sockets (TIME_WAIT) remain; they clear by themselves"
+            )
     ctx.stdout.write("\n".join(lines) + "\n")
     return 0 if held else 1

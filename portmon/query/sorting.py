@@ -186,7 +186,7 @@ def _proto_ranks(items: list[Socket], descending: bool) -> tuple[list[int], int]
     families = list(map(_FAMILY, items))
     # Families are 4 and 6, so 16 slots per protocol keep (protocol, family) order in one int.
     base = {proto: 16 * i for i, proto in enumerate(sorted(set(protos)))}
-    ranks = [base[proto] + family for proto, family in zip(protos, families)]
+    ranks = [base[proto] + family for proto, family in zip(protos, families, strict=True)]
     top = 16 * len(base)
     if descending:
         ranks = [top - rank for rank in ranks]
@@ -210,7 +210,7 @@ def _composite(column: str, ranks: Iterable[int], rank_bits: int, items: list[So
         # Too many distinct values to pack (over a million): exact tuples, slower.
         return [
             (r, lp, -1 if rp is None else rp)
-            for r, lp, rp in zip(ranks, map(_LOCAL_PORT, items), map(_REMOTE_PORT, items))
+            for r, lp, rp in zip(ranks, map(_LOCAL_PORT, items), map(_REMOTE_PORT, items), strict=True)
         ]
     scale_rp = float(1 << spare) if rport_bits else 0.0
     scale_lp = float(1 << (spare + rport_bits)) if lport_bits else 0.0
@@ -218,13 +218,13 @@ def _composite(column: str, ranks: Iterable[int], rank_bits: int, items: list[So
     if column == "remote_addr":  # the rank already is the remote address
         return [
             r * scale_r + lp * scale_lp + (0 if rp is None else rp + 1) * scale_rp
-            for r, (lp, rp) in zip(ranks, map(_PORTS, items))
+            for r, (lp, rp) in zip(ranks, map(_PORTS, items), strict=True)
         ]
     mask = (1 << spare) - 1
     crcs = map(crc32, map(str.encode, [addr or "" for addr in map(_REMOTE_ADDR, items)]))
     return [
         r * scale_r + lp * scale_lp + (0 if rp is None else rp + 1) * scale_rp + (crc & mask)
-        for r, (lp, rp), crc in zip(ranks, map(_PORTS, items), crcs)
+        for r, (lp, rp), crc in zip(ranks, map(_PORTS, items), crcs, strict=True)
     ]
 
 
@@ -265,7 +265,7 @@ def _break_ties(order: list[int], composite: list[Any], items: list[Socket]) -> 
     left = _tied_positions(list(map(keys.__getitem__, by)), list(map(remote_addrs.__getitem__, by)))
     if left:
         fixed = sorted((keys[by[i]], remote_addrs[by[i]], items[rows[i]].key, rows[i]) for i in left)
-        for i, entry in zip(left, fixed):
+        for i, entry in zip(left, fixed, strict=True):
             rows[i] = entry[3]
-    for position, row in zip(positions, rows):
+    for position, row in zip(positions, rows, strict=True):
         order[position] = row
