@@ -52,10 +52,12 @@ def scans_once(argv: list[str]) -> bool:
 def start_cold_walk_early(argv: list[str]) -> ColdWalk | None:
     """Start the first scan's fd walk in a child before anything else loads, when ``argv`` scans once (speed trick).
 
-    The walk (~35 ms at 10,000 sockets) then overlaps this process's imports, argument parsing
-    and table reads. Measured at 10,000 sockets (``python bench/bench_tricks.py``): ``portmon
-    list --json`` saves ~WALK_MS ms. The plain version starts no walk (None): the scan walks the
-    fds itself. tests/test_launch.py checks that both answer the same.
+    The walk then overlaps this process's imports, argument parsing and table reads, so it saves
+    wall time, not CPU time, and only with a core to spare. Measured (``python bench/bench_tricks.py
+    --no-load --only walk``, ``portmon list --json``, 21 runs on a 2-core host busy with other
+    benchmarks, 20,000-51,000 sockets): fastest run 264 ms against 270 ms without, median 947
+    against 1030. The plain version starts no walk (None): the scan walks the fds itself.
+    tests/test_launch.py checks that both answer the same.
     """
     if not scans_once(argv):
         return None
