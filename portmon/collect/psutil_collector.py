@@ -31,6 +31,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_Raw = tuple[str, int, str, int, "str | None", "int | None", "str | None", "int | None"]
+"""One psutil connection: (proto, family, laddr, lport, raddr, rport, state, pid)."""
+_Listener = tuple["str | None", "int | None", str, int]
+"""A listening endpoint as psutil names it: (proto, family, address, port)."""
+_SocketIdent = tuple[object, ...]
+"""What two sockets share when only ``seq`` tells them apart."""
+
+
 class ProcessCache:
     """Names and users of processes, cached per (pid, start time) so a reused pid is never confused."""
 
@@ -118,14 +126,14 @@ class PsutilCollector:
         self._expand = expand_holders
         self._procs = ProcessCache()
 
-    def _system_connections(self) -> tuple[list, str | None]:
+    def _system_connections(self) -> tuple[list[Any], str | None]:
         import psutil
 
         try:
             return psutil.net_connections(kind="inet"), None
         except psutil.AccessDenied:
             pass
-        conns = []
+        conns: list[Any] = []
         for proc in psutil.process_iter():
             try:
                 for c in proc.net_connections(kind="inet"):
@@ -143,7 +151,7 @@ class PsutilCollector:
         conns, warning = self._system_connections()
         privileged = is_privileged()
         services = self._services
-        raw: list[tuple] = []
+        raw: list[_Raw] = []
         pids: set[int] = set()
         for c in conns:
             proto = _PROTO.get(c.type)
@@ -160,7 +168,7 @@ class PsutilCollector:
         extra = self._extra_holders(raw) if self._expand else {}
         self._procs.forget_except(list(pids) + [h.pid for hs in extra.values() for h in hs])
         sockets: list[Socket] = []
-        seen: dict[tuple, int] = {}
+        seen: dict[_SocketIdent, int] = {}
         hidden = 0
         for proto, family, laddr, lport, raddr, rport, state, pid in raw:
             if pid:
@@ -199,7 +207,7 @@ class PsutilCollector:
             collector=self.name,
         )
 
-    def _extra_holders(self, raw: Sequence[tuple]) -> dict[tuple, tuple[Holder, ...]]:
+    def _extra_holders(self, raw: Sequence[_Raw]) -> dict[tuple[object, ...], tuple[Holder, ...]]:
         """Other processes of a listener's family (ancestors and descendants) holding the same socket.
 
         psutil may name any one of a pre-fork server's processes, a worker as well as the master,
@@ -208,8 +216,8 @@ class PsutilCollector:
         """
         import psutil
 
-        out: dict[tuple, tuple[Holder, ...]] = {}
-        held: dict[int, frozenset[tuple] | None] = {}
+        out: dict[tuple[object, ...], tuple[Holder, ...]] = {}
+        held: dict[int, frozenset[_Listener] | None] = {}
         kids: dict[int, list[int]] | None = None
 
         def descendants(top: int) -> list[int]:
@@ -234,7 +242,7 @@ class PsutilCollector:
                         stack.append(child)
             return found
 
-        def listeners_of(pid: int) -> frozenset[tuple]:
+        def listeners_of(pid: int) -> frozenset[_Listener]:
             if pid not in held:
                 try:
                     held[pid] = frozenset(
@@ -249,7 +257,7 @@ class PsutilCollector:
         for proto, family, laddr, lport, raddr, _rport, state, pid in raw:
             if not pid or raddr is not None or not (state is None or state == psutil.CONN_LISTEN):
                 continue
-            listener = (proto, family, laddr, lport)
+            listener: _Listener = (proto, family, laddr, lport)
             try:
                 top = psutil.Process(pid)
                 while True:

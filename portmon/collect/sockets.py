@@ -7,12 +7,10 @@ from collections.abc import Callable
 from portmon.collect.base import ServiceLookup, owner_note
 from portmon.collect.holders import HolderInfo
 from portmon.collect.owners import OwnerIndex, Proc
-from portmon.collect.tables import TCP_STATE_NAMES, Decoded, Table
+from portmon.collect.tables import TCP_STATE_NAMES, Decoded, Key, Table
 from portmon.model import Holder, Socket
 
 _MISSING = object()
-Key = tuple[object, ...]
-"""An opaque table key (see ``portmon.collect.tables``)."""
 
 
 class SocketBuilder:

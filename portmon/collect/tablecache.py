@@ -7,11 +7,9 @@ an unchanged socket costs one dict lookup and only new keys are decoded (see ``p
 
 from __future__ import annotations
 
-from portmon.collect.tables import TABLES, Decoded, NetlinkReader, ProcNetReader, Table
+from portmon.collect.tables import TABLES, Decoded, Key, NetlinkReader, ProcNetReader, Table
 from portmon.model import Socket
 
-Key = tuple[object, ...]
-"""An opaque table key (see ``portmon.collect.tables``)."""
 Reader = NetlinkReader | ProcNetReader
 
 

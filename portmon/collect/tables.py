@@ -17,7 +17,7 @@ import re
 import socket
 import struct
 import sys
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from portmon.model import (
     CLOSE,
@@ -70,6 +70,9 @@ TABLES: tuple[Table, ...] = (
     Table("udp", 6, "udp6", socket.IPPROTO_UDP, socket.AF_INET6),
 )
 """The four tables every scan reads, in the order sockets are reported."""
+
+Key = tuple[Any, ...]
+"""One row of a table as a reader returns it: opaque, hashable, equal for an unchanged socket."""
 
 Decoded = tuple[str, int, str | None, int | None, int, int, int]
 """(local_addr, local_port, remote_addr, remote_port, kernel state number, uid, inode)."""
@@ -153,12 +156,12 @@ class ProcNetReader:
             os.close(fd)
         return b"".join(chunks)
 
-    def read(self, table: Table) -> list[tuple]:
+    def read(self, table: Table) -> list[Key]:
         """Keys of every socket in ``table``: (b"LOCAL REMOTE ST", b"uid", b"inode")."""
         return self.keys_of(self.read_bytes(table))
 
     @staticmethod
-    def keys_of(data: bytes) -> list[tuple]:
+    def keys_of(data: bytes) -> list[Key]:
         """Keys of every row in a /proc/net table's text; ValueError on a row that is not understood."""
         keys = _LINE.findall(data)
         rows = data.count(b"\n") - 1 + (0 if data.endswith(b"\n") or not data else 1)
@@ -178,23 +181,23 @@ class ProcNetReader:
         return keys
 
     @staticmethod
-    def inode(key: tuple) -> int:
+    def inode(key: Key) -> int:
         """The socket inode in a key."""
         return int(key[2])
 
     @staticmethod
-    def uid(key: tuple) -> int:
+    def uid(key: Key) -> int:
         """The socket's uid in a key."""
         return int(key[1])
 
-    def decode(self, table: Table, key: tuple) -> Decoded:
+    def decode(self, table: Table, key: Key) -> Decoded:
         """Decode a key: (local_addr, local_port, remote_addr, remote_port, state, uid, inode)."""
         local, remote, state = key[0].split(b" ")
         laddr, lport = self._endpoint(local, table.family)
         raddr, rport = self._endpoint(remote, table.family)
         return laddr or "", lport or 0, raddr, rport, int(state, 16), int(key[1]), int(key[2])
 
-    def decode_all(self, table: Table, keys: list[tuple]) -> list[Decoded]:
+    def decode_all(self, table: Table, keys: list[Key]) -> list[Decoded]:
         """``decode`` of every key in ``keys``, in order."""
         decode = self.decode
         return [decode(table, key) for key in keys]
@@ -273,7 +276,7 @@ class NetlinkReader:
             self._sock.close()
             self._sock = None
 
-    def read(self, table: Table) -> list[tuple]:
+    def read(self, table: Table) -> list[Key]:
         """Keys of every socket in ``table``: (state, ports+addresses, uid, inode); OSError if refused."""
         if self._sock is None:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
@@ -291,8 +294,8 @@ class NetlinkReader:
             raise
 
     @staticmethod
-    def _receive(sock: socket.socket) -> list[tuple]:
-        keys: list[tuple] = []
+    def _receive(sock: socket.socket) -> list[Key]:
+        keys: list[Key] = []
         append = keys.append
         entry = _ENTRY.unpack_from
         header = _MSGHDR.unpack_from
@@ -324,16 +327,18 @@ class NetlinkReader:
                 off += (length + 3) & ~3
 
     @staticmethod
-    def inode(key: tuple) -> int:
+    def inode(key: Key) -> int:
         """The socket inode in a key."""
-        return key[3]
+        inode: int = key[3]
+        return inode
 
     @staticmethod
-    def uid(key: tuple) -> int:
+    def uid(key: Key) -> int:
         """The socket's uid in a key."""
-        return key[2]
+        uid: int = key[2]
+        return uid
 
-    def decode(self, table: Table, key: tuple) -> Decoded:
+    def decode(self, table: Table, key: Key) -> Decoded:
         """Decode a key: (local_addr, local_port, remote_addr, remote_port, state, uid, inode)."""
         state, ident, uid, inode = key
         lport = (ident[0] << 8) | ident[1]
@@ -350,7 +355,7 @@ class NetlinkReader:
             raddr = addrs.get(raw) or self._addr(table.af, raw)
         return laddr, lport, raddr, rport or None, state, uid, inode
 
-    def decode_all(self, table: Table, keys: list[tuple]) -> list[Decoded]:
+    def decode_all(self, table: Table, keys: list[Key]) -> list[Decoded]:
         """``decode`` of every key in ``keys``, in order (one loop: the hot path of a cold scan)."""
         af = table.af
         size = 4 if af == socket.AF_INET else 16
