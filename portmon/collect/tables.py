@@ -242,21 +242,36 @@ _REQ = struct.Struct("=BBBBI48x")
 # From the start of a message: nlmsghdr (16), family, *state*, timer, retrans, *sockid ports and
 # addresses (36)*, if + cookie (12), expires, rqueue, wqueue, *uid*, *inode*.
 _ENTRY = struct.Struct("=17xB2x36s24xII")
-_UNIFORM: dict[int, tuple[struct.Struct, struct.Struct]] = {}
-"""Message length -> (its (length, type) header, its entry) read in steps of that length."""
-
-
-def _uniform(length: int) -> tuple[struct.Struct, struct.Struct]:
-    """Structs that read a buffer of messages of ``length`` bytes each, one message per step."""
-    found = _UNIFORM.get(length)
-    if found is None:
-        rest = length - _ENTRY.size
-        found = _UNIFORM[length] = (struct.Struct(f"=IH{length - 6}x"), struct.Struct(f"{_ENTRY.format}{rest}x"))
-    return found
-
 _PORTS = struct.Struct(">HH")
 """The first four bytes of a key's sockid: local and remote port, in network order."""
 _ERRNO = struct.Struct("=16xi")
+
+
+def unpack_messages(buf: bytes, keys: list[Key]) -> bool:
+    """Append the key of every socket entry in one read of a dump to ``keys``; True at its DONE message.
+
+    One Python step per message. Reads of same-length entries used to be unpacked by two
+    ``iter_unpack`` calls instead: that saved 0.8-1.5 ms at 10,000 sockets (best of 30 on a
+    2-core VM), under the 2 ms a trick must save, and would not apply once entries carry
+    attributes of different lengths.  OSError on an error message or a malformed one.
+    """
+    entry = _ENTRY.unpack_from
+    header = _MSGHDR.unpack_from
+    off = 0
+    end = len(buf)
+    while off < end:
+        length, kind = header(buf, off)
+        if kind == SOCK_DIAG_BY_FAMILY:
+            keys.append(entry(buf, off))
+        elif kind == _NLMSG_DONE:
+            return True
+        elif kind == _NLMSG_ERROR:
+            err = -_ERRNO.unpack_from(buf, off)[0]
+            raise OSError(err, f"sock_diag: {os.strerror(err)}")
+        if length < 16:
+            raise OSError("malformed netlink message")
+        off += (length + 3) & ~3
+    return False
 
 
 class NetlinkReader:
@@ -295,36 +310,14 @@ class NetlinkReader:
 
     @staticmethod
     def _receive(sock: socket.socket) -> list[Key]:
+        """Every socket entry of a dump, read until its DONE message."""
         keys: list[Key] = []
-        append = keys.append
-        entry = _ENTRY.unpack_from
-        header = _MSGHDR.unpack_from
         while True:
             buf = sock.recv(1 << 16)
             if not buf:
                 raise OSError("netlink socket closed during a dump")
-            # Most reads hold only socket entries of one length (the kernel adds the same
-            # attributes to each): those are unpacked in two calls, with no Python step per socket.
-            first, kind = header(buf, 0) if len(buf) >= _MSGHDR.size else (0, 0)
-            if kind == SOCK_DIAG_BY_FAMILY and first >= _ENTRY.size and first % 4 == 0 and len(buf) % first == 0:
-                heads, entries = _uniform(first)
-                if set(heads.iter_unpack(buf)) == {(first, SOCK_DIAG_BY_FAMILY)}:
-                    keys.extend(entries.iter_unpack(buf))
-                    continue
-            off = 0
-            end = len(buf)
-            while off < end:
-                length, kind = header(buf, off)
-                if kind == SOCK_DIAG_BY_FAMILY:
-                    append(entry(buf, off))
-                elif kind == _NLMSG_DONE:
-                    return keys
-                elif kind == _NLMSG_ERROR:
-                    err = -_ERRNO.unpack_from(buf, off)[0]
-                    raise OSError(err, f"sock_diag: {os.strerror(err)}")
-                if length < 16:
-                    raise OSError("malformed netlink message")
-                off += (length + 3) & ~3
+            if unpack_messages(buf, keys):
+                return keys
 
     @staticmethod
     def inode(key: Key) -> int:
