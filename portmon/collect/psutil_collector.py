@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket as _socket
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import psutil
 
 from portmon.collect.base import ServiceLookup, is_privileged, owner_note
 from portmon.model import (
@@ -15,20 +17,9 @@ from portmon.model import (
     Socket,
 )
 
-if TYPE_CHECKING:
-    import psutil
-
-# psutil is imported where it is used: it costs ~13 ms at start, and on Linux the procfs collector
-# (what ``portmon list`` uses) does not need it.
-
-
-def __getattr__(name: str) -> Any:
-    """``portmon.collect.psutil_collector.psutil`` still names the psutil module (imported on first use)."""
-    if name == "psutil":
-        import psutil
-
-        return psutil
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# psutil is imported with the module: it costs ~13 ms, but this module is imported only when the
+# psutil collector is chosen (``portmon.collect.choose``), and its first scan needs psutil at once.
+# Deferring the import to each function (with a module ``__getattr__`` for ``.psutil``) saved nothing.
 
 
 _Raw = tuple[str, int, str, int, "str | None", "int | None", "str | None", "int | None"]
@@ -48,8 +39,6 @@ class ProcessCache:
 
     def holder(self, pid: int) -> Holder:
         """A Holder for ``pid``; name and user None when the process is gone or unreadable."""
-        import psutil
-
         try:
             proc = psutil.Process(pid)
             created = proc.create_time()
@@ -75,8 +64,6 @@ class ProcessCache:
         return holder
 
     def _user_of(self, proc: psutil.Process) -> str | None:
-        import psutil
-
         try:
             uid = proc.uids().real
         except (AttributeError, psutil.AccessDenied):
@@ -127,8 +114,6 @@ class PsutilCollector:
         self._procs = ProcessCache()
 
     def _system_connections(self) -> tuple[list[Any], str | None]:
-        import psutil
-
         try:
             return psutil.net_connections(kind="inet"), None
         except psutil.AccessDenied:
@@ -144,8 +129,6 @@ class PsutilCollector:
 
     def scan(self) -> Snapshot:
         """Take a snapshot (raises only when psutil itself fails unexpectedly)."""
-        import psutil
-
         started = time.perf_counter()
         taken = time.time()
         conns, warning = self._system_connections()
@@ -214,8 +197,6 @@ class PsutilCollector:
         so the search climbs to the topmost ancestor that still holds the listener and then checks
         that ancestor's descendants. Each process's sockets are read at most once per scan.
         """
-        import psutil
-
         out: dict[tuple[object, ...], tuple[Holder, ...]] = {}
         held: dict[int, frozenset[_Listener] | None] = {}
         kids: dict[int, list[int]] | None = None
