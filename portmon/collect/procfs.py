@@ -211,9 +211,7 @@ class ProcfsCollector:
         out = found.out
         for ti, table_misses in enumerate(found.misses):
             if table_misses:
-                filled = found.fresh[ti]
-                assert filled is not None  # a table with misses always gets a fresh cache
-                builder.build(TABLES[ti], table_misses, found.decoded[ti], out, filled, privileged)
+                builder.build(TABLES[ti], table_misses, found.decoded[ti], out, found.fresh[ti], privileged)
         sockets = cast("list[Socket]", out)  # every miss is filled in now
         stale = dirty - found.new_inodes.keys()
         if stale:

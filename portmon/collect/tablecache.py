@@ -25,8 +25,8 @@ class TableRead:
         """Per table: (position in ``out``, key) of every key not seen in the last scan."""
         self.keys: list[list[Key]] = []
         """Per table: every key read."""
-        self.fresh: list[dict[Key, Socket | None] | None] = []
-        """Per table: the key -> socket map to keep (None: the table did not change)."""
+        self.fresh: list[dict[Key, Socket | None]] = []
+        """Per table: the key -> socket map to keep."""
         self.dropped: set[int] = set()
         """Inodes of the last scan's rows that are gone (or changed key)."""
         self.decoded: list[list[Decoded]] = []
@@ -74,10 +74,6 @@ class TableCache:
             found.keys.append(keys)
             cache = self._caches[ti]
             base = len(out)
-            if len(keys) == len(cache) and all(map(cache.__contains__, keys)):
-                out.extend(map(cache.__getitem__, keys))
-                found.fresh.append(None)
-                continue
             if not cache:  # a first scan (or one after a fault): every key is new
                 found.misses[ti] = list(enumerate(keys, base))
                 out.extend([None] * len(keys))
@@ -116,9 +112,7 @@ class TableCache:
             for keys in found.keys:
                 fresh.append(dict(zip(keys, sockets[base : base + len(keys)], strict=True)))
                 base += len(keys)
-        for ti, replacement in enumerate(fresh):
-            if replacement is not None:
-                self._caches[ti] = replacement
+        self._caches = fresh
 
     def present(self, found: TableRead) -> set[int]:
         """Every inode in the tables ``found`` read."""
