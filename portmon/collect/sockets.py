@@ -98,7 +98,10 @@ class SocketBuilder:
     ) -> None:
         """Decode the new keys of one table into sockets, at their places in ``out`` and in ``cache``.
 
-        The hot path of a cold scan (10,000 sockets: ~25 ms): everything it needs per socket is a local.
+        The hot path of a cold scan (10,000 sockets: ~25 ms): everything it needs per socket is a
+        local. Speed trick: each ``Socket`` is built with positional arguments, ~4.5 ms for 10,000
+        where keywords take ~11 ms (best of 30, 2-core VM); tests/test_collect_parts.py checks the
+        built fields by name.
         """
         proto = table.proto
         family = table.family
