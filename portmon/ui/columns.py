@@ -132,30 +132,11 @@ def column_at(layout: Sequence[tuple[Column, int]], x: int) -> str | None:
 
 def fit(text: str, width: int, right: bool = False) -> str:
     """Pad or cut ``text`` to exactly ``width`` terminal cells, marking a cut with an ellipsis."""
-    if text.isascii():
-        length = len(text)
-        if length > width:
-            return text[: width - 1] + ELLIPSIS if width > 0 else ""
-        return text.rjust(width) if right else text.ljust(width)
     length = cell_len(text)
     if length > width:
         if width <= 0:
             return ""
-        text = chop_cells(text, width - 1)[0]
-        text = text + ELLIPSIS
-        length = cell_len(text)
-    pad = " " * max(0, width - length)
-    return pad + text if right else text + pad
-
-
-
-def fit_plain(text: str, width: int, right: bool = False) -> str:
-    """:func:`fit` without its ASCII fast path (the plain version, for the equivalence test and the benchmark)."""
-    length = cell_len(text)
-    if length > width:
-        if width <= 0:
-            return ""
-        text = chop_cells(text, width - 1)[0] + ELLIPSIS
+        text = (chop_cells(text, width - 1)[0] if width > 1 else "") + ELLIPSIS
         length = cell_len(text)
     pad = " " * max(0, width - length)
     return pad + text if right else text + pad

@@ -5,12 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from portmon.actions.why import Binder, WhyReport, explain
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
+from portmon.procinfo import ProcessReader
 
 if TYPE_CHECKING:
     from portmon.ui.killmodal import KillModal
     from portmon.ui.whymodal import WhyModal, WhyProbe
+
+
+def why_prober(
+    binder: Binder, reader: ProcessReader, privileged: bool | None, clock: Callable[[], float]
+) -> WhyProbe:
+    """The dialog's probe: test-bind a port with ``binder`` and explain it against the sockets given."""
+
+    def probe(spec: PortSpec, sockets: Sequence[Socket]) -> WhyReport:
+        return explain(spec, sockets, binder=binder, reader=reader, privileged=privileged, now=clock())
+
+    return probe
 
 
 def why_dialog(

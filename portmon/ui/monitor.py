@@ -17,10 +17,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Sparkline, Static
 
-from portmon.actions.why import Binder, WhyReport, explain, probe_binds
+from portmon.actions.why import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.model import Snapshot, Socket
-from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessReader
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog
@@ -29,7 +28,7 @@ from portmon.textsafe import visible
 from portmon.ui.background import HostNames
 from portmon.ui.detail import DetailPane
 from portmon.ui.detailfeed import DetailFeed, ProcessRead
-from portmon.ui.dialogs import kill_dialog, why_dialog
+from portmon.ui.dialogs import kill_dialog, why_dialog, why_prober
 from portmon.ui.eventlog import EventLogPane, pane_content
 from portmon.ui.filterbox import FilterInput
 from portmon.ui.help import HelpScreen
@@ -117,8 +116,8 @@ class MonitorScreen(Screen[None]):
         self.events = EventLog(event_limit)
         """The session's events (bounded); the event log pane shows them filtered like the table."""
         self.events_visible = False
-        self._binder = binder
-        self._privileged = privileged
+        self.why_probe = why_prober(binder, process_reader, privileged, clock)
+        """Test-binds a port and explains it (runs on a worker thread while polling)."""
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -264,7 +263,8 @@ class MonitorScreen(Screen[None]):
             resolving=self.resolving,
             outcome=self.outcome,
         )
-        # Fixed size (two lines, the bar's width): no layout pass for a status change.
+        # Fixed size (two lines, the bar's width): no layout pass for a status change, which would
+        # cost 6-8 ms at 160x50 with the detail pane open (python bench/bench_ui_tricks.py).
         self.query_one("#status", Static).update(status_text(info), layout=False)
 
     def _show_banner(self) -> None:
@@ -428,17 +428,6 @@ class MonitorScreen(Screen[None]):
     @on(EventLogPane.BackRequested)
     def _events_back(self) -> None:
         self.table.focus()
-
-    def why_probe(self, spec: PortSpec, sockets: Sequence[Socket]) -> WhyReport:
-        """Test-bind ``spec`` and explain it against ``sockets`` (runs on a worker thread while polling)."""
-        return explain(
-            spec,
-            sockets,
-            binder=self._binder,
-            reader=self._process_reader,
-            privileged=self._privileged,
-            now=self.clock(),
-        )
 
     def action_why(self) -> None:
         """Why is the selected row's port busy? (The dialog also takes a typed port.)"""

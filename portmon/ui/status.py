@@ -136,7 +136,8 @@ class Banner(Static):
     def show(self, snapshot: Snapshot | None, interval: float) -> None:
         """Show what :func:`banner_text` says about ``snapshot``; nothing is redrawn when that did not change.
 
-        Usually there is no banner at all: updating it anyway would cost a layout pass on every refresh.
+        Usually there is no banner at all: updating it anyway would cost a layout pass on every refresh,
+        6-8 ms at 160x50 with the detail pane open (``python bench/bench_ui_tricks.py``).
         """
         text = banner_text(snapshot, interval)
         error = snapshot is not None and snapshot.error is not None

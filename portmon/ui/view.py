@@ -133,7 +133,9 @@ class RowIndex:
     """Finds a socket's row by key without a dict of every key (building one costs ~50 ms at 50k rows).
 
     Looked up only for the cursor, a few times per refresh: candidates with the same local port are
-    found with C-level iteration, and only those are compared by key.
+    found with C-level iteration, and only those are compared by key. Measured at 10,000 sockets
+    (``python bench/bench_ui_tricks.py``): 1.2-1.4 ms per refresh instead of 3.7-5 ms for a dict;
+    tests/test_ui_tricks.py checks it finds what the dict finds.
     """
 
     __slots__ = ("_rows", "_ports")
@@ -168,14 +170,19 @@ _FIRST = itemgetter(0)
 
 
 def _longest(values: Iterable[str | None]) -> int:
-    # Every row on every refresh: keep the loop in C (map, set) and measure only the distinct values.
+    # Measure only the distinct values.
     distinct: set[str | None] = set(values)
     distinct.discard(None)
     return max(map(len, distinct), default=0)  # type: ignore[arg-type]  # None was discarded
 
 
 def column_widths(rows: Sequence[Socket]) -> dict[str, int]:
-    """Longest text per variable-width column among ``rows``."""
+    """Longest text per variable-width column among ``rows``.
+
+    Runs over every row on every refresh, so the loops stay in C (``map``, ``set``): 4 ms at 10,000
+    sockets instead of 12-19 ms for :func:`column_widths_plain` (``python bench/bench_ui_tricks.py``),
+    which tests/test_ui_tricks.py checks it equals.
+    """
     first_holders = list(map(_FIRST, filter(None, map(_HOLDERS, rows))))
     return {
         "local_addr": _longest(map(attrgetter("local_addr"), rows)),
