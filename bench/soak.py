@@ -154,7 +154,7 @@ def _stores(screen: Any) -> dict[str, tuple[int, int | None]]:
         "table rows": (len(table.rows), None),
         "snapshot rows": (snapshot_rows, None),
         "row cache": (len(table._cache), getattr(sockettable, "ROW_CACHE_LIMIT", 4096) + 1),
-        "process details": (len(screen._details), 256 + 1),
+        "process details": (len(screen.detail_feed.details), 256 + 1),
         "count history": (len(screen.history), 600),
         "marks (new+changed+closed)": (len(marks.opened) + len(marks.changed) + len(marks.closed), None),
         "filter holder cache": (len(filters._holder_text), filters._HOLDER_LIMIT + 1),
