@@ -134,7 +134,7 @@ def test_a_refused_holder_blocks_the_whole_kill(spawn) -> None:  # type: ignore[
 def test_kernel_threads_are_refused() -> None:
     if not psutil.pid_exists(2) or psutil.Process(2).name() != "kthreadd":
         pytest.skip("no visible kthreadd (pid namespace)")
-    kids = [p for p in psutil.Process(2).children()][:1]
+    kids = psutil.Process(2).children()[:1]
     holders = (Holder(2, "kthreadd"),) + tuple(Holder(p.pid, p.name(), create_time=p.create_time()) for p in kids)
     plan = plan_kill([Socket("tcp", 4, "0.0.0.0", 2049, state=LISTEN, holders=holders)], PortSpec(2049))
     assert {r.kind for r in plan.refusals} == {REFUSED_KERNEL_THREAD}
@@ -236,7 +236,8 @@ def test_pid_reuse_is_caught_without_pidfd_too(spawn, record_file, monkeypatch) 
     monkeypatch.setattr(killident, "HAVE_PIDFD", False)
     child = spawn(f"record={record_file}")
     plan = plan_kill([child.holders()], PortSpec(child.port))
-    forged = dataclasses.replace(plan.targets[0], identity=Identity(child.pid, plan.targets[0].identity.create_time + 1000))
+    later = plan.targets[0].identity.create_time + 1000
+    forged = dataclasses.replace(plan.targets[0], identity=Identity(child.pid, later))
     outcome = execute(dataclasses.replace(plan, targets=(forged,)), signal.SIGTERM, 1.0, rescan=_real_scan, settle=0)
     assert outcome.results[0].result == CHANGED
     assert child.alive() and record_file.read_text() == ""
@@ -358,7 +359,8 @@ def _python_for(user: str) -> str | None:
         env = {"PYTHONPATH": f"{ROOT}:{site}", "PATH": "/usr/bin:/bin"}
         try:
             ok = subprocess.run(
-                [python, "-c", "import psutil, portmon.actions.kill.plan"], env=env, user=user, capture_output=True, timeout=20
+                [python, "-c", "import psutil, portmon.actions.kill.plan"],
+                env=env, user=user, capture_output=True, timeout=20,
             )
         except (OSError, subprocess.SubprocessError):
             continue
@@ -367,7 +369,9 @@ def _python_for(user: str) -> str | None:
     return None
 
 
-needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to start another user's process")
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to start another user's process"
+)
 
 
 @needs_root
@@ -379,8 +383,10 @@ def test_another_users_process_is_refused_for_non_root(spawn, record_file) -> No
     sock = child.holders()
     h = sock.holders[0]
     script = (
-        "from portmon.actions.kill.plan import plan_kill; from portmon.model import Socket, Holder; from portmon.portspec import PortSpec\n"
-        f"s = Socket('tcp', 4, '127.0.0.1', {child.port}, state='LISTEN', holders=(Holder({h.pid}, 'python3', 'root', {h.create_time!r}),))\n"
+        "from portmon.actions.kill.plan import plan_kill; from portmon.model import Socket, Holder\n"
+        "from portmon.portspec import PortSpec\n"
+        f"h = Holder({h.pid}, 'python3', 'root', {h.create_time!r})\n"
+        f"s = Socket('tcp', 4, '127.0.0.1', {child.port}, state='LISTEN', holders=(h,))\n"
         f"p = plan_kill([s], PortSpec({child.port}))\n"
         "print(p.actionable); print(*[r.kind + '|' + r.reason for r in p.refusals], sep='\\n')"
     )
@@ -498,7 +504,8 @@ def test_rebound_by_a_supervisor_names_the_new_pid_and_its_parent() -> None:
 
 def _plan_of(pids: list[int], port: int = 8080) -> KillPlan:
     targets = tuple(Target(Identity(pid, 1000.0 + pid), name=f"p{pid}", user="alice") for pid in pids)
-    before = (Socket("tcp", 4, "0.0.0.0", port, state=LISTEN, holders=tuple(Holder(pid, create_time=1000.0 + pid) for pid in pids)),)
+    holders = tuple(Holder(pid, create_time=1000.0 + pid) for pid in pids)
+    before = (Socket("tcp", 4, "0.0.0.0", port, state=LISTEN, holders=holders),)
     return KillPlan(spec=PortSpec(port, "tcp"), label=f"{port}/tcp", targets=targets, before=before, sockets=before)
 
 
@@ -513,12 +520,17 @@ def test_judge_freed_and_time_wait_only() -> None:
     other_port = Socket("tcp", 4, "127.0.0.1", 18080, state=LISTEN, holders=(Holder(7, create_time=1.0),))
     verdict = judge(plan, _results(plan, EXITED), _snap(tw, other_port))
     assert verdict.kind == TIME_WAIT_ONLY and verdict.freed
-    assert verdict.message == "port 8080/tcp freed; only TIME_WAIT left (bindable with SO_REUSEADDR; clears within 60 s)"
+    assert verdict.message == (
+        "port 8080/tcp freed; only TIME_WAIT left (bindable with SO_REUSEADDR; clears within 60 s)"
+    )
 
 
 def test_judge_still_held_names_the_survivors_and_why() -> None:
     plan = _plan_of([101, 102])
-    results = (TargetResult(plan.targets[0], EXITED, ("SIGTERM",)), TargetResult(plan.targets[1], SURVIVED, ("SIGTERM",)))
+    results = (
+        TargetResult(plan.targets[0], EXITED, ("SIGTERM",)),
+        TargetResult(plan.targets[1], SURVIVED, ("SIGTERM",)),
+    )
     after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=(Holder(102, create_time=1102.0),)))
     verdict = judge(plan, results, after)
     assert verdict.kind == STILL_HELD and verdict.still_held_by == (102,)
@@ -575,7 +587,10 @@ def test_plan_for_socket_targets_only_that_socket_but_remembers_the_port(spawn) 
 
 
 def test_core_does_not_import_textual() -> None:
-    code = "import sys, portmon.actions.kill.execute, portmon.cli.kill; print('textual' in sys.modules or 'rich' in sys.modules)"
+    code = (
+        "import sys, portmon.actions.kill.execute, portmon.cli.kill; "
+        "print('textual' in sys.modules or 'rich' in sys.modules)"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert res.stdout.strip() == "False", res.stderr
 
@@ -583,7 +598,10 @@ def test_core_does_not_import_textual() -> None:
 def test_judge_groups_survivors_sharing_a_reason() -> None:
     plan = _plan_of([103, 101, 102])
     after = _snap(
-        Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=tuple(Holder(p, create_time=1000.0 + p) for p in (103, 101, 102)))
+        Socket(
+            "tcp", 4, "0.0.0.0", 8080, state=LISTEN,
+            holders=tuple(Holder(p, create_time=1000.0 + p) for p in (103, 101, 102)),
+        )
     )
     verdict = judge(plan, _results(plan, SURVIVED), after)
     assert verdict.message == "port 8080/tcp still held by 101, 102, 103 (each ignores SIGTERM)"
@@ -656,9 +674,8 @@ def test_started_after_the_plan_is_judged_whatever_the_boot_fraction(fraction: f
     host.start(556, host.now - 30)  # running long before: a holder the scan missed
 
     def describe(pid: int) -> NewHolder:
-        return NewHolder(
-            pid, "srv", 1, "sup", create_time=host.create_time(pid), start_ticks=clock.start_ticks(pid) if ticks else None
-        )
+        ticks_now = clock.start_ticks(pid) if ticks else None
+        return NewHolder(pid, "srv", 1, "sup", create_time=host.create_time(pid), start_ticks=ticks_now)
 
     holders = tuple(Holder(pid, create_time=host.create_time(pid)) for pid in (555, 556))
     after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=holders))
@@ -860,4 +877,6 @@ def test_after_the_kill_portmons_own_inherited_copy_does_not_count_as_a_holder()
     after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=(mine,)))
     verdict = judge(plan, _results(plan, EXITED), after)
     assert verdict.kind == FREED and verdict.still_held_by == () and verdict.rebound_by == ()
-    assert verdict.message == "port 8080/tcp freed of its holders; portmon itself holds an inherited copy until it exits"
+    assert verdict.message == (
+        "port 8080/tcp freed of its holders; portmon itself holds an inherited copy until it exits"
+    )

@@ -60,7 +60,9 @@ class Server:
     """A listener in a child process this test started; it exits when its stdin closes."""
 
     def __init__(self, mode: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.strip():
@@ -262,7 +264,9 @@ def test_portmon_itself_is_never_named_as_a_holder() -> None:
     only_me = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, holders=(me,))
     answer = judge(7000, "tcp", binds, [only_me], privileged=True, reader=lambda pid, ct: ProcessDetail(pid))
     assert answer.reason == HELD and answer.holders == () and answer.kill_command is None
-    assert answer.message == "port 7000/tcp is in use only by portmon's own inherited copy: it is free once portmon exits"
+    assert answer.message == (
+        "port 7000/tcp is in use only by portmon's own inherited copy: it is free once portmon exits"
+    )
     shared = only_me._replace(holders=(me, Holder(4_000_000, "srv")))
     answer = judge(7000, "tcp", binds, [shared], privileged=True, reader=lambda pid, ct: ProcessDetail(pid))
     assert [h.pid for h in answer.holders] == [4_000_000]
