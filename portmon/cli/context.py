@@ -12,6 +12,7 @@ from portmon.collect.base import Collector
 from portmon.collect.choose import default_collector
 from portmon.model import Snapshot
 from portmon.registry import Registry, load_registry
+from portmon.textsafe import echo, one_line
 
 if TYPE_CHECKING:
     from portmon.collect.fdwalk import ColdWalk
@@ -61,18 +62,43 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        # argparse quotes the user's arguments raw: escaped and cut here, on one line.
+        raise UsageError(f"{one_line(message, 300)} (see '{self.prog} --help')")
 
 
-def positive_float(text: str) -> float:
-    """An argparse type for intervals and timeouts: a finite number greater than zero."""
+SECONDS_MAX = 86400.0
+"""The longest wait any option takes (a day): a bigger number is surely a typo, and sleep() overflows near 1e9."""
+
+INTERVAL_MIN = 0.1
+"""The shortest refresh interval: shorter would only busy-loop a core re-reading /proc."""
+INTERVAL_MAX = 3600.0
+"""The longest refresh interval (an hour)."""
+
+
+def seconds_between(text: str, low: float, high: float, low_inclusive: bool = True) -> float:
+    """``text`` as a number of seconds in [low, high] (or (low, high]); ArgumentTypeError naming the range."""
+    bounds = f"{'from' if low_inclusive else 'greater than'} {low:g} {'to' if low_inclusive else 'up to'} {high:g}"
+    problem = f"expected a number of seconds {bounds}, got {echo(text)}"
+    if len(text) > 64:  # float() of a megabyte of digits is slow, and no sane number is that long
+        raise argparse.ArgumentTypeError(problem)
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'") from None
-    if not (value > 0) or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'")
+        raise argparse.ArgumentTypeError(problem) from None
+    too_low = value < low if low_inclusive else value <= low
+    if value != value or too_low or value > high:  # NaN fails every comparison: refused here
+        raise argparse.ArgumentTypeError(problem)
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type for timeouts: seconds greater than 0, at most a day (SECONDS_MAX)."""
+    return seconds_between(text, 0.0, SECONDS_MAX, low_inclusive=False)
+
+
+def interval_seconds(text: str) -> float:
+    """An argparse type for refresh intervals: INTERVAL_MIN to INTERVAL_MAX seconds."""
+    return seconds_between(text, INTERVAL_MIN, INTERVAL_MAX)
 
 
 class Context:
@@ -87,9 +113,13 @@ class Context:
         """A cold fd walk the ``portmon`` command started before loading anything (see
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
 
+    def output_lost(self) -> bool:
+        """True once stdout could not be written (its reader went away, or it failed): stop producing."""
+        return bool(getattr(self.stdout, "dead", False))
+
     def warn(self, message: str) -> None:
-        """Print a one-line warning on stderr."""
-        print(f"{PROG}: warning: {message}", file=self.stderr)
+        """Print a one-line warning on stderr (escaped: it may repeat user input or a file's text)."""
+        print(f"{PROG}: warning: {one_line(message)}", file=self.stderr)
 
     @property
     def registry_paths(self) -> list[str]:
@@ -100,8 +130,8 @@ class Context:
     def interval(self) -> float:
         """--interval, given before or after the subcommand (default 1 s)."""
         sub = getattr(self.args, "interval_sub", None)
-        value = sub if sub is not None else self.args.interval
-        return float(value)
+        value = sub if sub is not None else getattr(self.args, "interval", None)
+        return 1.0 if value is None else float(value)
 
     @property
     def collector_name(self) -> str:

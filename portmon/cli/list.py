@@ -8,7 +8,9 @@ from typing import Any
 from portmon.cli.context import Context, UsageError
 from portmon.output import iter_sockets_json, sockets_csv, sockets_table
 from portmon.query.filters import FilterError, parse_filter
-from portmon.query.sorting import sort_sockets
+from portmon.query.sorting import parse_sort, sort_sockets
+
+DEFAULT_SORT = "local_port"
 
 
 def add_parser(subs: Any) -> tuple[str, Any]:
@@ -24,8 +26,21 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="a JSON array of socket objects")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
-    p.add_argument("--sort", default="local_port", metavar="COLUMN", help="sort column (default local_port)")
+    p.add_argument(
+        "--sort",
+        default=None,
+        metavar="COLUMN",
+        help="sort column: an id (local_port, pid, state, ...) or a header title (PORT, 'LOCAL ADDRESS'), any case; "
+        "-COLUMN (as --sort=-pid) sorts descending (default local_port)",
+    )
+    p.add_argument("-r", "--reverse", action="store_true", help="reverse the sort order")
     return "list", run
+
+
+def as_default(args: argparse.Namespace) -> None:
+    """Fill in ``list``'s options for ``portmon`` without a command when it prints the list."""
+    args.terms, args.listening, args.json, args.csv = [], False, False, False
+    args.sort, args.reverse = None, False
 
 
 def run(ctx: Context) -> int:
@@ -35,16 +50,17 @@ def run(ctx: Context) -> int:
         flt = parse_filter(list(args.terms))
     except FilterError as exc:
         raise UsageError(str(exc)) from None
-    column = getattr(args, "sort", "local_port")
     try:
-        sort_sockets([], column)
+        column, descending = parse_sort(getattr(args, "sort", None) or DEFAULT_SORT)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if getattr(args, "reverse", False):
+        descending = not descending
     snap = ctx.scan()
     sockets = [s for s in snap.sockets if s.listening] if args.listening else list(snap.sockets)
     if not flt.is_empty:
         sockets = flt.apply(sockets)
-    sockets = sort_sockets(sockets, column)
+    sockets = sort_sockets(sockets, column, descending)
     if args.json:
         write = ctx.stdout.write
         for part in iter_sockets_json(sockets):
