@@ -20,7 +20,7 @@ import pytest
 from portmon.cli import main as cli
 from portmon.cli import who as who_command
 from portmon.collect.fake import ScriptedCollector
-from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Holder, Snapshot, Socket
+from portmon.model import LISTEN, TIME_WAIT, Holder, Snapshot, Socket
 from portmon.registry import Registry, ServiceEntry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -306,7 +306,7 @@ def test_no_live_monitor_when_stderr_is_not_a_terminal(monkeypatch: pytest.Monke
         def isatty(self) -> bool:
             return True
 
-    fake = Fake(monkeypatch, listener(8080, NGINX))
+    Fake(monkeypatch, listener(8080, NGINX))
     monkeypatch.setattr(sys, "stdin", Terminal())
 
     def blind(ctx: object) -> int:
