@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon.collect.base import Collector
 from portmon.collect.choose import default_collector
-from portmon.model import Snapshot
+from portmon.config import Config, ConfigError, load_config
+from portmon.model import Snapshot, Socket
+from portmon.query.filters import FilterError, SocketFilter, parse_filter
 from portmon.registry import Registry, load_registry
 from portmon.textsafe import echo, one_line
 
@@ -109,6 +111,7 @@ class Context:
         self.stdout = stdout
         self.stderr = stderr
         self._registry: Registry | None = None
+        self._settings: Config | None = None
         self.cold_walk: ColdWalk | None = None
         """A cold fd walk the ``portmon`` command started before loading anything (see
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
@@ -127,11 +130,45 @@ class Context:
         return list(getattr(self.args, "registry", None) or []) + list(getattr(self.args, "registry_sub", None) or [])
 
     @property
+    def settings(self) -> Config:
+        """The effective settings: command-line flags over the config file over the defaults.
+
+        Loaded once; a config file that cannot be used is CommandFailed (exit 2, one line naming the
+        file and the line); an unknown key is a warning.
+        """
+        if self._settings is None:
+            try:
+                config = load_config()
+            except ConfigError as exc:
+                raise CommandFailed(str(exc), 2) from None
+            for warning in config.warnings:
+                self.warn(warning)
+            sub = getattr(self.args, "interval_sub", None)
+            config.override("interval", sub if sub is not None else getattr(self.args, "interval", None))
+            self._settings = config
+        return self._settings
+
+    @property
     def interval(self) -> float:
-        """--interval, given before or after the subcommand (default 1 s)."""
-        sub = getattr(self.args, "interval_sub", None)
-        value = sub if sub is not None else getattr(self.args, "interval", None)
-        return 1.0 if value is None else float(value)
+        """--interval, given before or after the subcommand, else the config file's, else 1 s."""
+        return float(self.settings["interval"])
+
+    def ignore_filters(self) -> list[SocketFilter]:
+        """The config file's ``ignore`` expressions, parsed: a socket matching any of them is left out."""
+        filters = []
+        for text in self.settings["ignore"]:
+            try:
+                filters.append(parse_filter(text))
+            except FilterError as exc:
+                raise CommandFailed(f"{self.settings.source('ignore')}: ignore: {exc}", 2) from None
+        return filters
+
+    def without_ignored(self, sockets: list[Socket]) -> list[Socket]:
+        """``sockets`` less those the config file's ``ignore`` expressions match."""
+        filters = self.ignore_filters()
+        if not filters:
+            return sockets
+        return [s for s in sockets if not any(f.matches(s) for f in filters)]
 
     @property
     def collector_name(self) -> str:

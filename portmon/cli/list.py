@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from portmon.cli.context import Context, UsageError
+from portmon.cli.context import CommandFailed, Context, UsageError
 from portmon.output import iter_sockets_json, sockets_csv, sockets_table
 from portmon.query.filters import FilterError, parse_filter
 from portmon.query.sorting import parse_sort, sort_sockets
-
-DEFAULT_SORT = "local_port"
 
 
 def add_parser(subs: Any) -> tuple[str, Any]:
@@ -31,7 +29,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         default=None,
         metavar="COLUMN",
         help="sort column: an id (local_port, pid, state, ...) or a header title (PORT, 'LOCAL ADDRESS'), any case; "
-        "-COLUMN (as --sort=-pid) sorts descending (default local_port)",
+        "-COLUMN (as --sort=-pid) sorts descending (default local_port, or the config file's sort)",
     )
     p.add_argument("-r", "--reverse", action="store_true", help="reverse the sort order")
     return "list", run
@@ -50,14 +48,21 @@ def run(ctx: Context) -> int:
         flt = parse_filter(list(args.terms))
     except FilterError as exc:
         raise UsageError(str(exc)) from None
+    sort = getattr(args, "sort", None)
     try:
-        column, descending = parse_sort(getattr(args, "sort", None) or DEFAULT_SORT)
+        column, descending = parse_sort(sort or ctx.settings["sort"])
     except ValueError as exc:
+        if sort is None:  # the config file's
+            raise CommandFailed(f"{ctx.settings.source('sort')}: sort: {exc}", 2) from None
         raise UsageError(str(exc)) from None
     if getattr(args, "reverse", False):
         descending = not descending
+    listening = args.listening or ctx.settings["listening"]
+    ignore = ctx.ignore_filters()
     snap = ctx.scan()
-    sockets = [s for s in snap.sockets if s.listening] if args.listening else list(snap.sockets)
+    sockets = [s for s in snap.sockets if s.listening] if listening else list(snap.sockets)
+    if ignore:
+        sockets = [s for s in sockets if not any(f.matches(s) for f in ignore)]
     if not flt.is_empty:
         sockets = flt.apply(sockets)
     sockets = sort_sockets(sockets, column, descending)

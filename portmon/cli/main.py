@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from portmon import __version__
+from portmon.cli import config as config_command
 from portmon.cli import kill, watch, who, why
 from portmon.cli import list as list_command
 from portmon.cli.context import (
@@ -69,7 +70,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
-    for module in (list_command, who, kill, watch, why):
+    for module in (list_command, who, kill, watch, why, config_command):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for name, sp in subs.choices.items():
@@ -179,6 +180,7 @@ def main(
         command = args.command
         ctx = Context(args=args, stdout=out, stderr=err)  # type: ignore[arg-type]  # a TextIO in all but name
         ctx.cold_walk, cold_walk = cold_walk, None
+        ctx.settings  # noqa: B018 - a broken config file stops every command before it acts
         if command is None:
             if can_run_live(sys.stdin, raw_out, sys.stderr if stderr is None else raw_err):
                 return run_live(ctx)

@@ -67,6 +67,7 @@ def run(ctx: Context) -> int:
         flt = parse_filter(list(args.terms))
     except FilterError as exc:
         raise UsageError(str(exc)) from None
+    ignore = ctx.ignore_filters()
     collector = ctx.collector()
     stream = EventStream(None if args.all else is_listening)
     render = event_json if args.json else event_line
@@ -94,6 +95,8 @@ def run(ctx: Context) -> int:
                     _first_scan_notes(ctx, snapshot, args.all, flt)
                 last_good = snapshot
                 for event in stream.feed(snapshot):
+                    if any(f.matches(event.socket) for f in ignore):
+                        continue
                     if flt.is_empty or flt.matches(event.socket):
                         out.write(render(event) + "\n")
                         out.flush()
