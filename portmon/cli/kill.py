@@ -262,6 +262,5 @@ def run(ctx: Context) -> int:
         ctx.stdout.write(message + "\n")
         return EXIT_NOT_FREED
 
-    # Context.collector is not annotated yet (cli/context.py); its result is a Collector.
-    collector = ctx.collector()  # type: ignore[no-untyped-call]
+    collector = ctx.collector()
     return _report(ctx, doc, execute(plan, sig, args.timeout, rescan=collector.scan, force=args.force))
