@@ -113,6 +113,8 @@ def test_list_takes_sort_listening_and_ignore_from_the_file_and_flags_win(home: 
     home.write_text("listening = true\n")
     code, out, _ = run("list", "--json")
     assert [r["pid"] for r in json.loads(out)] == [30, 20]  # listeners only, by local port
+    code, out, _ = run("list", "--json", "--all")
+    assert [r["pid"] for r in json.loads(out)] == [30, 20, 10]  # the flag wins
 
 
 def test_a_bad_sort_or_ignore_in_the_file_names_the_file(home: Path, fake: None) -> None:

@@ -20,7 +20,11 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         "(e.g. ':8080', 'state:listen', 'proc:python', '!udp').",
     )
     p.add_argument("terms", nargs="*", metavar="FILTER", help="filter terms; all must match")
-    p.add_argument("-l", "--listening", action="store_true", help="only listening TCP and bound UDP sockets")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("-l", "--listening", action="store_true", help="only listening TCP and bound UDP sockets")
+    shown.add_argument(
+        "-a", "--all", action="store_true", help="every socket, even when the config file says listening = true"
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="a JSON array of socket objects")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
@@ -38,7 +42,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
 def as_default(args: argparse.Namespace) -> None:
     """Fill in ``list``'s options for ``portmon`` without a command when it prints the list."""
     args.terms, args.listening, args.json, args.csv = [], False, False, False
-    args.sort, args.reverse = None, False
+    args.sort, args.reverse, args.all = None, False, False
 
 
 def run(ctx: Context) -> int:
@@ -57,7 +61,7 @@ def run(ctx: Context) -> int:
         raise UsageError(str(exc)) from None
     if getattr(args, "reverse", False):
         descending = not descending
-    listening = args.listening or ctx.settings["listening"]
+    listening = args.listening or (ctx.settings["listening"] and not getattr(args, "all", False))
     ignore = ctx.ignore_filters()
     snap = ctx.scan()
     sockets = [s for s in snap.sockets if s.listening] if listening else list(snap.sockets)
