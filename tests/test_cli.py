@@ -103,7 +103,9 @@ def portmon(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="names processes through /proc/self/comm (Linux)")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="names processes through /proc/self/comm (Linux)"
+)
 
 
 def test_list_json_reports_the_childs_sockets(server: Server) -> None:
