@@ -27,13 +27,26 @@ def why_prober(
 
 
 def why_dialog(
-    sock: Socket | None, probe: WhyProbe, sockets: Callable[[], Sequence[Socket]], *, background: bool
+    sock: Socket | None,
+    probe: WhyProbe,
+    sockets: Callable[[], Sequence[Socket]],
+    *,
+    background: bool,
+    kill: Callable[[PortSpec], bool] | None = None,
 ) -> WhyModal:
     """The "why is this port busy?" dialog on ``sock``'s port (empty, to type a port, without one)."""
     from portmon.ui.whymodal import WhyModal  # deferred: see kill_dialog
 
     spec = PortSpec(sock.local_port, sock.proto) if sock is not None and sock.local_port else None
-    return WhyModal(spec, probe, sockets, background=background)
+    return WhyModal(spec, probe, sockets, background=background, kill=kill)
+
+
+def holder_of(sockets: Sequence[Socket], spec: PortSpec) -> Socket | None:
+    """The socket to kill for ``spec``: one with a process on that local port, a listener first."""
+    held = [s for s in sockets if spec.matches(s) and s.holders]
+    listening = [s for s in held if s.listening]
+    first = listening or held
+    return first[0] if first else None
 
 
 def kill_dialog(sock: Socket, snapshot: Snapshot) -> KillModal:

@@ -13,7 +13,8 @@ class FilterInput(Input):
     """The filter box: typing filters live, enter goes back to the table, escape clears."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "clear_filter", "Clear the filter", show=False),
+        Binding("enter", "submit", "Apply", tooltip="Apply the filter and go back to the table (the filter stays)"),
+        Binding("escape", "clear_filter", "Clear", tooltip="Clear the filter and go back to the table"),
     ]
 
     class Cleared(Message):
