@@ -105,8 +105,13 @@ def test_ctrl_z_suspends_where_the_terminal_allows_and_says_so_where_not(monkeyp
         monkeypatch.setattr(app, "notify", lambda message, **_: notices.append(str(message)))
         await pilot.press("ctrl+z")  # the headless driver cannot suspend
         await pilot.pause()
-        assert not suspended and any("cannot suspend" in n for n in notices)
+        assert not suspended and any("cannot be suspended" in n for n in notices)
         monkeypatch.setattr(type(app._driver), "can_suspend", property(lambda self: True))
+        monkeypatch.setattr("portmon.ui.app.job_control", lambda: False)  # a session leader: nobody to resume it
+        await pilot.press("ctrl+z")
+        await pilot.pause()
+        assert not suspended
+        monkeypatch.setattr("portmon.ui.app.job_control", lambda: True)
         await pilot.press("ctrl+z")
         await pilot.pause()
         assert suspended == [True]

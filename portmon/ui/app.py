@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -27,6 +29,20 @@ from portmon.ui.view import COLUMN_TITLES, ViewSpec
 _TOGGLES = {"listening": "toggle_listening", "pause": "toggle_pause"}
 # Built-in palette commands that write files: portmon may run as root, so it offers none.
 _UNSAFE_SYSTEM_COMMANDS = frozenset({"Screenshot"})
+
+
+def job_control() -> bool:
+    """True when a shell with job control started portmon: stopped by ctrl+z, it can be resumed with ``fg``.
+
+    That shell put portmon in a process group of its own, in the foreground of the terminal. A session
+    leader (started by a terminal emulator or ``setsid`` itself) or a process in its parent's group
+    would stop with nobody to resume it.
+    """
+    try:
+        group = os.getpgrp()
+        return group != os.getsid(0) and os.tcgetpgrp(sys.__stdin__.fileno()) == group  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class PortmonApp(App[int]):
@@ -94,10 +110,13 @@ class PortmonApp(App[int]):
     def action_suspend(self) -> None:
         """Suspend to the shell (``fg`` resumes) where the terminal allows it; else say why not."""
         driver = self._driver
-        if driver is not None and driver.can_suspend:
+        if driver is not None and driver.can_suspend and job_control():
             self.action_suspend_process()
         else:
-            self.notify("This terminal cannot suspend portmon (ctrl+z needs a Unix terminal).", severity="warning")
+            self.notify(
+                "portmon cannot be suspended here: no shell job control would resume it (q quits).",
+                severity="warning",
+            )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette: every monitor action, plus Textual's own minus those that write files."""
