@@ -222,7 +222,7 @@ def test_a_kill_notice_in_the_live_status_line_fades() -> None:
     app = make_app(clock=clock)
 
     async def body(pilot: Pilot, screen: MonitorScreen) -> None:
-        screen._kill_finished("port 8000/tcp freed")
+        screen.kill_reported("port 8000/tcp freed")
         assert "last kill: port 8000/tcp freed" in status_of(screen)
         clock.now += NOTICE_FADE_SECONDS + 1
         screen._show_status()

@@ -14,27 +14,22 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Footer, Input, Sparkline, Static
 
 from portmon.actions.why import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.model import Snapshot, Socket
-from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessReader
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog
-from portmon.query.filters import FilterError, parse_filter
 from portmon.query.sorting import COLUMNS
 from portmon.textsafe import visible
 from portmon.ui.background import HostNames
-from portmon.ui.copymodal import CopyModal, copy_values
 from portmon.ui.detail import DetailPane
 from portmon.ui.detailfeed import DetailFeed, ProcessRead
-from portmon.ui.dialogs import holder_of, kill_dialog, why_dialog, why_prober
+from portmon.ui.dialogs import Dialogs, why_prober
 from portmon.ui.eventlog import EventLogPane, pane_content
 from portmon.ui.filterbox import FilterInput
-from portmon.ui.help import HelpScreen
 from portmon.ui.keys import MONITOR_BINDINGS, key_groups
 from portmon.ui.scans import ScanCompleted, ScanSource, freeze_long_lived_objects
 from portmon.ui.sockettable import SocketTable
@@ -50,7 +45,6 @@ NARROW_WIDTH = 120
 """Below this many columns the detail pane goes under the table instead of beside it."""
 DEBOUNCE_ROWS = 35_000
 """Above this many sockets, filtering waits for a pause in typing."""
-DEBOUNCE_SECONDS = 0.3
 TICK_SECONDS = 0.5
 # With shorter refresh intervals, the next refresh removes expired closed rows anyway.
 GHOST_REDERIVE_INTERVAL = 2.0
@@ -121,13 +115,13 @@ class MonitorScreen(Screen[None]):
         """Reads the detail pane's process and hands the pane what changed."""
         self._table_width: int | str = "1fr"
         self._names: HostNames | None = None
-        self._debounce: Timer | None = None
         self._ghosts_shown = 0
         self.events = EventLog(event_limit)
         """The session's events (bounded); the event log pane shows them filtered like the table."""
         self.events_visible = False
         self.why_probe = why_prober(binder, process_reader, privileged, clock)
         """Test-binds a port and explains it (runs on a worker thread while polling)."""
+        self.dialogs = Dialogs(self)
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -140,6 +134,7 @@ class MonitorScreen(Screen[None]):
                 id="filter",
                 compact=True,
                 select_on_focus=False,
+                debounce=self._debounce_filter,
             )
         yield Static("", id="filter-error", markup=False)
         yield Banner(id="banner")
@@ -153,6 +148,10 @@ class MonitorScreen(Screen[None]):
                 yield Static("sockets, 5 min", id="history-label", markup=False)
                 yield Sparkline([], id="sparkline")
         yield Footer()
+
+    def _debounce_filter(self) -> bool:
+        """Filtering a huge table waits for a pause in typing (only live: tests type without waiting)."""
+        return self.poll and self.snapshot is not None and len(self.snapshot.sockets) > DEBOUNCE_ROWS
 
     @property
     def table(self) -> SocketTable:
@@ -293,38 +292,24 @@ class MonitorScreen(Screen[None]):
 
     # -- filter ----------------------------------------------------------------------------------
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        if self._debounce is not None:
-            self._debounce.stop()
-            self._debounce = None
-        total = len(self.snapshot.sockets) if self.snapshot is not None else 0
-        if total > DEBOUNCE_ROWS and self.poll:
-            self._debounce = self.set_timer(DEBOUNCE_SECONDS, lambda: self._apply_filter(event.value))
-        else:
-            self._apply_filter(event.value)
-
-    def _apply_filter(self, text: str) -> None:
-        error = self.query_one("#filter-error", Static)
-        try:
-            parsed = parse_filter(text)
-        except FilterError as exc:
-            # Keep the last valid filter in effect; the message names the bad term.
-            self.filter_error = str(exc)
-            error.update(Text(visible(str(exc))))
-            error.add_class("shown")
-            return
+    @on(FilterInput.Applied)
+    def _filter_applied(self, event: FilterInput.Applied) -> None:
         self.filter_error = None
+        error = self.query_one("#filter-error", Static)
         error.update("")
         error.remove_class("shown")
-        self._set_spec(replace(self.spec, filter=parsed))
+        self._set_spec(replace(self.spec, filter=event.filter))
+
+    @on(FilterInput.Invalid)
+    def _filter_invalid(self, event: FilterInput.Invalid) -> None:
+        # The last valid filter stays in effect; the message names the bad term.
+        self.filter_error = event.error
+        error = self.query_one("#filter-error", Static)
+        error.update(Text(visible(event.error)))
+        error.add_class("shown")
 
     @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if self._debounce is not None:
-            self._debounce.stop()
-            self._debounce = None
-            self._apply_filter(event.value)
+    def _filter_submitted(self) -> None:
         self.table.focus()
 
     @on(FilterInput.Cleared)
@@ -475,23 +460,7 @@ class MonitorScreen(Screen[None]):
 
     def action_why(self) -> None:
         """Why is the selected row's port busy? (The dialog also takes a typed port.)"""
-
-        def sockets() -> Sequence[Socket]:
-            return self.snapshot.sockets if self.snapshot is not None else ()
-
-        sock = self.table.cursor_socket
-        dialog = why_dialog(sock, self.why_probe, sockets, background=self.poll, kill=self._kill_port)
-        self.app.push_screen(dialog)
-
-    def _kill_port(self, spec: PortSpec) -> bool:
-        """Open the kill dialog for what holds ``spec`` now (from the why dialog); False when nothing does."""
-        snapshot = self.snapshot
-        sock = holder_of(snapshot.sockets, spec) if snapshot is not None else None
-        if sock is None or snapshot is None:
-            return False
-        # After the why dialog has closed: the kill dialog goes on top of the monitor.
-        self.call_later(self.app.push_screen, kill_dialog(sock, snapshot), self._kill_finished)
-        return True
+        self.dialogs.why()
 
     # -- names, kill, help -----------------------------------------------------------------------
 
@@ -512,18 +481,10 @@ class MonitorScreen(Screen[None]):
 
     def action_kill(self) -> None:
         """Ask to kill the holders of the selected socket, as it is now."""
-        # Capture the socket and snapshot at the key press: the modal acts on these, whatever the
-        # table shows by the time the user confirms.
-        sock = self.table.cursor_socket
-        snapshot = self.snapshot
-        if sock is None or snapshot is None:
-            self.notify("No socket selected.", severity="warning")
-            return
-        self.app.push_screen(kill_dialog(sock, snapshot), self._kill_finished)
+        self.dialogs.kill()
 
-    def _kill_finished(self, outcome: str | None) -> None:
-        if outcome is None:
-            return
+    def kill_reported(self, outcome: str) -> None:
+        """A kill finished: say so (the status line's notice fades), and scan at once."""
         self.outcome = outcome
         self.outcome_at = self.clock()
         # Redraw when the notice dims and when it goes.
@@ -535,25 +496,22 @@ class MonitorScreen(Screen[None]):
 
     def action_copy(self) -> None:
         """Copy the selected socket's pid, command line or address to the clipboard (asks which)."""
-        sock = self.table.cursor_socket
-        if sock is None:
-            self.notify("No socket selected.", severity="warning")
-            return
-        cmdline = None
-        if sock.holders:
-            holder = sock.holders[0]
-            detail = self.detail_feed.details.get((holder.pid, holder.create_time))
-            if detail is None:
-                detail = self._process_reader(holder.pid, holder.create_time)
-            cmdline = detail.cmdline
-        self.app.push_screen(CopyModal(copy_values(sock, cmdline)), self._copied)
+        self.dialogs.copy()
 
-    def _copied(self, choice: tuple[str, str] | None) -> None:
-        if choice is None:
-            return
-        label, text = choice
-        self.app.copy_to_clipboard(text)
-        self.notify(f"Copied the {label}: {text[:80]}", title="clipboard", markup=False)
+    @property
+    def selected(self) -> Socket | None:
+        """The socket under the table's cursor."""
+        return self.table.cursor_socket
+
+    def cmdline_of(self, sock: Socket) -> Sequence[str] | None:
+        """The command line of ``sock``'s first holder (read now when the detail pane has not yet)."""
+        if not sock.holders:
+            return None
+        holder = sock.holders[0]
+        detail = self.detail_feed.details.get((holder.pid, holder.create_time))
+        if detail is None:
+            detail = self._process_reader(holder.pid, holder.create_time)
+        return detail.cmdline
 
     def action_quit(self) -> None:
         """Quit portmon."""
@@ -561,7 +519,7 @@ class MonitorScreen(Screen[None]):
 
     def action_help(self) -> None:
         """Show every key."""
-        self.app.push_screen(HelpScreen(self.key_groups()))
+        self.dialogs.help()
 
     def key_groups(self) -> list[tuple[str, list[BindingType]]]:
         """The bindings the help screen lists, grouped."""
