@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, eq, itemgetter
+from operator import attrgetter, eq, itemgetter, not_
+from typing import NamedTuple
 
 from portmon.model import Snapshot, Socket, SocketKey
 from portmon.query.diff import changes
@@ -153,7 +154,7 @@ class RowIndex:
         return default
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, tuple) and len(key) == 7 and self.get(key) is not None  # type: ignore[arg-type]
+        return isinstance(key, tuple) and len(key) == 7 and self.get(key) is not None
 
     def __getitem__(self, key: SocketKey) -> int:
         found = self.get(key)
@@ -214,28 +215,101 @@ def state_counts(sockets: Sequence[Socket]) -> dict[str, int]:
     return dict(counts)
 
 
-def derive_view(snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float, states: Mapping[str, int] | None = None) -> View:
+_ROW_ORDER_BY_ELEMENT = frozenset({"local_port", "remote_port"})
+"""Sort columns whose order of any subset of rows is the full order with the other rows left out.
+
+A port column's rank is the port itself, so each row's sort key does not depend on the other rows.
+The other columns rank the distinct values present, and the ranks' width decides how many bits of
+the address CRC break ties, so leaving rows out can reorder tied rows.
+"""
+
+
+class _Derived(NamedTuple):
+    snapshot: Snapshot
+    spec: ViewSpec
+    ghosts: frozenset[int]
+    """ids of the closed sockets (ghosts) among the rows."""
+    live_widths: Mapping[str, int]
+    view: View
+
+
+_last_derived: _Derived | None = None
+"""The last view derived, for :func:`_without_expired_ghosts` (read and replaced whole: two threads derive)."""
+
+
+def _merge_widths(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {name: max(width, b.get(name, 0)) for name, width in a.items()}
+
+
+def _without_expired_ghosts(
+    last: _Derived, snapshot: Snapshot, spec: ViewSpec, ghosts: list[Socket], states: Mapping[str, int] | None
+) -> tuple[View, frozenset[int]] | None:
+    """The last view with the closed rows that expired since left out, or None when that is not the same.
+
+    Between two scans the rows change only when a closed row's time runs out (the live table
+    re-derives on its mark tick when the interval is long). Leaving those rows out of the last
+    sorted rows gives the rows a full derive would (see _ROW_ORDER_BY_ELEMENT) in ~2 ms at 30,000
+    rows, where filtering, sorting and measuring the columns again take ~40 ms on the event loop.
+    """
+    if last.snapshot is not snapshot or last.spec != spec or spec.column not in _ROW_ORDER_BY_ELEMENT:
+        return None
+    still = frozenset(map(id, ghosts))
+    if not still <= last.ghosts:
+        return None
+    gone = last.ghosts - still
+    rows = last.view.rows
+    if gone:
+        rows = tuple(compress(rows, map(not_, map(gone.__contains__, map(id, rows)))))
+    widths = _merge_widths(last.live_widths, column_widths(ghosts)) if ghosts else dict(last.live_widths)
+    view = View(
+        spec=spec,
+        rows=rows,
+        index=RowIndex(rows) if gone else last.view.index,
+        widths=widths,
+        total=last.view.total,
+        shown=last.view.shown,
+        states=states if states is not None else last.view.states,
+    )
+    return view, still
+
+
+def derive_view(
+    snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float, states: Mapping[str, int] | None = None
+) -> View:
     """Filter and sort a snapshot (plus the closed rows still shown) into the table's rows."""
-    live: list[Socket] = spec.filter.apply(snapshot.sockets)
-    if spec.listening_only:
-        live = [s for s in live if s.listening]
-    shown = len(live)
+    global _last_derived
     ghosts = marks.ghosts(now) if marks.closed else []
     if ghosts:
         ghosts = spec.filter.apply(ghosts)
         if spec.listening_only:
             ghosts = [s for s in ghosts if s.listening]
+    last = _last_derived
+    if last is not None:
+        quick = _without_expired_ghosts(last, snapshot, spec, ghosts, states)
+        if quick is not None:
+            view, still = quick
+            _last_derived = last._replace(ghosts=still, view=view)
+            return view
+    live: list[Socket] = spec.filter.apply(snapshot.sockets)
+    if spec.listening_only:
+        live = [s for s in live if s.listening]
+    shown = len(live)
+    live_widths = column_widths(live)
+    widths = _merge_widths(live_widths, column_widths(ghosts)) if ghosts else live_widths
+    if ghosts:
         live.extend(ghosts)
     rows = tuple(sort_sockets(live, spec.column, spec.descending))
-    return View(
+    view = View(
         spec=spec,
         rows=rows,
         index=RowIndex(rows),
-        widths=column_widths(rows),
+        widths=widths,
         total=len(snapshot.sockets),
         shown=shown,
         states=states if states is not None else state_counts(snapshot.sockets),
     )
+    _last_derived = _Derived(snapshot, spec, frozenset(map(id, ghosts)), live_widths, view)
+    return view
 
 
 NEIGHBOUR_SEARCH = 64
