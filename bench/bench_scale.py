@@ -54,6 +54,7 @@ for _path in (ROOT, ROOT / "tests"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+import ptyterm  # noqa: E402
 from ptyterm import Screen, Terminal  # noqa: E402
 
 from bench.loads import Load, LoadSpec, count_tcp_states, issue18  # noqa: E402
@@ -123,8 +124,9 @@ def rss_mb(pid: int) -> tuple[float, float]:
 class CpuMeter:
     """Samples a process tree's CPU share once a second and its memory."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, each_second: Callable[[], object] | None = None) -> None:
         self.pid = pid
+        self.each_second = each_second
         self.shares: list[float] = []
         self.rss: list[float] = []
         self.cpu = 0.0
@@ -141,6 +143,8 @@ class CpuMeter:
                 self.shares.append(100.0 * (cpu - last_cpu) / (now - last_t))
             last_t, last_cpu = now, cpu
             self.rss.append(rss_mb(self.pid)[0])
+            if self.each_second is not None:
+                self.each_second()
         self.cpu = last_cpu - cpu0
         self.wall = last_t - started
 
@@ -239,8 +243,12 @@ def _poll(term: Terminal, what: Callable[[Screen], bool], timeout: float, step: 
         time.sleep(step)
 
 
+PORTMON_ROOT = ROOT
+"""The checkout whose portmon is measured (``--root``): another one gives before-and-after figures in one session."""
+
+
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TERM="xterm-256color", COLORTERM="truecolor")
+    env = dict(os.environ, PYTHONPATH=str(PORTMON_ROOT), TERM="xterm-256color", COLORTERM="truecolor")
     for name in [n for n in env if n.startswith("TEXTUAL")]:
         del env[name]
     return env
@@ -293,9 +301,25 @@ def live_monitor(args: argparse.Namespace, big: bool) -> dict[str, Any]:
         # Settle: the first refreshes (cold fd walk, first diff) are not the steady state.
         _poll(term, lambda s: (st := status(s)) is not None and st["total"] > 0, 30.0)
         time.sleep(args.settle)
-        meter = CpuMeter(term.proc.pid)
+        intervals: list[float] = []
+        scans: list[float] = []
+
+        def sample_status() -> None:
+            st = status(term.screen())
+            if st is not None:
+                intervals.append(st["interval"])
+                scans.append(st["scan_ms"])
+
+        meter = CpuMeter(term.proc.pid, sample_status)
         meter.run(args.seconds)
         out["cpu"] = meter.share
+        if intervals:
+            # One refresh per interval shown, second by second: CPU per refresh compares runs whose interval differs.
+            refreshes = sum(1.0 / i for i in intervals) * meter.wall / len(intervals)
+            out["refreshes"] = refreshes
+            out["cpu_per_refresh_ms"] = 1000.0 * meter.cpu / refreshes if refreshes else None
+            out["intervals"] = intervals
+            out["scans_shown"] = scans
         out["cpu_shares"] = meter.shares
         out["rss_max"] = max(meter.rss) if meter.rss else None
         st = status(term.screen())
@@ -365,7 +389,7 @@ def watch_all(args: argparse.Namespace) -> dict[str, Any]:
     """``portmon watch --all`` on the load: CPU share over ``--seconds``, its output read through a pipe."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "portmon", "watch", "--all", "--interval", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=PORTMON_ROOT, env=_env(),
     )
     lines = [0]
 
@@ -477,6 +501,10 @@ def report(label: str, spec: LoadSpec, load_info: dict[str, Any], r: dict[str, A
         ("live: RSS, largest seen (MB)", _num(r.get("rss_max")), _num(t.get("rss"), "<= {:.0f}"),
          _verdict(r.get("rss_max"), t.get("rss"))),
         ("  high-water mark (MB)", _num(r.get("rss_hwm")), "", ""),
+        ("live: refreshes in the run (from the interval shown)", _num(r.get("refreshes"), "{:.0f}"), "", ""),
+        ("  CPU ms per refresh", _num(r.get("cpu_per_refresh_ms"), "{:.0f}"), "", ""),
+        ("  interval shown each second (s): median (p10-p90)", _spread(r.get("intervals")), "", ""),
+        ("  scan shown each second (ms): median (p10-p90)", _spread(r.get("scans_shown")), "", ""),
         ("live: key to cursor painted (ms), median (p10-p90)", _spread(keys), _num(t.get("key"), "< {:.0f}"),
          _verdict(statistics.median(keys) if keys else None, t.get("key"), below=True)),
         ("  p90 / slowest (ms)", f"{_q(keys, 0.9):.1f} / {max(keys):.1f}" if keys else "-", "", ""),
@@ -534,15 +562,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-live", action="store_true", help="skip the live monitor")
     parser.add_argument("--no-watch", action="store_true", help="skip watch --all")
     parser.add_argument("--profile", metavar="DIR", help="also record the live monitor with py-spy into DIR")
+    parser.add_argument("--root", type=Path, help="measure the portmon of this checkout (default: this one)")
     args = parser.parse_args(argv)
+    global PORTMON_ROOT
+    if args.root is not None:
+        if not (args.root / "portmon" / "__main__.py").exists():
+            print(f"bench_scale: no portmon package under {args.root}", file=sys.stderr)
+            return 2
+        PORTMON_ROOT = args.root.resolve()
+        ptyterm.ROOT = PORTMON_ROOT  # the pty's portmon starts there: ``python -m`` imports from its cwd first
     if not os.path.exists("/proc/net/tcp"):
         print("needs Linux with /proc/net", file=sys.stderr)
         return 1
     print(f"host: {os.cpu_count()} CPUs, Linux {os.uname().release}, python {sys.version.split()[0]}, "
           f"euid {os.geteuid()}; terminal {SIZE[0]}x{SIZE[1]}, interval 1 s")
     print(f"command: python bench/bench_scale.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    head = subprocess.run(
+        ["git", "-C", str(PORTMON_ROOT), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"portmon measured: {PORTMON_ROOT}{f' at {head}' if head else ''}")
+    waited = time.monotonic()
+    # TIME_WAIT left by an earlier run (ours or another's) is gone within a minute: start without it.
+    while count_tcp_states().get("TIME_WAIT", 0) > 1000 and time.monotonic() - waited < 65:
+        time.sleep(1.0)
     other = kernel_sockets()
-    print(f"sockets on the host before the load: {other:,}")
+    print(f"sockets on the host before the load: {other:,} (TIME_WAIT {count_tcp_states().get('TIME_WAIT', 0):,}; "
+          f"waited {time.monotonic() - waited:.0f} s for earlier TIME_WAIT to clear)")
     loads = [] if args.only_big else [("base", issue18())]
     if args.big or args.only_big:
         loads.append(("big", issue18(BIG_SCALE)))
