@@ -154,6 +154,42 @@ def sort_sockets(sockets: Iterable[Socket], column: str, descending: bool = Fals
     return list(map(items.__getitem__, order))
 
 
+PORT_COLUMNS = frozenset({"local_port", "remote_port"})
+"""Columns whose order ``port_order_key`` gives one row at a time."""
+
+
+def port_order_key(column: str, descending: bool = False) -> Callable[[Socket], tuple[Any, ...]]:
+    """A key function that orders sockets exactly as ``sort_sockets(.., column, descending)`` does.
+
+    Only for the port columns (PORT_COLUMNS), whose rank is the port itself, so a socket's key does
+    not depend on the other sockets: this is what lets the live table insert a few new rows into
+    the last sorted rows (``bisect`` with this key) instead of sorting every row again. The fields
+    are those ``_composite`` packs into a float for these columns (the rank, the other port, the
+    address CRC's low bits), then the remote address text and ``Socket.key``, as ``_break_ties``
+    orders ties.
+    """
+    if column not in PORT_COLUMNS:
+        raise ValueError(f"not a port column: {column!r}")
+    rank_bits = (_NONE_PORT + 1).bit_length()
+    if column == "local_port":
+        mask = (1 << (_MANTISSA_BITS - rank_bits - 17)) - 1
+
+        def local_port_key(sock: Socket) -> tuple[Any, ...]:
+            lp, rp, addr = sock.local_port, sock.remote_port, sock.remote_addr or ""
+            rank = _NONE_PORT if lp is None else (_MAX_PORT - lp if descending else lp)
+            return (rank, 0 if rp is None else rp + 1, crc32(addr.encode()) & mask, addr, sock.key)
+
+        return local_port_key
+    mask = (1 << (_MANTISSA_BITS - rank_bits - 16)) - 1
+
+    def remote_port_key(sock: Socket) -> tuple[Any, ...]:
+        lp, rp, addr = sock.local_port, sock.remote_port, sock.remote_addr or ""
+        rank = _NONE_PORT if rp is None else (_MAX_PORT - rp if descending else rp)
+        return (rank, lp, crc32(addr.encode()) & mask, addr, sock.key)
+
+    return remote_port_key
+
+
 def _ranks(column: str, items: list[Socket], descending: bool) -> tuple[Iterable[int], int]:
     """(each socket's rank in the column's order, how many ranks), unknown values ranked last.
 
