@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,18 +13,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
-from portmon.actions.kill import (
-    DEFAULT_SETTLE,
-    DEFAULT_TIMEOUT,
-    STILL_HELD,
-    KillOutcome,
-    KillPlan,
-    confirmation_lines,
-    execute,
-    plan_for_socket,
-    signal_name,
-    socket_label,
-)
+from portmon.actions.kill.execute import execute
+from portmon.actions.kill.model import STILL_HELD, KillOutcome, KillPlan
+from portmon.actions.kill.plan import confirmation_lines, plan_for_socket
+from portmon.actions.kill.signals import DEFAULT_SETTLE, DEFAULT_TIMEOUT, signal_name
+from portmon.actions.kill.text import socket_label
 from portmon.collect.base import Collector
 from portmon.collect.choose import default_collector
 from portmon.model import Snapshot, Socket
@@ -42,7 +35,7 @@ REFUSED = "refused"
 DONE = "done"
 
 
-class KillModal(ModalScreen[Optional[str]]):
+class KillModal(ModalScreen[str | None]):
     """Confirm and run a kill of the processes holding one socket.
 
     The socket (and so every holder's pid and start time) is captured when the modal is created; table
