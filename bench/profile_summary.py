@@ -68,10 +68,12 @@ def stage_of(frames: list[tuple[str, str]]) -> str:
             continue
         func = qualified.split(".<locals>")[0].rsplit(".", 1)[-1]
         tail = path[path.rindex("portmon/") :]
-        if tail.startswith("portmon/collect/tables.py"):
+        if tail.startswith(("portmon/collect/tables.py", "portmon/collect/tablecache.py")):
             return STAGES[0]
-        if tail.startswith("portmon/collect/fdwalk.py"):
+        if tail.startswith(("portmon/collect/fdwalk.py", "portmon/collect/owners.py", "portmon/collect/holders.py")):
             return STAGES[1]
+        if tail.startswith("portmon/collect/sockets.py"):
+            return STAGES[1] if func in ("holders_of", "_holders_of_pids", "_holder") else STAGES[2]
         if tail.startswith("portmon/collect/procfs.py"):
             if func in OWNER_FUNCS:
                 return STAGES[1]
@@ -161,7 +163,7 @@ def summarise(path: Path, top: int) -> str:
     if not total:
         return f"{path}: only waiting samples"
     lines = [f"{path}: {total} active samples ({waiting} more in waits such as select() left out)"]
-    lines.append("\nby stage (innermost portmon frame):")
+    lines.append("\nby stage (a known caller in the stack, else the innermost portmon frame):")
     for stage in STAGES:
         if stages[stage]:
             lines.append(f"  {100.0 * stages[stage] / total:5.1f} %  {stage}")
