@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from portmon.actions.why import Binder, WhyReport, explain
+from portmon.actions.binds import Binder
+from portmon.actions.why import WhyReport, explain
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessReader

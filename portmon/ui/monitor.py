@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Sparkline, Static
 
-from portmon.actions.why import Binder, probe_binds
+from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.model import Snapshot, Socket
 from portmon.procinfo import ProcessReader
