@@ -382,6 +382,7 @@ def _held_answer(ev: _Evidence, reader: ProcessReader, now: float, user: str | N
         )
     if ev.denied and not ev.privileged:
         details.append(ev.privilege_note)
+    details.extend(backlog_notes(ev.owned))
     needs_sudo = not ev.privileged and any(h.user is None or (user is not None and h.user != user) for h in holders)
     kill = f"{'sudo ' if needs_sudo else ''}portmon kill {ev.label}"
     return ev.answer(
@@ -400,6 +401,19 @@ def _inherited_answer(ev: _Evidence) -> PortAnswer:
     """Nobody but portmon itself holds the port: a copy it inherited."""
     message = f"port {ev.label} is in use only by portmon's own inherited copy: it is free once portmon exits"
     return ev.answer(free=False, reason=HELD, message=message, details=(_inherited_line(ev),))
+
+
+# -- listener health (accept queue against backlog) ------------------------------------------------
+
+
+def backlog_notes(sockets: Iterable[Socket]) -> list[str]:
+    """One line per listener whose accept queue is over its backlog: its process is not calling accept()."""
+    return [
+        f"the server is not accepting: {s.accept_queue}/{s.backlog} queued on {s.proto_label} "
+        f"{safe(s.local_addr)}:{s.local_port} (new connections are dropped until it accepts)"
+        for s in sockets
+        if s.accept_queue_full
+    ]
 
 
 def _hidden_answer(ev: _Evidence) -> PortAnswer:
