@@ -63,7 +63,7 @@ _ORDER_PROBE = textwrap.dedent(
     sys.stdin = Tty()
     from portmon.cli.main import main
     try:
-        main({argv!r}, stdout=Tty(), stderr=io.StringIO())
+        main({argv!r}, stdout=Tty(), stderr=Tty())  # the live monitor needs all three on a terminal
     except ImportError as exc:
         assert "stopped by the test" in str(exc), exc
     print(seen[0] if seen else "textual never imported")
