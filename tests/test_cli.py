@@ -28,6 +28,12 @@ KEYS = [
     "local_service",
     "remote_service",
     "local_range",
+    "bytes_sent",
+    "bytes_received",
+    "rtt_ms",
+    "retransmits",
+    "accept_queue",
+    "backlog",
 ]
 
 SERVER = textwrap.dedent(

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon import __version__
+from portmon.cli import close, kill, top, watch, who, why
 from portmon.cli import config as config_command
-from portmon.cli import kill, watch, who, why
 from portmon.cli import list as list_command
 from portmon.cli.context import (
     INTERVAL_MAX,
@@ -71,7 +71,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
-    for module in (list_command, who, kill, watch, why, config_command):
+    for module in (list_command, who, kill, watch, why, top, close, config_command):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for name, sp in subs.choices.items():
@@ -119,7 +119,7 @@ def live_options(ctx: Context) -> dict[str, Any]:
     }
 
 
-LIVE = frozenset({"watch"})
+LIVE = frozenset({"watch", "top"})
 """Subcommands that refresh, and so take ``--interval`` (the live monitor, with no command, takes it too)."""
 
 ONE_SHOT = frozenset({"list", "who", "why"})
