@@ -150,3 +150,12 @@ def test_watch_and_the_interval_use_the_file(home: Path) -> None:
     assert ctx.interval == 0.5
     ctx = cli.Context(parser.parse_args(["watch", "--interval", "3"]), io.StringIO(), io.StringIO())
     assert ctx.interval == 3.0
+
+
+def test_the_live_monitor_opens_with_the_files_sort_and_listening(home: Path) -> None:
+    home.write_text('sort = "-PID"\nlistening = true\ninterval = 2\n')
+    parser, _ = cli.build_parser()
+    ctx = cli.Context(parser.parse_args([]), io.StringIO(), io.StringIO())
+    assert cli.live_options(ctx) == {"interval": 2.0, "sort": "pid", "descending": True, "listening_only": True}
+    ctx = cli.Context(parser.parse_args(["--interval", "0.5"]), io.StringIO(), io.StringIO())
+    assert cli.live_options(ctx)["interval"] == 0.5

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon import __version__
 from portmon.cli import close, kill, top, watch, who, why
@@ -24,6 +24,7 @@ from portmon.cli.context import (
     interval_seconds,
 )
 from portmon.cli.streams import GuardedOutput, can_run_live, stdin_or_null, tolerant_encoding
+from portmon.query.sorting import parse_sort
 from portmon.textsafe import echo, one_line
 
 if TYPE_CHECKING:
@@ -94,9 +95,28 @@ def run_live(ctx: Context) -> int:
     importtime``, five runs): every one-shot command would pay it if this import were at the top.
     """
     _scrub_environment_for_root()
+    options = live_options(ctx)
     from portmon.ui.app import run_app
 
-    return run_app(ctx.collector(), interval=ctx.interval)
+    return run_app(ctx.collector(), **options)
+
+
+def live_options(ctx: Context) -> dict[str, Any]:
+    """The live monitor's options from the settings: interval, sort and direction, listening only.
+
+    (The config file's theme, columns, reverse_dns and ignore wait for the UI to take them.)
+    """
+    settings = ctx.settings
+    try:
+        column, descending = parse_sort(settings["sort"])
+    except ValueError as exc:
+        raise CommandFailed(f"{settings.source('sort')}: sort: {exc}", 2) from None
+    return {
+        "interval": ctx.interval,
+        "sort": column,
+        "descending": descending,
+        "listening_only": bool(settings["listening"]),
+    }
 
 
 LIVE = frozenset({"watch", "top"})
