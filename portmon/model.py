@@ -96,12 +96,14 @@ class Socket(NamedTuple):
     remote_service: str | None = None
     seq: int = 0
     """Disambiguates sockets that share every other key field (SO_REUSEPORT) when the inode is unknown."""
+    host: str | None = None
+    """The remote host the socket lives on, as the user named it (``--host``); None for this machine."""
 
     @property
     def key(self) -> SocketKey:
-        """A value that stays the same for this socket across refreshes."""
+        """A value that stays the same for this socket across refreshes (and differs between hosts)."""
         return (
-            self.proto,
+            self.proto if self.host is None else f"{self.proto}@{self.host}",
             self.family,
             self.local_addr,
             self.local_port,

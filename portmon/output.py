@@ -30,6 +30,7 @@ RECORD_KEYS = (
     "local_service",
     "remote_service",
     "local_range",
+    "host",
 )
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
 
@@ -51,6 +52,7 @@ def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
         "local_service": sock.local_service,
         "remote_service": sock.remote_service,
         "local_range": port_range(sock.local_port),
+        "host": sock.host,
     }
 
 
@@ -103,14 +105,14 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
 
     known = text.get
     heads: dict[tuple[str, int, str], str] = {}
-    tails: dict[tuple[str | None, int, str | None, str | None, str], str] = {}
+    tails: dict[tuple[str | None, int, str | None, str | None, str, str | None], str] = {}
     ranges: dict[int, str] = {}
     yield "["
     for first in range(0, len(sockets), JSON_CHUNK):
         records: list[str] = []
         append = records.append
         # Unpacked by position (Socket's field order, which tests pin): much cheaper than 11 attributes.
-        for proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc, _ in sockets[
+        for proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc, _, host in sockets[
             first : first + JSON_CHUNK
         ]:
             head = heads.get((proto, family, laddr))
@@ -123,7 +125,7 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
             if rng is None:
                 rng = ranges[lport] = port_range(lport)
             # Keyed by the holders tuple's identity: sockets of one process share one, kept alive by ``sockets``.
-            tail_key = (state, id(hs), lsvc, rsvc, rng)
+            tail_key = (state, id(hs), lsvc, rsvc, rng, host)
             tail = tails.get(tail_key)
             if tail is None:
                 if hs:
@@ -133,7 +135,7 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
                     holder = '"pid": null, "process": null, "user": null'
                 tail = tails[tail_key] = (
                     f', "state": {quoted(state)}, {holder}, "local_service": {quoted(lsvc)}, '
-                    f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}}}'
+                    f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}, "host": {quoted(host)}}}'
                 )
             # Ports are ints (every collector makes them so): their str() is their JSON.
             append(
@@ -239,6 +241,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([fill(*headers).rstrip(), *(fill(*r).rstrip() for r in rows)])
 
 
+LOCAL_HOST_LABEL = "local"
+"""How the HOST column names this machine when remote hosts are in the table."""
+
+
 def sockets_table(sockets: Sequence[Socket]) -> str:
-    """The default ``portmon list`` output."""
-    return format_table(TABLE_HEADERS, table_rows(sockets))
+    """The default ``portmon list`` output; with a HOST column first when any socket is a remote host's."""
+    rows = table_rows(sockets)
+    if not any(s.host is not None for s in sockets):
+        return format_table(TABLE_HEADERS, rows)
+    hosts = [LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32) for s in sockets]
+    return format_table(("HOST", *TABLE_HEADERS), [(h, *r) for h, r in zip(hosts, rows, strict=True)])

@@ -28,6 +28,7 @@ KEYS = [
     "local_service",
     "remote_service",
     "local_range",
+    "host",
 ]
 
 SERVER = textwrap.dedent(
