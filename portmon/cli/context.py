@@ -80,6 +80,8 @@ class Context:
         self.cold_walk: ColdWalk | None = None
         """A cold fd walk the ``portmon`` command started before loading anything (see
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
+        self.hosts_failed = False
+        """Set by scan() when a remote host (--host) gave no answer: one-shot commands then exit 1."""
 
     def warn(self, message: str) -> None:
         """Print a one-line warning on stderr."""
@@ -118,8 +120,23 @@ class Context:
         from portmon.collect.choose import default_collector
 
         try:
-            return default_collector(services=self.registry(), prefer=self.collector_name)
+            local = default_collector(services=self.registry(), prefer=self.collector_name)
         except (ValueError, ImportError) as exc:
+            raise CommandFailed(str(exc), 2) from None
+        # Remote hosts (--host, --hosts-file): the local collector merged with one ssh session per host.
+        from portmon.cli.hosts import host_specs, with_hosts
+
+        try:
+            specs = host_specs(self.args)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot read the hosts file: {exc.strerror or exc}") from None
+        if not specs:
+            return local
+        try:
+            return with_hosts(local, specs, self.interval, self.registry())
+        except Exception as exc:  # noqa: BLE001 - SshError and the like, one line
             raise CommandFailed(str(exc), 2) from None
 
     def scan(self) -> Snapshot:
@@ -132,10 +149,22 @@ class Context:
                 walk.cancel()
             else:
                 start_cold_walk(walk)
+        wait_ready = getattr(collector, "wait_ready", None)
+        if wait_ready is not None:  # remote hosts: their first answers, within --host-timeout
+            from portmon.cli.hosts import host_timeout, report_hosts
+
+            wait_ready(host_timeout(self.args))
         try:
             snap = collector.scan()
         except Exception as exc:  # noqa: BLE001 - reported as one line
             raise CommandFailed(f"cannot read the socket table: {type(exc).__name__}: {exc}") from None
+        if wait_ready is not None:
+            self.hosts_failed = report_hosts(collector, self.warn)
+            snap = snap._replace(warning=collector.quiet_warning)  # the failing hosts are told above
+            if snap.error is not None:  # this machine failed: the hosts' rows still come, exit 1
+                self.warn(snap.error)
+                self.hosts_failed = True
+            collector.close()
         if snap.warning:
             self.warn(snap.warning)
         if snap.hidden_note:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from portmon import __version__
 from portmon.cli.context import PROG, CommandFailed, Context, Runner, UsageError, _Parser, positive_float
+from portmon.cli.hosts import add_host_options
 
 if TYPE_CHECKING:
     from portmon.collect.fdwalk import ColdWalk
@@ -40,6 +41,7 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
         default=None if sub else "auto",
         help="how sockets are read: auto (procfs on Linux), procfs, or psutil",
     )
+    add_host_options(parser, sub, positive_float)  # remote hosts over ssh: portmon.cli.hosts
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
@@ -55,10 +57,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
 
-    from portmon.cli import kill, watch, who, why
+    from portmon.cli import kill, stream, watch, who, why
     from portmon.cli import list as list_command
 
-    for module in (list_command, who, kill, watch, why):
+    for module in (list_command, who, kill, watch, why, stream):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for sp in subs.choices.values():
@@ -85,6 +87,11 @@ def run_live(ctx: Context) -> int:
 
 ONE_SHOT = frozenset({"list", "who", "why"})
 """Commands that scan once, print and end: ``main(exit_hard=True)`` ends the process right after them."""
+
+
+def _hosts_exit(ctx: Context, code: int) -> int:
+    """A command that printed its rows but lost a remote host (--host) ends with 1 rather than 0."""
+    return 1 if code == 0 and ctx.hosts_failed else code
 
 
 def _exit_now(code: int, out: TextIO, err: TextIO) -> NoReturn:
@@ -134,11 +141,11 @@ def main(
         else:
             runner = runners[args.command]
         if not (exit_hard and (args.command is None or args.command in ONE_SHOT)):
-            return runner(ctx)
+            return _hosts_exit(ctx, runner(ctx))
         import gc
 
         gc.disable()
-        code = runner(ctx)
+        code = _hosts_exit(ctx, runner(ctx))
         if ctx.cold_walk is not None:
             ctx.cold_walk.cancel()
         _exit_now(code, out, err)
