@@ -245,10 +245,10 @@ LOCAL_HOST_LABEL = "local"
 """How the HOST column names this machine when remote hosts are in the table."""
 
 
-def sockets_table(sockets: Sequence[Socket]) -> str:
-    """The default ``portmon list`` output; with a HOST column first when any socket is a remote host's."""
+def sockets_table(sockets: Sequence[Socket], host_column: bool = False) -> str:
+    """The default ``portmon list`` output; a HOST column first when asked or when any socket is a remote host's."""
     rows = table_rows(sockets)
-    if not any(s.host is not None for s in sockets):
+    if not host_column and not any(s.host is not None for s in sockets):
         return format_table(TABLE_HEADERS, rows)
     hosts = [LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32) for s in sockets]
     return format_table(("HOST", *TABLE_HEADERS), [(h, *r) for h, r in zip(hosts, rows, strict=True)])

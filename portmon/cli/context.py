@@ -82,10 +82,16 @@ class Context:
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
         self.hosts_failed = False
         """Set by scan() when a remote host (--host) gave no answer: one-shot commands then exit 1."""
+        self.hosts_given = False
+        """Set by collector() when --host or --hosts-file named remote hosts (tables then show a HOST column)."""
 
     def warn(self, message: str) -> None:
         """Print a one-line warning on stderr."""
         print(f"{PROG}: warning: {message}", file=self.stderr)
+
+    def note(self, message: str) -> None:
+        """Print a one-line note on stderr (not a warning: how something was done)."""
+        print(f"{PROG}: {message}", file=self.stderr)
 
     @property
     def registry_paths(self) -> list[str]:
@@ -134,6 +140,7 @@ class Context:
             raise UsageError(f"cannot read the hosts file: {exc.strerror or exc}") from None
         if not specs:
             return local
+        self.hosts_given = True
         try:
             return with_hosts(local, specs, self.interval, self.registry())
         except Exception as exc:  # noqa: BLE001 - SshError and the like, one line
@@ -153,13 +160,14 @@ class Context:
         if wait_ready is not None:  # remote hosts: their first answers, within --host-timeout
             from portmon.cli.hosts import host_timeout, report_hosts
 
-            wait_ready(host_timeout(self.args))
+            timeout = host_timeout(self.args)
+            wait_ready(timeout)
         try:
             snap = collector.scan()
         except Exception as exc:  # noqa: BLE001 - reported as one line
             raise CommandFailed(f"cannot read the socket table: {type(exc).__name__}: {exc}") from None
         if wait_ready is not None:
-            self.hosts_failed = report_hosts(collector, self.warn)
+            self.hosts_failed = report_hosts(collector, self.note, self.warn, timeout)
             snap = snap._replace(warning=collector.quiet_warning)  # the failing hosts are told above
             if snap.error is not None:  # this machine failed: the hosts' rows still come, exit 1
                 self.warn(snap.error)

@@ -81,8 +81,11 @@ def with_hosts(
     return collector
 
 
-def report_hosts(collector: object, warn: Callable[[str], None]) -> bool:
-    """One warning line per failing host, and which mode each host answered in; True when any failed."""
+MODE_NOTES = {"portmon": "portmon runs there (streaming mode)", "agentless": "agentless (ss), nothing installed there"}
+
+
+def report_hosts(collector: object, say: Callable[[str], None], warn: Callable[[str], None], timeout: float) -> bool:
+    """Which mode each host answered in (``say``), one warning line per failing host; True when any failed."""
     states = getattr(collector, "host_states", None)
     if states is None:
         return False
@@ -90,5 +93,7 @@ def report_hosts(collector: object, warn: Callable[[str], None]) -> bool:
     for state in states():
         if state.error is not None or state.snapshot is None:
             failed = True
-            warn(f"host {state.label}: {state.error or 'no answer yet'}")
+            warn(f"host {state.label}: {state.error or f'no answer within {timeout:g} s'}")
+        else:
+            say(f"host {state.label}: {MODE_NOTES.get(state.mode, state.mode)}")
     return failed
