@@ -193,3 +193,36 @@ def test_a_hung_host_never_stalls_a_scan(tmp_path: Path) -> None:
         assert snap.warning is not None and "stuck.example: no answer for 6 s" in snap.warning
     finally:
         multi.close()
+
+
+def test_why_and_kill_with_host_run_on_that_host_and_name_it(servers: tuple[Sshd, Sshd], listener: int) -> None:
+    a = servers[0]
+    res = portmon("why", f"{listener}/tcp", "--host", a.host, ssh_command=a.ssh_command)
+    assert res.returncode == 1, res.stderr  # taken: the remote portmon's verdict and exit status
+    assert res.stdout.startswith(f"host {a.host}:\n") and f"port {listener}/tcp is taken" in res.stdout
+    res = portmon("kill", f"{listener}/tcp", "--host", a.host, ssh_command=a.ssh_command)
+    assert res.returncode == 2 and "--yes" in res.stderr and a.host in res.stderr  # no terminal to ask on
+    assert "dry run: would send SIGTERM" in res.stdout  # the remote plan was shown first
+
+
+def test_kill_with_host_frees_the_port_there(servers: tuple[Sshd, Sshd]) -> None:
+    a = servers[0]
+    proc = subprocess.Popen([sys.executable, "-c", LISTENER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    try:
+        res = portmon("kill", f"{port}/tcp", "--host", a.host, "--yes", ssh_command=a.ssh_command)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"port {port}/tcp freed" in res.stdout
+        assert proc.wait(60) != 0  # it was signalled (by the portmon on the "remote" host)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_why_on_an_agentless_host_says_it_cannot(servers: tuple[Sshd, Sshd], listener: int) -> None:
+    b = servers[1]
+    res = portmon("why", str(listener), "--host", b.host, ssh_command=b.ssh_command)
+    assert res.returncode == 1
+    assert f"host {b.host}: portmon is not installed there (agentless host)" in res.stderr
