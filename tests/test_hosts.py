@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from portmon.model import LISTEN, Holder, Socket
 from portmon.output import RECORD_KEYS, socket_record, sockets_csv, sockets_json, sockets_table, to_json
 from portmon.query.filters import parse_filter
 
+ROOT = Path(__file__).resolve().parent.parent
 SSHD = Holder(pid=10, name="sshd", user="root")
 
 
@@ -50,3 +58,56 @@ def test_table_gets_a_host_column_only_with_remote_rows() -> None:
     assert lines[0].split()[0] == "HOST"
     assert [line.split()[0] for line in lines[1:]] == ["local", "db1.example", 'we"ird\\x1b[31mhost', "alice@db2:2222"]
     assert "\x1b" not in sockets_table(socks) and "\x1b" not in sockets_csv(socks)
+
+
+def test_a_watch_line_names_the_remote_host() -> None:
+    from portmon.query.diff import OPEN, Event
+    from portmon.query.events import event_line
+
+    sock = sockets()[2]
+    line = event_line(Event(OPEN, 0.0, sock, new_state=LISTEN))
+    assert line.split()[2] == '[we"ird\\x1b[31mhost]' and "\x1b" not in line
+    assert "[" not in event_line(Event(OPEN, 0.0, sockets()[0], new_state=LISTEN)).split()[2]
+
+
+def _portmon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "portmon", *args], capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "-oProxyCommand=touch /tmp/x"], "invalid host name in '-oProxyCommand=touch /tmp/x'"),
+        (["--host", "db1:70000"], "invalid port in host 'db1:70000'"),
+        (["--hosts-file", "/nonexistent/hosts"], "cannot read the hosts file"),
+    ],
+)
+def test_bad_hosts_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    res = _portmon("list", *args)
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_hosts_file_errors_name_the_line(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# fleet\ndb1\nbad host\n")
+    res = _portmon("list", "--hosts-file", str(hosts))
+    assert res.returncode == 2 and f"{hosts}, line 3" in res.stderr
+
+
+def test_who_with_a_silent_host_has_a_host_column_and_exits_1(tmp_path: Path) -> None:
+    hang = tmp_path / "hang"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = _portmon("who", str(port), "--host", "quiet.example", "--host-timeout", "0.5",
+                       env={"PORTMON_SSH_COMMAND": str(hang)})  # fmt: skip
+    assert res.returncode == 1
+    assert "host quiet.example: no answer within 0.5 s" in res.stderr
+    header, row = res.stdout.splitlines()[1:3]
+    assert header.split()[:2] == ["HOST", "PID"] and row.split()[0] == "local" and str(os.getpid()) in row

@@ -6,7 +6,7 @@ from typing import Any
 
 from portmon.cli.context import Context, UsageError
 from portmon.model import OWNER_HIDDEN, OWNER_NOTES, OWNER_UNSEEN
-from portmon.output import endpoint, format_table, holder_records, to_json
+from portmon.output import LOCAL_HOST_LABEL, endpoint, format_table, holder_records, to_json
 from portmon.query.sorting import sort_sockets
 from portmon.registry import port_range
 from portmon.textsafe import safe
@@ -59,6 +59,7 @@ def run(ctx: Context) -> int:
             for h in s.holders or (None,):
                 rows.append(
                     (
+                        *([LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32)] if ctx.hosts_given else []),
                         "-" if h is None else str(h.pid),
                         "-" if h is None else safe(h.name or "?", 32),
                         "-" if h is None else safe(h.user or "?", 16),
@@ -69,7 +70,8 @@ def run(ctx: Context) -> int:
                         "" if h is not None else OWNER_NOTES.get(s.owner_note or "", ""),
                     )
                 )
-        lines.append(format_table(("PID", "PROCESS", "USER", "PROTO", "LOCAL", "REMOTE", "STATE", "NOTE"), rows))
+        headers = ("PID", "PROCESS", "USER", "PROTO", "LOCAL", "REMOTE", "STATE", "NOTE")
+        lines.append(format_table(("HOST", *headers) if ctx.hosts_given else headers, rows))
         if not held:
             lines.append("no process holds this port: only kernel-owned sockets (TIME_WAIT) remain; they clear by themselves")
     ctx.stdout.write("\n".join(lines) + "\n")

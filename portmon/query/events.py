@@ -201,6 +201,8 @@ def event_line(event: Event) -> str:
     """
     sock = event.socket
     parts = [clock_time(event.time), f"{event.kind:<5}", sock.proto_label, endpoints_text(sock)]
+    if sock.host is not None:  # a remote host's socket (--host) says where it is
+        parts.insert(2, f"[{safe(sock.host, 64)}]")
     state = state_text(event)
     if state:
         parts.append(state)
