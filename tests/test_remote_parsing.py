@@ -183,3 +183,26 @@ def test_stream_refuses_what_portmon_never_sends(line: str) -> None:
         StreamDecoder("db1").feed(line, taken_at=0.0)
     with pytest.raises(StreamError):
         parse_hello(line)
+
+
+def test_layers_remote_and_export_never_import_the_cli_or_the_ui() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport portmon.remote.session, portmon.export.server, portmon.collect.remote\n"
+        "print(' '.join(sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "portmon.remote.session" in loaded and "portmon.export.metrics" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("textual", "rich")}
+    assert not {m for m in loaded if m.startswith(("portmon.cli", "portmon.ui"))}
+
+
+def test_the_stream_command_is_spelled_alike_on_both_sides() -> None:
+    from portmon.cli import stream
+    from portmon.remote import agentless
+
+    assert stream.STREAM_COMMAND == agentless.STREAM_COMMAND
+    assert f"portmon {stream.STREAM_COMMAND} --probe" in agentless.SCRIPT

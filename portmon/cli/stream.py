@@ -8,12 +8,13 @@ from typing import Any
 from portmon.cli.context import Context
 
 # The remote side of --host (portmon.remote): started over ssh by portmon.remote.agentless.SCRIPT.
+# The name is spelled here too, not imported: every command builds this parser, and importing
+# portmon.remote for one string would cost each of them ~1 ms (a test keeps the two equal).
+STREAM_COMMAND = "_stream"
 
 
 def add_parser(subs: Any) -> tuple[str, Any]:
     """Register ``_stream`` without help, so it stays out of the command list, and return its runner."""
-    from portmon.remote.agentless import STREAM_COMMAND
-
     p = subs.add_parser(STREAM_COMMAND, description="Stream snapshots as JSON lines (for portmon --host).")
     p.add_argument("--probe", action="store_true", help="print the stream's first line and exit 0")
     return STREAM_COMMAND, run
