@@ -100,7 +100,7 @@ def why_on_hosts(ctx: Context, port: PortSpec) -> int:
 
 def kill_on_hosts(ctx: Context, port: PortSpec) -> int:
     """``kill PORT`` on every named host: the remote dry run, a question here naming the host, the remote kill."""
-    from portmon.actions.kill import signal_name
+    from portmon.actions.kill.signals import signal_name
     args = ctx.args
     if args.json:
         raise UsageError("--json cannot be combined with --host for kill (one document per host)")
