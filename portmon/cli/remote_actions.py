@@ -1,8 +1,8 @@
 """``kill`` and ``why`` with ``--host``: each runs on the named hosts, by the portmon installed there, over ssh.
 
-The verdicts are the remote portmon's own (it test-binds and signals on its host); the
-question before a kill is asked here, naming the host, after the remote dry run listed who
-would be signalled. An agentless host (no portmon there) cannot do either: one line says so.
+The verdicts are the remote portmon's own (it test-binds and signals on its host; run by
+portmon.remote.actions); the question before a kill is asked here, naming the host, after the
+remote dry run listed who would be signalled. An agentless host (no portmon there) cannot do either: one line says so.
 """
 
 from __future__ import annotations
@@ -14,23 +14,10 @@ from typing import TYPE_CHECKING
 from portmon.cli.context import CommandFailed, Context, UsageError
 from portmon.cli.hosts import host_specs, host_timeout
 from portmon.portspec import PortSpec
-from portmon.textsafe import safe
 
 if TYPE_CHECKING:
     from portmon.remote.hosts import HostSpec
     from portmon.remote.ssh import Ssh
-AGENTLESS_EXIT = 96
-"""What ACTION_SCRIPT exits with when portmon is not installed on the host."""
-
-ACTION_SCRIPT = f"""\
-if command -v portmon >/dev/null 2>&1 && portmon _stream --probe >/dev/null 2>&1; then
-  exec portmon "$@"
-fi
-exit {AGENTLESS_EXIT}
-"""
-"""Run by ``sh -s -- ARGS`` on the host: ``portmon ARGS`` when portmon is installed there."""
-
-_LINE_WIDTH = 2000
 
 
 def _specs(ctx: Context) -> list[HostSpec]:
@@ -58,22 +45,13 @@ def has_hosts(ctx: Context) -> bool:
 
 def _run(ctx: Context, ssh: Ssh, spec: HostSpec, words: Sequence[str], timeout: float) -> tuple[int, list[str]] | None:
     """``portmon WORDS`` on the host: (exit status, output lines escaped), or None after saying why it failed."""
-    from portmon.remote.ssh import SshError, last_error_line
+    from portmon.remote.actions import run_portmon
 
-    label = spec.label
-    try:
-        result = ssh.run(spec, ["sh", "-s", "--", *words], timeout=timeout, stdin=ACTION_SCRIPT)
-    except (TimeoutError, SshError) as exc:
-        ctx.warn(f"host {label}: {safe(str(exc), 300)}")
+    done = run_portmon(ssh, spec, words, timeout)
+    if done.code is None:
+        ctx.warn(f"host {spec.label}: {done.error}")
         return None
-    if result.code == AGENTLESS_EXIT:
-        ctx.warn(f"host {label}: portmon is not installed there (agentless host): cannot {words[0]} remotely")
-        return None
-    if result.code == 255:  # ssh's own failure
-        ctx.warn(f"host {label}: {safe(last_error_line(result.stderr) or 'ssh failed', 300)}")
-        return None
-    lines = [safe(line, _LINE_WIDTH) for line in (result.stdout + result.stderr).splitlines()]
-    return result.code, lines
+    return done.code, list(done.lines)
 
 
 def why_on_hosts(ctx: Context, port: PortSpec) -> int:
@@ -101,6 +79,7 @@ def why_on_hosts(ctx: Context, port: PortSpec) -> int:
 def kill_on_hosts(ctx: Context, port: PortSpec) -> int:
     """``kill PORT`` on every named host: the remote dry run, a question here naming the host, the remote kill."""
     from portmon.actions.kill.signals import signal_name
+
     args = ctx.args
     if args.json:
         raise UsageError("--json cannot be combined with --host for kill (one document per host)")
