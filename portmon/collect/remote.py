@@ -52,6 +52,13 @@ class MultiHostCollector:
         for session in self.sessions:
             session.wait_ready(max(0.0, deadline - time.monotonic()))
 
+    def session_for(self, host: str) -> HostSession | None:
+        """The session of the host labelled ``host`` (a socket's ``host``), or None."""
+        for session in self.sessions:
+            if session.label == host:
+                return session
+        return None
+
     def host_states(self) -> list[HostState]:
         """Each remote host's mode, latest snapshot and error, in the order given."""
         return [session.state() for session in self.sessions]

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, NamedTuple
 
 from portmon.collect.base import ServiceLookup
 from portmon.model import Snapshot
+from portmon.remote.actions import RemoteRun, run_portmon
 from portmon.remote.agentless import MARK, SCRIPT, AgentlessParser
 from portmon.remote.hosts import HostSpec
 from portmon.remote.ssh import Ssh, SshError, last_error_line
@@ -90,6 +91,10 @@ class HostSession:
         self._kill()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def run_portmon(self, words: Sequence[str], timeout: float) -> RemoteRun:
+        """Run ``portmon WORDS`` on the host (kill, why), over the session's master connection."""
+        return run_portmon(self._ssh, self.spec, words, timeout)
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until the first snapshot or the first error; False when neither came within ``timeout``."""
