@@ -111,3 +111,16 @@ def test_who_with_a_silent_host_has_a_host_column_and_exits_1(tmp_path: Path) ->
     assert "host quiet.example: no answer within 0.5 s" in res.stderr
     header, row = res.stdout.splitlines()[1:3]
     assert header.split()[:2] == ["HOST", "PID"] and row.split()[0] == "local" and str(os.getpid()) in row
+
+
+def test_a_host_that_answers_later_brings_its_baseline_not_a_burst_of_opens() -> None:
+    from portmon.model import Snapshot
+    from portmon.query.events import EventStream
+
+    local, remote, *_ = sockets()
+    stream = EventStream()
+    assert stream.feed(Snapshot(sockets=(local,), taken_at=1.0)) == ()
+    assert stream.feed(Snapshot(sockets=(local, remote), taken_at=2.0)) == ()  # db1's first answer
+    later = remote._replace(local_port=8080, inode=99)
+    events = stream.feed(Snapshot(sockets=(local, remote, later), taken_at=3.0))
+    assert [(e.kind, e.socket.host, e.socket.local_port) for e in events] == [("open", "db1.example", 8080)]

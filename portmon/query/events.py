@@ -11,7 +11,7 @@ from typing import Any
 
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.output import endpoint, socket_record, to_json
-from portmon.query.diff import STATE, Event, diff_snapshots
+from portmon.query.diff import OPEN, STATE, Event, diff_snapshots
 from portmon.textsafe import safe
 
 DEFAULT_EVENT_LIMIT = 5000
@@ -55,6 +55,8 @@ class EventStream:
         self._last: tuple[Socket, ...] | None = None
         self.baseline_at: float | None = None
         """When the baseline scan was taken (None before the first good scan)."""
+        self._hosts: set[str | None] = set()
+        """Every host (None: this machine) seen in a good snapshot so far."""
 
     @property
     def started(self) -> bool:
@@ -73,12 +75,20 @@ class EventStream:
         sockets = self._scoped(snapshot)
         previous = self._last
         self._last = sockets
+        # A remote host (--host) answers some time after the first scan: its first sockets are its
+        # baseline, not a burst of opens. Which hosts answered is read from the whole snapshot.
+        hosts = {s.host for s in snapshot.sockets}
+        arrived = hosts - self._hosts
+        self._hosts |= hosts
         if previous is None:
             self.baseline_at = snapshot.taken_at
             return ()
         if previous is sockets:
             return ()
-        return tuple(diff_snapshots(previous, sockets, time=snapshot.taken_at))
+        events = diff_snapshots(previous, sockets, time=snapshot.taken_at)
+        if arrived:
+            return tuple(e for e in events if not (e.kind == OPEN and e.socket.host in arrived))
+        return tuple(events)
 
 
 @dataclass(frozen=True, slots=True)
