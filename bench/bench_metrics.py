@@ -2,6 +2,10 @@
 
 Measured on this host, with LoopbackLoad holding N ESTABLISHED sockets (plus listeners):
 
+* The metrics alone, in this process, over a synthetic snapshot of exactly N sockets (1 % churn
+  between polls): the event diff a poll adds to its scan, the first scrape after a poll (families
+  built and rendered) and a repeat scrape, median of ``--runs``. This part does not depend on
+  what else runs on the host.
 * In this process: one poll (scan + events) and one scrape (the metric families built and
   rendered by prometheus_client's ``generate_latest``, first scrape after a poll and a repeat
   scrape that reuses the poll's families), median of ``--runs``.
@@ -37,6 +41,7 @@ from loopback import LoopbackLoad  # noqa: E402
 from prometheus_client import generate_latest  # noqa: E402
 
 from portmon.collect.choose import default_collector  # noqa: E402
+from portmon.collect.fake import ScriptedCollector, synthetic_snapshot  # noqa: E402
 from portmon.export.metrics import MetricsState, Poller  # noqa: E402
 from portmon.export.server import metrics_registry  # noqa: E402
 
@@ -48,6 +53,32 @@ def _median_ms(fn: object, runs: int) -> float:
         fn()  # type: ignore[operator]
         times.append((time.perf_counter() - started) * 1000.0)
     return statistics.median(times)
+
+
+def synthetic(n: int, runs: int) -> None:
+    snaps = [synthetic_snapshot(n)]
+    for i in range(runs * 2 + 2):
+        snaps.append(synthetic_snapshot(n, seed=i + 1, churn=0.01, base=snaps[-1]))
+    state = MetricsState()
+    poller = Poller(ScriptedCollector(snaps), state, interval=1.0)
+    registry = metrics_registry(state)
+    poller.poll_once()
+    polls: list[float] = []
+    firsts: list[float] = []
+    size = 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        poller.poll_once()
+        polls.append((time.perf_counter() - started) * 1000.0)
+        started = time.perf_counter()
+        size = len(generate_latest(registry))
+        firsts.append((time.perf_counter() - started) * 1000.0)
+    repeat_ms = _median_ms(lambda: generate_latest(registry), runs)
+    listening = sum(1 for s in snaps[-1].sockets if s.listening)
+    print(f"  synthetic snapshot: {n} sockets ({listening} listening), 1 % churn between polls")
+    print(f"  poll without the scan (events):  {statistics.median(polls):7.1f} ms")
+    print(f"  first scrape after a poll:       {statistics.median(firsts):7.1f} ms ({size} bytes)")
+    print(f"  repeat scrape (families reused): {repeat_ms:7.2f} ms")
 
 
 def in_process(runs: int) -> None:
@@ -120,8 +151,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     print(f"portmon serve at {args.sockets} loopback sockets ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
+    print("metrics alone (synthetic snapshot, no scan):")
+    synthetic(args.sockets, args.runs)
     with LoopbackLoad(args.sockets):
-        print("in process:")
+        print("in process, scanning this host:")
         in_process(args.runs)
         print("portmon serve --metrics, separate process, --interval 1:")
         served(args.seconds)

@@ -252,3 +252,32 @@ def test_a_real_prometheus_scrapes_the_endpoint(served: str, listener: int, tmp_
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_endpoint_renders_once_per_poll_whatever_the_scrape_rate() -> None:
+    from portmon.export.server import ListenAddress, MetricsServer
+
+    state = MetricsState()
+    poller = Poller(ScriptedCollector([demo_snapshot(), demo_snapshot_after()]), state, interval=1)
+    poller.poll_once()
+    renders = []
+    registry = metrics_registry(state)
+    original = registry.collect
+
+    def counting_collect():  # type: ignore[no-untyped-def]
+        renders.append(1)
+        return original()
+
+    registry.collect = counting_collect  # type: ignore[method-assign]
+    server = MetricsServer(ListenAddress("127.0.0.1", 0), registry, lambda: state.generation)
+    try:
+        first = _get(server.url)
+        assert all(_get(server.url) == first for _ in range(5)) and len(renders) == 1
+        openmetrics = urllib.request.Request(server.url, headers={"Accept": "application/openmetrics-text"})
+        with urllib.request.urlopen(openmetrics, timeout=30) as r:
+            assert r.read().decode().endswith("# EOF\n")
+        assert len(renders) == 2  # another format is another answer
+        poller.poll_once()
+        assert _get(server.url) != first and len(renders) == 3  # the next poll's answer
+    finally:
+        server.close()

@@ -87,7 +87,7 @@ def run(ctx: Context) -> int:
     server = None
     if address is not None:
         try:
-            server = MetricsServer(address, registry)
+            server = MetricsServer(address, registry, lambda: state.generation)
         except AddressError as exc:
             raise UsageError(str(exc)) from None
         exposed = "" if is_loopback(server.host) else " (not loopback: reachable from other machines)"

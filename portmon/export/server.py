@@ -5,9 +5,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any, NamedTuple
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, make_wsgi_app, write_to_textfile
 
 from portmon.export.metrics import MetricsState, SnapshotMetrics
 
@@ -64,17 +67,82 @@ def metrics_registry(state: MetricsState) -> CollectorRegistry:
     return registry
 
 
-class MetricsServer:
-    """The HTTP endpoint, serving ``registry`` on ``/metrics`` (and ``/``) from its own thread."""
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-    def __init__(self, address: ListenAddress, registry: CollectorRegistry) -> None:
+_CACHED_KEYS = 16
+"""Distinct requests (format, compression, name[] filter) remembered per poll."""
+
+
+def cached_app(registry: CollectorRegistry, version: Callable[[], int]) -> WsgiApp:
+    """prometheus_client's WSGI app, its answers kept until ``version()`` moves on (the next poll).
+
+    The exposition of a poll never changes, yet rendering it costs tens of milliseconds at
+    thousands of listeners: a scrape storm then costs a dictionary lookup per scrape. Requests
+    are told apart by what changes the answer (Accept, Accept-Encoding, the query string).
+    """
+    app = make_wsgi_app(registry)
+    cache: dict[tuple[object, ...], tuple[str, list[tuple[str, str]], bytes]] = {}
+    seen = [-1]
+    lock = threading.Lock()
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "GET":
+            return app(environ, start_response)  # type: ignore[no-any-return]  # WSGI's own types
+        key = tuple(environ.get(k) for k in ("PATH_INFO", "QUERY_STRING", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING"))
+        with lock:
+            current = version()
+            if seen[0] != current:
+                cache.clear()
+                seen[0] = current
+            hit = cache.get(key)
+            if hit is None:
+                answer: dict[str, Any] = {}
+
+                def record(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> None:
+                    answer["status"], answer["headers"] = status, list(headers)
+
+                body = b"".join(app(environ, record))
+                hit = (answer["status"], answer["headers"], body)
+                if len(cache) < _CACHED_KEYS:
+                    cache[key] = hit
+        start_response(hit[0], hit[1])
+        return [hit[2]]
+
+    return serve
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr: Prometheus scrapes every few seconds."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class MetricsServer:
+    """The HTTP endpoint, serving ``registry`` on ``/metrics`` (any path) from its own threads."""
+
+    def __init__(self, address: ListenAddress, registry: CollectorRegistry, version: Callable[[], int]) -> None:
         try:
-            self._server, self._thread = start_http_server(address.port, addr=address.host, registry=registry)
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except (OSError, UnicodeError) as exc:
+            raise AddressError(f"cannot listen on {address.host}:{address.port}: {exc}") from None
+        family, _, _, _, sockaddr = infos[0]
+
+        class Server(ThreadingMixIn, WSGIServer):
+            daemon_threads = True
+            address_family = family
+
+        try:
+            self._server = make_server(
+                str(sockaddr[0]), address.port, cached_app(registry, version), Server, handler_class=_QuietHandler
+            )
         except OSError as exc:
             raise AddressError(f"cannot listen on {address.host}:{address.port}: {exc.strerror or exc}") from None
         bound = self._server.server_address
         self.host = str(bound[0])
         self.port = int(bound[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="portmon-metrics-http", daemon=True)
+        self._thread.start()
 
     @property
     def url(self) -> str:
@@ -84,9 +152,8 @@ class MetricsServer:
 
     def close(self) -> None:
         """Stop serving and close the socket."""
-        stopper = threading.Thread(target=self._server.shutdown, daemon=True)
-        stopper.start()
-        stopper.join(timeout=5)
+        self._server.shutdown()
+        self._thread.join(timeout=5)
         self._server.server_close()
 
 
