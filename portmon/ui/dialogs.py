@@ -9,9 +9,11 @@ from portmon.actions.why import Binder, WhyReport, explain
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessReader
+from portmon.textsafe import visible
 
 if TYPE_CHECKING:
     from portmon.ui.killmodal import KillModal
+    from portmon.ui.remotemodal import RemoteActionModal
     from portmon.ui.whymodal import WhyModal, WhyProbe
 
 
@@ -45,3 +47,24 @@ def kill_dialog(sock: Socket, snapshot: Snapshot) -> KillModal:
     from portmon.ui.killmodal import KillModal
 
     return KillModal(sock, snapshot)
+
+
+REMOTE_TIMEOUT = 120.0
+"""Seconds a remote kill or why may take (connection, the remote scan, the holders' exit)."""
+
+
+def remote_dialog(kind: str, sock: Socket, collector: object) -> RemoteActionModal | str:
+    """Kill or why (``kind``) for a remote host's row, run by that host's portmon; or why it cannot be.
+
+    ``collector`` is the monitor's: with remote hosts it is a MultiHostCollector, whose session
+    for the row's host carries the command over its master connection.
+    """
+    from portmon.ui.remotemodal import RemoteActionModal
+
+    host = sock.host or ""
+    session_for = getattr(collector, "session_for", None)
+    session = session_for(host) if session_for is not None else None
+    if session is None:
+        return f"no connection to host {visible(host)}"
+    port = f"{sock.local_port}/{sock.proto}"
+    return RemoteActionModal(kind, host, port, lambda words: session.run_portmon(words, REMOTE_TIMEOUT))

@@ -28,7 +28,7 @@ from portmon.textsafe import visible
 from portmon.ui.background import HostNames
 from portmon.ui.detail import DetailPane
 from portmon.ui.detailfeed import DetailFeed, ProcessRead
-from portmon.ui.dialogs import kill_dialog, why_dialog, why_prober
+from portmon.ui.dialogs import kill_dialog, remote_dialog, why_dialog, why_prober
 from portmon.ui.eventlog import EventLogPane, pane_content
 from portmon.ui.filterbox import FilterInput
 from portmon.ui.help import HelpScreen
@@ -435,7 +435,19 @@ class MonitorScreen(Screen[None]):
         def sockets() -> Sequence[Socket]:
             return self.snapshot.sockets if self.snapshot is not None else ()
 
-        self.app.push_screen(why_dialog(self.table.cursor_socket, self.why_probe, sockets, background=self.poll))
+        sock = self.table.cursor_socket
+        if sock is not None and sock.host is not None:  # a remote host's row: that host's portmon answers
+            self._remote("why", sock)
+            return
+        self.app.push_screen(why_dialog(sock, self.why_probe, sockets, background=self.poll))
+
+    def _remote(self, kind: str, sock: Socket) -> None:
+        """Kill or why on a remote host's row: a dialog naming the host, run there by its portmon."""
+        dialog = remote_dialog(kind, sock, self.collector)
+        if isinstance(dialog, str):
+            self.notify(dialog, severity="warning", markup=False)
+            return
+        self.app.push_screen(dialog, self._kill_finished)
 
     # -- names, kill, help -----------------------------------------------------------------------
 
@@ -462,6 +474,9 @@ class MonitorScreen(Screen[None]):
         snapshot = self.snapshot
         if sock is None or snapshot is None:
             self.notify("No socket selected.", severity="warning")
+            return
+        if sock.host is not None:  # a remote host's row: never planned or signalled here
+            self._remote("kill", sock)
             return
         self.app.push_screen(kill_dialog(sock, snapshot), self._kill_finished)
 

@@ -87,6 +87,10 @@ def status_text(info: StatusInfo) -> Text:
         parts.append(Text(snapshot.hidden_note, "italic"))
     if snapshot is not None:
         parts.append(Text(f"scan {snapshot.scan_ms:.0f} ms"))
+        # Remote hosts (--host): how each one is read (portmon stream or agentless ss), or that it fails.
+        hosts = [f"{visible(name[5:])} {visible(mode)}" for name, mode in snapshot.extra if name.startswith("host ")]
+        if hosts:
+            parts.append(Text("hosts: " + ", ".join(hosts)))
     every = f"every {seconds_text(info.interval)} s"
     if info.interval > info.requested_interval + 1e-9:
         every += f" (slowed from {seconds_text(info.requested_interval)} s: slow scans)"
