@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ptyterm import HAVE_PTY, Terminal
 from sshd import MISSING, Sshd
 
 from portmon.collect.fake import ScriptedCollector, demo_snapshot
@@ -226,3 +227,25 @@ def test_why_on_an_agentless_host_says_it_cannot(servers: tuple[Sshd, Sshd], lis
     res = portmon("why", str(listener), "--host", b.host, ssh_command=b.ssh_command)
     assert res.returncode == 1
     assert f"host {b.host}: portmon is not installed there (agentless host)" in res.stderr
+
+
+@pytest.mark.skipif(not HAVE_PTY, reason="needs a pseudo-terminal (POSIX)")
+def test_the_live_monitor_shows_this_machine_and_the_host_in_one_table(servers: tuple[Sshd, Sshd]) -> None:
+    a = servers[0]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PORTMON_SSH_COMMAND=a.ssh_command, TERM="xterm-256color")
+    term = Terminal(["--host", a.host, "--interval", "0.5"], env)
+    try:
+        # The host's sshd listener, on a row of its own under the Host column, beside this machine's rows.
+        screen = term.wait_for(lambda s: f"hosts: {a.host} portmon" in s.text, "the host's mode", timeout=300)
+        assert screen.find("Host") is not None and screen.find("local") is not None
+        term.send("/")
+        term.send(f"host:{a.host.split('@')[1].split(':')[0]} :{a.port}\r")
+
+        def sshd_row(screen: object) -> str | None:
+            lines = screen.text.splitlines()  # type: ignore[attr-defined]
+            return next((ln for ln in lines if ln.startswith(a.host) and f" {a.port} " in ln and "LISTEN" in ln), None)
+
+        screen = term.wait_for(lambda s: sshd_row(s) is not None, "the sshd row, filtered to the host")
+        assert "sshd" in (sshd_row(screen) or "")
+    finally:
+        term.close()
