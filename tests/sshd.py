@@ -109,7 +109,19 @@ class Sshd:
         return f"{self.user}@127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        """Stop sshd and the sessions it forked (a client's master connection may outlive the test)."""
         if self.proc is not None and self.proc.poll() is None:
+            import psutil
+
+            try:
+                sessions = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                sessions = []
+            for child in sessions:  # this sshd's own children, by pid
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
