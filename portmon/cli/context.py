@@ -160,23 +160,26 @@ class Context:
                 walk.cancel()
             else:
                 start_cold_walk(walk)
-        wait_ready = getattr(collector, "wait_ready", None)
-        if wait_ready is not None:  # remote hosts: their first answers, within --host-timeout
+        multi = None
+        if self.hosts_given:  # remote hosts: their first answers, within --host-timeout
             from portmon.cli.hosts import host_timeout, report_hosts
+            from portmon.collect.remote import MultiHostCollector
 
-            timeout = host_timeout(self.args)
-            wait_ready(timeout)
+            if isinstance(collector, MultiHostCollector):
+                multi = collector
+                timeout = host_timeout(self.args)
+                multi.wait_ready(timeout)
         try:
             snap: Snapshot = collector.scan()
         except Exception as exc:  # noqa: BLE001 - reported as one line
             raise CommandFailed(f"cannot read the socket table: {type(exc).__name__}: {exc}") from None
-        if wait_ready is not None:
-            self.hosts_failed = report_hosts(collector, self.note, self.warn, timeout)
-            snap = snap._replace(warning=collector.quiet_warning)  # the failing hosts are told above
+        if multi is not None:
+            self.hosts_failed = report_hosts(multi, self.note, self.warn, timeout)
+            snap = snap._replace(warning=multi.quiet_warning)  # the failing hosts are told above
             if snap.error is not None:  # this machine failed: the hosts' rows still come, exit 1
                 self.warn(snap.error)
                 self.hosts_failed = True
-            collector.close()
+            multi.close()
         if snap.warning:
             self.warn(snap.warning)
         if snap.hidden_note:

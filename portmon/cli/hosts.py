@@ -84,13 +84,12 @@ def with_hosts(
 MODE_NOTES = {"portmon": "portmon runs there (streaming mode)", "agentless": "agentless (ss), nothing installed there"}
 
 
-def report_hosts(collector: object, say: Callable[[str], None], warn: Callable[[str], None], timeout: float) -> bool:
+def report_hosts(
+    collector: MultiHostCollector, say: Callable[[str], None], warn: Callable[[str], None], timeout: float
+) -> bool:
     """Which mode each host answered in (``say``), one warning line per failing host; True when any failed."""
-    states = getattr(collector, "host_states", None)
-    if states is None:
-        return False
     failed = False
-    for state in states():
+    for state in collector.host_states():
         if state.error is not None or state.snapshot is None:
             failed = True
             warn(f"host {state.label}: {state.error or f'no answer within {timeout:g} s'}")

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from portmon import __version__
-from portmon.cli import kill, serve, stream, watch, who, why
+from portmon.cli import kill, serve, watch, who, why
 from portmon.cli import list as list_command
+from portmon.cli import stream as stream_command
 from portmon.cli.context import PROG, CommandFailed, Context, Runner, UsageError, _Parser, positive_float
 from portmon.cli.hosts import add_host_options
 
@@ -58,7 +59,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
-    for module in (list_command, who, kill, watch, why, serve, stream):
+    for module in (list_command, who, kill, watch, why, serve, stream_command):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for sp in subs.choices.values():
