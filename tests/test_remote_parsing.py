@@ -190,7 +190,7 @@ def test_layers_remote_and_export_never_import_the_cli_or_the_ui() -> None:
     import sys
 
     code = (
-        "import sys\nimport portmon.remote.session, portmon.export.server, portmon.collect.remote\n"
+        "import sys\nimport portmon.remote.session, portmon.export.server, portmon.remote.collector\n"
         "print(' '.join(sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,8 +16,8 @@ from ptyterm import HAVE_PTY, Terminal
 from sshd import MISSING, Sshd
 
 from portmon.collect.fake import ScriptedCollector, demo_snapshot
-from portmon.collect.remote import MultiHostCollector
 from portmon.model import Snapshot
+from portmon.remote.collector import MultiHostCollector
 from portmon.remote.hosts import parse_host
 from portmon.remote.session import MODE_AGENTLESS, MODE_PORTMON, HostSession
 from portmon.remote.ssh import Ssh

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from textual.pilot import Pilot
 
 from portmon.collect.fake import DEMO_TIME, ScriptedCollector, demo_process, demo_snapshot
-from portmon.collect.remote import MultiHostCollector
 from portmon.model import LISTEN, Holder, Snapshot, Socket
 from portmon.remote.actions import RemoteRun
+from portmon.remote.collector import MultiHostCollector
 from portmon.remote.session import HostState
 from portmon.ui.app import PortmonApp
 from portmon.ui.columns import layout_columns

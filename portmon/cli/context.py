@@ -163,7 +163,7 @@ class Context:
         multi = None
         if self.hosts_given:  # remote hosts: their first answers, within --host-timeout
             from portmon.cli.hosts import host_timeout, report_hosts
-            from portmon.collect.remote import MultiHostCollector
+            from portmon.remote.collector import MultiHostCollector
 
             if isinstance(collector, MultiHostCollector):
                 multi = collector

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from portmon.collect.base import Collector, ServiceLookup
-    from portmon.collect.remote import MultiHostCollector
+    from portmon.remote.collector import MultiHostCollector
     from portmon.remote.hosts import HostSpec
 
 DEFAULT_HOST_TIMEOUT = 15.0
@@ -69,7 +69,7 @@ def with_hosts(
     local: Collector, specs: list[HostSpec], interval: float, services: ServiceLookup | None
 ) -> MultiHostCollector:
     """This machine's collector and a session per host, connecting now; closed at exit."""
-    from portmon.collect.remote import MultiHostCollector
+    from portmon.remote.collector import MultiHostCollector
     from portmon.remote.session import HostSession
     from portmon.remote.ssh import Ssh
 
