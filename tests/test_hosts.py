@@ -124,3 +124,13 @@ def test_a_host_that_answers_later_brings_its_baseline_not_a_burst_of_opens() ->
     later = remote._replace(local_port=8080, inode=99)
     events = stream.feed(Snapshot(sockets=(local, remote, later), taken_at=3.0))
     assert [(e.kind, e.socket.host, e.socket.local_port) for e in events] == [("open", "db1.example", 8080)]
+
+
+def test_this_machine_is_in_the_baseline_even_when_the_first_scan_is_empty() -> None:
+    from portmon.model import Snapshot
+    from portmon.query.events import EventStream
+
+    local = sockets()[0]
+    stream = EventStream()
+    assert stream.feed(Snapshot(sockets=(), taken_at=1.0)) == ()
+    assert [e.kind for e in stream.feed(Snapshot(sockets=(local,), taken_at=2.0))] == ["open"]

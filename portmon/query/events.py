@@ -55,8 +55,9 @@ class EventStream:
         self._last: tuple[Socket, ...] | None = None
         self.baseline_at: float | None = None
         """When the baseline scan was taken (None before the first good scan)."""
-        self._hosts: set[str | None] = set()
-        """Every host (None: this machine) seen in a good snapshot so far."""
+        self._hosts: set[str | None] = {None}
+        """Every host seen in a good snapshot so far; this machine (None) is there from the start, an
+        empty first scan included."""
 
     @property
     def started(self) -> bool:
