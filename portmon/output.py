@@ -13,6 +13,12 @@ from portmon.model import Holder, Socket
 from portmon.registry import port_range
 from portmon.textsafe import safe, visible
 
+TRAFFIC_KEYS = ("bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog")
+"""The socket's traffic and health counters (null where the collector has none), last in a record."""
+_TRAFFIC_AT = Socket._fields.index(TRAFFIC_KEYS[0])
+_TRAFFIC_END = _TRAFFIC_AT + len(TRAFFIC_KEYS)
+_NO_TRAFFIC_JSON = "".join(f', "{k}": null' for k in TRAFFIC_KEYS)
+
 RECORD_KEYS = (
     "proto",
     "family",
@@ -27,6 +33,7 @@ RECORD_KEYS = (
     "local_service",
     "remote_service",
     "local_range",
+    *TRAFFIC_KEYS,
     "host",
 )
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
@@ -49,6 +56,12 @@ def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
         "local_service": sock.local_service,
         "remote_service": sock.remote_service,
         "local_range": port_range(sock.local_port),
+        "bytes_sent": sock.bytes_sent,
+        "bytes_received": sock.bytes_received,
+        "rtt_ms": sock.rtt_ms,
+        "retransmits": sock.retransmits,
+        "accept_queue": sock.accept_queue,
+        "backlog": sock.backlog,
         "host": sock.host,
     }
 
@@ -100,16 +113,16 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
 
     known = text.get
     heads: dict[tuple[str, int, str], str] = {}
-    tails: dict[tuple[str | None, int, str | None, str | None, str, str | None], str] = {}
+    tails: dict[tuple[str | None, int, str | None, str | None, str], str] = {}
     ranges: dict[int, str] = {}
     yield "["
     for first in range(0, len(sockets), JSON_CHUNK):
         records: list[str] = []
         append = records.append
         # Unpacked by position (Socket's field order, which tests pin): much cheaper than 11 attributes.
-        for proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc, _, host in sockets[
-            first : first + JSON_CHUNK
-        ]:
+        for sock in sockets[first : first + JSON_CHUNK]:
+            proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc = sock[:12]
+            host = sock.host
             head = heads.get((proto, family, laddr))
             if head is None:
                 head = heads[(proto, family, laddr)] = (
@@ -120,7 +133,7 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
             if rng is None:
                 rng = ranges[lport] = port_range(lport)
             # Keyed by the holders tuple's identity: sockets of one process share one, kept alive by ``sockets``.
-            tail_key = (state, id(hs), lsvc, rsvc, rng, host)
+            tail_key = (state, id(hs), lsvc, rsvc, rng)
             tail = tails.get(tail_key)
             if tail is None:
                 if hs:
@@ -130,15 +143,27 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
                     holder = '"pid": null, "process": null, "user": null'
                 tail = tails[tail_key] = (
                     f', "state": {quoted(state)}, {holder}, "local_service": {quoted(lsvc)}, '
-                    f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}, "host": {quoted(host)}}}'
+                    f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}'
                 )
+            counters = sock[_TRAFFIC_AT:_TRAFFIC_END]
             # Ports are ints (every collector makes them so): their str() is their JSON.
             append(
                 f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '
                 f'"remote_port": {"null" if rport is None else rport}{tail}'
+                f"{_NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)}"
+                f', "host": {quoted(host)}}}'
             )
         yield (", " if first else "") + ", ".join(records)
     yield "]"
+
+
+_NONE = (None,) * len(TRAFFIC_KEYS)
+
+
+def _traffic_json(counters: tuple[object, ...]) -> str:
+    """The traffic counters of one ``list --json`` record (ints, a float or null); the host follows."""
+    pairs = zip(TRAFFIC_KEYS, counters, strict=True)
+    return "".join(f', "{key}": {"null" if value is None else repr(value)}' for key, value in pairs)
 
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:

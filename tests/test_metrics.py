@@ -281,3 +281,14 @@ def test_the_endpoint_renders_once_per_poll_whatever_the_scrape_rate() -> None:
         assert _get(server.url) != first and len(renders) == 3  # the next poll's answer
     finally:
         server.close()
+
+
+def test_listener_queues_where_the_collector_reads_them() -> None:
+    listener = Socket("tcp", 4, "0.0.0.0", 80, state=LISTEN, inode=1, accept_queue=3, backlog=128)
+    twin = listener._replace(inode=2, accept_queue=1)  # SO_REUSEPORT: one series, summed
+    unread = Socket("tcp", 4, "0.0.0.0", 81, state=LISTEN, inode=3)
+    state = MetricsState()
+    state.record(Snapshot(sockets=(listener, twin, unread), taken_at=1.0), [])
+    got = scrape(state)
+    assert [(d["port"], v) for d, v in got["portmon_listener_accept_queue"]] == [("80", 4.0)]
+    assert [(d["port"], v) for d, v in got["portmon_listener_backlog"]] == [("80", 256.0)]

@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import errno as _errno
 import os
-import socket as _socket
-import sys
 import time as _time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from portmon.actions.binds import (
+    BIND_DENIED,
+    BIND_IN_USE,
+    BIND_UNAVAILABLE,
+    RESULT_WORDS,
+    WILDCARDS,
+    BindAttempt,
+    Binder,
+    probe_binds,
+)
 from portmon.actions.kill.text import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
+from portmon.actions.ownerless import backlog_of, unreadable_fd_tables, unreadable_text
 from portmon.collect.base import is_privileged
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record
-from portmon.portspec import PROTOCOLS, PortSpec
+from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessDetail, ProcessReader, read_process, uptime_text
 from portmon.textsafe import safe
-
-IS_WINDOWS = sys.platform == "win32"
-
-PROBE_ADDRESSES: tuple[tuple[int, str], ...] = ((4, "0.0.0.0"), (4, "127.0.0.1"), (6, "::"), (6, "::1"))
-"""(family, address) of every test bind: the wildcard and the loopback address of IPv4 and IPv6."""
-
-WILDCARDS = frozenset({"0.0.0.0", "::", "", "*"})
-
-# Results of one test bind.
-BIND_OK = "ok"
-BIND_IN_USE = "in-use"
-BIND_DENIED = "denied"
-BIND_UNAVAILABLE = "unavailable"
-"""The address family or address does not exist here (no IPv6, no ::1): left out of the verdict."""
-BIND_ERROR = "error"
-
-_RESULT_WORDS = {
-    BIND_OK: "free",
-    BIND_IN_USE: "in use",
-    BIND_DENIED: "denied",
-    BIND_UNAVAILABLE: "n/a",
-    BIND_ERROR: "error",
-}
 
 # Verdicts (the ``reason`` of an answer).
 FREE = "free"
@@ -62,140 +47,6 @@ UNKNOWN = "unknown"
 
 MAX_HOLDERS_SHOWN = 10
 _COMMAND_WIDTH = 300
-
-Binder = Callable[[int, str], Sequence["BindAttempt"]]
-"""``binder(port, proto) -> attempts``: :func:`probe_binds`, or a simulation in tests and screenshots."""
-
-
-@dataclass(frozen=True, slots=True)
-class BindAttempt:
-    """One test bind: where, with which option, and what the kernel said."""
-
-    proto: str
-    family: int
-    address: str
-    reuseaddr: bool
-    result: str
-    """BIND_OK, BIND_IN_USE, BIND_DENIED, BIND_UNAVAILABLE or BIND_ERROR."""
-    error: str | None = None
-    """The failing call and its error, e.g. ``bind: EADDRINUSE (Address already in use)``."""
-
-    @property
-    def ok(self) -> bool:
-        """True when the bind (and, for TCP, the listen) succeeded."""
-        return self.result == BIND_OK
-
-    @property
-    def endpoint(self) -> str:
-        """``0.0.0.0`` or ``[::1]``."""
-        return f"[{self.address}]" if self.family == 6 else self.address
-
-
-def _classify(exc: OSError) -> str:
-    code = exc.errno
-    if code == _errno.EADDRINUSE:
-        return BIND_IN_USE
-    if code in (_errno.EACCES, _errno.EPERM):
-        return BIND_DENIED
-    if code in (_errno.EADDRNOTAVAIL, _errno.EAFNOSUPPORT, getattr(_errno, "EPROTONOSUPPORT", -1)):
-        return BIND_UNAVAILABLE
-    return BIND_ERROR
-
-
-def _error_text(step: str, exc: OSError) -> str:
-    name = _errno.errorcode.get(exc.errno or 0, str(exc.errno))
-    return f"{step}: {name} ({exc.strerror or exc})"
-
-
-def try_bind(port: int, proto: str, family: int, address: str, reuseaddr: bool) -> BindAttempt:
-    """Bind (and for TCP listen on) ``address:port`` as a server would, then close at once.
-
-    The socket lives for the duration of two system calls; nothing is accepted or sent.
-    """
-    af = _socket.AF_INET if family == 4 else _socket.AF_INET6
-    kind = _socket.SOCK_STREAM if proto == "tcp" else _socket.SOCK_DGRAM
-    if reuseaddr and IS_WINDOWS:
-        # On Windows SO_REUSEADDR lets a socket take over a port in use: the test would mean nothing.
-        return BindAttempt(proto, family, address, reuseaddr, BIND_UNAVAILABLE, "SO_REUSEADDR differs on Windows")
-    try:
-        sock = _socket.socket(af, kind)
-    except OSError as exc:
-        return BindAttempt(proto, family, address, reuseaddr, BIND_UNAVAILABLE, _error_text("socket", exc))
-    step = "setsockopt"
-    try:
-        if reuseaddr:
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        step = "bind"
-        sock.bind((address, port))
-        if kind == _socket.SOCK_STREAM:
-            # A TCP bind can succeed where the listen then fails (two SO_REUSEADDR sockets): a server
-            # needs both.
-            step = "listen"
-            sock.listen(1)
-    except OSError as exc:
-        return BindAttempt(proto, family, address, reuseaddr, _classify(exc), _error_text(step, exc))
-    finally:
-        sock.close()
-    return BindAttempt(proto, family, address, reuseaddr, BIND_OK)
-
-
-def probe_binds(port: int, proto: str) -> tuple[BindAttempt, ...]:
-    """Every test bind for a port: wildcard and loopback, IPv4 and IPv6, without and with SO_REUSEADDR.
-
-    IPv6 wildcard binds use the system's default (dual-stack on most Linux systems), as a server would.
-    """
-    if proto not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {proto!r}")
-    return tuple(
-        try_bind(port, proto, family, address, reuse) for family, address in PROBE_ADDRESSES for reuse in (False, True)
-    )
-
-
-
-def _overlaps(probe_family: int, probe_addr: str, sock: Socket) -> bool:
-    """Whether a bind of the probe address would collide with ``sock``'s local address (dual-stack ``::``)."""
-    local = sock.local_addr or "0.0.0.0"
-    if probe_addr in WILDCARDS:
-        return probe_family == 6 or sock.family == 4 or local in WILDCARDS
-    if local in WILDCARDS:
-        return sock.family == probe_family or (sock.family == 6 and probe_family == 4)
-    return local == probe_addr
-
-
-def simulated_binder(
-    sockets: Sequence[Socket], *, ipv6: bool = True, denied_below: int = 0
-) -> Binder:
-    """A binder that predicts the test binds from a socket list instead of binding (tests and screenshots).
-
-    It follows Linux's rules closely enough for a demo: a listener blocks every overlapping bind;
-    other sockets block a plain bind but not one with SO_REUSEADDR. Ports below ``denied_below``
-    are refused as for an unprivileged user.
-    """
-
-    def binder(port: int, proto: str) -> tuple[BindAttempt, ...]:
-        on_port = [s for s in sockets if s.local_port == port and s.proto == proto]
-        out: list[BindAttempt] = []
-        for family, address in PROBE_ADDRESSES:
-            for reuse in (False, True):
-                if family == 6 and not ipv6:
-                    out.append(BindAttempt(proto, family, address, reuse, BIND_UNAVAILABLE, "socket: EAFNOSUPPORT"))
-                    continue
-                if port < denied_below:
-                    denied = "bind: EACCES (Permission denied)"
-                    out.append(BindAttempt(proto, family, address, reuse, BIND_DENIED, denied))
-                    continue
-                blocked = any(
-                    _overlaps(family, address, s) and (not reuse or s.listening or proto == "udp") for s in on_port
-                )
-                if blocked:
-                    in_use = "bind: EADDRINUSE (Address already in use)"
-                    out.append(BindAttempt(proto, family, address, reuse, BIND_IN_USE, in_use))
-                else:
-                    out.append(BindAttempt(proto, family, address, reuse, BIND_OK))
-        return tuple(out)
-
-    return binder
-
 
 def unprivileged_port_start() -> int:
     """The lowest port an unprivileged process may bind (Linux's ip_unprivileged_port_start; 1024 elsewhere)."""
@@ -368,6 +219,12 @@ class _Evidence:
     """Sockets of another user's processes (only root sees their owner)."""
     unseen: list[Socket]
     """Sockets no process in portmon's view holds, although it could see them all."""
+    backlog: dict[int, int]
+    """Connections not yet accepted: listener pid -> how many wait in its backlog."""
+    inherited: list[Socket]
+    """Sockets nobody but portmon itself holds (inherited copies: portmon is never a holder)."""
+    unreadable: int
+    """Processes whose fds could not be read (counted only when there are unseen sockets)."""
     plain: list[BindAttempt]
     """The binds without SO_REUSEADDR that could be tried."""
     plain_ok: list[BindAttempt]
@@ -414,11 +271,33 @@ class _Evidence:
 
 
 def _evidence(
-    port: int, proto: str, binds: Sequence[BindAttempt], sockets: Sequence[Socket], privileged: bool, port_start: int
+    port: int,
+    proto: str,
+    binds: Sequence[BindAttempt],
+    sockets: Sequence[Socket],
+    privileged: bool,
+    port_start: int,
+    unreadable: Callable[[], int],
 ) -> _Evidence:
     """Sort the sockets on ``port``/``proto`` by kind and its test binds by result."""
     mine = tuple(b for b in binds if b.proto == proto)
     on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
+    me = os.getpid()
+    inherited = [s for s in on_port if s.holders and all(h.pid == me for h in s.holders)]
+    # Every verdict below is drawn from the sockets as held by processes other than portmon itself.
+    view = tuple(
+        s if all(h.pid != me for h in s.holders) else s._replace(holders=tuple(h for h in s.holders if h.pid != me))
+        for s in on_port
+    )
+    backlog: dict[int, int] = {}
+    waiting: set[Socket] = set()
+    for sock in view:
+        listener = backlog_of(sock, view)
+        if listener is not None:
+            backlog[listener] = backlog.get(listener, 0) + 1
+            waiting.add(sock)
+    loose = [s for s in view if not s.holders and s not in waiting and not _is_remnant(s)]
+    unseen = [s for s in loose if s.owner_note == OWNER_UNSEEN]
     plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
     reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
     return _Evidence(
@@ -428,10 +307,13 @@ def _evidence(
         port_start=port_start,
         binds=mine,
         on_port=on_port,
-        owned=[s for s in on_port if s.holders],
-        remnants=[s for s in on_port if _is_remnant(s)],
-        hidden=[s for s in on_port if not s.holders and s.owner_note == OWNER_HIDDEN and not _is_remnant(s)],
-        unseen=[s for s in on_port if not s.holders and s.owner_note == OWNER_UNSEEN and not _is_remnant(s)],
+        owned=[s for s in view if s.holders],
+        remnants=[s for s in view if _is_remnant(s)],
+        hidden=[s for s in loose if s.owner_note == OWNER_HIDDEN],
+        unseen=unseen,
+        backlog=backlog,
+        inherited=inherited,
+        unreadable=unreadable() if unseen else 0,
         plain=plain,
         plain_ok=[b for b in plain if b.ok],
         plain_in_use=[b for b in plain if b.result == BIND_IN_USE],
@@ -486,20 +368,52 @@ def _held_answer(ev: _Evidence, reader: ProcessReader, now: float, user: str | N
                 "a server binding one of the free addresses can start; one binding the wildcard address "
                 "(0.0.0.0 or ::) cannot"
             )
+    for pid, n in ev.backlog.items():
+        details.append(f"{_count(n, 'connection')} not yet accepted (in the backlog of pid {pid})")
+    if ev.inherited:
+        details.append(_inherited_line(ev))
     if ev.hidden or ev.unseen:
         more = _count(len(ev.hidden) + len(ev.unseen), "more socket")
-        details.append(f"{more} on the port: owner not visible to portmon")
+        why = f" ({unreadable_text(ev.unreadable)}, even as root)" if ev.unreadable else ""
+        details.append(f"{more} on the port: owner not visible to portmon{why}")
     if ev.remnants:
         details.append(
             f"the kernel also keeps {_count(len(ev.remnants), 'closed connection')} ({_state_counts(ev.remnants)})"
         )
     if ev.denied and not ev.privileged:
         details.append(ev.privilege_note)
+    details.extend(backlog_notes(ev.owned))
     needs_sudo = not ev.privileged and any(h.user is None or (user is not None and h.user != user) for h in holders)
     kill = f"{'sudo ' if needs_sudo else ''}portmon kill {ev.label}"
     return ev.answer(
         free=False, reason=reason, message=message, details=tuple(details), holders=holders, kill_command=kill
     )
+
+
+def _inherited_line(ev: _Evidence) -> str:
+    return (
+        f"portmon itself (pid {os.getpid()}) holds an inherited copy of {_count(len(ev.inherited), 'socket')} "
+        "on the port (socket activation or a leaked fd): it lets go when it exits"
+    )
+
+
+def _inherited_answer(ev: _Evidence) -> PortAnswer:
+    """Nobody but portmon itself holds the port: a copy it inherited."""
+    message = f"port {ev.label} is in use only by portmon's own inherited copy: it is free once portmon exits"
+    return ev.answer(free=False, reason=HELD, message=message, details=(_inherited_line(ev),))
+
+
+# -- listener health (accept queue against backlog) ------------------------------------------------
+
+
+def backlog_notes(sockets: Iterable[Socket]) -> list[str]:
+    """One line per listener whose accept queue is over its backlog: its process is not calling accept()."""
+    return [
+        f"the server is not accepting: {s.accept_queue}/{s.backlog} queued on {s.proto_label} "
+        f"{safe(s.local_addr)}:{s.local_port} (new connections are dropped until it accepts)"
+        for s in sockets
+        if s.accept_queue_full
+    ]
 
 
 def _hidden_answer(ev: _Evidence) -> PortAnswer:
@@ -517,10 +431,16 @@ def _hidden_answer(ev: _Evidence) -> PortAnswer:
 
 
 def _unseen_answer(ev: _Evidence) -> PortAnswer:
-    message = (
-        f"port {ev.label} is in use, but no process in portmon's view holds it "
-        "(its owner runs in another PID namespace, such as a container)"
-    )
+    if ev.unreadable:
+        message = (
+            f"port {ev.label} is in use, but no process in portmon's view holds it: "
+            f"{unreadable_text(ev.unreadable)}, even as root, and one of them may hold it"
+        )
+    else:
+        message = (
+            f"port {ev.label} is in use, but no process in portmon's view holds it "
+            "(its owner runs in another PID namespace, such as a container)"
+        )
     listed = "; ".join(socket_label(s) for s in ev.unseen[:5])
     details = [f"{_count(len(ev.unseen), 'socket')} on the port: {listed}"]
     if ev.mixed:
@@ -587,21 +507,25 @@ def judge(
     now: float | None = None,
     user: str | None = None,
     port_start: int = 1024,
+    unreadable: Callable[[], int] = unreadable_fd_tables,
 ) -> PortAnswer:
     """The verdict for ``port``/``proto`` from the test binds and the socket table (pure but for ``reader``).
 
     ``sockets`` may be the whole table: only those bound locally to the port and protocol count.
     ``user`` is the invoking user (to tell when killing needs sudo); ``port_start`` the lowest
-    port unprivileged users may bind. The test binds decide whether the port is free; the socket
+    port unprivileged users may bind; ``unreadable`` counts the processes whose fds cannot be read
+    (called only when some socket has no visible holder). The test binds decide whether the port is free; the socket
     table explains why not, the most telling cause first.
     """
-    ev = _evidence(port, proto, binds, sockets, privileged, port_start)
+    ev = _evidence(port, proto, binds, sockets, privileged, port_start, unreadable)
     if ev.plain and len(ev.plain_ok) == len(ev.plain):
         return _free_answer(ev)
     if not ev.plain:
         return _untested_answer(ev)
     if ev.owned:
         return _held_answer(ev, reader, _time.time() if now is None else now, user)
+    if ev.inherited:
+        return _inherited_answer(ev)
     if ev.hidden:
         return _hidden_answer(ev)
     if ev.unseen:
@@ -667,8 +591,8 @@ def bind_table(binds: Sequence[BindAttempt]) -> list[str]:
     lines = [f"{('test binds (' + binds[0].proto + ')').ljust(width + 2)}  without SO_REUSEADDR  with SO_REUSEADDR"]
     for cols in rows.values():
         first = next(iter(cols.values()))
-        plain = _RESULT_WORDS.get(cols[False].result, "?") if False in cols else "-"
-        reuse = _RESULT_WORDS.get(cols[True].result, "?") if True in cols else "-"
+        plain = RESULT_WORDS.get(cols[False].result, "?") if False in cols else "-"
+        reuse = RESULT_WORDS.get(cols[True].result, "?") if True in cols else "-"
         lines.append(f"  {first.endpoint.ljust(width)}  {plain.ljust(20)}  {reuse}")
     return lines
 

@@ -87,6 +87,13 @@ def build_families(state: MetricsState) -> list[Metric]:
     hidden = GaugeMetricFamily(
         "portmon_sockets_hidden_owner", "Sockets whose owning process portmon may not see (run as root to see them)."
     )
+    where_labels = ("host", "proto", "family", "address", "port")
+    accept_queue = GaugeMetricFamily(
+        "portmon_listener_accept_queue", "Connections waiting for accept() on a listener.", labels=where_labels
+    )
+    backlog = GaugeMetricFamily(
+        "portmon_listener_backlog", "The most connections that may wait on a listener.", labels=where_labels
+    )
     if snap is not None:
         socks = snap.sockets
         # Counted in C (zip/map/Counter): a scrape after a poll walks every socket once, ~3x faster.
@@ -94,9 +101,15 @@ def build_families(state: MetricsState) -> list[Metric]:
             zip(map(_HOST, socks), map(_PROTO, socks), map(_STATE, socks), strict=True)
         )
         seen: set[tuple[str, ...]] = set()
+        queues: Counter[tuple[str, ...]] = Counter()
+        backlogs: Counter[tuple[str, ...]] = Counter()
         for s in socks:
             if not (s.state == LISTEN or (s.proto == "udp" and s.remote_port is None)):
                 continue
+            if s.accept_queue is not None or s.backlog is not None:  # where the collector reads them
+                where: tuple[str, ...] = (s.host or "", s.proto, str(s.family), s.local_addr, str(s.local_port))
+                queues[where] += s.accept_queue or 0  # an SO_REUSEPORT group: its listeners summed
+                backlogs[where] += s.backlog or 0
             labels = (
                 s.host or "",
                 s.proto,
@@ -119,6 +132,10 @@ def build_families(state: MetricsState) -> list[Metric]:
                 for st in states:
                     counts.add_metric((host, proto, st), totals.get((host, proto, st), 0))
         hidden.add_metric((), snap.hidden_owners)
+        for labels_of, n in queues.items():
+            accept_queue.add_metric(labels_of, n)
+        for labels_of, n in backlogs.items():
+            backlog.add_metric(labels_of, n)
     duration = HistogramMetricFamily("portmon_scan_duration_seconds", "How long each socket scan took.")
     cumulative = list(state.bucket_counts)
     buckets = [(_bound(b), float(c)) for b, c in zip(SCAN_BUCKETS, cumulative, strict=True)]
@@ -131,7 +148,7 @@ def build_families(state: MetricsState) -> list[Metric]:
     )
     for kind in EVENT_KINDS:
         events.add_metric((kind,), state.events[kind])
-    return [info, counts, hidden, duration, errors, events]
+    return [info, counts, hidden, accept_queue, backlog, duration, errors, events]
 
 
 def _bound(value: float) -> str:

@@ -24,6 +24,8 @@ from portmon.model import (
     TIME_WAIT,
     Socket,
 )
+from portmon.output import TABLE_HEADERS
+from portmon.textsafe import echo
 
 COLUMNS: tuple[str, ...] = (
     "proto",
@@ -57,6 +59,40 @@ STATE_ORDER: tuple[str, ...] = (
 """TCP lifecycle order: listeners, handshakes, open connections, then the active and passive close paths."""
 
 _STATE_RANK = {state: rank for rank, state in enumerate(STATE_ORDER)}
+
+
+def _spelling(text: str) -> str:
+    """``"Local Address"``, ``"local-addr"`` and ``"LOCAL_ADDR"`` spelled one way: ``"localaddr"``."""
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+_COLUMN_SPELLINGS: dict[str, str] = {}
+for _column, _title in zip(COLUMNS, TABLE_HEADERS, strict=True):
+    _COLUMN_SPELLINGS[_spelling(_column)] = _column
+    _COLUMN_SPELLINGS[_spelling(_title)] = _column
+for _alias, _column in (("lport", "local_port"), ("rport", "remote_port"), ("laddr", "local_addr"),
+                        ("raddr", "remote_addr"), ("local", "local_addr"), ("remote", "remote_addr"),
+                        ("service", "local_service"), ("rservice", "remote_service"), ("name", "process"),
+                        ("protocol", "proto")):  # fmt: skip
+    _COLUMN_SPELLINGS.setdefault(_spelling(_alias), _column)
+
+
+def parse_sort(text: str) -> tuple[str, bool]:
+    """A sort argument as (column id, descending): ``pid``, ``PID``, ``"local address"``, ``-state``.
+
+    Case and spacing do not matter; the column ids (COLUMNS), the plain table's header titles
+    (``PORT``, ``RPORT``, ``LOCAL ADDRESS``) and a few short names (``lport``, ``raddr``) all name a
+    column; a leading ``-`` sorts descending. Raises ValueError naming what is accepted.
+    """
+    body = text.strip()
+    descending = body.startswith("-")
+    column = _COLUMN_SPELLINGS.get(_spelling(body[1:] if descending else body))
+    if column is None:
+        raise ValueError(
+            f"unknown sort column {echo(text, 40)}: expected one of {', '.join(COLUMNS)} or a header title "
+            f"({', '.join(TABLE_HEADERS)}); a leading '-' sorts descending"
+        )
+    return column, descending
 
 _ADDR_CACHE_LIMIT = 65536
 _addr_keys: dict[str, tuple[int, int, str]] = {}
@@ -172,18 +208,37 @@ def sort_sockets_plain(sockets: Iterable[Socket], column: str, descending: bool 
         raise ValueError(f"unknown sort column {column!r}; expected one of {', '.join(COLUMNS)}")
     items = list(sockets)
     ranks = list(_ranks(column, items, descending)[0])
-    keys = [
-        (
-            rank,
-            s.local_port,
-            -1 if s.remote_port is None else s.remote_port,
-            _remote_crc(s.remote_addr),
-            s.remote_addr or "",
-            s.key,
-        )
-        for rank, s in zip(ranks, items, strict=True)
-    ]
+    keys = list(map(_plain_key, ranks, items))
     return [items[i] for i in sorted(range(len(items)), key=keys.__getitem__)]
+
+
+def _plain_key(rank: int, s: Socket) -> tuple[Any, ...]:
+    """``sort_sockets_plain``'s key of one socket, given its rank in the sort column."""
+    return (rank, s.local_port, -1 if s.remote_port is None else s.remote_port, _remote_crc(s.remote_addr),
+            s.remote_addr or "", s.key)
+
+
+PORT_COLUMNS = frozenset({"local_port", "remote_port"})
+"""Columns whose order ``port_order_key`` gives one socket at a time."""
+
+
+def port_order_key(column: str, descending: bool = False) -> Callable[[Socket], tuple[Any, ...]]:
+    """A key function that orders sockets exactly as ``sort_sockets(.., column, descending)`` does.
+
+    Only for the port columns (PORT_COLUMNS), whose rank is the port itself, so a socket's key does
+    not depend on the other sockets: this is what lets the live table insert a few new rows into
+    the last sorted rows (a binary search on this key) instead of sorting every row again. The key
+    is ``sort_sockets_plain``'s.
+    """
+    if column not in PORT_COLUMNS:
+        raise ValueError(f"not a port column: {column!r}")
+    port = _LOCAL_PORT if column == "local_port" else _REMOTE_PORT
+
+    def key(sock: Socket) -> tuple[Any, ...]:
+        value = port(sock)
+        return _plain_key(_NONE_PORT if value is None else (_MAX_PORT - value if descending else value), sock)
+
+    return key
 
 
 def _ranks(column: str, items: list[Socket], descending: bool) -> tuple[Iterable[int], int]:

@@ -256,5 +256,8 @@ class AgentlessParser:
             self.service(lport, proto),
             None if rport is None else self.service(rport, proto),
             0,
-            self.host,
+            # A listener's Recv-Q and Send-Q are its accept queue and its backlog (ss(8)).
+            accept_queue=int(fields[2]) if state == LISTEN and fields[2].isdigit() else None,
+            backlog=int(fields[3]) if state == LISTEN and fields[3].isdigit() else None,
+            host=self.host,
         )

@@ -46,6 +46,13 @@ def snapshot_line(snap: Snapshot, same: bool = False) -> str:
                 s.local_service,
                 s.remote_service,
                 s.seq,
+                s.bytes_sent,
+                s.bytes_received,
+                s.rtt_ms,
+                s.retransmits,
+                s.accept_queue,
+                s.backlog,
+                s.cookie,
             ]
             for s in snap.sockets
         ]
@@ -132,9 +139,10 @@ class StreamDecoder:
         out: list[Socket] = []
         host = self.host
         for item in raw:
-            if not isinstance(item, list) or len(item) != 13:
-                raise StreamError("expected a socket as a list of 13 fields")
-            proto, family, laddr, lport, raddr, rport, state, hs, note, inode, lsvc, rsvc, seq = item
+            if not isinstance(item, list) or len(item) not in (13, 20):
+                raise StreamError("expected a socket as a list of 13 or 20 fields")
+            proto, family, laddr, lport, raddr, rport, state, hs, note, inode, lsvc, rsvc, seq = item[:13]
+            sent, received, rtt, retrans, queue, backlog, cookie = item[13:] or (None,) * 7
             if proto not in ("tcp", "udp") or family not in (4, 6):
                 raise StreamError("unknown protocol or family")
             if not isinstance(hs, list):
@@ -166,6 +174,13 @@ class StreamDecoder:
                     _opt_str(lsvc),
                     _opt_str(rsvc),
                     _int(seq),
+                    _opt_int(sent),
+                    _opt_int(received),
+                    None if rtt is None else _num(rtt),
+                    _opt_int(retrans),
+                    _opt_int(queue),
+                    _opt_int(backlog),
+                    _opt_int(cookie),
                     host,
                 )
             )
