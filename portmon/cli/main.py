@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon import __version__
-from portmon.cli import close, kill, top, watch, who, why
+from portmon.cli import close, kill, serve, top, watch, who, why
 from portmon.cli import config as config_command
 from portmon.cli import list as list_command
+from portmon.cli import stream as stream_command
 from portmon.cli.context import (
     INTERVAL_MAX,
     INTERVAL_MIN,
@@ -22,7 +23,9 @@ from portmon.cli.context import (
     UsageError,
     _Parser,
     interval_seconds,
+    positive_float,
 )
+from portmon.cli.hosts import add_host_options
 from portmon.cli.streams import GuardedOutput, can_run_live, stdin_or_null, tolerant_encoding
 from portmon.query.sorting import parse_sort
 from portmon.textsafe import echo, one_line
@@ -57,6 +60,7 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool, live: bool = Tru
         default=None if sub else "auto",
         help="how sockets are read: auto (procfs on Linux), procfs, or psutil",
     )
+    add_host_options(parser, sub, positive_float)  # remote hosts over ssh: portmon.cli.hosts
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
@@ -71,7 +75,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
-    for module in (list_command, who, kill, watch, why, top, close, config_command):
+    for module in (list_command, who, kill, watch, why, top, close, config_command, serve, stream_command):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for name, sp in subs.choices.items():
@@ -119,11 +123,16 @@ def live_options(ctx: Context) -> dict[str, Any]:
     }
 
 
-LIVE = frozenset({"watch", "top"})
+LIVE = frozenset({"watch", "top", "serve", "_stream"})
 """Subcommands that refresh, and so take ``--interval`` (the live monitor, with no command, takes it too)."""
 
 ONE_SHOT = frozenset({"list", "who", "why"})
 """Commands that scan once, print and end: ``main(exit_hard=True)`` ends the process right after them."""
+
+
+def _hosts_exit(ctx: Context, code: int) -> int:
+    """A command that printed its rows but lost a remote host (--host) ends with 1 rather than 0."""
+    return 1 if code == 0 and ctx.hosts_failed else code
 
 
 def run_without_gc(runner: Runner, ctx: Context) -> int:
@@ -209,8 +218,8 @@ def main(
         else:
             runner = runners[command]
         if not (exit_hard and (command is None or command in ONE_SHOT)):
-            return _finish(runner(ctx), out, err)
-        code = _finish(run_without_gc(runner, ctx), out, err)
+            return _hosts_exit(ctx, _finish(runner(ctx), out, err))
+        code = _hosts_exit(ctx, _finish(run_without_gc(runner, ctx), out, err))
         if ctx.cold_walk is not None:
             ctx.cold_walk.cancel()
         exit_skipping_teardown(code, out, err)  # type: ignore[arg-type]  # a TextIO in all but name
