@@ -279,11 +279,49 @@ async def test_own_process_row_is_refused() -> None:
     app = Host(modal, snap(sock))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        assert "is portmon itself" in modal.details_text + modal.status_line
+        # portmon's own copy of a socket is inherited: no holder to signal, so nothing to confirm.
+        shown = modal.details_text + modal.status_line
+        assert f"portmon itself (pid {me.pid}) holds an inherited copy" in shown, shown
+        assert "cannot kill: no process to signal on port 9/tcp" in shown, shown
         await pilot.press("y")
         await pilot.press("f")
         await pilot.pause()
         assert app.screen is modal and modal.outcome is None
+
+
+# -- a supervisor restarts the listener ----------------------------------------------------------------
+
+
+@sync
+async def test_a_restarted_listener_gives_the_same_verdict_as_the_command_line() -> None:
+    # The same verdict path as `portmon kill` (tests/test_killcmd.py): re-bound by the new pid, its parent named.
+    from handoff_supervisor import Handoff
+
+    sup = Handoff()
+    try:
+        first = psutil.Process(sup.first)
+        sock = Socket(
+            "tcp", 4, "127.0.0.1", sup.port, state=LISTEN,
+            holders=(Holder(sup.first, first.name(), create_time=first.create_time()),),
+        )
+        collector = ScriptedCollector([lambda: PsutilCollector().scan()])
+        modal = KillModal(sock, snap(sock), collector=collector, timeout=5, settle=0)
+        app = Host(modal, snap(sock))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("y")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert modal.outcome is not None
+            verdict = modal.outcome.verdict
+            assert verdict.kind == "rebound", verdict.message
+            (new,) = verdict.rebound_by
+            assert new.pid != sup.first and new.parent_pid == sup.proc.pid
+            assert app.results == [verdict.message]
+            assert verdict.message.startswith(f"port {sup.port}/tcp re-bound by new pid {new.pid} (")
+            assert f"child of {sup.proc.pid} (" in verdict.message
+    finally:
+        sup.close()
 
 
 # -- the signal, the processes named, what else they hold -------------------------------------------
