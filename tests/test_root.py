@@ -23,6 +23,7 @@ from portmon.collect.fake import ScriptedCollector, demo_process, demo_snapshot
 from portmon.model import Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
+from portmon.ui.view import COLUMN_TITLES
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -171,6 +172,7 @@ def test_the_palette_offers_only_portmons_actions_and_safe_textual_commands() ->
     async def body(pilot, screen: MonitorScreen) -> None:  # type: ignore[no-untyped-def]
         commands = list(app.get_system_commands(screen))
         own = {b.tooltip or b.description for b in MonitorScreen.BINDINGS if not b.action.startswith("app.")}  # type: ignore[union-attr]
+        own |= {f"Sort by {title}" for title in COLUMN_TITLES.values()}  # the palette's sort commands
         textual = {c.title for c in commands} - own
         assert textual <= TEXTUAL_COMMANDS_ALLOWED, f"unexpected palette commands: {textual - TEXTUAL_COMMANDS_ALLOWED}"
         for command in commands:

@@ -69,5 +69,29 @@ def key_groups(monitor: list[BindingType]) -> list[tuple[str, list[BindingType]]
         ("Filter box", list(FilterInput.BINDINGS)),
         # The detail pane and the event log share their one key (escape: back to the table).
         ("Panes", list(DetailPane.BINDINGS)),
-        ("Anywhere", [*QUIT_BINDINGS, Binding("ctrl+p", "", "Command palette: every action by name")]),
+        (
+            "Anywhere",
+            [
+                *QUIT_BINDINGS,
+                Binding("ctrl+p", "", "Command palette: every action by name, sorting by any column"),
+                Binding("tab", "", "Next part: table, filter box, detail pane, event log"),
+            ],
+        ),
+        (
+            "Mouse",
+            [
+                Binding("click", "", "On a column title: sort by it (again: invert); on a row: select it"),
+                Binding("double-click", "", "On a row: open the detail pane"),
+            ],
+        ),
+        (
+            "Kill dialog",
+            [
+                Binding("y", "", "Send the chosen signal (enter on the Send button too)"),
+                Binding("s", "", "Choose the signal: TERM, INT, HUP, KILL"),
+                Binding("f", "", "SIGKILL now (after a survived TERM: to the survivors)"),
+                Binding("n", "", "Cancel (escape too)"),
+            ],
+        ),
+        ("Why dialog", [Binding("enter", "", "Check the port typed"), Binding("k", "", "Kill what holds it")]),
     ]
