@@ -55,10 +55,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
 
-    from portmon.cli import kill, watch, who, why
+    from portmon.cli import baseline, history, kill, record, watch, who, why
     from portmon.cli import list as list_command
 
-    for module in (list_command, who, kill, watch, why):
+    for module in (list_command, who, kill, watch, why, record, history, baseline):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for sp in subs.choices.values():

@@ -1,0 +1,67 @@
+"""One recorder per database: an exclusive lock on a file beside it, released by the kernel when the recorder dies.
+
+The lock is ``flock`` on ``DB.lock``, never on the database itself: closing any descriptor of a file
+drops the process's POSIX locks on it, and SQLite's own locks on the database are POSIX locks.
+The file holds the recorder's pid, so the second recorder can say who holds it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from portmon.history.store import HistoryError
+
+
+class RecorderBusy(HistoryError):
+    """Another recorder already writes to this database."""
+
+
+def lock_path(db: Path) -> Path:
+    """The lock file of database ``db``."""
+    return db.with_name(db.name + ".lock")
+
+
+class RecorderLock:
+    """Held while a recorder writes to a database; ``release()`` (or process death) lets go."""
+
+    def __init__(self, db: Path) -> None:
+        import fcntl
+
+        self.path = lock_path(db)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            raise HistoryError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {holder}" if holder else "another process"
+            raise RecorderBusy(
+                f"another recorder ({who}) is already recording into {db}; "
+                "stop it first, or give this one another --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        """True until released."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let go of the lock (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor drops the flock
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None

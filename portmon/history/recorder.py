@@ -1,0 +1,370 @@
+"""The recorder: turns successive scans into intervals in the history database, written in batches.
+
+Fed from whoever scans (``portmon record``'s loop, the live monitor's poller thread): ``feed()``
+only compares the scan with the intervals it holds open in memory and reads the command line of
+processes it has not met; the database is written by ``flush()`` at most every ``flush_every``
+seconds, in one transaction. A crash loses at most that much, and never corrupts the file (WAL).
+
+At ``begin()`` it cleans up after recorders that died: intervals left open from an earlier boot
+are closed at that recorder's last observation; those from this boot (and those its predecessor
+closed when it stopped) are taken over if the first scan still shows the same socket held by the
+same processes (pid and start time), else closed at the last observation too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from portmon.history.procfacts import FactsCache, ProcessFacts
+from portmon.history.store import transaction
+from portmon.model import Holder, Snapshot, Socket, SocketKey
+from portmon.query.filters import SocketFilter
+
+Identity = tuple[SocketKey, "str | None", tuple[tuple[int, float], ...]]
+"""What one interval is: the socket's key, its state and its holders' (pid, start time)."""
+
+CLOSED = "closed"
+STOP = "stop"
+LOST = "lost"
+BOOT = "boot"
+
+FLUSH_EVERY = 5.0
+"""Seconds between writes while sockets change: what a crash can lose at most."""
+HEARTBEAT_EVERY = 30.0
+"""Seconds between writes while nothing changes (the session's last observation moves on)."""
+
+
+def _start(value: float | None) -> float:
+    # Start times are floats read from /proc or psutil: round away the noise of the conversion.
+    return -1.0 if value is None else round(value, 2)
+
+
+def identity(sock: Socket) -> Identity:
+    """The interval a socket belongs to: a change of key, state or holders starts a new one."""
+    holders = sock.holders
+    if len(holders) == 1:
+        h = holders[0]
+        return (sock.key, sock.state, ((h.pid, _start(h.create_time)),))
+    return (sock.key, sock.state, tuple(sorted((h.pid, _start(h.create_time)) for h in holders)))
+
+
+class _Interval:
+    """One interval as the recorder holds it until written (and, while open, after)."""
+
+    __slots__ = ("sock", "opened", "opened_seen", "holders", "closed", "reason", "rowid")
+
+    def __init__(self, sock: Socket, opened: float, opened_seen: bool, holders: tuple[ProcessFacts, ...]) -> None:
+        self.sock = sock
+        self.opened = opened
+        self.opened_seen = opened_seen
+        self.holders = holders
+        self.closed: float | None = None
+        self.reason: str | None = None
+        self.rowid: int | None = None
+
+
+class _Candidate(NamedTuple):
+    """An interval a previous recorder of this boot left open, or closed when it stopped."""
+
+    rowid: int
+    was_open: bool
+    last_seen: float
+
+
+class Recorder:
+    """Records the sockets of the snapshots fed to it (see the module doc). Use from one thread.
+
+    ``scope`` picks the sockets to record (listening ones by default; None records every socket) and
+    ``flt`` narrows them further. ``clock`` gives the time of flushes and of a stop; intervals take
+    their times from the snapshots. ``facts`` reads a new holder's command line (redacted) and exe.
+    ``after_flush`` runs after each write (retention hooks in here).
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        boot_id: str,
+        scope: Callable[[Socket], bool] | None,
+        flt: SocketFilter | None = None,
+        scope_text: str = "",
+        clock: Callable[[], float] = time.time,
+        facts: Callable[[Holder], ProcessFacts] | None = None,
+        flush_every: float = FLUSH_EVERY,
+        heartbeat_every: float = HEARTBEAT_EVERY,
+        after_flush: Callable[[sqlite3.Connection, float], None] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.boot_id = boot_id
+        self._scope = scope
+        self._filter = flt if flt is not None and not flt.is_empty else None
+        self._scope_text = scope_text
+        self._clock = clock
+        self._facts = facts if facts is not None else FactsCache().facts
+        self._flush_every = flush_every
+        self._heartbeat_every = heartbeat_every
+        self._after_flush = after_flush
+        self.session: int | None = None
+        self._open: dict[Identity, _Interval] = {}
+        self._new: list[_Interval] = []
+        self._ended: list[_Interval] = []
+        self._candidates: dict[Identity, _Candidate] | None = None
+        self._reopen: list[int] = []
+        self._lost: list[tuple[float, int]] = []
+        self._process_ids: dict[tuple[int, float | None], int] = {}
+        self._last_flush = 0.0
+        self._last_scan: float | None = None
+        self._dirty = False
+        self.scans = 0
+        """Good snapshots fed (for callers and tests)."""
+        self.writes = 0
+        """Transactions written."""
+
+    @property
+    def open_count(self) -> int:
+        """Intervals open now."""
+        return len(self._open)
+
+    # -- start -----------------------------------------------------------------------------------
+
+    def begin(self) -> int:
+        """Start a session: clean up after dead recorders and note this one. Returns the session id.
+
+        The caller holds the database's RecorderLock, so no other recorder is alive.
+        """
+        now = self._clock()
+        conn = self.conn
+        with transaction(conn):
+            # Sessions that never said goodbye died: they ended at their last observation.
+            conn.execute("UPDATE sessions SET ended = last_seen WHERE ended IS NULL")
+            conn.execute(
+                "UPDATE intervals SET closed = (SELECT last_seen FROM sessions WHERE sessions.id = intervals.session),"
+                f" end_reason = '{BOOT}'"
+                " WHERE closed IS NULL AND session IN (SELECT id FROM sessions WHERE boot_id != ?)",
+                (self.boot_id,),
+            )
+            previous = conn.execute(
+                "SELECT id FROM sessions WHERE boot_id = ? ORDER BY id DESC LIMIT 1", (self.boot_id,)
+            ).fetchone()
+            self._candidates = self._load_candidates(previous[0] if previous else None)
+            cur = conn.execute(
+                "INSERT INTO sessions (boot_id, pid, started, last_seen, scope) VALUES (?, ?, ?, ?, ?)",
+                (self.boot_id, os.getpid(), now, now, self._scope_text),
+            )
+            self.session = int(cur.lastrowid or 0)
+        self._last_flush = now
+        self.writes += 1
+        if self._after_flush is not None:
+            self._after_flush(conn, now)
+        return self.session
+
+    def _load_candidates(self, previous: int | None) -> dict[Identity, _Candidate]:
+        """Open intervals of this boot, and those the last session of this boot closed on stopping."""
+        rows = self.conn.execute(
+            "SELECT i.id, i.proto, i.family, i.local_addr, i.local_port, i.remote_addr, i.remote_port, i.inode,"
+            " i.state, i.closed IS NULL, s.last_seen"
+            " FROM intervals i JOIN sessions s ON s.id = i.session"
+            " WHERE s.boot_id = ? AND (i.closed IS NULL OR (i.session = ? AND i.end_reason = ?))",
+            (self.boot_id, previous if previous is not None else -1, STOP),
+        ).fetchall()
+        if not rows:
+            return {}
+        holders: dict[int, list[tuple[int, float]]] = {}
+        ids = [r[0] for r in rows]
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            marks = ",".join("?" * len(part))
+            for interval, pid, start in self.conn.execute(
+                "SELECT h.interval, p.pid, p.start_time FROM interval_holders h JOIN processes p ON p.id = h.process"
+                f" WHERE h.interval IN ({marks})",
+                part,
+            ):
+                holders.setdefault(interval, []).append((pid, _start(start)))
+        out: dict[Identity, _Candidate] = {}
+        for rowid, proto, family, laddr, lport, raddr, rport, inode, state, is_open, last_seen in rows:
+            key: SocketKey = (proto, family, laddr, lport, raddr or "", rport if rport is not None else -1, inode)
+            ident: Identity = (key, state, tuple(sorted(holders.get(rowid, ()))))
+            twin = out.get(ident)
+            if twin is not None and twin.was_open:
+                self._lost.append((twin.last_seen, twin.rowid))  # two left open for one socket: keep the newer
+            out[ident] = _Candidate(rowid, bool(is_open), last_seen)
+        return out
+
+    # -- scans -----------------------------------------------------------------------------------
+
+    def _in_scope(self, sockets: Iterable[Socket]) -> Iterable[Socket]:
+        if self._scope is not None:
+            sockets = filter(self._scope, sockets)
+        if self._filter is not None:
+            sockets = filter(self._filter.matches, sockets)
+        return sockets
+
+    def feed(self, snapshot: Snapshot) -> None:
+        """Take one scan: intervals open and close in memory; a write happens when one is due."""
+        if snapshot.error is not None:
+            return  # a failed scan repeats old sockets: it proves nothing
+        at = snapshot.taken_at
+        current = {identity(s): s for s in self._in_scope(snapshot.sockets)}
+        first = self.scans == 0
+        self.scans += 1
+        self._last_scan = at
+        opened = self._open
+        for ident in [i for i in opened if i not in current]:
+            self._end(opened.pop(ident), at, CLOSED)
+        candidates, self._candidates = self._candidates, None
+        for ident, sock in current.items():
+            if ident in opened:
+                continue
+            holders = tuple(self._facts(h) for h in sock.holders)
+            cand = candidates.pop(ident, None) if candidates else None
+            if cand is not None:
+                iv = _Interval(sock, at, False, holders)
+                iv.rowid = cand.rowid
+                self._reopen.append(cand.rowid)
+            else:
+                iv = _Interval(sock, at, not first, holders)
+                self._new.append(iv)
+            opened[ident] = iv
+            self._dirty = True
+        if candidates:
+            for cand in candidates.values():
+                if cand.was_open:
+                    self._lost.append((cand.last_seen, cand.rowid))
+                    self._dirty = True
+        self.maybe_flush()
+
+    def _end(self, iv: _Interval, at: float, reason: str) -> None:
+        iv.closed = at
+        iv.reason = reason
+        if iv.rowid is not None:
+            self._ended.append(iv)  # one not written yet is inserted already closed
+        self._dirty = True
+
+    def maybe_flush(self) -> bool:
+        """Write if a write is due (changes waiting ``flush_every``, or a heartbeat); True when it wrote."""
+        now = self._clock()
+        waited = now - self._last_flush
+        if (self._dirty and waited >= self._flush_every) or waited >= self._heartbeat_every:
+            self.flush()
+            return True
+        return False
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def _process_id(self, facts: ProcessFacts) -> int:
+        key = (facts.pid, facts.start_time)
+        rowid = self._process_ids.get(key)
+        if rowid is not None:
+            return rowid
+        conn = self.conn
+        row = conn.execute(
+            "SELECT id FROM processes WHERE boot_id = ? AND pid = ? AND start_time IS ?",
+            (self.boot_id, facts.pid, facts.start_time),
+        ).fetchone()
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO processes (boot_id, pid, start_time, name, user, cmdline, exe, manager)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.boot_id,
+                    facts.pid,
+                    facts.start_time,
+                    facts.name,
+                    facts.user,
+                    json.dumps(list(facts.cmdline)) if facts.cmdline is not None else None,
+                    facts.exe,
+                    facts.manager,
+                ),
+            )
+            rowid = int(cur.lastrowid or 0)
+        else:
+            rowid = int(row[0])
+        if len(self._process_ids) > 65536:
+            self._process_ids.clear()
+        self._process_ids[key] = rowid
+        return rowid
+
+    def flush(self) -> None:
+        """Write everything waiting, and the session's last observation, in one transaction."""
+        if self.session is None:
+            raise RuntimeError("Recorder.begin() was not called")
+        now = self._clock()
+        conn = self.conn
+        new, self._new = self._new, []
+        ended, self._ended = self._ended, []
+        reopen, self._reopen = self._reopen, []
+        lost, self._lost = self._lost, []
+        try:
+            self._write(new, ended, reopen, lost, now)
+        except BaseException:
+            # Nothing was written: keep it all for the next try (a full disk, a busy database).
+            for iv in new:
+                iv.rowid = None
+            self._new[:0] = new
+            self._ended[:0] = ended
+            self._reopen[:0] = reopen
+            self._lost[:0] = lost
+            self._process_ids.clear()
+            raise
+        self._dirty = False
+        self._last_flush = now
+        self.writes += 1
+        if self._after_flush is not None:
+            self._after_flush(conn, now)
+
+    def _write(
+        self, new: list[_Interval], ended: list[_Interval], reopen: list[int], lost: list[tuple[float, int]], now: float
+    ) -> None:
+        conn = self.conn
+        with transaction(conn):
+            links: list[tuple[int, int]] = []
+            for iv in new:
+                s = iv.sock
+                key = s.key
+                cur = conn.execute(
+                    "INSERT INTO intervals (session, proto, family, local_addr, local_port, remote_addr, remote_port,"
+                    " state, inode, service, owner_note, opened, opened_seen, closed, end_reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        self.session, s.proto, s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port,
+                        s.state, key[6], s.local_service, s.owner_note, iv.opened, int(iv.opened_seen),
+                        iv.closed, iv.reason,
+                    ),
+                )
+                iv.rowid = int(cur.lastrowid or 0)
+                links.extend((iv.rowid, self._process_id(h)) for h in iv.holders)
+            if links:
+                conn.executemany("INSERT OR IGNORE INTO interval_holders (interval, process) VALUES (?, ?)", links)
+            if ended:
+                conn.executemany(
+                    "UPDATE intervals SET closed = ?, end_reason = ? WHERE id = ?",
+                    [(iv.closed, iv.reason, iv.rowid) for iv in ended],
+                )
+            if reopen:
+                conn.executemany(
+                    "UPDATE intervals SET session = ?, closed = NULL, end_reason = NULL WHERE id = ?",
+                    [(self.session, rowid) for rowid in reopen],
+                )
+            if lost:
+                conn.executemany(f"UPDATE intervals SET closed = ?, end_reason = '{LOST}' WHERE id = ?", lost)
+            last = self._last_scan if self._last_scan is not None else now
+            conn.execute("UPDATE sessions SET last_seen = ? WHERE id = ?", (last, self.session))
+
+    def stop(self) -> None:
+        """End the session cleanly: open intervals close now (reason ``stop``), everything is written."""
+        if self.session is None:
+            return
+        now = self._clock()
+        for iv in self._open.values():
+            self._end(iv, now, STOP)
+        self._open.clear()
+        self._last_scan = max(self._last_scan or now, now)
+        self.flush()
+        with transaction(self.conn):
+            self.conn.execute("UPDATE sessions SET ended = ? WHERE id = ?", (now, self.session))
+        self.session = None
