@@ -34,6 +34,8 @@ def add_parser(subs: Any) -> tuple[str, Any]:
                    help="forget intervals closed longer ago than this (default 30d; e.g. 12h, 2w)")
     p.add_argument("--max-size", metavar="SIZE", default="256M",
                    help="forget the oldest intervals when the database uses more (default 256M; e.g. 1G)")
+    p.add_argument("--flush-every", metavar="SECONDS", type=float, default=5.0,
+                   help="seconds between writes while sockets change: what a crash can lose at most (default 5)")
     return "record", run
 
 
@@ -52,6 +54,8 @@ def run(ctx: Context) -> int:
     from portmon.textsafe import visible
 
     args: argparse.Namespace = ctx.args
+    if not (0 <= args.flush_every < float("inf")):
+        raise UsageError(f"--flush-every must be 0 or more seconds, got {args.flush_every:g}")
     try:
         flt = parse_filter(list(args.terms))
         keep = parse_duration(args.keep)
@@ -89,6 +93,7 @@ def run(ctx: Context) -> int:
             flt=flt,
             scope_text=f"{scope} {flt.text}".strip(),
             after_flush=Retention(keep, max_bytes),
+            flush_every=args.flush_every,
         )
         try:
             recorder.begin()

@@ -30,6 +30,7 @@ class RecorderLock:
 
         self.path = lock_path(db)
         try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError as exc:
             raise HistoryError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
