@@ -260,3 +260,13 @@ def test_retention_by_size_drops_the_oldest_first(conn: sqlite3.Connection) -> N
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     retention(conn, T0 + 3001)  # within the hour: not run again
     assert retention.removed == 3000 - len(kept)
+
+
+def test_an_owner_going_out_of_sight_does_not_split_the_interval(conn: sqlite3.Connection) -> None:
+    rec = recorder(conn, Clock())
+    held = listener(8000)
+    rec.feed(snap(held, at=T0))
+    rec.feed(snap(held._replace(holders=(), owner_note="unseen"), at=T0 + 1))  # the process is exiting
+    rec.feed(snap(at=T0 + 2))
+    (only,) = find_intervals(conn)
+    assert (only.opened, only.closed, [h.pid for h in only.holders]) == (T0, T0 + 2, [100])

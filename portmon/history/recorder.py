@@ -111,6 +111,8 @@ class Recorder:
         self._after_flush = after_flush
         self.session: int | None = None
         self._open: dict[Identity, _Interval] = {}
+        self._keyed: dict[tuple[SocketKey, str | None], Identity] = {}
+        """The open interval with holders of each (key, state)."""
         self._new: list[_Interval] = []
         self._ended: list[_Interval] = []
         self._candidates: dict[Identity, _Candidate] | None = None
@@ -209,13 +211,22 @@ class Recorder:
         if snapshot.error is not None:
             return  # a failed scan repeats old sockets: it proves nothing
         at = snapshot.taken_at
-        current = {identity(s): s for s in self._in_scope(snapshot.sockets)}
+        opened = self._open
+        keyed = self._keyed
+        current: dict[Identity, Socket] = {}
+        for s in self._in_scope(snapshot.sockets):
+            ident = identity(s)
+            if not s.holders and ident not in opened:
+                # The owner went out of sight (a dying process, a scan racing an exit): same socket, same interval.
+                ident = keyed.get((ident[0], ident[1]), ident)
+            current[ident] = s
         first = self.scans == 0
         self.scans += 1
         self._last_scan = at
-        opened = self._open
         for ident in [i for i in opened if i not in current]:
             self._end(opened.pop(ident), at, CLOSED)
+            if keyed.get((ident[0], ident[1])) == ident:
+                del keyed[(ident[0], ident[1])]
         candidates, self._candidates = self._candidates, None
         for ident, sock in current.items():
             if ident in opened:
@@ -230,6 +241,8 @@ class Recorder:
                 iv = _Interval(sock, at, not first, holders)
                 self._new.append(iv)
             opened[ident] = iv
+            if sock.holders:
+                keyed[(ident[0], ident[1])] = ident
             self._dirty = True
         if candidates:
             for cand in candidates.values():
@@ -363,6 +376,7 @@ class Recorder:
         for iv in self._open.values():
             self._end(iv, now, STOP)
         self._open.clear()
+        self._keyed.clear()
         self._last_scan = max(self._last_scan or now, now)
         self.flush()
         with transaction(self.conn):
