@@ -270,3 +270,14 @@ def test_an_owner_going_out_of_sight_does_not_split_the_interval(conn: sqlite3.C
     rec.feed(snap(at=T0 + 2))
     (only,) = find_intervals(conn)
     assert (only.opened, only.closed, [h.pid for h in only.holders]) == (T0, T0 + 2, [100])
+
+
+def test_reused_socket_objects_and_equal_new_ones_keep_their_interval(conn: sqlite3.Connection) -> None:
+    rec = recorder(conn, Clock())
+    a, b = listener(8000), listener(9000)
+    rec.feed(snap(a, b, at=T0))
+    rec.feed(snap(a, b, at=T0 + 1))  # the same objects, as an incremental collector hands them back
+    rec.feed(snap(a, at=T0 + 2))
+    rec.feed(snap(a._replace(local_service="http-alt"), at=T0 + 3))  # a new object, the same interval
+    rows = sorted((r.local_port, r.opened, r.closed) for r in find_intervals(conn))
+    assert rows == [(8000, T0, None), (9000, T0, T0 + 2)]

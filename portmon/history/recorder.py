@@ -112,6 +112,9 @@ class Recorder:
         self.session: int | None = None
         self._open: dict[Identity, _Interval] = {}
         self._keyed: dict[tuple[SocketKey, str | None], Identity] = {}
+        self._objects: dict[int, tuple[Socket, Identity | None]] = {}
+        """The last scan's in-scope sockets by id(): each with its interval, or None when filtered out."""
+        self._last_sockets: tuple[Socket, ...] | None = None
         """The open interval with holders of each (key, state)."""
         self._new: list[_Interval] = []
         self._ended: list[_Interval] = []
@@ -199,36 +202,62 @@ class Recorder:
 
     # -- scans -----------------------------------------------------------------------------------
 
-    def _in_scope(self, sockets: Iterable[Socket]) -> Iterable[Socket]:
-        if self._scope is not None:
-            sockets = filter(self._scope, sockets)
-        if self._filter is not None:
-            sockets = filter(self._filter.matches, sockets)
-        return sockets
-
     def feed(self, snapshot: Snapshot) -> None:
-        """Take one scan: intervals open and close in memory; a write happens when one is due."""
+        """Take one scan: intervals open and close in memory; a write happens when one is due.
+
+        Collectors hand back the same Socket object for a socket that did not change, so only new
+        objects are looked at: an object gone means its interval may have ended, a new one that an
+        interval may have begun (or, with the same identity, goes on). Cost follows the churn, not the
+        socket count.
+        """
         if snapshot.error is not None:
             return  # a failed scan repeats old sockets: it proves nothing
         at = snapshot.taken_at
+        first = self.scans == 0
+        self.scans += 1
+        self._last_scan = at
+        sockets: Iterable[Socket] = snapshot.sockets
+        if sockets is self._last_sockets:
+            self.maybe_flush()
+            return
+        self._last_sockets = snapshot.sockets
+        if self._scope is not None:
+            sockets = filter(self._scope, sockets)
+        previous = self._objects
+        objects: dict[int, tuple[Socket, Identity | None]] = {}
+        fresh: list[Socket] = []
+        pop = previous.pop
+        for s in sockets:
+            hit = pop(id(s), None)
+            if hit is not None and hit[0] is s:
+                objects[id(s)] = hit
+            else:
+                fresh.append(s)
+        self._objects = objects
         opened = self._open
         keyed = self._keyed
-        current: dict[Identity, Socket] = {}
-        for s in self._in_scope(snapshot.sockets):
+        arrived: dict[Identity, Socket] = {}
+        flt = self._filter
+        for s in fresh:
+            if flt is not None and not flt.matches(s):
+                objects[id(s)] = (s, None)
+                continue
             ident = identity(s)
             if not s.holders and ident not in opened:
                 # The owner went out of sight (a dying process, a scan racing an exit): same socket, same interval.
                 ident = keyed.get((ident[0], ident[1]), ident)
-            current[ident] = s
-        first = self.scans == 0
-        self.scans += 1
-        self._last_scan = at
-        for ident in [i for i in opened if i not in current]:
-            self._end(opened.pop(ident), at, CLOSED)
-            if keyed.get((ident[0], ident[1])) == ident:
-                del keyed[(ident[0], ident[1])]
+            arrived[ident] = s
+            objects[id(s)] = (s, ident)
+        for _sock, ident in previous.values():
+            if ident is None or ident in arrived:
+                continue
+            iv = opened.pop(ident, None)
+            if iv is not None:
+                self._end(iv, at, CLOSED)
+                if keyed.get((ident[0], ident[1])) == ident:
+                    del keyed[(ident[0], ident[1])]
         candidates, self._candidates = self._candidates, None
-        for ident, sock in current.items():
+        for ident, sock in arrived.items():
             if ident in opened:
                 continue
             holders = tuple(self._facts(h) for h in sock.holders)
@@ -377,6 +406,8 @@ class Recorder:
             self._end(iv, now, STOP)
         self._open.clear()
         self._keyed.clear()
+        self._objects.clear()
+        self._last_sockets = None
         self._last_scan = max(self._last_scan or now, now)
         self.flush()
         with transaction(self.conn):
