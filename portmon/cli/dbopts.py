@@ -1,12 +1,17 @@
-"""What the history commands share: the ``--db`` option and opening the database with one-line errors."""
+"""What the history commands share: ``--db``, opening the database with one-line errors, the live monitor's recorder."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portmon.cli.context import CommandFailed, Context
+
+if TYPE_CHECKING:
+    from portmon.collect.base import Collector
 
 
 def add_db_option(p: Any) -> None:
@@ -34,3 +39,33 @@ def open_history(ctx: Context, *, create: bool) -> sqlite3.Connection:
         return open_db(db_path(ctx), create=create)
     except HistoryError as exc:
         raise CommandFailed(str(exc), 1) from None
+
+
+@contextmanager
+def live_history(ctx: Context, collector: Collector) -> Iterator[tuple[Collector, dict[str, Any]]]:
+    """The live monitor's collector (recording into the history unless ``--no-history``) and the app's options.
+
+    The options give the app the database for its history view and the past events for its event
+    log. Recording stops (open intervals close) when the block ends.
+    """
+    from portmon.history.live import past_events, start_recording
+    from portmon.history.store import default_db_path
+    from portmon.query.events import DEFAULT_EVENT_LIMIT
+
+    given = getattr(ctx.args, "live_db", None)
+    db = Path(given).expanduser() if given else default_db_path()
+    options: dict[str, Any] = {"history_db": db}
+    events, problem = past_events(db, DEFAULT_EVENT_LIMIT)
+    options["past_events"] = events
+    recording = None
+    if getattr(ctx.args, "no_history", False):
+        problem = problem or "history recording is off (--no-history)"
+    else:
+        collector, recording, why_not = start_recording(collector, db)
+        problem = problem or why_not
+    options["history_note"] = problem
+    try:
+        yield collector, options
+    finally:
+        if recording is not None:
+            recording.close()

@@ -50,6 +50,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
         "(or prints 'portmon list' when output is not a terminal).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--no-history", action="store_true", help="live monitor: record no history")
+    parser.add_argument("--db", dest="live_db", metavar="PATH", help="live monitor: the history database")
     _global_options(parser, sub=False)
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
@@ -78,9 +80,11 @@ def _scrub_environment_for_root() -> None:
 def run_live(ctx: Context) -> int:
     """Open the live monitor (the UI package is imported only here)."""
     _scrub_environment_for_root()
+    from portmon.cli.dbopts import live_history
     from portmon.ui.app import run_app
 
-    return run_app(ctx.collector(), interval=ctx.interval)
+    with live_history(ctx, ctx.collector()) as (collector, history):
+        return run_app(collector, interval=ctx.interval, **history)
 
 
 ONE_SHOT = frozenset({"list", "who", "why"})

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from portmon.history.procfacts import FactsCache, ProcessFacts
+from portmon.history.redact import redact_cmdline
 from portmon.history.store import transaction
 from portmon.model import Holder, Snapshot, Socket, SocketKey
 from portmon.query.filters import SocketFilter
@@ -248,14 +249,14 @@ class Recorder:
                 ident = keyed.get((ident[0], ident[1]), ident)
             arrived[ident] = s
             objects[id(s)] = (s, ident)
-        for _sock, ident in previous.values():
-            if ident is None or ident in arrived:
+        for _sock, gone in previous.values():
+            if gone is None or gone in arrived:
                 continue
-            iv = opened.pop(ident, None)
-            if iv is not None:
-                self._end(iv, at, CLOSED)
-                if keyed.get((ident[0], ident[1])) == ident:
-                    del keyed[(ident[0], ident[1])]
+            ended = opened.pop(gone, None)
+            if ended is not None:
+                self._end(ended, at, CLOSED)
+                if keyed.get((gone[0], gone[1])) == gone:
+                    del keyed[(gone[0], gone[1])]
         candidates, self._candidates = self._candidates, None
         for ident, sock in arrived.items():
             if ident in opened:
@@ -318,7 +319,7 @@ class Recorder:
                     facts.start_time,
                     facts.name,
                     facts.user,
-                    json.dumps(list(facts.cmdline)) if facts.cmdline is not None else None,
+                    json.dumps(list(redact_cmdline(facts.cmdline))) if facts.cmdline is not None else None,
                     facts.exe,
                     facts.manager,
                 ),

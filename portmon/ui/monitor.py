@@ -118,6 +118,7 @@ class MonitorScreen(Screen[None]):
         Binding("k", "kill", "Kill", tooltip="Kill the processes holding the selected socket (asks first)"),
         Binding("e", "toggle_events", "Events", tooltip="Event log: sockets opened, closed or changed, newest first (toggle)"),
         Binding("w", "why", "Why", tooltip="Why is this port busy? Test-bind the selected row's port, or type one"),
+        Binding("h", "port_history", "History", show=False, tooltip="History: who held the selected row's port before, and when"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="Help: this list of keys"),
         Binding("q", "app.quit", "Quit", tooltip="Quit portmon"),
     ]
@@ -630,6 +631,12 @@ class MonitorScreen(Screen[None]):
             return self.snapshot.sockets if self.snapshot is not None else ()
 
         self.app.push_screen(WhyModal(spec, self.why_probe, sockets, background=self.poll))
+
+    def action_port_history(self) -> None:
+        """Who held the selected row's port before: its recorded intervals (portmon.ui.historyview)."""
+        from portmon.ui.historyview import show_port_history
+
+        show_port_history(self, self.table.cursor_socket, background=self.poll)
 
     # -- names, kill, help -----------------------------------------------------------------------
 
