@@ -281,3 +281,17 @@ def test_reused_socket_objects_and_equal_new_ones_keep_their_interval(conn: sqli
     rec.feed(snap(a._replace(local_service="http-alt"), at=T0 + 3))  # a new object, the same interval
     rows = sorted((r.local_port, r.opened, r.closed) for r in find_intervals(conn))
     assert rows == [(8000, T0, None), (9000, T0, T0 + 2)]
+
+
+def test_with_no_recorder_running_open_intervals_end_at_the_last_observation(conn: sqlite3.Connection) -> None:
+    clock = Clock()
+    rec = recorder(conn, clock)
+    rec.feed(snap(listener(8000), at=T0))
+    clock.now = T0 + 40
+    rec.feed(snap(listener(8000), at=T0 + 40))  # a heartbeat: last observation T0 + 40; then it dies
+    assert [(r.closed, r.end_reason) for r in find_intervals(conn)] == [(None, None)]
+    (dead,) = find_intervals(conn, recording=False)
+    assert (dead.closed, dead.end_reason) == (T0 + 40, LOST)
+    assert find_intervals(conn, at=T0 + 41, recording=False) == []
+    assert len(find_intervals(conn, at=T0 + 39, recording=False)) == 1
+    assert find_intervals(conn, since=T0 + 41, recording=False) == []

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from portmon.cli.context import Context, UsageError
-from portmon.cli.dbopts import add_db_option, open_history
+from portmon.cli.dbopts import add_db_option, db_path, open_history
 
 # What run() needs is imported there: this module is imported to build the parser for every command.
 
@@ -35,6 +35,7 @@ def add_parser(subs: Any) -> tuple[str, Any]:
 
 def run(ctx: Context, clock: Any = time.time) -> int:
     """Print the matching intervals; exit 1 when ``--at`` finds nothing (or nothing matches at all)."""
+    from portmon.history.lock import recorder_running
     from portmon.history.queries import find_intervals
     from portmon.history.report import interval_lines, interval_record
     from portmon.history.timeparse import TimeError, local_text, parse_time
@@ -56,7 +57,8 @@ def run(ctx: Context, clock: Any = time.time) -> int:
         raise UsageError("--since is later than --until")
     conn = open_history(ctx, create=False)
     try:
-        found = find_intervals(conn, flt, since=since, until=until, at=at, limit=args.limit)
+        recording = recorder_running(db_path(ctx))
+        found = find_intervals(conn, flt, since=since, until=until, at=at, limit=args.limit, recording=recording)
     finally:
         conn.close()
     if args.json:

@@ -45,7 +45,7 @@ class RecorderLock:
                 "stop it first, or give this one another --db"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {_start_time(os.getpid())}\n".encode(), 0)
         self._fd: int | None = fd
 
     @property
@@ -62,7 +62,34 @@ class RecorderLock:
 
 def _read_pid(fd: int) -> int | None:
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else None
+        words = os.pread(fd, 64, 0).decode("ascii", "replace").split()
     except OSError:
         return None
+    return int(words[0]) if words and words[0].isdigit() else None
+
+
+def _start_time(pid: int) -> float:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return 0.0
+
+
+def recorder_running(db: Path) -> bool:
+    """Whether a recorder holds ``db`` now, judged without taking the lock (which could turn a recorder away).
+
+    The lock file names the last holder's pid and start time: it runs if that very process still does.
+    """
+    try:
+        words = lock_path(db).read_text().split()
+    except OSError:
+        return False
+    if len(words) < 2 or not words[0].isdigit():
+        return False
+    try:
+        started = float(words[1])
+    except ValueError:
+        return False
+    return started > 0 and abs(_start_time(int(words[0])) - started) < 1.0

@@ -72,6 +72,12 @@ _COLUMNS = (
     " opened, opened_seen, closed, end_reason"
 )
 _CHUNK = 500
+# With no recorder running, an open interval ends at its recorder's last observation: what the next
+# recorder will write (see Recorder.begin), said at once.
+_DEAD_CLOSED = "COALESCE(closed, (SELECT last_seen FROM sessions s WHERE s.id = intervals.session))"
+_DEAD_COLUMNS = _COLUMNS.replace(
+    " closed, end_reason", f" {_DEAD_CLOSED}, COALESCE(end_reason, CASE WHEN closed IS NULL THEN 'lost' END)"
+)
 
 
 def _holders(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, list[HolderRecord]]:
@@ -109,18 +115,22 @@ def find_intervals(
     at: float | None = None,
     port: int | None = None,
     limit: int | None = None,
+    recording: bool = True,
 ) -> list[IntervalRecord]:
     """Intervals matching ``flt`` that overlap [since, until] (or cover ``at``), newest opened first.
 
     ``port`` narrows by local port in SQL (the index) before the filter runs; ``limit`` caps the answer.
+    ``recording=False`` says no recorder runs now (see lock.recorder_running): an interval still open
+    in the database then ends at its recorder's last observation, with end_reason ``lost``.
     """
     where: list[str] = []
     params: list[object] = []
+    closed = "closed" if recording else _DEAD_CLOSED
     if at is not None:
-        where.append("opened <= ? AND (closed IS NULL OR closed > ?)")
+        where.append(f"opened <= ? AND ({closed} IS NULL OR {closed} > ?)")
         params += [at, at]
     if since is not None:
-        where.append("(closed IS NULL OR closed >= ?)")
+        where.append(f"({closed} IS NULL OR {closed} >= ?)")
         params.append(since)
     if until is not None:
         where.append("opened <= ?")
@@ -128,7 +138,7 @@ def find_intervals(
     if port is not None:
         where.append("local_port = ?")
         params.append(port)
-    sql = f"SELECT {_COLUMNS} FROM intervals"
+    sql = f"SELECT {_COLUMNS if recording else _DEAD_COLUMNS} FROM intervals"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY opened DESC, id DESC"

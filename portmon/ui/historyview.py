@@ -16,6 +16,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from portmon.history.lock import recorder_running
 from portmon.history.queries import IntervalRecord, find_intervals
 from portmon.history.report import interval_lines
 from portmon.history.store import HistoryError, open_db
@@ -37,7 +38,7 @@ def port_loader(db: Path, spec: PortSpec, limit: int = HISTORY_LIMIT) -> Loader:
         conn = open_db(db, create=False)
         try:
             flt = parse_filter(f"proto:{spec.proto}" if spec.proto else "")
-            return find_intervals(conn, flt, port=spec.port, limit=limit)
+            return find_intervals(conn, flt, port=spec.port, limit=limit, recording=recorder_running(db))
         finally:
             conn.close()
 
