@@ -285,3 +285,23 @@ def test_the_database_and_its_companions_are_private(
         assert rec.terminate() == 0
     finally:
         os.umask(old)
+
+
+def test_ctrl_c_ends_the_recorder_cleanly(db: Path, recorders: Callable[..., RecorderProcess]) -> None:
+    rec = recorders(db)
+    rec.proc.send_signal(signal.SIGINT)
+    assert rec.proc.wait(WAIT) == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM sessions WHERE ended IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM intervals WHERE closed IS NULL").fetchone()[0] == 0
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--keep", "forever"], ["--max-size", "lots"], ["port:abc"], ["--flush-every", "-1"], ["--interval", "0"]],
+)
+def test_bad_record_arguments_are_one_line_and_exit_2(db: Path, argv: list[str]) -> None:
+    got = portmon("record", "--db", str(db), *argv)
+    assert got.returncode == 2 and got.stderr.count("\n") == 1 and "Traceback" not in got.stderr
+    assert not db.exists()

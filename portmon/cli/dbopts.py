@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from portmon.cli.context import CommandFailed, Context
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from portmon.collect.base import Collector
 
 

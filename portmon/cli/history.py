@@ -14,14 +14,14 @@ from portmon.cli.dbopts import add_db_option, db_path, open_history
 
 def add_parser(subs: Any) -> tuple[str, Any]:
     """Register ``history`` and return its runner."""
-    from portmon.history.timeparse import TIME_HELP
-
     p = subs.add_parser(
         "history",
         help="recorded socket intervals: who held which port, when, with which command line",
         description="Show the intervals recorded by 'portmon record' (or the live monitor) that match FILTER, newest "
         "first: when each socket opened and closed, and every process that held it. --at T shows who held "
-        f"matching sockets at that instant: exit 0 with the answer, 1 when nothing did. Times: {TIME_HELP}.",
+        "matching sockets at that instant: exit 0 with the answer, 1 when nothing did. Times: ISO 8601 "
+        "(2026-01-31T14:02, 2026-01-31 14:02:05Z; local time without an offset), 14:02, today 9:00, "
+        "yesterday 14:02, 2h or 2h30m (ago), now, @EPOCH.",
     )
     p.add_argument("terms", nargs="*", metavar="FILTER", help="filter terms (the language of 'portmon list')")
     p.add_argument("--since", metavar="T", help="only intervals still open at or after T")
