@@ -8,6 +8,11 @@ child that opens ``--listeners`` new listening sockets and closes as many old on
 * ``record`` (listening sockets, the default): what a server would run.
 * ``record --all``: every connection too, so every churned connection is an interval.
 
+Each is preceded by ``portmon watch`` with the same flags for as long: the same scans and diffs with
+nothing stored, so the difference is what recording costs. Every listener on the host is recorded
+(not only the load's), so other programs' churn counts too: bytes per interval is the figure that
+carries over to another host.
+
 For each: the recorder's CPU share (user+sys CPU time of the recorder process / wall time, the
 first scan excluded), the intervals written, and the database's growth: bytes in use (pages in
 use, WAL checkpointed) at the end minus after the first scan, extrapolated to a day. Targets
@@ -87,11 +92,17 @@ def wait_for_rows(db: Path, timeout: float = 60.0) -> None:
     raise TimeoutError("the recorder wrote nothing")
 
 
-def run(load: LoopbackLoad, churn: float, seconds: float, all_: bool, workdir: Path) -> dict[str, float]:
+def run(load: LoopbackLoad, churn: float, seconds: float, all_: bool, workdir: Path, watch: bool = False
+        ) -> dict[str, float]:
+    """One measured run of ``record`` (or, with ``watch``, of ``portmon watch``: the same scans, nothing stored)."""
     db = workdir / ("all.sqlite3" if all_ else "listening.sqlite3")
-    cmd = [sys.executable, "-m", "portmon", "record", "--db", str(db), "--interval", "1"] + (["--all"] if all_ else [])
+    flags = ["--all"] if all_ else []
+    if watch:
+        cmd = [sys.executable, "-m", "portmon", "watch", "--interval", "1", *flags]
+    else:
+        cmd = [sys.executable, "-m", "portmon", "record", "--db", str(db), "--interval", "1", *flags]
     rec = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+                           stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
 
     def churner() -> None:
@@ -100,8 +111,13 @@ def run(load: LoopbackLoad, churn: float, seconds: float, all_: bool, workdir: P
                 load.churn(churn)
 
     try:
-        wait_for_rows(db)
-        bytes0, rows0 = used_bytes(db)
+        if watch:
+            assert rec.stderr is not None
+            rec.stderr.readline()  # "watching N sockets": the first scan is done
+            bytes0 = rows0 = 0
+        else:
+            wait_for_rows(db)
+            bytes0, rows0 = used_bytes(db)
         cpu0, wall0 = cpu_seconds(rec.pid), time.monotonic()
         thread = threading.Thread(target=churner, daemon=True)
         thread.start()
@@ -111,7 +127,7 @@ def run(load: LoopbackLoad, churn: float, seconds: float, all_: bool, workdir: P
         thread.join()
         rec.terminate()
         rec.wait(30)
-        bytes1, rows1 = used_bytes(db)
+        bytes1, rows1 = used_bytes(db) if not watch else (0, 0)
     finally:
         stop.set()
         if rec.poll() is None:
@@ -123,7 +139,6 @@ def run(load: LoopbackLoad, churn: float, seconds: float, all_: bool, workdir: P
         "intervals": rows1 - rows0,
         "bytes": bytes1 - bytes0,
         "per_day": (bytes1 - bytes0) / wall * 86400,
-        "file": db.stat().st_size,
     }
 
 
@@ -147,11 +162,14 @@ def main() -> None:
             print(f"load: {load.sockets} loopback sockets, {args.churn:g} % of pairs churned/s, "
                   f"{args.listeners} listeners opened and closed/s; {args.seconds:g} s per run, 1 scan/s")
             for all_ in (False, True):
+                scan = run(load, args.churn, args.seconds, all_, Path(tmp), watch=True)
                 got = run(load, args.churn, args.seconds, all_, Path(tmp))
                 label = "record --all" if all_ else "record (listening)"
-                print(f"{label:20} CPU {got['cpu_share'] * 100:5.2f} % of a core   {got['intervals']:8.0f} intervals"
-                      f"   +{got['bytes'] / 1024:9.1f} KiB in {args.seconds:g} s"
-                      f" = {got['per_day'] / 1024 ** 2:8.1f} MiB/day (before retention)")
+                per = got["bytes"] / max(got["intervals"], 1)
+                print(f"{label:20} CPU {got['cpu_share'] * 100:5.2f} % of a core (watch, the same scans: "
+                      f"{scan['cpu_share'] * 100:5.2f} %)   {got['intervals']:6.0f} intervals, {per:5.0f} B each"
+                      f"   +{got['bytes'] / 1024:8.1f} KiB in {args.seconds:g} s"
+                      f" = {got['per_day'] / 1024 ** 2:7.1f} MiB/day before retention")
         finally:
             lc.kill()
             lc.wait()

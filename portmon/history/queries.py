@@ -163,15 +163,18 @@ def recent_events(conn: sqlite3.Connection, limit: int, before: float | None = N
     A close is a socket that went away (not one whose recorder stopped); an open is one seen to appear
     (not one already there when recording began). For the live monitor's event log.
     """
-    cond = "" if before is None else " AND t < ?"
-    params: list[object] = [] if before is None else [before]
-    found = conn.execute(
-        "SELECT id, kind, t FROM ("
-        "  SELECT id, 'open' AS kind, opened AS t FROM intervals WHERE opened_seen = 1"
-        "  UNION ALL SELECT id, 'close', closed FROM intervals WHERE end_reason = 'closed'"
-        f") WHERE 1{cond} ORDER BY t DESC LIMIT ?",
-        [*params, limit],
-    ).fetchall()
+    # Two walks down the opened and closed indexes, each stopping after ``limit`` rows, merged here.
+    found: list[tuple[int, str, float]] = []
+    for kind, column, cond in ((OPEN, "opened", "opened_seen = 1"), (CLOSE, "closed", "end_reason = 'closed'")):
+        sql = f"SELECT id, '{kind}', {column} FROM intervals WHERE {column} IS NOT NULL AND {cond}"
+        params: list[object] = []
+        if before is not None:
+            sql += f" AND {column} < ?"
+            params.append(before)
+        sql += f" ORDER BY {column} DESC LIMIT ?"
+        found += conn.execute(sql, [*params, limit]).fetchall()
+    found.sort(key=lambda row: (row[2], row[1] == OPEN), reverse=True)  # at one instant, closes come first
+    del found[limit:]
     ids = sorted({r[0] for r in found})
     by_id: dict[int, IntervalRecord] = {}
     for start in range(0, len(ids), _CHUNK):
