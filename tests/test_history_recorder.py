@@ -12,9 +12,9 @@ import pytest
 from portmon.history.lock import RecorderBusy, RecorderLock
 from portmon.history.procfacts import ProcessFacts
 from portmon.history.queries import find_intervals, recent_events
-from portmon.history.recorder import BOOT, CLOSED, LOST, STOP, Recorder
+from portmon.history.recorder import Recorder
 from portmon.history.retention import Retention, prune, used_bytes
-from portmon.history.schema import SCHEMA_VERSION, schema_version
+from portmon.history.schema import BOOT, CLOSED, LOST, SCHEMA_VERSION, STOP, schema_version
 from portmon.history.store import HistoryError, default_db_path, open_db
 from portmon.model import ESTABLISHED, LISTEN, Holder, Snapshot, Socket
 from portmon.query.events import is_listening

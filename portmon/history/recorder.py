@@ -18,40 +18,19 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
 
 from portmon.history.procfacts import FactsCache, ProcessFacts
+from portmon.history.recovery import Candidate, Identity, close_dead_sessions, identity, load_candidates
 from portmon.history.redact import redact_cmdline
+from portmon.history.schema import CLOSED, LOST, STOP
 from portmon.history.store import transaction
 from portmon.model import Holder, Snapshot, Socket, SocketKey
 from portmon.query.filters import SocketFilter
-
-Identity = tuple[SocketKey, "str | None", tuple[tuple[int, float], ...]]
-"""What one interval is: the socket's key, its state and its holders' (pid, start time)."""
-
-CLOSED = "closed"
-STOP = "stop"
-LOST = "lost"
-BOOT = "boot"
 
 FLUSH_EVERY = 5.0
 """Seconds between writes while sockets change: what a crash can lose at most."""
 HEARTBEAT_EVERY = 30.0
 """Seconds between writes while nothing changes (the session's last observation moves on)."""
-
-
-def _start(value: float | None) -> float:
-    # Start times are floats read from /proc or psutil: round away the noise of the conversion.
-    return -1.0 if value is None else round(value, 2)
-
-
-def identity(sock: Socket) -> Identity:
-    """The interval a socket belongs to: a change of key, state or holders starts a new one."""
-    holders = sock.holders
-    if len(holders) == 1:
-        h = holders[0]
-        return (sock.key, sock.state, ((h.pid, _start(h.create_time)),))
-    return (sock.key, sock.state, tuple(sorted((h.pid, _start(h.create_time)) for h in holders)))
 
 
 class _Interval:
@@ -67,14 +46,6 @@ class _Interval:
         self.closed: float | None = None
         self.reason: str | None = None
         self.rowid: int | None = None
-
-
-class _Candidate(NamedTuple):
-    """An interval a previous recorder of this boot left open, or closed when it stopped."""
-
-    rowid: int
-    was_open: bool
-    last_seen: float
 
 
 class Recorder:
@@ -119,7 +90,7 @@ class Recorder:
         """The open interval with holders of each (key, state)."""
         self._new: list[_Interval] = []
         self._ended: list[_Interval] = []
-        self._candidates: dict[Identity, _Candidate] | None = None
+        self._candidates: dict[Identity, Candidate] | None = None
         self._reopen: list[int] = []
         self._lost: list[tuple[float, int]] = []
         self._process_ids: dict[tuple[int, float | None], int] = {}
@@ -146,18 +117,8 @@ class Recorder:
         now = self._clock()
         conn = self.conn
         with transaction(conn):
-            # Sessions that never said goodbye died: they ended at their last observation.
-            conn.execute("UPDATE sessions SET ended = last_seen WHERE ended IS NULL")
-            conn.execute(
-                "UPDATE intervals SET closed = (SELECT last_seen FROM sessions WHERE sessions.id = intervals.session),"
-                f" end_reason = '{BOOT}'"
-                " WHERE closed IS NULL AND session IN (SELECT id FROM sessions WHERE boot_id != ?)",
-                (self.boot_id,),
-            )
-            previous = conn.execute(
-                "SELECT id FROM sessions WHERE boot_id = ? ORDER BY id DESC LIMIT 1", (self.boot_id,)
-            ).fetchone()
-            self._candidates = self._load_candidates(previous[0] if previous else None)
+            previous = close_dead_sessions(conn, self.boot_id)
+            self._candidates, self._lost = load_candidates(conn, self.boot_id, previous)
             cur = conn.execute(
                 "INSERT INTO sessions (boot_id, pid, started, last_seen, scope) VALUES (?, ?, ?, ?, ?)",
                 (self.boot_id, os.getpid(), now, now, self._scope_text),
@@ -168,38 +129,6 @@ class Recorder:
         if self._after_flush is not None:
             self._after_flush(conn, now)
         return self.session
-
-    def _load_candidates(self, previous: int | None) -> dict[Identity, _Candidate]:
-        """Open intervals of this boot, and those the last session of this boot closed on stopping."""
-        rows = self.conn.execute(
-            "SELECT i.id, i.proto, i.family, i.local_addr, i.local_port, i.remote_addr, i.remote_port, i.inode,"
-            " i.state, i.closed IS NULL, s.last_seen"
-            " FROM intervals i JOIN sessions s ON s.id = i.session"
-            " WHERE s.boot_id = ? AND (i.closed IS NULL OR (i.session = ? AND i.end_reason = ?))",
-            (self.boot_id, previous if previous is not None else -1, STOP),
-        ).fetchall()
-        if not rows:
-            return {}
-        holders: dict[int, list[tuple[int, float]]] = {}
-        ids = [r[0] for r in rows]
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk : chunk + 500]
-            marks = ",".join("?" * len(part))
-            for interval, pid, start in self.conn.execute(
-                "SELECT h.interval, p.pid, p.start_time FROM interval_holders h JOIN processes p ON p.id = h.process"
-                f" WHERE h.interval IN ({marks})",
-                part,
-            ):
-                holders.setdefault(interval, []).append((pid, _start(start)))
-        out: dict[Identity, _Candidate] = {}
-        for rowid, proto, family, laddr, lport, raddr, rport, inode, state, is_open, last_seen in rows:
-            key: SocketKey = (proto, family, laddr, lport, raddr or "", rport if rport is not None else -1, inode)
-            ident: Identity = (key, state, tuple(sorted(holders.get(rowid, ()))))
-            twin = out.get(ident)
-            if twin is not None and twin.was_open:
-                self._lost.append((twin.last_seen, twin.rowid))  # two left open for one socket: keep the newer
-            out[ident] = _Candidate(rowid, bool(is_open), last_seen)
-        return out
 
     # -- scans -----------------------------------------------------------------------------------
 

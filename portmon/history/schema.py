@@ -65,6 +65,15 @@ CREATE TABLE interval_holders (
 CREATE INDEX interval_holders_process ON interval_holders (process);
 """
 
+CLOSED = "closed"
+"""end_reason: the socket went away."""
+STOP = "stop"
+"""end_reason: the recorder stopped cleanly."""
+LOST = "lost"
+"""end_reason: the recorder died; ``closed`` is its last observation."""
+BOOT = "boot"
+"""end_reason: the machine rebooted; ``closed`` is the last observation before."""
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
