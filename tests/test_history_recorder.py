@@ -295,3 +295,19 @@ def test_with_no_recorder_running_open_intervals_end_at_the_last_observation(con
     assert find_intervals(conn, at=T0 + 41, recording=False) == []
     assert len(find_intervals(conn, at=T0 + 39, recording=False)) == 1
     assert find_intervals(conn, since=T0 + 41, recording=False) == []
+
+
+def test_port_terms_narrow_in_sql_with_the_same_answer_as_the_filter(conn: sqlite3.Connection) -> None:
+    client = Socket("tcp", 4, "127.0.0.1", 51000, "127.0.0.1", 8000, ESTABLISHED, (Holder(7, "curl"),), inode=5)
+    rec = Recorder(conn, boot_id=BOOT_A, scope=None, facts=facts, flush_every=0)
+    rec.begin()
+    rec.feed(snap(listener(8000), listener(8500), listener(9000), client, at=T0))
+    for terms, expected in (
+        (":8000", [(8000, None), (51000, 8000)]),
+        ("port:8000-8600", [(8000, None), (8500, None), (51000, 8000)]),
+        ("lport:8000", [(8000, None)]),
+        ("!port:8000", [(8500, None), (9000, None)]),
+        (":8000 proc:curl", [(51000, 8000)]),
+    ):
+        got = sorted((r.local_port, r.remote_port) for r in find_intervals(conn, parse_filter(terms)))
+        assert got == expected, terms

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from portmon.model import Holder, Socket
 from portmon.query.diff import CLOSE, OPEN, Event
-from portmon.query.filters import SocketFilter
+from portmon.query.filters import SocketFilter, split_terms
 
 
 class HolderRecord(NamedTuple):
@@ -72,6 +73,7 @@ _COLUMNS = (
     " opened, opened_seen, closed, end_reason"
 )
 _CHUNK = 500
+_PORT_TERM = re.compile(r"^(port:|:|lport:)(\d{1,5})(?:-(\d{1,5}))?$", re.IGNORECASE)
 # With no recorder running, an open interval ends at its recorder's last observation: what the next
 # recorder will write (see Recorder.begin), said at once.
 _DEAD_CLOSED = "COALESCE(closed, (SELECT last_seen FROM sessions s WHERE s.id = intervals.session))"
@@ -106,6 +108,29 @@ def _records(conn: sqlite3.Connection, rows: list[Any]) -> Iterator[IntervalReco
         )
 
 
+def _port_hints(flt: SocketFilter) -> tuple[list[str], list[object]]:
+    """SQL conditions implied by the filter's port terms (``:8080``, ``port:8000-8100``, ``lport:8080``).
+
+    Every term must match, so each such term narrows the rows SQL returns (the local port's index does
+    the work); the filter itself still decides. Other terms are left to it.
+    """
+    where: list[str] = []
+    params: list[object] = []
+    for term in split_terms(flt.text):
+        m = _PORT_TERM.match(term)
+        if m is None:
+            continue
+        low = int(m.group(2))
+        high = int(m.group(3)) if m.group(3) else low
+        if m.group(1).lower() == "lport:":
+            where.append("local_port BETWEEN ? AND ?")
+            params += [low, high]
+        else:
+            where.append("(local_port BETWEEN ? AND ? OR remote_port BETWEEN ? AND ?)")
+            params += [low, high, low, high]
+    return where, params
+
+
 def find_intervals(
     conn: sqlite3.Connection,
     flt: SocketFilter | None = None,
@@ -138,11 +163,15 @@ def find_intervals(
     if port is not None:
         where.append("local_port = ?")
         params.append(port)
+    flt = flt if flt is not None and not flt.is_empty else None
+    if flt is not None:
+        hints, hinted = _port_hints(flt)
+        where += hints
+        params += hinted
     sql = f"SELECT {_COLUMNS if recording else _DEAD_COLUMNS} FROM intervals"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY opened DESC, id DESC"
-    flt = flt if flt is not None and not flt.is_empty else None
     out: list[IntervalRecord] = []
     cursor = conn.execute(sql, params)
     while True:

@@ -57,6 +57,7 @@ CREATE TABLE intervals (
 CREATE INDEX intervals_port ON intervals (local_port, opened);
 CREATE INDEX intervals_opened ON intervals (opened);
 CREATE INDEX intervals_closed ON intervals (closed);
+CREATE INDEX intervals_remote_port ON intervals (remote_port) WHERE remote_port IS NOT NULL;
 CREATE TABLE interval_holders (
     interval INTEGER NOT NULL,
     process INTEGER NOT NULL,
