@@ -311,3 +311,24 @@ def test_port_terms_narrow_in_sql_with_the_same_answer_as_the_filter(conn: sqlit
     ):
         got = sorted((r.local_port, r.remote_port) for r in find_intervals(conn, parse_filter(terms)))
         assert got == expected, terms
+
+
+def test_a_later_schema_step_migrates_an_existing_database_once(
+    db: Path, conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portmon.history import schema
+
+    rec = recorder(conn, Clock())
+    rec.feed(snap(listener(8000), at=T0))
+    conn.close()
+
+    def v2(c: sqlite3.Connection) -> None:
+        c.execute("ALTER TABLE intervals ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, v2))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
+    again = open_db(db)
+    assert schema_version(again) == SCHEMA_VERSION + 1
+    assert [r.local_port for r in find_intervals(again)] == [8000]  # the data came along
+    assert schema.migrate(again) == SCHEMA_VERSION + 1  # already there: nothing to do
+    again.close()
