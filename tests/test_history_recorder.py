@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -332,3 +333,13 @@ def test_a_later_schema_step_migrates_an_existing_database_once(
     assert [r.local_port for r in find_intervals(again)] == [8000]  # the data came along
     assert schema.migrate(again) == SCHEMA_VERSION + 1  # already there: nothing to do
     again.close()
+
+
+def test_long_command_lines_are_cut_after_redaction() -> None:
+    from portmon.history.recorder import CMDLINE_LIMIT, stored_cmdline
+
+    argv = ("python3", "-c", "x" * 10_000, "--password=hunter2")
+    stored = json.loads(stored_cmdline(argv))
+    assert stored[:2] == ["python3", "-c"] and stored[2].endswith("…") and len(stored) == 3
+    assert sum(len(a) for a in stored) <= CMDLINE_LIMIT + 1
+    assert json.loads(stored_cmdline(("app", "--password=hunter2"))) == ["app", "--password=***"]

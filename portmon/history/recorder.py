@@ -31,6 +31,21 @@ FLUSH_EVERY = 5.0
 """Seconds between writes while sockets change: what a crash can lose at most."""
 HEARTBEAT_EVERY = 30.0
 """Seconds between writes while nothing changes (the session's last observation moves on)."""
+CMDLINE_LIMIT = 4096
+"""Characters of a command line kept (a ``python -c SCRIPT`` or a Java class path can run to 100 KB)."""
+
+
+def stored_cmdline(argv: tuple[str, ...]) -> str:
+    """The command line as stored: redacted, at most CMDLINE_LIMIT characters (the cut marked with "…"), JSON."""
+    out: list[str] = []
+    room = CMDLINE_LIMIT
+    for arg in redact_cmdline(argv):
+        if len(arg) > room:
+            out.append(arg[:room] + "…")
+            break
+        out.append(arg)
+        room -= len(arg)
+    return json.dumps(out)
 
 
 class _Interval:
@@ -248,7 +263,7 @@ class Recorder:
                     facts.start_time,
                     facts.name,
                     facts.user,
-                    json.dumps(list(redact_cmdline(facts.cmdline))) if facts.cmdline is not None else None,
+                    stored_cmdline(facts.cmdline) if facts.cmdline is not None else None,
                     facts.exe,
                     facts.manager,
                 ),
