@@ -51,7 +51,7 @@ class RecorderProcess:
 
     def __init__(self, db: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "portmon", "record", "--db", str(db), "--interval", "0.05",
+            [sys.executable, "-m", "portmon", "record", "--db", str(db), "--interval", "0.1",
              "--flush-every", "0", *args],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -219,7 +219,7 @@ def test_kill_9_mid_write_leaves_a_sound_database_and_the_next_recorder_cleans_u
         for round_ in range(3):
             rec = recorders(db, mine)
             before = len(intervals(db, f"pid:{churn.pid}"))
-            # Killed while it writes a churning load: a write lands every 50 ms.
+            # Killed while it writes a churning load: a write lands every 100 ms.
             wait_for(lambda: len(intervals(db, f"pid:{churn.pid}")) >= before + 40, "churned intervals")  # noqa: B023
             rec.kill()
             conn = sqlite3.connect(db)
@@ -253,7 +253,7 @@ def test_a_second_recorder_on_the_same_database_is_refused_and_the_first_goes_on
     db: Path, recorders: Callable[..., RecorderProcess], spawn: Callable[..., ListenerChild]
 ) -> None:
     rec = recorders(db)
-    second = portmon("record", "--db", str(db), "--interval", "0.05")
+    second = portmon("record", "--db", str(db), "--interval", "0.1")
     assert second.returncode == 1
     assert second.stderr.strip() == (
         f"portmon: another recorder (pid {rec.proc.pid}) is already recording into {db}; "

@@ -102,3 +102,20 @@ def test_table_rows_never_carry_control_characters() -> None:
     for row in table_rows(sample()):
         for cell in row:
             assert cell.isprintable(), cell
+
+
+def test_same_text_with_traffic_counters() -> None:
+    counted = [
+        s._replace(bytes_sent=123456789012, bytes_received=0, rtt_ms=0.031, retransmits=2, cookie=99)
+        if s.state == ESTABLISHED
+        else s._replace(accept_queue=129, backlog=128)
+        if s.state == LISTEN
+        else s._replace(rtt_ms=1e-06)
+        for s in sample()
+    ]
+    assert sockets_json(counted) == to_json([socket_record(s) for s in counted])
+    records = json.loads(sockets_json(counted))
+    listeners = {(r["accept_queue"], r["backlog"]) for r in records if r["state"] == LISTEN}
+    assert listeners == {(129, 128)}
+    traffic = ["bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog"]
+    assert all(list(r)[-6:] == traffic for r in records)
