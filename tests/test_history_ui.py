@@ -108,7 +108,10 @@ def test_the_monitor_does_not_record_while_a_recorder_holds_the_database(tmp_pat
 
 
 @pytest.mark.parametrize("flag", [[], ["--no-history"]])
-def test_live_history_options_follow_no_history(tmp_path: Path, flag: list[str]) -> None:
+def test_live_history_options_follow_no_history(
+    tmp_path: Path, flag: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))  # the defaults, whatever this host has
     db = tmp_path / "h.sqlite3"
     fill(db)
     parser, _ = build_parser()
@@ -123,3 +126,18 @@ def test_live_history_options_follow_no_history(tmp_path: Path, flag: list[str])
             collector.scan()
     sessions = sqlite3.connect(db).execute("SELECT count(*), count(ended) FROM sessions").fetchone()
     assert sessions == ((1, 1) if flag else (2, 2))
+
+
+def test_history_false_in_the_config_file_turns_recording_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config" / "portmon" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("history = false\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    db = tmp_path / "h.sqlite3"
+    parser, _ = build_parser()
+    ctx = Context(parser.parse_args(["--db", str(db)]), io.StringIO(), io.StringIO())
+    inner = ScriptedCollector([demo_snapshot()])
+    with dbopts.live_history(ctx, inner) as (collector, options):
+        assert collector is inner
+        assert "history recording is off (config file" in options["history_note"]
+    assert not db.exists()

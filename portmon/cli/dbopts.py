@@ -44,11 +44,13 @@ def open_history(ctx: Context, *, create: bool) -> sqlite3.Connection:
 
 @contextmanager
 def live_history(ctx: Context, collector: Collector) -> Iterator[tuple[Collector, dict[str, Any]]]:
-    """The live monitor's collector (recording into the history unless ``--no-history``) and the app's options.
+    """The live monitor's collector (recording into the history unless ``--no-history`` or ``history = false``
+    in the config file) and the app's options.
 
     The options give the app the database for its history view and the past events for its event
     log. Recording stops (open intervals close) when the block ends.
     """
+    from portmon.config import COMMAND_LINE
     from portmon.history.live import past_events, start_recording
     from portmon.history.store import default_db_path
     from portmon.query.events import DEFAULT_EVENT_LIMIT
@@ -59,8 +61,12 @@ def live_history(ctx: Context, collector: Collector) -> Iterator[tuple[Collector
     events, problem = past_events(db, DEFAULT_EVENT_LIMIT)
     options["past_events"] = events
     recording = None
+    settings = ctx.settings
     if getattr(ctx.args, "no_history", False):
-        problem = problem or "history recording is off (--no-history)"
+        settings.override("history", False)
+    if not settings["history"]:
+        how = "--no-history" if settings.source("history") == COMMAND_LINE else settings.source("history")
+        problem = problem or f"history recording is off ({how})"
     else:
         collector, recording, why_not = start_recording(collector, db)
         problem = problem or why_not
