@@ -103,7 +103,7 @@ def run_live(ctx: Context) -> int:
         return run_app(collector, interval=ctx.interval, **history)
 
 
-LIVE = frozenset({"watch", "record"})
+LIVE = frozenset({"watch", "top", "record"})
 """Subcommands that refresh, and so take ``--interval`` (the live monitor, with no command, takes it too)."""
 
 ONE_SHOT = frozenset({"list", "who", "why"})
