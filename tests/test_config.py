@@ -50,7 +50,7 @@ def test_the_file_sets_values_and_an_unknown_key_is_a_warning(home: Path) -> Non
     assert values == (2.0, "-pid", True, ("port:5353",))
     assert config.source("interval") == f"config file '{home}'"
     assert config.warnings == [f"config file '{home}', line 6: unknown setting 'colour' ignored ("
-                               "interval, sort, listening, ignore, theme, columns, reverse_dns)"]  # fmt: skip
+                               "interval, sort, listening, ignore, theme, columns, reverse_dns, history)"]  # fmt: skip
     config.override("interval", 5.0)
     config.override("sort", None)
     assert config.settings["interval"] == (5.0, COMMAND_LINE) and config.source("sort") != COMMAND_LINE

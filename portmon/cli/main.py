@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon import __version__
-from portmon.cli import close, kill, serve, top, watch, who, why
+from portmon.cli import baseline, close, history, kill, record, serve, top, watch, who, why
 from portmon.cli import config as config_command
 from portmon.cli import list as list_command
 from portmon.cli import stream as stream_command
@@ -71,11 +71,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
         "(or prints 'portmon list' when output is not a terminal).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--no-history", action="store_true", help="live monitor: record no history")
+    parser.add_argument("--db", dest="live_db", metavar="PATH", help="live monitor: the history database")
     _global_options(parser, sub=False)
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
-    for module in (list_command, who, kill, watch, why, top, close, config_command, serve, stream_command):
+    for module in (
+        list_command, who, kill, watch, why, top, close, config_command, record, history, baseline, serve,
+        stream_command,
+    ):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for name, sp in subs.choices.items():
@@ -100,9 +105,11 @@ def run_live(ctx: Context) -> int:
     """
     _scrub_environment_for_root()
     options = live_options(ctx)
+    from portmon.cli.dbopts import live_history
     from portmon.ui.app import run_app
 
-    return run_app(ctx.collector(), **options)
+    with live_history(ctx, ctx.collector()) as (collector, history):
+        return run_app(collector, **options, **history)
 
 
 def live_options(ctx: Context) -> dict[str, Any]:
@@ -123,7 +130,7 @@ def live_options(ctx: Context) -> dict[str, Any]:
     }
 
 
-LIVE = frozenset({"watch", "top", "serve", "_stream"})
+LIVE = frozenset({"watch", "top", "record", "serve", "_stream"})
 """Subcommands that refresh, and so take ``--interval`` (the live monitor, with no command, takes it too)."""
 
 ONE_SHOT = frozenset({"list", "who", "why"})

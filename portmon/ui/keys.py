@@ -34,6 +34,8 @@ MONITOR_BINDINGS: list[BindingType] = [
             tooltip="Copy the selected socket's pid, command line or address to the clipboard"),
     Binding("w", "why", "Why", show=False,
             tooltip="Why is this port busy? Test-bind the selected row's port, or type one"),
+    Binding("h", "port_history", "History", show=False,
+            tooltip="History: who held the selected row's port before, and when"),
     Binding("question_mark", "help", "Help", key_display="?", tooltip="Help: this list of keys"),
     Binding("q", "quit", "Quit", tooltip="Quit portmon (also ctrl+q, ctrl+c)"),
 ]

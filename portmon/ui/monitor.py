@@ -471,6 +471,12 @@ class MonitorScreen(Screen[None]):
         """Why is the selected row's port busy? (The dialog also takes a typed port.)"""
         self.dialogs.why()
 
+    def action_port_history(self) -> None:
+        """Who held the selected row's port before: its recorded intervals (portmon.ui.historyview)."""
+        from portmon.ui.historyview import show_port_history
+
+        show_port_history(self, self.table.cursor_socket, background=self.poll)
+
     # -- names, kill, help -----------------------------------------------------------------------
 
     def action_toggle_names(self) -> None:
