@@ -204,3 +204,111 @@ def _key_line(text: str, key: str) -> int | None:
         if pattern.match(line):
             return number
     return None
+
+
+def remember(path: str, values: Mapping[str, str]) -> bool:
+    """Set top-level string settings (``theme``, ``sort``) in the file at ``path``; True when it changed.
+
+    A line-level update, never a rewrite: each ``key = ...`` line (the first, above any ``[table]``)
+    gets its new value with its indentation and trailing comment kept; a key without one is added
+    above the first table. Every other line stays as it was. The file (and its directory) is created
+    when missing; a symlink is followed, so the file it points to is the one updated. The new text is
+    written to a temporary file beside it and renamed over it, so a crash leaves the old file or the
+    new one, never half of either. Raises ConfigError when the result would not be valid TOML (the
+    file is then left alone), OSError when it cannot be written.
+    """
+    target = os.path.realpath(path)
+    data = _read(target, f"config file {echo(path)}")
+    try:
+        text = "" if data is None else data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {echo(path)}: not updated, it is not UTF-8 text") from None
+    updated = _set_lines(text, values)
+    if updated == text:
+        return False
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        tomllib.loads(updated)
+    except tomllib.TOMLDecodeError as exc:
+        reason = one_line(str(exc))
+        raise ConfigError(f"config file {echo(path)}: not updated, the result would not be TOML ({reason})") from None
+    _write_atomically(target, updated.encode("utf-8"), existed=data is not None)
+    return True
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string."""
+    out = ['"']
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+# key = value [# comment]: the value is a string (either quoting), or a bare token up to a comment.
+_VALUE = r"(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^#\s]+)"
+
+
+def _set_lines(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each top-level ``key = ...`` line's value replaced, or the line added."""
+    lines = text.split("\n")
+    first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    missing: list[str] = []
+    for key, value in values.items():
+        pattern = re.compile(rf"^(\s*[\"']?{re.escape(key)}[\"']?\s*=\s*){_VALUE}(.*)$")
+        for i in range(first_table):
+            match = pattern.match(lines[i])
+            if match:
+                lines[i] = match.group(1) + _toml_string(value) + match.group(3)
+                break
+        else:
+            missing.append(f"{key} = {_toml_string(value)}")
+    if missing:
+        # Above the first table (a key below a [table] header would belong to that table); a file
+        # without a table gets them at its end, before the newline that ends it.
+        at = first_table
+        if first_table == len(lines):
+            at = len(lines) - 1 if lines and lines[-1] == "" else len(lines)
+        lines[at:at] = missing
+        if lines[-1] != "":
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _write_atomically(target: str, data: bytes, existed: bool) -> None:
+    """Write ``data`` to ``target`` through a temporary file in the same directory and a rename.
+
+    The file keeps its permissions (a new one gets 0600 under a 0700 directory). As root, a file in
+    someone else's directory (``sudo -E`` keeps their $HOME) stays theirs: it gets its owner back.
+    """
+    import tempfile
+
+    directory = os.path.dirname(target)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    st = os.stat(target) if existed else None
+    fd, temp = tempfile.mkstemp(prefix=".config.toml.", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if st is not None:
+            os.chmod(temp, st.st_mode & 0o7777)
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            owner = st if st is not None else os.stat(directory)
+            os.chown(temp, owner.st_uid, owner.st_gid)
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise

@@ -156,6 +156,23 @@ def test_the_live_monitor_opens_with_the_files_sort_and_listening(home: Path) ->
     home.write_text('sort = "-PID"\nlistening = true\ninterval = 2\n')
     parser, _ = cli.build_parser()
     ctx = cli.Context(parser.parse_args([]), io.StringIO(), io.StringIO())
-    assert cli.live_options(ctx) == {"interval": 2.0, "sort": "pid", "descending": True, "listening_only": True}
+    options = cli.live_options(ctx)
+    assert {k: options[k] for k in ("interval", "sort", "descending", "listening_only")} == {
+        "interval": 2.0, "sort": "pid", "descending": True, "listening_only": True
+    }
     ctx = cli.Context(parser.parse_args(["--interval", "0.5"]), io.StringIO(), io.StringIO())
     assert cli.live_options(ctx)["interval"] == 0.5
+
+
+def test_the_live_monitor_takes_theme_columns_names_and_ignore_from_the_file(home: Path) -> None:
+    home.write_text(
+        'theme = "nord"\ncolumns = ["proto", "local_port", "process"]\nreverse_dns = true\nignore = [":5353"]\n'
+    )
+    parser, _ = cli.build_parser()
+    ctx = cli.Context(parser.parse_args([]), io.StringIO(), io.StringIO())
+    options = cli.live_options(ctx)
+    assert options["theme"] == "nord"
+    assert options["columns"] == ("proto", "local_port", "process")
+    assert options["reverse_dns"] is True
+    assert [f.text for f in options["ignore"]] == [":5353"]
+    assert options["settings_path"] == str(home)

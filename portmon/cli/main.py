@@ -113,9 +113,10 @@ def run_live(ctx: Context) -> int:
 
 
 def live_options(ctx: Context) -> dict[str, Any]:
-    """The live monitor's options from the settings: interval, sort and direction, listening only.
+    """The live monitor's options from the settings (command-line flags over the config file).
 
-    (The config file's theme, columns, reverse_dns and ignore wait for the UI to take them.)
+    Interval, sort and direction, listening only, theme, visible columns, reverse DNS, the ``ignore``
+    filters, and the config file, where the theme and sort chosen in the TUI are remembered.
     """
     settings = ctx.settings
     try:
@@ -127,6 +128,11 @@ def live_options(ctx: Context) -> dict[str, Any]:
         "sort": column,
         "descending": descending,
         "listening_only": bool(settings["listening"]),
+        "theme": settings["theme"],
+        "columns": tuple(settings["columns"]),
+        "reverse_dns": bool(settings["reverse_dns"]),
+        "ignore": tuple(ctx.ignore_filters()),
+        "settings_path": settings.path,
     }
 
 

@@ -16,12 +16,16 @@ from textual.screen import Screen
 
 from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
+from portmon.config import ConfigError, remember
 from portmon.procinfo import ProcessReader, read_process
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT
-from portmon.query.filters import parse_filter
+from portmon.query.filters import SocketFilter, parse_filter
+from portmon.query.ignore import IgnoringCollector
 from portmon.query.sorting import COLUMNS
+from portmon.textsafe import echo, one_line
 from portmon.ui.background import reverse_lookup
+from portmon.ui.columns import visible_columns
 from portmon.ui.help import key_label
 from portmon.ui.keys import QUIT_BINDINGS, once_per_key
 from portmon.ui.monitor import MonitorScreen
@@ -84,6 +88,11 @@ class PortmonApp(App[int]):
         history_db: Path | None = None,
         history_note: str | None = None,
         past_events: Sequence[Event] = (),
+        theme: str | None = None,
+        columns: Sequence[str] = (),
+        reverse_dns: bool = False,
+        ignore: Sequence[SocketFilter] = (),
+        settings_path: str | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")
@@ -92,6 +101,19 @@ class PortmonApp(App[int]):
         if event_limit < 1:
             raise ValueError("the event log must keep at least one event")
         super().__init__()
+        self._warnings: list[str] = []
+        if theme is not None:
+            if theme in self.available_themes:
+                self.theme = theme
+            else:
+                self._warnings.append(
+                    f"unknown theme {echo(theme)} (ctrl+p, 'Change theme' lists them); using {self.theme}"
+                )
+        shown, unknown = visible_columns(columns)
+        if unknown:
+            self._warnings.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(echo, unknown))}")
+        if ignore:
+            collector = IgnoringCollector(collector, ignore)
         self._monitor = MonitorScreen(
             collector,
             interval=interval,
@@ -103,7 +125,13 @@ class PortmonApp(App[int]):
             event_limit=event_limit,
             binder=binder,
             privileged=privileged,
+            columns=shown,
+            resolve_names=reverse_dns,
+            ignored=" ".join(f.text for f in ignore),
         )
+        self.settings_path = settings_path
+        self.remember_error: str | None = None
+        self._chosen_at_start = self._chosen()
         self.history_db = history_db
         self.history_note = history_note
         self._monitor.events.add(past_events)
@@ -115,6 +143,36 @@ class PortmonApp(App[int]):
 
     def get_default_screen(self) -> Screen[Any]:
         return self._monitor
+
+    def on_mount(self) -> None:
+        for warning in self._warnings:
+            self.notify(warning, title="config", severity="warning", markup=False)
+
+    def _chosen(self) -> dict[str, str]:
+        """The settings the user may change in the TUI and portmon remembers, as the config file spells them."""
+        spec = self._monitor.spec
+        return {"theme": self.theme, "sort": ("-" if spec.descending else "") + spec.column}
+
+    def on_unmount(self) -> None:
+        self.remember_choices()
+
+    def remember_choices(self) -> None:
+        """Write the theme and sort the user changed into the config file (``settings_path``), if any."""
+        if self.settings_path is None:
+            return
+        now = self._chosen()
+        changed = {key: value for key, value in now.items() if value != self._chosen_at_start[key]}
+        if not changed:
+            return
+        try:
+            remember(self.settings_path, changed)
+        except ConfigError as exc:
+            self.remember_error = str(exc)
+        except OSError as exc:
+            reason = one_line(exc.strerror or str(exc))
+            self.remember_error = f"config file {echo(self.settings_path)}: not updated ({reason})"
+        else:
+            self._chosen_at_start = now
 
     def action_suspend(self) -> None:
         """Suspend to the shell (``fg`` resumes) where the terminal allows it; else say why not."""
@@ -148,4 +206,6 @@ def run_app(collector: Collector, **options: Any) -> int:
     """Run the live monitor until the user quits; returns the exit status."""
     app = PortmonApp(collector, **options)
     app.run()
+    if app.remember_error is not None:
+        print(f"portmon: warning: {app.remember_error}", file=sys.stderr)
     return app.return_code or 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from rich.cells import cell_len, chop_cells
@@ -68,8 +68,35 @@ _HARD_STEPS: tuple[tuple[str, int], ...] = (
 )
 
 
-def layout_columns(available: int, data_widths: Mapping[str, int]) -> list[tuple[Column, int]]:
+def visible_columns(names: Sequence[str]) -> tuple[frozenset[str] | None, list[str]]:
+    """The columns named by ``names`` (ids such as ``local_port`` or unambiguous titles such as
+    "State", any case) and the names that match none. None: show every column (no name matched).
+    """
+    by_id = {c.name: c.name for c in (*TABLE_COLUMNS, HOST_COLUMN) if c.name != MARK_COLUMN}
+    labels: dict[str, list[str]] = {}
+    for column in (*TABLE_COLUMNS, HOST_COLUMN):
+        if column.label:
+            labels.setdefault(column.label.lower(), []).append(column.name)
+    chosen: set[str] = set()
+    unknown: list[str] = []
+    for name in names:
+        key = name.strip().lower()
+        titled = labels.get(key, [])
+        if key in by_id:
+            chosen.add(by_id[key])
+        elif len(titled) == 1:
+            chosen.add(titled[0])
+        else:
+            unknown.append(name)
+    return (frozenset(chosen) if chosen else None), unknown
+
+
+def layout_columns(
+    available: int, data_widths: Mapping[str, int], shown: Collection[str] | None = None
+) -> list[tuple[Column, int]]:
     """Pick the columns and their widths for ``available`` cells (one space between columns).
+
+    ``shown`` limits the table to those columns (the mark gutter and the host column stay); None: all.
 
     Columns start at their data width (capped), shrink to a comfortable width, then the least
     useful columns are dropped, and only then do the rest shrink to their minimum. The result
@@ -77,6 +104,8 @@ def layout_columns(available: int, data_widths: Mapping[str, int]) -> list[tuple
     """
     # The host goes right after the mark gutter, before everything it qualifies.
     table = (TABLE_COLUMNS[0], HOST_COLUMN, *TABLE_COLUMNS[1:]) if data_widths.get("host") else TABLE_COLUMNS
+    if shown is not None:
+        table = tuple(c for c in table if c.name in shown or c.name in (MARK_COLUMN, HOST_COLUMN.name))
     natural = {}
     for column in table:
         if column.fixed:
@@ -130,9 +159,9 @@ def _shrink(widths: dict[str, int], name: str, excess: int, floor: Callable[[str
     return excess
 
 
-def natural_width(data_widths: Mapping[str, int]) -> int:
+def natural_width(data_widths: Mapping[str, int], shown: Collection[str] | None = None) -> int:
     """Cells the table wants for ``data_widths`` when nothing has to give way (gaps included)."""
-    layout = layout_columns(1 << 20, data_widths)
+    layout = layout_columns(1 << 20, data_widths, shown)
     return sum(w for _, w in layout) + len(layout) - 1
 
 

@@ -78,9 +78,17 @@ class MonitorScreen(Screen[None]):
         event_limit: int = DEFAULT_EVENT_LIMIT,
         binder: Binder = probe_binds,
         privileged: bool | None = None,
+        columns: frozenset[str] | None = None,
+        resolve_names: bool = False,
+        ignored: str = "",
     ) -> None:
         super().__init__()
         self.collector = collector
+        self.shown_columns = columns
+        """The columns to show (None: all)."""
+        self.resolve_at_start = resolve_names
+        self.ignored = ignored
+        """The config file's ``ignore`` filters (normalized text): left out of every scan, named in the filter bar."""
         self.requested_interval = interval
         self.interval = interval
         """The refresh interval in effect (grows when scans are slow)."""
@@ -138,6 +146,8 @@ class MonitorScreen(Screen[None]):
                 select_on_focus=False,
                 debounce=self._debounce_filter,
             )
+            if self.ignored:
+                yield Static(Text(visible(f"ignoring: {self.ignored}")), id="ignored", markup=False)
         yield Static("", id="filter-error", markup=False)
         yield Banner(id="banner")
         with Horizontal(id="main"):
@@ -167,6 +177,9 @@ class MonitorScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#filter", FilterInput).cursor_blink = self.poll
+        self.table.shown_columns = self.shown_columns
+        if self.resolve_at_start:
+            self.action_toggle_names()
         self._set_narrow(self.size.width)
         self.table.focus()
         self._show_status()

@@ -108,6 +108,8 @@ class SocketTable(ScrollView, can_focus=True):
         """Row number of the cursor (meaningless when there are no rows)."""
         self.cursor_key: SocketKey | None = None
         """The socket the cursor is on: what a refresh keeps it on."""
+        self.shown_columns: frozenset[str] | None = None
+        """The columns the user chose to see (the config file's ``columns``); None: all of them."""
         self.host_name: Callable[[str], str | None] | None = None
         """When set, remote addresses are shown as the name this returns (None: not known yet)."""
         self._layout: list[tuple[Column, int]] = []
@@ -208,12 +210,12 @@ class SocketTable(ScrollView, can_focus=True):
 
     def natural_width(self) -> int:
         """Cells the table wants for its rows when no column has to give way (its scrollbar included)."""
-        return natural_width(self._wanted_widths()) + 1
+        return natural_width(self._wanted_widths(), self.shown_columns) + 1
 
     def _ensure_layout(self) -> None:
         width = self._available_width()
         if width != self._layout_width:
-            self._layout = layout_columns(width, self._wanted_widths())
+            self._layout = layout_columns(width, self._wanted_widths(), self.shown_columns)
             self._layout_width = width
             self._generation += 1
 
