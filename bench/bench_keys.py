@@ -17,7 +17,7 @@ Each key is measured ``--repeat`` times (median and worst are printed). The refr
 some presses meet a scan in progress, as a user's do. Targets: under 50 ms for navigation and sorting,
 under 150 ms for a filter applied at 10k (the detail pane is held to the navigation target).
 
-    python bench/bench_keys.py [--sockets 10000] [--repeat 7]
+    python bench/bench_keys.py [--sockets 10000] [--repeat 7] [--interval 1]
 """
 
 from __future__ import annotations
@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--sockets", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="portmon's refresh interval (3600: keys without scans running beside them)")
     args = parser.parse_args(argv)
     if not HAVE_PTY:
         print("bench_keys: needs a POSIX pseudo-terminal", file=sys.stderr)
@@ -284,12 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, XDG_CONFIG_HOME=config, TERM="xterm-256color", COLORTERM="truecolor")
         env.pop("NO_COLOR", None)
         env = {k: v for k, v in env.items() if not k.startswith("TEXTUAL")}
-        term = Terminal(["--no-history"], env, SIZE)
+        term = Terminal(["--no-history", "--interval", str(args.interval)], env, SIZE)
         wait(term, lambda s: (c := counts(s)) is not None and c[1] >= args.sockets, START_TIMEOUT, "first frame")
         settle(term, quiet=0.5)
         total = counts(screen_of(term))
         print(f"portmon at {SIZE[0]}x{SIZE[1]} on a pty, {total[1] if total else '?'} sockets "
-              f"({load.sockets} held by pid {load.pids[0]}), refresh every 1 s; ms from key to screen:")
+              f"({load.sockets} held by pid {load.pids[0]}), refresh every {args.interval:g} s; ms from key to screen:")
         print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start)")
         results = measure(term, load, args.repeat)
         verdicts = [report(name, samples, target) for name, (samples, target) in results.items()]  # print each

@@ -176,3 +176,50 @@ def test_the_live_monitor_takes_theme_columns_names_and_ignore_from_the_file(hom
     assert options["reverse_dns"] is True
     assert [f.text for f in options["ignore"]] == [":5353"]
     assert options["settings_path"] == str(home)
+
+
+def test_remember_updates_lines_in_place_and_adds_missing_keys_above_the_first_table(tmp_path: Path) -> None:
+    from portmon.config import remember
+
+    path = tmp_path / "config.toml"
+    path.write_text('# top\n  theme = \'nord\'  # my theme\ninterval = 2\n\n[extra]\nsort = "keep-me"\n')
+    assert remember(str(path), {"theme": "gruvbox", "sort": "-pid"})
+    assert path.read_text() == (
+        '# top\n  theme = "gruvbox"  # my theme\ninterval = 2\n\nsort = "-pid"\n[extra]\nsort = "keep-me"\n'
+    )
+    assert not remember(str(path), {"theme": "gruvbox"})  # nothing to change: not written
+
+
+def test_remember_creates_the_file_and_its_directory(tmp_path: Path) -> None:
+    from portmon.config import remember
+
+    path = tmp_path / "new" / "portmon" / "config.toml"
+    assert remember(str(path), {"sort": 'we"ird\\'})
+    assert load_config(str(path))["sort"] == 'we"ird\\'
+
+
+def test_remember_follows_a_symlink_and_keeps_the_mode(tmp_path: Path) -> None:
+    from portmon.config import remember
+
+    real = tmp_path / "dotfiles" / "portmon.toml"
+    real.parent.mkdir()
+    real.write_text("interval = 3\n")
+    real.chmod(0o640)
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    assert remember(str(link), {"theme": "nord"})
+    assert link.is_symlink() and real.read_text() == 'interval = 3\ntheme = "nord"\n'
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in real.parent.iterdir()] == ["portmon.toml"]  # no temporary file left
+
+
+def test_remember_refuses_to_write_what_would_not_be_toml(tmp_path: Path) -> None:
+    from portmon.config import remember
+
+    path = tmp_path / "config.toml"
+    original = 'theme = """multi\nline"""\n'
+    path.write_text(original)
+    with pytest.raises(ConfigError) as excinfo:
+        remember(str(path), {"theme": "nord"})
+    assert "not updated" in str(excinfo.value) and "\n" not in str(excinfo.value)
+    assert path.read_text() == original
