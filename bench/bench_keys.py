@@ -15,8 +15,9 @@ output every millisecond until the screen shows the expected change:
 
 Each key is measured ``--repeat`` times (median and worst are printed, with the median CPU time
 portmon's threads used over the same span, from /proc: a figure less at the mercy of a busy host).
-The refresh keeps running, so some presses meet a scan in progress, as a user's do. Targets: under 50 ms for navigation and sorting,
-under 150 ms for a filter applied at 10k (the detail pane is held to the navigation target).
+The refresh keeps running, so some presses meet a scan in progress, as a user's do. Targets:
+under 50 ms for navigation and sorting, under 150 ms for a filter applied at 10k (the detail pane
+is held to the navigation target).
 
     python bench/bench_keys.py [--sockets 10000] [--repeat 7] [--interval 1]
 """
