@@ -10,10 +10,11 @@ The file is TOML, read with the standard library (``tomllib``; ``tomli`` on Pyth
     columns = ["proto", "local_addr", "local_port", "state", "pid", "process"]
     reverse_dns = false
 
-Command-line flags win over the file, the file over the defaults. A file that is not valid TOML,
-or a value of the wrong kind, is a ConfigError naming the file and the line; an unknown key is
-a warning. Values that need a higher layer to check (a sort column, a filter term) are checked
-where they are used.
+Command-line flags win over the file, the file over the defaults. The live monitor writes back the
+theme and sort chosen in it (:func:`remember`: a line-level update that keeps every other line).
+A file that is not valid TOML, or a value of the wrong kind, is a ConfigError naming the file and
+the line; an unknown key is a warning. Values that need a higher layer to check (a sort column, a
+filter term) are checked where they are used.
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ def _texts(value: Any) -> tuple[str, ...]:
 
 SETTINGS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "interval": (1.0, _interval, "seconds between refreshes of the live monitor and watch"),
-    "sort": ("local_port", _text, "sort column (a leading '-' sorts descending) of list and the live monitor"),
+    "sort": ("local_port", _text, "sort column (leading '-': descending) of list and the live monitor (remembered)"),
     "listening": (False, _flag, "show only listening sockets (list and the live monitor)"),
     "ignore": ((), _texts, "filter expressions; a socket matching any of them is left out (list, watch, live)"),
-    "theme": ("textual-dark", _text, "the live monitor's theme"),
+    "theme": ("textual-dark", _text, "the live monitor's theme (remembered when changed there)"),
     "columns": ((), _texts, "the live monitor's visible columns (empty: all)"),
     "reverse_dns": (False, _flag, "show host names for remote addresses (live monitor)"),
     "history": (True, _flag, "record listening sockets into the history database while the live monitor runs"),
