@@ -13,6 +13,17 @@ import pytest
 from listener_child import CHILD, ListenerChild
 
 
+@pytest.fixture(autouse=True)
+def private_config_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every portmon it starts) gets an empty $XDG_CONFIG_HOME of its own.
+
+    The live monitor writes the theme and sort chosen in it back to the config file: without this, a
+    test pressing a sort key would write the host's ~/.config/portmon/config.toml, and the settings
+    there would change what the other tests see. Tests of the config file set their own.
+    """
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+
+
 @pytest.fixture
 def fd_room() -> Iterator[Callable[[int], None]]:
     """``fd_room(n)`` raises this process's soft RLIMIT_NOFILE to at least ``n`` open fds (skips the
