@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -310,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_keys: starting {args.sockets} loopback sockets...", flush=True)
     load = LoopbackLoad(args.sockets).start()
     term: Terminal | None = None
+    config = tempfile.mkdtemp(prefix="bench-keys-")
     try:
         ports = sorted(s.local_port for s in default_collector().scan().sockets if s.local_port is not None)
         _LAST_PAGE_PORT[0] = ports[-200]
-        config = tempfile.mkdtemp(prefix="bench-keys-")
         env = dict(os.environ, XDG_CONFIG_HOME=config, TERM="xterm-256color", COLORTERM="truecolor")
         env.pop("NO_COLOR", None)
         env = {k: v for k, v in env.items() if not k.startswith("TEXTUAL")}
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         if term is not None:
             term.close()
         load.stop()
+        shutil.rmtree(config, ignore_errors=True)
 
 
 if __name__ == "__main__":
