@@ -20,9 +20,11 @@ from portmon.query.events import DEFAULT_EVENT_LIMIT
 from portmon.query.filters import parse_filter
 from portmon.query.sorting import COLUMNS
 from portmon.ui.background import reverse_lookup
+from portmon.ui.closemodal import Closer, default_closer
 from portmon.ui.help import key_label
 from portmon.ui.keys import QUIT_BINDINGS, once_per_key
 from portmon.ui.monitor import MonitorScreen
+from portmon.ui.traffic import ListenReader
 from portmon.ui.view import COLUMN_TITLES, ViewSpec
 
 # The palette runs a toggle's action, whichever state it is in.
@@ -54,7 +56,8 @@ class PortmonApp(App[int]):
     ``process_reader`` reads the detail pane's process (a fake in tests); ``resolve`` does reverse DNS.
     ``event_limit`` is how many events the event log keeps. ``binder`` makes the test binds of the
     "why is this port busy?" dialog (a simulation in tests); ``privileged`` says whether to answer as
-    root (None: ask the OS).
+    root (None: ask the OS). ``listen`` reads the host's listen-queue counters (None: /proc/net/netstat
+    while polling); ``closer`` closes one connection for the close dialog (a fake in tests).
     """
 
     CSS_PATH = "portmon.tcss"
@@ -78,6 +81,8 @@ class PortmonApp(App[int]):
         event_limit: int = DEFAULT_EVENT_LIMIT,
         binder: Binder = probe_binds,
         privileged: bool | None = None,
+        listen: ListenReader | None = None,
+        closer: Closer = default_closer,
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")
@@ -97,6 +102,8 @@ class PortmonApp(App[int]):
             event_limit=event_limit,
             binder=binder,
             privileged=privileged,
+            listen=listen,
+            closer=closer,
         )
 
     @property

@@ -77,7 +77,8 @@ class TrafficTracker:
 
     def step(self, snapshot: Snapshot) -> Traffic | None:
         """Account for one scan; a failed scan changes nothing."""
-        if snapshot.error is not None:
+        if snapshot.error is not None or (self._last is not None and snapshot.taken_at <= self._last.at):
+            # A failed scan, or the same scan again (a fake repeating its last step): nothing new.
             return self.traffic
         listen_now = self._listen() if self._listen is not None else None
         listen = None
@@ -95,10 +96,10 @@ class TrafficTracker:
             pid = sock.holders[0].pid
             sent, received = totals.get(pid, (0, 0))
             totals[pid] = (sent + sock.bytes_sent, received + sock.bytes_received)
-        seconds = sample.at - before.at if before is not None else 0.0
-        if before is None or seconds <= 0:
+        if before is None:
             self.traffic = Traffic(0.0, totals=totals, counters=counters, listen=listen, history=tuple(self._history))
             return self.traffic
+        seconds = sample.at - before.at
         rates = connection_rates(before, sample)
         by_cookie = {r.socket.cookie: (r.tx_bps, r.rx_bps) for r in rates if r.socket.cookie is not None}
         procs = {p.pid: p for p in process_rates(rates)}
