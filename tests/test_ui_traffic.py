@@ -23,7 +23,7 @@ from portmon.ui.app import PortmonApp
 from portmon.ui.closemodal import CloseModal, close_refusal
 from portmon.ui.monitor import MonitorScreen
 from portmon.ui.sockettable import SocketTable
-from portmon.ui.traffic import RATE_COLUMNS, TrafficTracker, rate_text, sort_by_rate
+from portmon.ui.traffic import HISTORY_SCANS, RATE_COLUMNS, TrafficTracker, process_totals, rate_text, sort_by_rate
 
 SIZE = (180, 50)
 WEB = ("192.168.1.20", 443, "203.0.113.5", 61044)  # nginx worker 1291
@@ -135,7 +135,8 @@ def test_tracker_rates_totals_history_and_failed_scans() -> None:
     assert second.by_cookie[101] == (10_000, 2_000) and second.by_cookie[102] == (100_000, 1_000)
     assert (second.tx_bps, second.rx_bps) == (110_000, 3_000)
     assert second.processes[23001].tx_bps == 100_000
-    assert second.totals[23001] == (200_000, 2_000)
+    assert process_totals(SCANS[1].sockets, 23001) == (200_000, 2_000)
+    assert process_totals(SCANS[1].sockets, 4021) is None  # firefox: connections without counters
     assert second.listen == ListenCounters(3, 3)
     failed = tracker.step(SCANS[2]._replace(error="boom"))
     assert failed is second
@@ -274,11 +275,12 @@ def test_detail_pane_shows_process_totals_rate_sparkline_and_listener_queue() ->
         text = screen.detail.text
         assert "Connection sent 300.0 kB, received 4.0 kB; TX 50.0 kB/s RX 1.0 kB/s; rtt 0.1 ms" in text
         assert "Process 23001 sent 300.0 kB, received 4.0 kB; TX 50.0 kB/s RX 1.0 kB/s" in text
-        assert screen.detail.rate_series == [101_000, 51_000]
+        series = screen.detail.rate_series
+        assert len(series) == HISTORY_SCANS and series[-2:] == [101_000, 51_000] and not any(series[:-2])
         table.move_cursor(row_of(table, lambda s: s.cookie == 101))
         await pilot.pause()
         assert "3 retransmitted" in screen.detail.text
-        assert screen.detail.rate_series == [12_000, 12_000]
+        assert screen.detail.rate_series[-3:] == [0.0, 12_000, 12_000]
         table.move_cursor(row_of(table, lambda s: s.cookie == 103))
         await pilot.pause()
         text = screen.detail.text

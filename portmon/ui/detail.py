@@ -330,7 +330,7 @@ class DetailPane(VerticalScroll, can_focus=True):
     DEFAULT_CSS = """
     DetailPane #detail-traffic { height: auto; display: none; }
     DetailPane #detail-traffic.shown { display: block; }
-    DetailPane #detail-rate { height: 2; display: none; margin-bottom: 1; }
+    DetailPane #detail-rate { height: 2; display: none; }
     DetailPane #detail-rate.shown { display: block; }
     """
 
@@ -338,9 +338,11 @@ class DetailPane(VerticalScroll, can_focus=True):
         """Escape in the pane: the screen moves focus back to the table."""
 
     def compose(self) -> ComposeResult:
-        yield Static(id="detail-text", markup=False)
+        # Traffic first: a full accept queue or a busy connection is what the user looks for; the
+        # head ends with the heading of the held sockets' list, which must stay right above it.
         yield Static(id="detail-traffic", markup=False)
         yield Sparkline([], id="detail-rate")
+        yield Static(id="detail-text", markup=False)
         yield HeldList(id="detail-held")
 
     def show(self, content: RenderableType, held: list[Text] | None = None) -> None:
@@ -379,7 +381,7 @@ class DetailPane(VerticalScroll, can_focus=True):
         head = plain_text(getattr(self, "_content", Text()), width=400)
         traffic = getattr(self, "_traffic", None)
         if traffic is not None:
-            head += plain_text(traffic, width=400)
+            head = plain_text(traffic, width=400) + head
         lines = self.query_one("#detail-held", HeldList).lines
         return head + "".join(line.plain + "\n" for line in lines)
 

@@ -36,7 +36,7 @@ from portmon.ui.keys import MONITOR_BINDINGS, key_groups
 from portmon.ui.scans import ScanCompleted, ScanSource, freeze_long_lived_objects
 from portmon.ui.sockettable import SocketTable
 from portmon.ui.status import NOTICE_FADE_SECONDS, NOTICE_SECONDS, Banner, CountHistory, StatusInfo, StatusLine
-from portmon.ui.traffic import RATE_COLUMNS, ListenReader, Traffic
+from portmon.ui.traffic import HISTORY_SCANS, RATE_COLUMNS, ListenReader, Traffic, process_totals
 from portmon.ui.traffictext import detail_section
 from portmon.ui.view import NO_MARKS, Marks, Update, View, ViewSpec, derive_view, state_counts
 
@@ -451,8 +451,16 @@ class MonitorScreen(Screen[None]):
         if shown == self._traffic_detail:
             return
         self._traffic_detail = shown
-        series = traffic.series(sock.holders[0].pid) if traffic is not None and sock and sock.holders else None
-        self.detail.show_traffic(detail_section(sock, traffic), series)
+        totals = None
+        if traffic is not None and traffic.counters and sock is not None and sock.holders and self.snapshot:
+            # One pass over the snapshot, only while the pane is open and only when the scan or the selection changed.
+            totals = process_totals(self.snapshot.sockets, sock.holders[0].pid)
+        series = None
+        if traffic is not None and traffic.counters and sock is not None and sock.holders:
+            history = traffic.series(sock.holders[0].pid)
+            # A fixed time axis from zero: the bars move left scan by scan, and a first burst reads as one.
+            series = [0.0] * (HISTORY_SCANS - len(history)) + history
+        self.detail.show_traffic(detail_section(sock, traffic, totals), series)
 
     # -- traffic ---------------------------------------------------------------------------------
 

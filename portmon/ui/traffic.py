@@ -8,7 +8,7 @@ screen only shows them. The rates themselves are :mod:`portmon.query.rates`'s.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from portmon.collect.netstat import ListenCounters
@@ -26,6 +26,8 @@ HISTORY_SCANS = 60
 
 ListenReader = Callable[[], "ListenCounters | None"]
 
+IDLE = (0.0, 0.0)
+
 
 @dataclass(frozen=True, slots=True)
 class Traffic:
@@ -34,11 +36,10 @@ class Traffic:
     seconds: float
     """The interval the rates are over (0 on the first scan: no rates yet)."""
     by_cookie: Mapping[int, tuple[float, float]] = field(default_factory=dict)
-    """(TX, RX) bytes per second per connection, by socket cookie."""
+    """(TX, RX) bytes per second per connection that moved bytes, by socket cookie (idle ones: see :meth:`rate`)."""
     processes: Mapping[int, ProcessRate] = field(default_factory=dict)
-    """Per process (primary holder), the sum of its connections' rates."""
-    totals: Mapping[int, tuple[int, int]] = field(default_factory=dict)
-    """Per process, bytes sent and received over the life of the connections it holds now."""
+    """Per process (primary holder) that moved bytes, the sum of its connections' rates (``connections``
+    counts those that moved bytes)."""
     tx_bps: float = 0.0
     rx_bps: float = 0.0
     """Machine totals: every connection with counters."""
@@ -51,9 +52,11 @@ class Traffic:
 
     def rate(self, sock: Socket) -> tuple[float, float] | None:
         """``sock``'s (TX, RX) rate, or None when it has none (no cookie, no counters, first scan)."""
-        if sock.cookie is None:
+        if sock.cookie is None or sock.bytes_sent is None or sock.bytes_received is None or self.seconds <= 0:
             return None
-        return self.by_cookie.get(sock.cookie)
+        # Only connections that moved bytes are kept: at 10,000 mostly idle sockets that spares
+        # building and keeping thousands of zero entries per scan.
+        return self.by_cookie.get(sock.cookie, IDLE)
 
     def series(self, pid: int) -> list[float]:
         """The process's TX+RX rate over the kept scans, oldest first (0 where it moved nothing)."""
@@ -87,20 +90,13 @@ class TrafficTracker:
         self._last_listen = listen_now
         sample = Sample(snapshot, snapshot.taken_at)
         before, self._last = self._last, sample
-        totals: dict[int, tuple[int, int]] = {}
-        counters = False
-        for sock in snapshot.sockets:
-            if sock.bytes_sent is None or sock.bytes_received is None or not sock.holders:
-                continue
-            counters = True
-            pid = sock.holders[0].pid
-            sent, received = totals.get(pid, (0, 0))
-            totals[pid] = (sent + sock.bytes_sent, received + sock.bytes_received)
+        # Stops at the first socket with counters: TCP connections come early in a scan.
+        counters = any(s.bytes_sent is not None for s in snapshot.sockets)
         if before is None:
-            self.traffic = Traffic(0.0, totals=totals, counters=counters, listen=listen, history=tuple(self._history))
+            self.traffic = Traffic(0.0, counters=counters, listen=listen, history=tuple(self._history))
             return self.traffic
         seconds = sample.at - before.at
-        rates = connection_rates(before, sample)
+        rates = [r for r in connection_rates(before, sample) if r.tx_bps or r.rx_bps]
         by_cookie = {r.socket.cookie: (r.tx_bps, r.rx_bps) for r in rates if r.socket.cookie is not None}
         procs = {p.pid: p for p in process_rates(rates)}
         self._history.append({pid: p.tx_bps + p.rx_bps for pid, p in procs.items() if p.tx_bps or p.rx_bps})
@@ -108,7 +104,6 @@ class TrafficTracker:
             seconds,
             by_cookie,
             procs,
-            totals,
             sum(r.tx_bps for r in rates),
             sum(r.rx_bps for r in rates),
             counters,
@@ -118,16 +113,28 @@ class TrafficTracker:
         return self.traffic
 
 
+def process_totals(sockets: Iterable[Socket], pid: int) -> tuple[int, int] | None:
+    """Bytes sent and received over the connections ``pid`` is the primary holder of (None: none has counters)."""
+    sent = received = 0
+    found = False
+    for sock in sockets:
+        holders = sock.holders
+        if holders and holders[0].pid == pid and sock.bytes_sent is not None and sock.bytes_received is not None:
+            sent += sock.bytes_sent
+            received += sock.bytes_received
+            found = True
+    return (sent, received) if found else None
+
+
 def sort_by_rate(rows: Sequence[Socket], traffic: Traffic | None, column: str, descending: bool) -> list[Socket]:
     """``rows`` by their TX or RX rate (``column``), sockets without a rate last either way.
 
     Stable: ``rows`` come sorted by port, so equal rates keep that order and rows do not jump.
     """
     index = 0 if column == TX_COLUMN else 1
-    by_cookie = traffic.by_cookie if traffic is not None else {}
 
     def key(sock: Socket) -> tuple[bool, float]:
-        rate = by_cookie.get(sock.cookie) if sock.cookie is not None else None
+        rate = traffic.rate(sock) if traffic is not None else None
         if rate is None:
             return (True, 0.0)
         return (False, -rate[index] if descending else rate[index])

@@ -45,9 +45,12 @@ def accept_queue_text(sock: Socket) -> Text | None:
     return Text(text)
 
 
-def detail_section(sock: Socket | None, traffic: Traffic | None) -> RenderableType | None:
+def detail_section(
+    sock: Socket | None, traffic: Traffic | None, totals: tuple[int, int] | None = None
+) -> RenderableType | None:
     """The detail pane's traffic lines for ``sock``: its rate and counters, its process's totals and rate,
-    and for a listener its accept queue and the host's overflows and drops since the last scan.
+    and for a listener its accept queue and the host's overflows and drops since the last scan. ``totals``
+    are the bytes its process's connections sent and received (``portmon.ui.traffic.process_totals``).
     None when there is nothing to say (no counters anywhere)."""
     if sock is None:
         return None
@@ -75,7 +78,7 @@ def detail_section(sock: Socket | None, traffic: Traffic | None) -> RenderableTy
         lines.append(line)
     if sock.holders and traffic is not None and traffic.counters:
         pid = sock.holders[0].pid
-        sent, received = traffic.totals.get(pid, (0, 0))
+        sent, received = totals or (0, 0)
         line = Text.assemble((f"Process {pid} ", "bold"), f"sent {bytes_text(sent)}, received {bytes_text(received)}")
         proc = traffic.processes.get(pid)
         if traffic.seconds > 0:
@@ -83,7 +86,8 @@ def detail_section(sock: Socket | None, traffic: Traffic | None) -> RenderableTy
             rx = proc.rx_bps if proc is not None else 0.0
             line.append(f"; TX {rate_text(tx)}/s RX {rate_text(rx)}/s")
         lines.append(line)
+        lines.append(Text(f"pid {pid}'s TX+RX per scan, newest right:", "dim"))
     if not lines:
         return None
     heading = Text("Traffic", "bold underline")
-    return Group(Text(), heading, *lines)
+    return Group(heading, *lines)
