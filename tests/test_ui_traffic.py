@@ -468,3 +468,26 @@ def test_rates_appear_for_a_paced_loopback_sender() -> None:
             t.join(5)
         for s in (client, peer, server):
             s.close()
+
+
+# -- layout ---------------------------------------------------------------------------------------
+
+
+def test_traffic_layout_snapshot(snap_compare: Callable[..., bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate columns sorted by TX/s, the full-backlog row, the status totals; then the detail pane of the listener."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        app = make_app(sort="local_port")
+
+        async def prepare(pilot: Pilot) -> None:
+            await pilot.pause()
+            await pilot.press("r", "r")
+            app.monitor.sort_by("tx_bps")
+            app.monitor.sort_by("tx_bps")  # descending
+            await pilot.pause()
+
+        assert snap_compare(app, run_before=prepare, terminal_size=(180, 40))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
