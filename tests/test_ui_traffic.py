@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -491,3 +493,48 @@ def test_traffic_layout_snapshot(snap_compare: Callable[..., bool], monkeypatch:
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+ROOT_ON_LINUX = sys.platform.startswith("linux") and os.geteuid() == 0
+
+
+@pytest.mark.skipif(not ROOT_ON_LINUX, reason="SOCK_DESTROY needs root on Linux")
+def test_the_close_key_ends_a_real_connection_and_its_holder_lives() -> None:
+    from portmon.collect.choose import default_collector
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    port, server_port = client.getsockname()[1], server.getsockname()[1]
+    app = PortmonApp(default_collector(), poll=False, filter_text=f":{port}", process_reader=demo_process)
+
+    def is_client(s: Socket) -> bool:
+        return s.local_port == port and s.remote_port == server_port and s.local_addr == "127.0.0.1"
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            table = app.monitor.table
+            table.move_cursor(row_of(table, is_client))
+            await pilot.press("x")
+            await pilot.pause()
+            modal = app.screen
+            assert isinstance(modal, CloseModal) and modal.socket.cookie is not None
+            await pilot.press("y")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if "CONFIG_INET_DIAG_DESTROY" in modal.status_line:
+                pytest.skip("this kernel has no CONFIG_INET_DIAG_DESTROY")
+            assert modal.status_line.startswith("closed tcp4 127.0.0.1:"), modal.status_line
+
+    try:
+        asyncio.run(main())
+        client.settimeout(5)
+        # Aborted under its holder (this process, alive): ECONNABORTED, not a timeout.
+        with pytest.raises((ConnectionAbortedError, ConnectionResetError)):
+            client.recv(1)
+    finally:
+        for s in (client, peer, server):
+            s.close()
