@@ -338,12 +338,12 @@ class DetailPane(VerticalScroll, can_focus=True):
         """Escape in the pane: the screen moves focus back to the table."""
 
     def compose(self) -> ComposeResult:
-        # Traffic first: a full accept queue or a busy connection is what the user looks for; the
-        # head ends with the heading of the held sockets' list, which must stay right above it.
-        yield Static(id="detail-traffic", markup=False)
-        yield Sparkline([], id="detail-rate")
         yield Static(id="detail-text", markup=False)
         yield HeldList(id="detail-held")
+        # Traffic last: the head ends with the heading of the held sockets' list, which stays right
+        # above it, and the process's identity stays where the reader finds it without traffic.
+        yield Static(id="detail-traffic", markup=False)
+        yield Sparkline([], id="detail-rate")
 
     def show(self, content: RenderableType, held: list[Text] | None = None) -> None:
         """Replace the pane's content: ``content`` on top, then the ``held`` lines (see :func:`held_lines`)."""
@@ -379,11 +379,10 @@ class DetailPane(VerticalScroll, can_focus=True):
     def text(self) -> str:
         """The plain text shown (for tests)."""
         head = plain_text(getattr(self, "_content", Text()), width=400)
-        traffic = getattr(self, "_traffic", None)
-        if traffic is not None:
-            head = plain_text(traffic, width=400) + head
         lines = self.query_one("#detail-held", HeldList).lines
-        return head + "".join(line.plain + "\n" for line in lines)
+        traffic = getattr(self, "_traffic", None)
+        tail = plain_text(traffic, width=400) if traffic is not None else ""
+        return head + "".join(line.plain + "\n" for line in lines) + tail
 
     def action_back(self) -> None:
         """Go back to the table."""

@@ -456,7 +456,7 @@ class MonitorScreen(Screen[None]):
             # One pass over the snapshot, only while the pane is open and only when the scan or the selection changed.
             totals = process_totals(self.snapshot.sockets, sock.holders[0].pid)
         series = None
-        if traffic is not None and traffic.counters and sock is not None and sock.holders:
+        if traffic is not None and totals is not None and sock is not None and sock.holders:
             history = traffic.series(sock.holders[0].pid)
             # A fixed time axis from zero: the bars move left scan by scan, and a first burst reads as one.
             series = [0.0] * (HISTORY_SCANS - len(history)) + history

@@ -76,9 +76,10 @@ def detail_section(
         if sock.retransmits:
             line.append(f"; {sock.retransmits} retransmitted", "yellow")
         lines.append(line)
-    if sock.holders and traffic is not None and traffic.counters:
+    if sock.holders and traffic is not None and traffic.counters and totals is not None:
+        # Only for a process with connections that count bytes: a bare listener's would be all zeros.
         pid = sock.holders[0].pid
-        sent, received = totals or (0, 0)
+        sent, received = totals
         line = Text.assemble((f"Process {pid} ", "bold"), f"sent {bytes_text(sent)}, received {bytes_text(received)}")
         proc = traffic.processes.get(pid)
         if traffic.seconds > 0:
@@ -90,4 +91,4 @@ def detail_section(
     if not lines:
         return None
     heading = Text("Traffic", "bold underline")
-    return Group(heading, *lines)
+    return Group(Text(), heading, *lines)
