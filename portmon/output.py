@@ -17,7 +17,7 @@ TRAFFIC_KEYS = ("bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept
 """The socket's traffic and health counters (null where the collector has none), last in a record."""
 _TRAFFIC_AT = Socket._fields.index(TRAFFIC_KEYS[0])
 _TRAFFIC_END = _TRAFFIC_AT + len(TRAFFIC_KEYS)
-_NO_TRAFFIC_JSON = "".join(f', "{k}": null' for k in TRAFFIC_KEYS) + "}"
+_NO_TRAFFIC_JSON = "".join(f', "{k}": null' for k in TRAFFIC_KEYS)
 
 RECORD_KEYS = (
     "proto",
@@ -34,6 +34,7 @@ RECORD_KEYS = (
     "remote_service",
     "local_range",
     *TRAFFIC_KEYS,
+    "host",
 )
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
 
@@ -61,6 +62,7 @@ def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
         "retransmits": sock.retransmits,
         "accept_queue": sock.accept_queue,
         "backlog": sock.backlog,
+        "host": sock.host,
     }
 
 
@@ -120,6 +122,7 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
         # Unpacked by position (Socket's field order, which tests pin): much cheaper than 11 attributes.
         for sock in sockets[first : first + JSON_CHUNK]:
             proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc = sock[:12]
+            host = sock.host
             head = heads.get((proto, family, laddr))
             if head is None:
                 head = heads[(proto, family, laddr)] = (
@@ -148,6 +151,7 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
                 f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '
                 f'"remote_port": {"null" if rport is None else rport}{tail}'
                 f"{_NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)}"
+                f', "host": {quoted(host)}}}'
             )
         yield (", " if first else "") + ", ".join(records)
     yield "]"
@@ -157,9 +161,9 @@ _NONE = (None,) * len(TRAFFIC_KEYS)
 
 
 def _traffic_json(counters: tuple[object, ...]) -> str:
-    """The end of one ``list --json`` record: the traffic counters (ints, a float or null) and "}"."""
+    """The traffic counters of one ``list --json`` record (ints, a float or null); the host follows."""
     pairs = zip(TRAFFIC_KEYS, counters, strict=True)
-    return "".join(f', "{key}": {"null" if value is None else repr(value)}' for key, value in pairs) + "}"
+    return "".join(f', "{key}": {"null" if value is None else repr(value)}' for key, value in pairs)
 
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:
@@ -259,6 +263,14 @@ def format_table_plain(headers: Sequence[str], rows: Sequence[Sequence[str]]) ->
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
-def sockets_table(sockets: Sequence[Socket]) -> str:
-    """The default ``portmon list`` output."""
-    return format_table(TABLE_HEADERS, table_rows(sockets))
+LOCAL_HOST_LABEL = "local"
+"""How the HOST column names this machine when remote hosts are in the table."""
+
+
+def sockets_table(sockets: Sequence[Socket], host_column: bool = False) -> str:
+    """The default ``portmon list`` output; a HOST column first when asked or when any socket is a remote host's."""
+    rows = table_rows(sockets)
+    if not host_column and not any(s.host is not None for s in sockets):
+        return format_table(TABLE_HEADERS, rows)
+    hosts = [LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32) for s in sockets]
+    return format_table(("HOST", *TABLE_HEADERS), [(h, *r) for h, r in zip(hosts, rows, strict=True)])

@@ -118,4 +118,4 @@ def test_same_text_with_traffic_counters() -> None:
     listeners = {(r["accept_queue"], r["backlog"]) for r in records if r["state"] == LISTEN}
     assert listeners == {(129, 128)}
     traffic = ["bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog"]
-    assert all(list(r)[-6:] == traffic for r in records)
+    assert all(list(r)[-7:-1] == traffic and list(r)[-1] == "host" for r in records)

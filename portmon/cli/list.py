@@ -78,6 +78,6 @@ def run(ctx: Context) -> int:
     elif args.csv:
         ctx.stdout.write(sockets_csv(sockets))
     else:
-        ctx.stdout.write(sockets_table(sockets) + "\n")
+        ctx.stdout.write(sockets_table(sockets, host_column=ctx.hosts_given) + "\n")
     ctx.stdout.flush()
     return 0

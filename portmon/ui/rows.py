@@ -17,6 +17,7 @@ from portmon.model import (
     TIME_WAIT,
     Socket,
 )
+from portmon.output import LOCAL_HOST_LABEL
 from portmon.textsafe import visible
 from portmon.ui.columns import MARK_COLUMN, Column, fit
 from portmon.ui.traffic import TX_COLUMN, rate_text
@@ -104,6 +105,8 @@ def cell(
             return "", None
         bps = rate[0] if column == TX_COLUMN else rate[1]
         return rate_text(bps), ("dim" if bps < 0.5 else None)
+    if column == "host":
+        return (LOCAL_HOST_LABEL, "dim") if sock.host is None else (visible(sock.host), None)
     return "", None
 
 
