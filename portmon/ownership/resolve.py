@@ -1,0 +1,51 @@
+"""Every manager of one process, cheaply and without root where the system allows: parents, environment, cgroup.
+
+Innermost actionable first: the supervisors in the parent chain, nearest first (a supervisord or
+pm2 the environment names joins its process there), then what the cgroup names (container before
+pod, unit). Managers that restart nothing and offer no stop command (a login session, a
+container's init) go last: a pm2 app inside ``pm2-root.service`` is stopped in pm2, not the unit.
+"""
+
+from __future__ import annotations
+
+from portmon.ownership.cgroup import parse_cgroup, read_cgroup
+from portmon.ownership.env import environ_managers
+from portmon.ownership.manager import RESTART_NO, Manager
+from portmon.ownership.parents import ScriptReader, chain_managers, read_script
+from portmon.ownership.proc import parent_chain, read_environ
+
+
+def _merge(chain: list[Manager], named: Manager) -> None:
+    """Fold a manager the environment names into the supervisor process of the same kind, else put it first."""
+    for i, m in enumerate(chain):
+        if m.kind == named.kind and m.source == "parents":
+            chain[i] = named._replace(pid=m.pid, source="environ+parents")
+            return
+    chain.insert(0, named)
+
+
+def actionable(m: Manager) -> bool:
+    """Whether stopping or asking this manager changes anything (it restarts, or it has a stop command)."""
+    return m.restart != RESTART_NO or m.stop is not None
+
+
+def combine(
+    parents: tuple[Manager, ...], environ: tuple[Manager, ...], cgroup: tuple[Manager, ...]
+) -> tuple[Manager, ...]:
+    """The managers from the three sources in one list, innermost actionable first (pure)."""
+    chain = list(parents)
+    for named in environ:
+        _merge(chain, named)
+    every = chain + list(cgroup)
+    return tuple(sorted(every, key=lambda m: not actionable(m)))
+
+
+def managers_of(pid: int, procfs: str = "/proc", script_reader: ScriptReader = read_script) -> tuple[Manager, ...]:
+    """Every manager of process ``pid`` found without asking systemd or a container engine."""
+    cgroup_text = read_cgroup(pid, procfs)
+    env = read_environ(pid, procfs)
+    return combine(
+        chain_managers(parent_chain(pid, procfs), script_reader, procfs),
+        environ_managers(env) if env is not None else (),
+        parse_cgroup(cgroup_text) if cgroup_text is not None else (),
+    )
