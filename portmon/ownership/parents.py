@@ -52,6 +52,13 @@ def _base(arg: str) -> str:
     return os.path.basename(arg)
 
 
+def _script_name(arg: str) -> str:
+    """``nodemon`` from ``/usr/lib/node_modules/nodemon/bin/nodemon.js``."""
+    base = _base(arg)
+    stem, dot, ext = base.rpartition(".")
+    return stem if dot and ext in ("js", "cjs", "mjs", "py") else base
+
+
 def _program(info: ProcInfo) -> tuple[str, tuple[str, ...]]:
     """The program's name and its arguments, seen through an interpreter (``python gunicorn``, ``node nodemon``)."""
     argv = info.cmdline
@@ -67,7 +74,7 @@ def _program(info: ProcInfo) -> tuple[str, tuple[str, ...]]:
         if rest and rest[0] == "-m" and len(rest) > 1:
             return rest[1], tuple(rest[2:])
         if rest:
-            return _base(rest[0]), tuple(rest[1:])
+            return _script_name(rest[0]), tuple(rest[1:])
     return first, tuple(argv[1:])
 
 
