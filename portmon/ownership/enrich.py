@@ -209,6 +209,7 @@ class Enricher:
         budget: float = BUDGET,
         ttl: float = TTL,
         engine: Callable[[str, str, float], Any] = engine_get,
+        sockets: Callable[[str, Mapping[str, str], int | None], list[str]] = engine_sockets,
     ) -> None:
         self._run = run
         self._env = dict(os.environ if env is None else env)
@@ -216,6 +217,7 @@ class Enricher:
         self._budget = budget
         self._ttl = ttl
         self._engine = engine
+        self._sockets = sockets
         self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
         self._deadline = 0.0
 
@@ -302,7 +304,7 @@ class Enricher:
     def _engine_json(self, kind: str, url: str, uid: int | None) -> tuple[Any, str | None]:
         """(decoded answer, None) from the first engine socket that answers, else (None, why)."""
         tried: list[str] = []
-        for path in engine_sockets(kind, self._env, uid):
+        for path in self._sockets(kind, self._env, uid):
             left = self._left()
             if left <= 0:
                 tried.append("no time left")
