@@ -156,3 +156,21 @@ def workers_label(members: Sequence[Member]) -> str:
     if others > 0:
         parts.append(f"+{others} other{'s' if others != 1 else ''}")
     return ", ".join(parts)
+
+
+def reuseport_groups(sockets: Sequence[Socket]) -> list[tuple[Socket, ...]]:
+    """Listening sockets that share protocol, address and port (only possible with SO_REUSEPORT), two or more each.
+
+    Each group is in family order of its main holders' start: the group shows as one row whose
+    processes each take a share of the connections.
+    """
+    by_addr: dict[tuple[str, int, str, int], list[Socket]] = {}
+    for sock in sockets:
+        if sock.listening:
+            by_addr.setdefault((sock.proto, sock.family, sock.local_addr, sock.local_port), []).append(sock)
+    groups = []
+    for group in by_addr.values():
+        if len(group) > 1:
+            groups.append(tuple(sorted(group, key=lambda s: (s.holders[0].create_time or 0.0, s.pid or 0)
+                                       if s.holders else (float("inf"), 0))))
+    return groups

@@ -49,3 +49,28 @@ def managers_of(pid: int, procfs: str = "/proc", script_reader: ScriptReader = r
         environ_managers(env) if env is not None else (),
         parse_cgroup(cgroup_text) if cgroup_text is not None else (),
     )
+
+
+class ManagerCache:
+    """Managers per process identity (pid + start time), remembered for the next refresh (bounded, least recent out).
+
+    The cheap sources only (no systemd, no engine): what a table column, a filter or ``list --json``
+    can afford for every row. A pid reused by a new process has another start time, so a new entry.
+    """
+
+    def __init__(self, procfs: str = "/proc", limit: int = 4096) -> None:
+        self._procfs = procfs
+        self._limit = limit
+        self._memo: dict[tuple[int, float | None], tuple[Manager, ...]] = {}
+
+    def get(self, pid: int, create_time: float | None = None) -> tuple[Manager, ...]:
+        """The managers of process ``pid`` (started at ``create_time``, when known)."""
+        key = (pid, create_time)
+        found = self._memo.get(key)
+        if found is None:
+            found = managers_of(pid, self._procfs)
+            if len(self._memo) >= self._limit:
+                for old in list(self._memo)[: self._limit // 4]:
+                    del self._memo[old]
+            self._memo[key] = found
+        return found

@@ -1,0 +1,86 @@
+"""SO_REUSEPORT groups: two processes listening on the same 127.0.0.1 port are one group."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ownership_procs import Tree, ready_pids
+
+from portmon.collect.procfs import ProcfsCollector
+from portmon.model import Holder, Socket
+from portmon.ownership import manager as mk
+from portmon.ownership.families import reuseport_groups
+from portmon.ownership.resolve import ManagerCache
+
+REUSEPORT = r"""
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+print("READY", s.getsockname()[1], os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def trees() -> Iterator[list[Tree]]:
+    started: list[Tree] = []
+    yield started
+    for tree in started:
+        tree.stop()
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT on this platform")
+def test_two_reuseport_listeners_form_one_group(tmp_path: Path, trees: list[Tree]) -> None:
+    script = tmp_path / "reuseport.py"
+    script.write_text(REUSEPORT)
+    first = Tree([sys.executable, str(script), "0"])
+    trees.append(first)
+    (a,) = ready_pids(first.proc)
+    port = _port_of(a)
+    second = Tree([sys.executable, str(script), str(port)])
+    trees.append(second)
+    (b,) = ready_pids(second.proc)
+    sockets = ProcfsCollector().scan().sockets
+    groups = [g for g in reuseport_groups(sockets) if g[0].local_port == port]
+    assert len(groups) == 1
+    (group,) = groups
+    assert [s.pid for s in group] == [a, b]  # the older first
+    assert len({s.inode for s in group}) == 2
+    # A plain listener elsewhere is no group.
+    assert all(len(g) > 1 for g in reuseport_groups(sockets))
+
+
+def _port_of(pid: int) -> int:
+    for sock in ProcfsCollector().scan().sockets:
+        if sock.pid == pid and sock.listening:
+            return sock.local_port
+    raise AssertionError(f"pid {pid} listens nowhere")
+
+
+def test_groups_need_the_same_address_and_protocol() -> None:
+    h1, h2 = Holder(1, create_time=5.0), Holder(2, create_time=3.0)
+    a = Socket("tcp", 4, "127.0.0.1", 80, state="LISTEN", holders=(h1,), inode=1)
+    b = Socket("tcp", 4, "127.0.0.1", 80, state="LISTEN", holders=(h2,), inode=2)
+    c = Socket("tcp", 4, "127.0.0.2", 80, state="LISTEN", holders=(h2,), inode=3)
+    d = Socket("tcp", 4, "127.0.0.1", 80, "127.0.0.1", 5000, "ESTABLISHED", holders=(h2,), inode=4)
+    assert reuseport_groups([a, b, c, d]) == [(b, a)]
+
+
+def test_manager_cache_remembers_per_identity(tmp_path: Path) -> None:
+    procfs = tmp_path / "proc"
+    d = procfs / "10"
+    d.mkdir(parents=True)
+    (d / "stat").write_text("10 (app) S 1 10 10 0 -1 0 " + "0 " * 13 + "77 0 0\n")
+    (d / "cgroup").write_text("0::/system.slice/app.service\n")
+    cache = ManagerCache(str(procfs))
+    first = cache.get(10, 1.0)
+    assert [(m.kind, m.name) for m in first] == [(mk.SYSTEMD_UNIT, "app.service")]
+    (d / "cgroup").write_text("0::/system.slice/other.service\n")
+    assert cache.get(10, 1.0) is first  # same process: remembered
+    assert cache.get(10, 2.0)[0].name == "other.service"  # a reused pid is looked up again
