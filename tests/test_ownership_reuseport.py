@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ownership_procs import Tree, ready_pids
+from ownership_procs import Tree, read_line, ready_pids
 
 from portmon.collect.procfs import ProcfsCollector
 from portmon.model import Holder, Socket
@@ -41,8 +41,8 @@ def test_two_reuseport_listeners_form_one_group(tmp_path: Path, trees: list[Tree
     script.write_text(REUSEPORT)
     first = Tree([sys.executable, str(script), "0"])
     trees.append(first)
-    (a,) = ready_pids(first.proc)
-    port = _port_of(a)
+    words = read_line(first.proc).split()
+    port, a = int(words[1]), int(words[2])
     second = Tree([sys.executable, str(script), str(port)])
     trees.append(second)
     (b,) = ready_pids(second.proc)
@@ -54,13 +54,6 @@ def test_two_reuseport_listeners_form_one_group(tmp_path: Path, trees: list[Tree
     assert len({s.inode for s in group}) == 2
     # A plain listener elsewhere is no group.
     assert all(len(g) > 1 for g in reuseport_groups(sockets))
-
-
-def _port_of(pid: int) -> int:
-    for sock in ProcfsCollector().scan().sockets:
-        if sock.pid == pid and sock.listening:
-            return sock.local_port
-    raise AssertionError(f"pid {pid} listens nowhere")
 
 
 def test_groups_need_the_same_address_and_protocol() -> None:

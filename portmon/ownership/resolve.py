@@ -11,8 +11,8 @@ from __future__ import annotations
 from portmon.ownership.cgroup import parse_cgroup, read_cgroup
 from portmon.ownership.env import environ_managers
 from portmon.ownership.manager import RESTART_NO, Manager
-from portmon.ownership.parents import ScriptReader, chain_managers, read_script
-from portmon.ownership.proc import parent_chain, read_environ
+from portmon.ownership.parents import ScriptReader, chain_managers, classify, read_script
+from portmon.ownership.proc import parent_chain, read_environ, read_proc, read_stat
 
 
 def _merge(chain: list[Manager], named: Manager) -> None:
@@ -40,15 +40,51 @@ def combine(
     return tuple(sorted(every, key=lambda m: not actionable(m)))
 
 
-def managers_of(pid: int, procfs: str = "/proc", script_reader: ScriptReader = read_script) -> tuple[Manager, ...]:
-    """Every manager of process ``pid`` found without asking systemd or a container engine."""
+def managers_of(
+    pid: int,
+    procfs: str = "/proc",
+    script_reader: ScriptReader = read_script,
+    ancestors: dict[int, tuple[int, Manager | None]] | None = None,
+) -> tuple[Manager, ...]:
+    """Every manager of process ``pid`` found without asking systemd or a container engine.
+
+    ``ancestors`` (pid -> (parent pid, its manager or None)), kept by the caller, spares re-reading
+    the parents that many holders share (one scan's worth: a pid may be reused later).
+    """
     cgroup_text = read_cgroup(pid, procfs)
     env = read_environ(pid, procfs)
+    if ancestors is None:
+        from_parents = chain_managers(parent_chain(pid, procfs), script_reader, procfs)
+    else:
+        from_parents = _chain_memo(pid, procfs, script_reader, ancestors)
     return combine(
-        chain_managers(parent_chain(pid, procfs), script_reader, procfs),
+        from_parents,
         environ_managers(env) if env is not None else (),
         parse_cgroup(cgroup_text) if cgroup_text is not None else (),
     )
+
+
+def _chain_memo(
+    pid: int, procfs: str, script_reader: ScriptReader, memo: dict[int, tuple[int, Manager | None]]
+) -> tuple[Manager, ...]:
+    stat = read_stat(pid, procfs)
+    if stat is None:
+        return ()
+    found: list[Manager] = []
+    ppid = stat[1]
+    seen = {pid}
+    while ppid > 1 and ppid not in seen and len(seen) < 64:
+        seen.add(ppid)
+        entry = memo.get(ppid)
+        if entry is None:
+            info = read_proc(ppid, procfs)
+            if info is None:
+                break
+            entry = memo[ppid] = (info.ppid, classify(info, script_reader, procfs))
+        if entry[1] is not None:
+            found.append(entry[1])
+        ppid = entry[0]
+    return tuple(found)
 
 
 class ManagerCache:
@@ -62,15 +98,20 @@ class ManagerCache:
         self._procfs = procfs
         self._limit = limit
         self._memo: dict[tuple[int, float | None], tuple[Manager, ...]] = {}
+        self._ancestors: dict[int, tuple[int, Manager | None]] = {}
 
     def get(self, pid: int, create_time: float | None = None) -> tuple[Manager, ...]:
         """The managers of process ``pid`` (started at ``create_time``, when known)."""
         key = (pid, create_time)
         found = self._memo.get(key)
         if found is None:
-            found = managers_of(pid, self._procfs)
+            found = managers_of(pid, self._procfs, ancestors=self._ancestors)
             if len(self._memo) >= self._limit:
                 for old in list(self._memo)[: self._limit // 4]:
                     del self._memo[old]
             self._memo[key] = found
         return found
+
+    def new_scan(self) -> None:
+        """Forget the parents read so far (call once per refresh: their pids may be reused later)."""
+        self._ancestors.clear()
