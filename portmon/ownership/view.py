@@ -1,0 +1,87 @@
+"""What the commands and the UI show about ownership: family order and roles, manager records and lines.
+
+One ``Ownership`` object per command run (or per UI refresh, after ``new_scan()``) caches what it
+reads per process identity; every function here reads only /proc (never systemd or an engine: that is
+``preflight`` with an ``Enricher``, for a selected row, a kill or a ``why``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from portmon.model import Holder, Socket
+from portmon.ownership.families import Member, ProcLookup, family, order_sockets, proc_lookup
+from portmon.ownership.manager import Manager, manager_record
+from portmon.ownership.resolve import ManagerCache
+from portmon.textsafe import safe
+
+
+def managers_json(managers: Sequence[Manager]) -> dict[str, Any] | None:
+    """The ``manager`` object of JSON output: the innermost actionable manager, the outer ones under ``outer``."""
+    if not managers:
+        return None
+    doc = manager_record(managers[0])
+    doc["outer"] = [manager_record(m) for m in managers[1:]]
+    return doc
+
+
+def managed_by_text(managers: Sequence[Manager], width: int = 60) -> str:
+    """``systemd unit nginx.service``, ``bash loop (pid 42) in session-3.scope``, or "" (escaped, for tables)."""
+    if not managers:
+        return ""
+    text = managers[0].label
+    if len(managers) > 1:
+        text += f" in {managers[1].name}"
+    return safe(text, width)
+
+
+class Ownership:
+    """Family order, roles and managers for a scan's sockets, read from /proc and cached per process."""
+
+    def __init__(self, procfs: str = "/proc") -> None:
+        self._procfs = procfs
+        self._cache = ManagerCache(procfs)
+        self._lookup: ProcLookup = proc_lookup(procfs)
+        self._families: dict[int, tuple[tuple[Holder, ...], tuple[Member, ...]]] = {}
+
+    def new_scan(self) -> None:
+        """Start afresh for a new refresh (parents and pids seen before may have changed)."""
+        self._lookup = proc_lookup(self._procfs)
+        self._families.clear()
+        self._cache.new_scan()
+
+    def order(self, sockets: Sequence[Socket]) -> list[Socket]:
+        """The sockets with every shared socket's holders main holder first."""
+        return order_sockets(sockets, self._lookup)
+
+    def members(self, holders: tuple[Holder, ...]) -> tuple[Member, ...]:
+        """The holders with their roles, main first (cached per holders tuple; keep the tuple alive)."""
+        hit = self._families.get(id(holders))
+        if hit is not None and hit[0] is holders:
+            return hit[1]
+        members = family(holders, self._lookup)
+        self._families[id(holders)] = (holders, members)
+        return members
+
+    def managers(self, holder: Holder) -> tuple[Manager, ...]:
+        """The managers of one holder, innermost actionable first (cheap sources only)."""
+        return self._cache.get(holder.pid, holder.create_time)
+
+    def socket_managers(self, sock: Socket) -> tuple[Manager, ...]:
+        """The managers of a socket's main holder (its first, once ``order`` has run)."""
+        return self.managers(sock.holders[0]) if sock.holders else ()
+
+    def holders_json(self, holders: tuple[Holder, ...]) -> list[dict[str, Any]]:
+        """``holders`` of JSON output: ``{pid, process, user, role}`` each, main holder first."""
+        return [
+            {"pid": m.holder.pid, "process": m.holder.name, "user": m.holder.user, "role": m.role}
+            for m in self.members(holders)
+        ]
+
+    def record_extra(self, holders: tuple[Holder, ...]) -> dict[str, Any]:
+        """The keys ``list --json`` adds to a socket record: ``holders`` and ``manager``."""
+        return {
+            "holders": self.holders_json(holders),
+            "manager": managers_json(self.managers(holders[0])) if holders else None,
+        }

@@ -1,0 +1,54 @@
+"""The ownership facts commands show: family order and roles, the manager object, the managed-by text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from portmon.model import Holder, Socket
+from portmon.ownership import manager as mk
+from portmon.ownership.view import Ownership, managed_by_text, managers_json
+
+
+def fake_proc(root: Path, pid: int, name: str, ppid: int, cgroup: str, start: int = 100) -> None:
+    d = root / str(pid)
+    d.mkdir(parents=True)
+    (d / "stat").write_text(f"{pid} ({name}) S {ppid} {pid} {pid} 0 -1 0 " + "0 " * 13 + f"{start} 0 0\n")
+    (d / "cgroup").write_text(cgroup)
+    (d / "cmdline").write_bytes(name.encode() + b"\0")
+
+
+def test_record_extra_for_a_prefork_unit(tmp_path: Path) -> None:
+    fake_proc(tmp_path, 500, "gunicorn", 1, "0::/system.slice/shop.service\n", start=10)
+    for pid in (120, 121):
+        fake_proc(tmp_path, pid, "gunicorn", 500, "0::/system.slice/shop.service\n", start=20)
+    own = Ownership(str(tmp_path))
+    hs = (Holder(120, "gunicorn", "www"), Holder(500, "gunicorn", "www"), Holder(121, "gunicorn", "www"))
+    (sock,) = own.order([Socket("tcp", 4, "0.0.0.0", 80, state="LISTEN", holders=hs)])
+    assert sock.pid == 500
+    extra = own.record_extra(sock.holders)
+    assert extra["holders"] == [
+        {"pid": 500, "process": "gunicorn", "user": "www", "role": "main"},
+        {"pid": 120, "process": "gunicorn", "user": "www", "role": "worker"},
+        {"pid": 121, "process": "gunicorn", "user": "www", "role": "worker"},
+    ]
+    manager = extra["manager"]
+    assert (manager["kind"], manager["name"], manager["stop_command"], manager["outer"]) == (
+        mk.SYSTEMD_UNIT, "shop.service", "systemctl stop shop.service", [])
+    json.dumps(extra)
+    assert managed_by_text(own.socket_managers(sock)) == "systemd unit shop.service"
+
+
+def test_no_manager_is_null_and_empty_text() -> None:
+    assert managers_json(()) is None
+    assert managed_by_text(()) == ""
+    loop = mk.Manager(mk.SHELL, "bash loop", "parents", pid=7)
+    session = mk.Manager(mk.SESSION, "session-3.scope", "cgroup")
+    assert managed_by_text((loop, session)) == "bash loop (pid 7) in session-3.scope"
+    doc = managers_json((loop, session))
+    assert doc is not None and [o["name"] for o in doc["outer"]] == ["session-3.scope"]
+
+
+def test_hostile_names_are_escaped_in_text() -> None:
+    evil = mk.Manager(mk.SYSTEMD_UNIT, "x\x1b[31m.service", "cgroup")
+    assert "\x1b" not in managed_by_text((evil,))
