@@ -7,7 +7,7 @@ from pathlib import Path
 
 from portmon.model import Holder, Socket
 from portmon.ownership import manager as mk
-from portmon.ownership.view import Ownership, managed_by_text, managers_json
+from portmon.ownership.view import Ownership, managed_by_text, managed_matcher, managers_json
 
 
 def fake_proc(root: Path, pid: int, name: str, ppid: int, cgroup: str, start: int = 100) -> None:
@@ -52,3 +52,26 @@ def test_no_manager_is_null_and_empty_text() -> None:
 def test_hostile_names_are_escaped_in_text() -> None:
     evil = mk.Manager(mk.SYSTEMD_UNIT, "x\x1b[31m.service", "cgroup")
     assert "\x1b" not in managed_by_text((evil,))
+
+
+def test_managed_matcher(tmp_path: Path) -> None:
+    fake_proc(tmp_path, 10, "nginx", 1, "0::/system.slice/nginx.service\n")
+    fake_proc(tmp_path, 20, "python3", 1, "0::/user.slice/user-1000.slice/session-4.scope\n")
+    fake_proc(tmp_path, 30, "app", 1, f"0::/system.slice/docker-{'ab' * 32}.scope\n")
+    own = Ownership(str(tmp_path))
+    socks = [Socket("tcp", 4, "127.0.0.1", port, state="LISTEN", holders=(Holder(pid),))
+             for port, pid in ((80, 10), (8000, 20), (9000, 30))]
+    kernel = Socket("tcp", 4, "127.0.0.1", 1, state="TIME_WAIT")
+
+    def ports(*values: str) -> list[int]:
+        test = managed_matcher(values, own)
+        return [s.local_port for s in [*socks, kernel] if test(s)]
+
+    assert ports("any") == [80, 9000]
+    assert ports("none") == [8000, 1]
+    assert ports("nginx") == [80]
+    assert ports("SYSTEMD") == [80]
+    assert ports("session") == [8000]
+    assert ports("docker", "nginx") == [80, 9000]
+    assert ports("abab") == [9000]
+    assert ports("nothing-like-this") == []

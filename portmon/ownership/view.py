@@ -7,13 +7,13 @@ reads per process identity; every function here reads only /proc (never systemd 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from portmon.model import Holder, Socket
 from portmon.ownership.families import Member, ProcLookup, family, order_sockets, proc_lookup
 from portmon.ownership.manager import Manager, manager_record
-from portmon.ownership.resolve import ManagerCache
+from portmon.ownership.resolve import ManagerCache, actionable
 from portmon.textsafe import safe
 
 
@@ -85,3 +85,64 @@ class Ownership:
             "holders": self.holders_json(holders),
             "manager": managers_json(self.managers(holders[0])) if holders else None,
         }
+
+
+_shared: Ownership | None = None
+
+
+def shared_ownership() -> Ownership:
+    """One process-wide ``Ownership`` for callers without their own (the filter language)."""
+    global _shared
+    if _shared is None:
+        _shared = Ownership()
+    return _shared
+
+
+MANAGED_ANY = "any"
+MANAGED_NONE = "none"
+
+
+def manager_words(managers: Sequence[Manager]) -> str:
+    """What ``managed:`` matches against, lower case: every manager's kind, name, label and detail values."""
+    words: list[str] = []
+    for m in managers:
+        words += [m.kind, m.name, m.label, *(value for _, value in m.details)]
+    return "\x00".join(words).lower()
+
+
+def _managed_hit(needle: str, managers: Sequence[Manager], text: str) -> bool:
+    if needle == MANAGED_ANY:
+        return bool(managers)
+    if needle == MANAGED_NONE:
+        return not managers
+    return needle in text
+
+
+def managed_matcher(values: Sequence[str], ownership: Ownership | None = None) -> Callable[[Socket], bool]:
+    """The ``managed:VALUE[,VALUE...]`` test: ``any`` (an actionable manager), ``none`` (no such
+    manager), or a word found in a manager's kind, name or details (``systemd``, ``nginx.service``,
+    ``docker``, ``shop``, ``loop``). Answers are remembered per main holder."""
+    own = ownership
+    needles = tuple(v.lower() for v in values)
+    memo: dict[tuple[int, float | None], bool] = {}
+
+    def test(sock: Socket) -> bool:
+        nonlocal own
+        if not sock.holders:
+            return MANAGED_NONE in needles
+        main = sock.holders[0]
+        key = (main.pid, main.create_time)
+        hit = memo.get(key)
+        if hit is None:
+            if own is None:
+                own = shared_ownership()
+            every = own.managers(main)
+            text = manager_words(every)
+            acting = tuple(m for m in every if actionable(m))
+            hit = any(_managed_hit(n, acting, text) for n in needles)
+            if len(memo) > 65536:
+                memo.clear()
+            memo[key] = hit
+        return hit
+
+    return test
