@@ -15,6 +15,7 @@ from portmon.model import Holder, Socket
 from portmon.ownership import manager as mk
 from portmon.ownership.families import reuseport_groups
 from portmon.ownership.resolve import ManagerCache
+from portmon.ownership.reuseport import check_reuseport, reuseport_record
 
 REUSEPORT = r"""
 import os, socket, sys, time
@@ -77,3 +78,58 @@ def test_manager_cache_remembers_per_identity(tmp_path: Path) -> None:
     (d / "cgroup").write_text("0::/system.slice/other.service\n")
     assert cache.get(10, 1.0) is first  # same process: remembered
     assert cache.get(10, 2.0)[0].name == "other.service"  # a reused pid is looked up again
+
+
+PLAIN = r"""
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print("READY", s.getsockname()[1], os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT on this platform")
+def test_a_reuseport_listener_can_be_joined_and_a_plain_one_cannot(tmp_path: Path, trees: list[Tree]) -> None:
+    shared = tmp_path / "reuseport.py"
+    shared.write_text(REUSEPORT)
+    plain = tmp_path / "plain.py"
+    plain.write_text(PLAIN)
+    one = Tree([sys.executable, str(shared), "0"])
+    trees.append(one)
+    words = read_line(one.proc).split()
+    port, a = int(words[1]), int(words[2])
+    sock = Socket("tcp", 4, "127.0.0.1", port, state="LISTEN", holders=(Holder(a, "python3"),), inode=1)
+    check = check_reuseport(port, "tcp", [sock])
+    assert check.joinable and check.binds == ((4, "127.0.0.1", True, None),)
+    assert check.groups == ()
+    assert any(line.startswith(f"a new server that sets SO_REUSEPORT would start on 127.0.0.1:{port} and silently "
+                               "take a share of the connections") for line in check.lines)
+    # The probe bound without listening: the real listener still takes every connection.
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+    other = Tree([sys.executable, str(plain)])
+    trees.append(other)
+    words = read_line(other.proc).split()
+    port2, b = int(words[1]), int(words[2])
+    sock2 = Socket("tcp", 4, "127.0.0.1", port2, state="LISTEN", holders=(Holder(b, "python3"),), inode=2)
+    check2 = check_reuseport(port2, "tcp", [sock2])
+    assert not check2.joinable and check2.lines == ()
+    assert check2.binds[0][3] is not None and "EADDRINUSE" in check2.binds[0][3]
+
+
+def test_group_lines_from_the_table_and_the_record() -> None:
+    h1, h2 = Holder(11, "node", create_time=1.0), Holder(12, "node\x1b[2J", create_time=2.0)
+    a = Socket("tcp", 4, "127.0.0.1", 3000, state="LISTEN", holders=(h1,), inode=1)
+    b = Socket("tcp", 4, "127.0.0.1", 3000, state="LISTEN", holders=(h2,), inode=2)
+    check = check_reuseport(3000, "tcp", [a, b], binder=lambda port, family, address: (False, "bind: EADDRINUSE"))
+    assert check.lines[0].startswith("2 sockets listen on 127.0.0.1:3000 together (SO_REUSEPORT): node (11), node")
+    assert "\x1b" not in "".join(check.lines)
+    assert check.lines[1] == "the test bind with SO_REUSEPORT failed: only the same user's servers can join the group"
+    record = reuseport_record(check)
+    assert record["joinable"] is False and [g["pid"] for g in record["groups"][0]] == [11, 12]
+    udp = check_reuseport(3000, "udp", [a._replace(proto="udp", state=None), b._replace(proto="udp", state=None)],
+                          binder=lambda port, family, address: (True, None))
+    assert udp.binds == () and len(udp.groups) == 1
