@@ -7,7 +7,14 @@ from pathlib import Path
 
 from portmon.model import Holder, Socket
 from portmon.ownership import manager as mk
-from portmon.ownership.view import Ownership, managed_by_text, managed_matcher, managers_json
+from portmon.ownership.view import (
+    Ownership,
+    managed_by_text,
+    managed_matcher,
+    manager_facts,
+    managers_json,
+    marked_chain,
+)
 
 
 def fake_proc(root: Path, pid: int, name: str, ppid: int, cgroup: str, start: int = 100) -> None:
@@ -75,3 +82,21 @@ def test_managed_matcher(tmp_path: Path) -> None:
     assert ports("docker", "nginx") == [80, 9000]
     assert ports("abab") == [9000]
     assert ports("nothing-like-this") == []
+
+
+def test_manager_facts_and_marked_chain(tmp_path: Path) -> None:
+    unit = mk.Manager(mk.SYSTEMD_UNIT, "nginx.service", "cgroup+systemd", restart=mk.RESTART_YES,
+                      stop="systemctl stop nginx.service", details=(("Restart", "always"), ("NRestarts", "2")))
+    web = mk.Manager(mk.DOCKER, "web", "engine", stop="docker stop web",
+                     details=(("compose_project", "shop"), ("compose_service", "web"), ("restart_policy", "always")))
+    assert manager_facts([web, unit]) == [
+        ("managed by", "docker container web"), ("restart policy", "always"), ("compose project", "shop"),
+        ("compose service", "web"), ("stop with", "docker stop web"),
+        ("inside", "systemd unit nginx.service"), ("restart policy", "always"), ("restarts so far", "2"),
+        ("stop with", "systemctl stop nginx.service"),
+    ]
+    fake_proc(tmp_path, 1, "init", 0, "0::/\n")
+    fake_proc(tmp_path, 40, "bash", 1, "0::/\n")
+    fake_proc(tmp_path, 41, "python3", 40, "0::/\n")
+    loop = mk.Manager(mk.SHELL, "bash loop", "parents", pid=40)
+    assert marked_chain(41, [loop], str(tmp_path)) == [(40, "bash", True), (1, "init", False)]

@@ -13,6 +13,7 @@ from typing import Any
 from portmon.model import Holder, Socket
 from portmon.ownership.families import Member, ProcLookup, family, order_sockets, proc_lookup
 from portmon.ownership.manager import Manager, manager_record
+from portmon.ownership.proc import parent_chain
 from portmon.ownership.resolve import ManagerCache, actionable
 from portmon.textsafe import safe
 
@@ -146,3 +147,44 @@ def managed_matcher(values: Sequence[str], ownership: Ownership | None = None) -
         return hit
 
     return test
+
+
+_FACT_KEYS = (
+    ("Restart", "restart policy"),
+    ("restart_policy", "restart policy"),
+    ("NRestarts", "restarts so far"),
+    ("ActiveState", "state"),
+    ("state", "state"),
+    ("TriggeredBy", "triggered by"),
+    ("compose_project", "compose project"),
+    ("compose_service", "compose service"),
+    ("pod_uid", "pod"),
+    ("id", "id"),
+    ("command", "command"),
+    ("service", "service"),
+)
+
+
+def manager_facts(managers: Sequence[Manager]) -> list[tuple[str, str]]:
+    """(label, value) rows for a detail pane: each manager, its policy, state, compose names, stop command.
+
+    Values are raw untrusted text: render them as plain text (``rich.text.Text``), never as markup.
+    """
+    rows: list[tuple[str, str]] = []
+    for i, m in enumerate(managers):
+        rows.append(("managed by" if i == 0 else "inside", m.label))
+        for key, label in _FACT_KEYS:
+            value = m.detail(key)
+            if value:
+                rows.append((label, value))
+        if m.stop:
+            rows.append(("stop with", m.stop))
+        if m.note:
+            rows.append(("note", m.note))
+    return rows
+
+
+def marked_chain(pid: int, managers: Sequence[Manager], procfs: str = "/proc") -> list[tuple[int, str, bool]]:
+    """The parent chain of ``pid`` as (pid, name, is a manager) from its parent up, supervisors marked."""
+    supervisors = {m.pid for m in managers if m.pid is not None}
+    return [(p.pid, p.name, p.pid in supervisors) for p in parent_chain(pid, procfs)]
