@@ -66,8 +66,11 @@ def test_sh_c_loop_and_a_plain_script(tmp_path: Path, child_script: Path, trees:
     trees.append(plain)
     (pid2,) = ready_pids(plain.proc)
     first = managers_of(pid2)[0]
-    assert (first.kind, first.name, first.restart) == (mk.SHELL, "sh script", mk.RESTART_UNKNOWN)
-    assert "may start it again" in predict((first,), {pid2}).message
+    assert (first.kind, first.name, first.restart, first.stop) == (mk.SHELL, "sh script", mk.RESTART_NO, None)
+    pre = predict((first,), {pid2})
+    expected = f"started by sh script (pid {plain.proc.pid}), which has no loop: nothing should start it again"
+    assert pre.message == expected
+    assert not pre.restart_expected
 
 
 def test_fake_supervisord_parent_and_its_environment(tmp_path: Path, child_script: Path, trees: list[Tree]) -> None:
@@ -164,7 +167,7 @@ def info(*argv: str, name: str | None = None, pid: int = 50) -> ProcInfo:
         (info("bash"), None, None, None),
         (info("bash", "-i"), None, None, None),
         (info("bash", "-c", "for i in 1 2 3; do ./serve; done"), mk.SHELL, "bash loop", mk.RESTART_LIKELY),
-        (info("/bin/sh", "-ec", "exec ./serve"), mk.SHELL, "sh script", mk.RESTART_UNKNOWN),
+        (info("/bin/sh", "-ec", "exec ./serve"), mk.SHELL, "sh script", mk.RESTART_NO),
         (info("sshd: alice@pts/0", name="sshd"), None, None, None),
         (info("python3", "manage.py", "runserver"), None, None, None),
     ],
@@ -187,6 +190,8 @@ def test_shell_script_forms() -> None:
 def test_a_script_the_loop_cannot_be_read_from_is_only_a_script() -> None:
     m = classify(info("bash", "/nonexistent/serve.sh"), script_reader=lambda path: None)
     assert m is not None and m.name == "bash script" and m.note == "its script could not be read"
+    assert (m.restart, m.stop) == (mk.RESTART_UNKNOWN, "kill 50")
+    assert "it may start it again (its script could not be read)" in predict([m]).message
 
 
 def test_chain_stops_at_pid_1() -> None:

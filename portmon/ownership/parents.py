@@ -156,9 +156,12 @@ def classify(info: ProcInfo, script_reader: ScriptReader = read_script, procfs: 
         if text is not None and _LOOP.search(text):
             return Manager(SHELL, f"{shell} loop", "parents", pid=pid, restart=RESTART_LIKELY, stop=f"kill {pid}",
                            details=(("command", shown),))
-        return Manager(SHELL, f"{shell} script", "parents", pid=pid, restart=RESTART_UNKNOWN, stop=f"kill {pid}",
-                       details=(("command", shown),),
-                       note=None if text is not None else "its script could not be read")
+        if text is None:
+            return Manager(SHELL, f"{shell} script", "parents", pid=pid, restart=RESTART_UNKNOWN, stop=f"kill {pid}",
+                           details=(("command", shown),), note="its script could not be read")
+        # A script without a loop goes on to its next command or ends: it starts nothing again.
+        return Manager(SHELL, f"{shell} script", "parents", pid=pid, restart=RESTART_NO,
+                       details=(("command", shown),), note="no loop in its commands")
     return None
 
 

@@ -136,6 +136,8 @@ def describe(m: Manager) -> tuple[str, str | None]:
     if m.kind == SHELL:
         if m.restart == RESTART_LIKELY:
             return f"supervised by {name}{pid}: it will probably restart; stop the loop first{cmd}", stop
+        if m.restart == RESTART_NO:
+            return f"started by {name}{pid}, which has no loop: nothing should start it again", None
         return f"started by {name}{pid}: it may start it again{_why(m)}; to stop the script{cmd}", stop
     return f"managed by {name}{pid}{cmd}", stop
 
