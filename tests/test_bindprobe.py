@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from portmon.actions.kill import MAX_SOCKETS_LISTED
+from portmon.actions.kill.text import MAX_SOCKETS_LISTED
 from portmon.actions.why import (
     BIND_DENIED,
     BIND_IN_USE,

@@ -32,7 +32,7 @@ def test_core_modules_are_found() -> None:
         "portmon.query.filters",
         "portmon.query.sorting",
         "portmon.query.diff",
-        "portmon.actions.kill",
+        "portmon.actions.kill.execute",
         "portmon.cli.main",
     ):
         assert name in CORE

@@ -332,7 +332,8 @@ def test_terminal_question_yes_frees_the_port(spawn, record_file) -> None:  # ty
 
 
 def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn) -> None:  # type: ignore[no-untyped-def]
-    from portmon.actions.kill import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.actions.kill.plan import plan_kill
+    from portmon.actions.kill.text import MAX_SOCKETS_LISTED
     from portmon.cli.kill import _plan_text
     from portmon.model import ESTABLISHED
     from portmon.portspec import PortSpec
@@ -352,7 +353,8 @@ def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn
 
 
 def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
-    from portmon.actions.kill import MAX_SOCKETS_LISTED, plan_kill
+    from portmon.actions.kill.plan import plan_kill
+    from portmon.actions.kill.text import MAX_SOCKETS_LISTED
     from portmon.cli.kill import _plan_text
     from portmon.model import OWNER_KERNEL, TIME_WAIT, Socket
     from portmon.portspec import PortSpec
@@ -367,3 +369,28 @@ def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
     assert len(about) == MAX_SOCKETS_LISTED + 1
     assert about[-1].endswith(f"… and {3000 - MAX_SOCKETS_LISTED:,} more like these (--json lists them all)")
     assert sum(line == "sockets:" for line in lines) == 1 and len(lines) <= 2 * MAX_SOCKETS_LISTED + 4
+
+
+# -- the deferred import of the kill engine ----------------------------------------------------------
+
+_MAIN = "import sys\n{pre}\nfrom portmon.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
+_KILL_ENGINE = "import portmon.actions.kill.execute, portmon.actions.kill.plan"
+
+
+def test_deferred_engine_gives_the_same_answer_as_an_eager_import(spawn) -> None:  # type: ignore[no-untyped-def]
+    # cli/kill.py imports planning and signalling inside run() only (a start-up trick): the plain version,
+    # with the engine imported up front, must answer exactly the same.
+    child = spawn()
+    answers = []
+    for pre in ("", _KILL_ENGINE):
+        res = subprocess.run(
+            [sys.executable, "-c", _MAIN.format(pre=pre), "kill", str(child.port), "--dry-run", "--json"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )
+        answers.append((res.returncode, json.loads(res.stdout), res.stderr))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 0 and [t["pid"] for t in answers[0][1]["targets"]] == [child.pid]
+    # And the trick is in force: building the parser loads neither the engine nor psutil.
+    probe = "import sys\nfrom portmon.cli.main import build_parser\nbuild_parser()\nprint(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert not {"psutil", "portmon.actions.kill.execute", "portmon.actions.kill.plan"} & set(loaded.stdout.split())

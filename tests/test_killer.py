@@ -14,8 +14,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from portmon.actions import kill as killer
-from portmon.actions.kill import (
+from portmon.actions.kill import execute as killexec
+from portmon.actions.kill import process as killproc
+from portmon.actions.kill.execute import execute
+from portmon.actions.kill.judge import judge
+from portmon.actions.kill.model import (
     CHANGED,
     DENIED,
     EXITED,
@@ -39,15 +42,9 @@ from portmon.actions.kill import (
     NewHolder,
     Target,
     TargetResult,
-    confirmation_lines,
-    execute,
-    judge,
-    parse_signal,
-    plan_for_port,
-    plan_for_socket,
-    plan_kill,
-    signal_name,
 )
+from portmon.actions.kill.plan import confirmation_lines, plan_for_port, plan_for_socket, plan_kill
+from portmon.actions.kill.signals import parse_signal, signal_name
 from portmon.collect.psutil_collector import PsutilCollector
 from portmon.model import LISTEN, OWNER_HIDDEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Socket
 from portmon.portspec import PortSpec
@@ -142,9 +139,9 @@ def test_kernel_threads_are_refused() -> None:
 
 def test_kernel_thread_rule_without_proc() -> None:
     # Off Linux (or without /proc) only a successful read of "no executable, empty argv" counts.
-    assert killer.is_kernel_thread(10**7, None, "", True, ()) is True
-    assert killer.is_kernel_thread(10**7, None, None, False, None) is False
-    assert killer.is_kernel_thread(10**7, None, "/bin/sh", True, ("sh",)) is False
+    assert killproc.is_kernel_thread(10**7, None, "", True, ()) is True
+    assert killproc.is_kernel_thread(10**7, None, None, False, None) is False
+    assert killproc.is_kernel_thread(10**7, None, "/bin/sh", True, ("sh",)) is False
 
 
 def test_time_wait_only_is_refused_with_the_explanation() -> None:
@@ -230,7 +227,7 @@ def test_pid_reused_between_capture_and_signal_is_not_signalled(spawn, record_fi
 
 
 def test_pid_reuse_is_caught_without_pidfd_too(spawn, record_file, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(killer, "_HAVE_PIDFD", False)
+    monkeypatch.setattr(killexec, "_HAVE_PIDFD", False)
     child = spawn(f"record={record_file}")
     plan = plan_kill([child.holders()], PortSpec(child.port))
     forged = dataclasses.replace(plan.targets[0], identity=Identity(child.pid, plan.targets[0].identity.create_time + 1000))
@@ -254,8 +251,8 @@ def test_target_gone_before_the_signal(spawn) -> None:  # type: ignore[no-untype
 @pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "kill"])
 def test_sigterm_frees_a_plain_listener(spawn, record_file, monkeypatch, pidfd: bool) -> None:  # type: ignore[no-untyped-def]
     if not pidfd:
-        monkeypatch.setattr(killer, "_HAVE_PIDFD", False)
-    elif not killer._HAVE_PIDFD:
+        monkeypatch.setattr(killexec, "_HAVE_PIDFD", False)
+    elif not killexec._HAVE_PIDFD:
         pytest.skip("no pidfd on this platform")
     child = spawn(f"record={record_file}")
     plan = plan_kill([child.holders()], PortSpec(child.port, "tcp"))
@@ -320,7 +317,7 @@ def test_a_stopped_listener_gets_sigcont_and_acts_on_sigterm(spawn, record_file)
 def test_uninterruptible_survivor_is_reported_not_retried(spawn, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # A real D-state process cannot be made on demand: the child ignores SIGTERM and its state reads as D.
     child = spawn("ignore-term")
-    monkeypatch.setattr(killer._Handle, "status", lambda self: psutil.STATUS_DISK_SLEEP)
+    monkeypatch.setattr(killexec._Handle, "status", lambda self: psutil.STATUS_DISK_SLEEP)
     plan = plan_kill([child.holders()], PortSpec(child.port))
     outcome = execute(plan, signal.SIGTERM, 1.0, rescan=_real_scan, settle=0)
     assert outcome.results[0].result == UNINTERRUPTIBLE
@@ -335,7 +332,7 @@ def test_permission_denied_names_the_owner_and_suggests_sudo(spawn, record_file,
     def refuse(handle: object, sig: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(killer, "_deliver", refuse)
+    monkeypatch.setattr(killexec, "_deliver", refuse)
     plan = plan_kill([child.holders()], PortSpec(child.port))
     outcome = execute(plan, signal.SIGTERM, 1.0, rescan=_real_scan, settle=0)
     (result,) = outcome.results
@@ -355,7 +352,7 @@ def _python_for(user: str) -> str | None:
         env = {"PYTHONPATH": f"{ROOT}:{site}", "PATH": "/usr/bin:/bin"}
         try:
             ok = subprocess.run(
-                [python, "-c", "import psutil, portmon.actions.kill"], env=env, user=user, capture_output=True, timeout=20
+                [python, "-c", "import psutil, portmon.actions.kill.plan"], env=env, user=user, capture_output=True, timeout=20
             )
         except (OSError, subprocess.SubprocessError):
             continue
@@ -376,7 +373,7 @@ def test_another_users_process_is_refused_for_non_root(spawn, record_file) -> No
     sock = child.holders()
     h = sock.holders[0]
     script = (
-        "from portmon.actions.kill import plan_kill; from portmon.model import Socket, Holder; from portmon.portspec import PortSpec\n"
+        "from portmon.actions.kill.plan import plan_kill; from portmon.model import Socket, Holder; from portmon.portspec import PortSpec\n"
         f"s = Socket('tcp', 4, '127.0.0.1', {child.port}, state='LISTEN', holders=(Holder({h.pid}, 'python3', 'root', {h.create_time!r}),))\n"
         f"p = plan_kill([s], PortSpec({child.port}))\n"
         "print(p.actionable); print(*[r.kind + '|' + r.reason for r in p.refusals], sep='\\n')"
@@ -572,7 +569,7 @@ def test_plan_for_socket_targets_only_that_socket_but_remembers_the_port(spawn) 
 
 
 def test_core_does_not_import_textual() -> None:
-    code = "import sys, portmon.actions.kill, portmon.cli.kill; print('textual' in sys.modules or 'rich' in sys.modules)"
+    code = "import sys, portmon.actions.kill.execute, portmon.cli.kill; print('textual' in sys.modules or 'rich' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert res.stdout.strip() == "False", res.stderr
 

@@ -15,7 +15,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
 
-from portmon.actions.kill import format_start
+from portmon.actions.kill.text import format_start
 from portmon.collect.fake import ScriptedCollector
 from portmon.collect.psutil_collector import PsutilCollector
 from portmon.model import LISTEN, OWNER_KERNEL, TIME_WAIT, Holder, Snapshot, Socket

@@ -204,3 +204,25 @@ def test_why_and_watch_run_without_textual() -> None:
     loaded = set(out.stdout.split())
     assert "portmon.cli.why" in loaded and "portmon.actions.why" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("textual", "rich")}
+
+
+def test_deferred_engine_gives_the_same_answer_as_an_eager_import(server: Any) -> None:
+    # cli/why.py imports portmon.actions.why inside run() only (a start-up trick): the plain version,
+    # with it imported up front, must answer exactly the same.
+    s = server()
+    main = "import sys\n{pre}\nfrom portmon.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
+    answers = []
+    for pre in ("", "import portmon.actions.why"):
+        res = subprocess.run(
+            [sys.executable, "-c", main.format(pre=pre), "why", f"{s.port}/tcp", "--json"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )
+        doc = json.loads(res.stdout)
+        for holder in doc["holders"]:
+            holder.pop("uptime_seconds")  # the one field that moves between the two runs
+        answers.append((res.returncode, doc, res.stderr))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 1 and [h["pid"] for h in answers[0][1]["holders"]] == [s.proc.pid]
+    probe = "import sys\nfrom portmon.cli.main import build_parser\nbuild_parser()\nprint(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert not {"psutil", "portmon.actions.why"} & set(loaded.stdout.split())

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from portmon.actions.kill import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
+from portmon.actions.kill.text import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
 from portmon.collect.base import is_privileged
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
 from portmon.output import socket_record
@@ -34,7 +34,13 @@ BIND_UNAVAILABLE = "unavailable"
 """The address family or address does not exist here (no IPv6, no ::1): left out of the verdict."""
 BIND_ERROR = "error"
 
-_RESULT_WORDS = {BIND_OK: "free", BIND_IN_USE: "in use", BIND_DENIED: "denied", BIND_UNAVAILABLE: "n/a", BIND_ERROR: "error"}
+_RESULT_WORDS = {
+    BIND_OK: "free",
+    BIND_IN_USE: "in use",
+    BIND_DENIED: "denied",
+    BIND_UNAVAILABLE: "n/a",
+    BIND_ERROR: "error",
+}
 
 # Verdicts (the ``reason`` of an answer).
 FREE = "free"
@@ -175,13 +181,15 @@ def simulated_binder(
                     out.append(BindAttempt(proto, family, address, reuse, BIND_UNAVAILABLE, "socket: EAFNOSUPPORT"))
                     continue
                 if port < denied_below:
-                    out.append(BindAttempt(proto, family, address, reuse, BIND_DENIED, "bind: EACCES (Permission denied)"))
+                    denied = "bind: EACCES (Permission denied)"
+                    out.append(BindAttempt(proto, family, address, reuse, BIND_DENIED, denied))
                     continue
                 blocked = any(
                     _overlaps(family, address, s) and (not reuse or s.listening or proto == "udp") for s in on_port
                 )
                 if blocked:
-                    out.append(BindAttempt(proto, family, address, reuse, BIND_IN_USE, "bind: EADDRINUSE (Address already in use)"))
+                    in_use = "bind: EADDRINUSE (Address already in use)"
+                    out.append(BindAttempt(proto, family, address, reuse, BIND_IN_USE, in_use))
                 else:
                     out.append(BindAttempt(proto, family, address, reuse, BIND_OK))
         return tuple(out)
@@ -336,7 +344,236 @@ def _count(n: int, noun: str) -> str:
 def _is_remnant(sock: Socket) -> bool:
     # An ownerless socket in a closing state is the kernel's finishing a close, even when the collector,
     # lacking root, could not rule out another user's process (it calls those hidden).
-    return not sock.holders and (sock.owner_note == OWNER_KERNEL or (sock.proto == "tcp" and sock.state in ORPHAN_STATES))
+    if sock.holders:
+        return False
+    return sock.owner_note == OWNER_KERNEL or (sock.proto == "tcp" and sock.state in ORPHAN_STATES)
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What one port and protocol's verdict is drawn from: its sockets by kind and its test binds by result."""
+
+    port: int
+    proto: str
+    privileged: bool
+    port_start: int
+    binds: tuple[BindAttempt, ...]
+    """The test binds of this protocol."""
+    on_port: tuple[Socket, ...]
+    owned: list[Socket]
+    """Sockets a visible process holds."""
+    remnants: list[Socket]
+    """Kernel-owned remains of closed connections."""
+    hidden: list[Socket]
+    """Sockets of another user's processes (only root sees their owner)."""
+    unseen: list[Socket]
+    """Sockets no process in portmon's view holds, although it could see them all."""
+    plain: list[BindAttempt]
+    """The binds without SO_REUSEADDR that could be tried."""
+    plain_ok: list[BindAttempt]
+    plain_in_use: list[BindAttempt]
+    denied: list[BindAttempt]
+    reuseaddr_ok: bool | None
+
+    @property
+    def label(self) -> str:
+        """``8000/tcp``."""
+        return f"{self.port}/{self.proto}"
+
+    @property
+    def mixed(self) -> bool:
+        """True when the plain bind failed on some addresses and succeeded on others."""
+        return bool(self.plain_ok) and bool(self.plain_in_use)
+
+    @property
+    def addresses_line(self) -> str:
+        """Where the plain bind fails and where it succeeds."""
+        return f"a bind fails on {_addresses(self.plain_in_use)} and succeeds on {_addresses(self.plain_ok)}"
+
+    @property
+    def privilege_note(self) -> str:
+        """Why the port needs privileges whoever holds it."""
+        return (
+            f"binding port {self.port} needs privileges in any case: ports below {self.port_start} are reserved "
+            "for root (or a process with CAP_NET_BIND_SERVICE)"
+        )
+
+    def answer(self, **fields: Any) -> PortAnswer:
+        """A PortAnswer with this evidence's port, binds and sockets, and the given verdict fields."""
+        return PortAnswer(
+            port=self.port,
+            proto=self.proto,
+            binds=self.binds,
+            sockets=self.on_port,
+            taken=tuple(b.address for b in self.plain_in_use),
+            free_addresses=tuple(b.address for b in self.plain_ok),
+            reuseaddr_ok=self.reuseaddr_ok,
+            privileged=self.privileged,
+            **fields,
+        )
+
+
+def _evidence(
+    port: int, proto: str, binds: Sequence[BindAttempt], sockets: Sequence[Socket], privileged: bool, port_start: int
+) -> _Evidence:
+    """Sort the sockets on ``port``/``proto`` by kind and its test binds by result."""
+    mine = tuple(b for b in binds if b.proto == proto)
+    on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
+    plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
+    reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
+    return _Evidence(
+        port=port,
+        proto=proto,
+        privileged=privileged,
+        port_start=port_start,
+        binds=mine,
+        on_port=on_port,
+        owned=[s for s in on_port if s.holders],
+        remnants=[s for s in on_port if _is_remnant(s)],
+        hidden=[s for s in on_port if not s.holders and s.owner_note == OWNER_HIDDEN and not _is_remnant(s)],
+        unseen=[s for s in on_port if not s.holders and s.owner_note == OWNER_UNSEEN and not _is_remnant(s)],
+        plain=plain,
+        plain_ok=[b for b in plain if b.ok],
+        plain_in_use=[b for b in plain if b.result == BIND_IN_USE],
+        denied=[b for b in plain if b.result == BIND_DENIED],
+        reuseaddr_ok=all(b.ok for b in reuse_wild) if reuse_wild else None,
+    )
+
+
+def _free_answer(ev: _Evidence) -> PortAnswer:
+    """Every plain test bind succeeded: free, whatever the (older) socket table says."""
+    details = [f"test binds succeeded on {_addresses(ev.plain_ok)}"]
+    if ev.remnants:
+        closed = _count(len(ev.remnants), "closed connection")
+        details.append(f"{closed} on the port ({_state_counts(ev.remnants)}) do not block it")
+    if ev.owned or ev.hidden or ev.unseen:
+        details.append("the socket table still listed sockets on this port: they have probably closed since the scan")
+    return ev.answer(
+        free=True, reason=FREE, message=f"port {ev.label} is free: a server can bind it now", details=tuple(details)
+    )
+
+
+def _untested_answer(ev: _Evidence) -> PortAnswer:
+    """No plain test bind could be made at all (no address family available, say)."""
+    why = "; ".join(sorted({b.error or b.result for b in ev.binds})) or "no address to test"
+    return ev.answer(free=False, reason=UNKNOWN, message=f"port {ev.label}: no test bind could be made ({why})")
+
+
+def _held_answer(ev: _Evidence, reader: ProcessReader, now: float, user: str | None) -> PortAnswer:
+    """Visible processes hold the port: who, on which addresses, and the kill command (with sudo when needed)."""
+    holders = _holder_infos(ev.owned, reader, now)
+    bound = sorted({s.local_addr for s in ev.owned})
+    specific = all(addr not in WILDCARDS for addr in bound)
+    if specific and ev.plain_ok:
+        reason = PARTIAL
+        message = (
+            f"port {ev.label} is taken on {', '.join(safe(a) for a in bound)} only, by {_who(holders)}; "
+            f"still free on {_addresses(ev.plain_ok)}"
+        )
+    else:
+        reason = HELD
+        message = f"port {ev.label} is in use: held by {_who(holders)}"
+    details: list[str] = []
+    if not any(s.listening for s in ev.owned):
+        details.append(
+            "no process listens on it, but open connections on the port hold it "
+            f"({_state_counts(ev.owned)}); a new server needs SO_REUSEADDR to bind while they last"
+        )
+    if ev.mixed:
+        details.append(ev.addresses_line)
+        if reason == PARTIAL:
+            details.append(
+                "a server binding one of the free addresses can start; one binding the wildcard address "
+                "(0.0.0.0 or ::) cannot"
+            )
+    if ev.hidden or ev.unseen:
+        more = _count(len(ev.hidden) + len(ev.unseen), "more socket")
+        details.append(f"{more} on the port: owner not visible to portmon")
+    if ev.remnants:
+        details.append(
+            f"the kernel also keeps {_count(len(ev.remnants), 'closed connection')} ({_state_counts(ev.remnants)})"
+        )
+    if ev.denied and not ev.privileged:
+        details.append(ev.privilege_note)
+    needs_sudo = not ev.privileged and any(h.user is None or (user is not None and h.user != user) for h in holders)
+    kill = f"{'sudo ' if needs_sudo else ''}portmon kill {ev.label}"
+    return ev.answer(
+        free=False, reason=reason, message=message, details=tuple(details), holders=holders, kill_command=kill
+    )
+
+
+def _hidden_answer(ev: _Evidence) -> PortAnswer:
+    message = (
+        f"port {ev.label} is in use by another user's process, which portmon cannot see: "
+        f"run as root to see it (sudo portmon why {ev.label})"
+    )
+    listed = "; ".join(socket_label(s) for s in ev.hidden[:5])
+    details = [f"{_count(len(ev.hidden), 'socket')} on the port: {listed}"]
+    if ev.mixed:
+        details.append(ev.addresses_line)
+    if ev.denied and not ev.privileged:
+        details.append(ev.privilege_note)
+    return ev.answer(free=False, reason=HIDDEN, message=message, details=tuple(details))
+
+
+def _unseen_answer(ev: _Evidence) -> PortAnswer:
+    message = (
+        f"port {ev.label} is in use, but no process in portmon's view holds it "
+        "(its owner runs in another PID namespace, such as a container)"
+    )
+    listed = "; ".join(socket_label(s) for s in ev.unseen[:5])
+    details = [f"{_count(len(ev.unseen), 'socket')} on the port: {listed}"]
+    if ev.mixed:
+        details.append(ev.addresses_line)
+    return ev.answer(free=False, reason=UNSEEN, message=message, details=tuple(details))
+
+
+def _remnants_answer(ev: _Evidence) -> PortAnswer:
+    message = (
+        f"port {ev.label} is held only by the kernel: {_count(len(ev.remnants), 'closed connection')} "
+        f"({_state_counts(ev.remnants)}) that no process owns any more"
+    )
+    details = [
+        "the kernel keeps a connection for a while after it is closed, so late packets are not mistaken for a "
+        f"new one; these clear by themselves within the kernel's timeout ({TIME_WAIT_SECONDS} s on Linux)"
+    ]
+    if ev.reuseaddr_ok:
+        details.append(
+            "a server that sets SO_REUSEADDR can bind the port now (the test bind with SO_REUSEADDR succeeded)"
+        )
+    elif ev.reuseaddr_ok is False:
+        details.append(
+            "even with SO_REUSEADDR the test bind failed (the old server did not set it): "
+            f"wait for them to clear, at most {TIME_WAIT_SECONDS} s on Linux"
+        )
+    if ev.mixed:
+        details.append(ev.addresses_line)
+    if ev.denied and not ev.privileged:
+        details.append(ev.privilege_note)
+    return ev.answer(free=False, reason=REMNANTS, message=message, details=tuple(details))
+
+
+def _privileged_answer(ev: _Evidence) -> PortAnswer:
+    message = (
+        f"port {ev.label} needs privileges: ports below {ev.port_start} can only be bound by root "
+        "(or with CAP_NET_BIND_SERVICE)"
+    )
+    details = [f"allowed on {_addresses(ev.plain_ok)}"] if ev.plain_ok else []
+    details.append("nothing else holds it; run the server as root, or grant it CAP_NET_BIND_SERVICE")
+    return ev.answer(free=False, reason=PRIVILEGED, message=message, details=tuple(details))
+
+
+def _unexplained_answer(ev: _Evidence) -> PortAnswer:
+    """The kernel refuses the bind and the socket table does not say why."""
+    if ev.plain_in_use:
+        message = (
+            f"port {ev.label} is in use, but the socket table shows no socket on it "
+            "(it may have changed since the scan: try again)"
+        )
+        details = (ev.addresses_line,) if ev.mixed else ()
+        return ev.answer(free=False, reason=UNKNOWN, message=message, details=details)
+    errors = "; ".join(sorted({f"{b.address}: {b.error}" for b in ev.plain if not b.ok}))
+    return ev.answer(free=False, reason=UNKNOWN, message=f"port {ev.label}: the test bind failed ({safe(errors)})")
 
 
 def judge(
@@ -355,152 +592,25 @@ def judge(
 
     ``sockets`` may be the whole table: only those bound locally to the port and protocol count.
     ``user`` is the invoking user (to tell when killing needs sudo); ``port_start`` the lowest
-    port unprivileged users may bind.
+    port unprivileged users may bind. The test binds decide whether the port is free; the socket
+    table explains why not, the most telling cause first.
     """
-    now = _time.time() if now is None else now
-    label = f"{port}/{proto}"
-    mine = tuple(b for b in binds if b.proto == proto)
-    on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
-    owned = [s for s in on_port if s.holders]
-    remnants = [s for s in on_port if _is_remnant(s)]
-    hidden = [s for s in on_port if not s.holders and s.owner_note == OWNER_HIDDEN and not _is_remnant(s)]
-    unseen = [s for s in on_port if not s.holders and s.owner_note == OWNER_UNSEEN and not _is_remnant(s)]
-
-    plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
-    plain_ok = [b for b in plain if b.ok]
-    plain_in_use = [b for b in plain if b.result == BIND_IN_USE]
-    denied = [b for b in plain if b.result == BIND_DENIED]
-    reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
-    reuseaddr_ok: bool | None = all(b.ok for b in reuse_wild) if reuse_wild else None
-    free_addrs = tuple(b.address for b in plain_ok)
-    taken = tuple(b.address for b in plain_in_use)
-
-    common: dict[str, Any] = dict(
-        port=port, proto=proto, binds=mine, sockets=on_port, taken=taken, free_addresses=free_addrs,
-        reuseaddr_ok=reuseaddr_ok, privileged=privileged,
-    )
-    details: list[str] = []
-    privilege_note = (
-        f"binding port {port} needs privileges in any case: ports below {port_start} are reserved for root "
-        "(or a process with CAP_NET_BIND_SERVICE)"
-    )
-    mixed = bool(plain_ok) and bool(plain_in_use)
-    addresses_line = f"a bind fails on {_addresses(plain_in_use)} and succeeds on {_addresses(plain_ok)}"
-
-    if plain and len(plain_ok) == len(plain):
-        details.append(f"test binds succeeded on {_addresses(plain_ok)}")
-        if remnants:
-            details.append(f"{_count(len(remnants), 'closed connection')} on the port ({_state_counts(remnants)}) do not block it")
-        if owned or hidden or unseen:
-            details.append("the socket table still listed sockets on this port: they have probably closed since the scan")
-        return PortAnswer(free=True, reason=FREE, message=f"port {label} is free: a server can bind it now",
-                          details=tuple(details), **common)
-
-    if not plain:
-        why = "; ".join(sorted({b.error or b.result for b in mine})) or "no address to test"
-        return PortAnswer(free=False, reason=UNKNOWN, message=f"port {label}: no test bind could be made ({why})",
-                          details=(), **common)
-
-    if owned:
-        holders = _holder_infos(owned, reader, now)
-        bound = sorted({s.local_addr for s in owned})
-        specific = all(addr not in WILDCARDS for addr in bound)
-        listening = [s for s in owned if s.listening]
-        if specific and plain_ok:
-            reason = PARTIAL
-            message = (
-                f"port {label} is taken on {', '.join(safe(a) for a in bound)} only, by {_who(holders)}; "
-                f"still free on {_addresses(plain_ok)}"
-            )
-        else:
-            reason = HELD
-            message = f"port {label} is in use: held by {_who(holders)}"
-        if not listening:
-            details.append(
-                "no process listens on it, but open connections on the port hold it "
-                f"({_state_counts(owned)}); a new server needs SO_REUSEADDR to bind while they last"
-            )
-        if mixed:
-            details.append(addresses_line)
-            if reason == PARTIAL:
-                details.append(
-                    "a server binding one of the free addresses can start; one binding the wildcard address "
-                    "(0.0.0.0 or ::) cannot"
-                )
-        if hidden or unseen:
-            details.append(f"{_count(len(hidden) + len(unseen), 'more socket')} on the port: owner not visible to portmon")
-        if remnants:
-            details.append(f"the kernel also keeps {_count(len(remnants), 'closed connection')} ({_state_counts(remnants)})")
-        if denied and not privileged:
-            details.append(privilege_note)
-        needs_sudo = not privileged and any(h.user is None or (user is not None and h.user != user) for h in holders)
-        kill = f"{'sudo ' if needs_sudo else ''}portmon kill {label}"
-        return PortAnswer(free=False, reason=reason, message=message, details=tuple(details), holders=holders,
-                          kill_command=kill, **common)
-
-    if hidden:
-        message = (
-            f"port {label} is in use by another user's process, which portmon cannot see: "
-            f"run as root to see it (sudo portmon why {label})"
-        )
-        details.append(f"{_count(len(hidden), 'socket')} on the port: " + "; ".join(socket_label(s) for s in hidden[:5]))
-        if mixed:
-            details.append(addresses_line)
-        if denied and not privileged:
-            details.append(privilege_note)
-        return PortAnswer(free=False, reason=HIDDEN, message=message, details=tuple(details), **common)
-
-    if unseen:
-        message = (
-            f"port {label} is in use, but no process in portmon's view holds it "
-            "(its owner runs in another PID namespace, such as a container)"
-        )
-        details.append(f"{_count(len(unseen), 'socket')} on the port: " + "; ".join(socket_label(s) for s in unseen[:5]))
-        if mixed:
-            details.append(addresses_line)
-        return PortAnswer(free=False, reason=UNSEEN, message=message, details=tuple(details), **common)
-
-    if remnants:
-        message = (
-            f"port {label} is held only by the kernel: {_count(len(remnants), 'closed connection')} "
-            f"({_state_counts(remnants)}) that no process owns any more"
-        )
-        details.append(
-            "the kernel keeps a connection for a while after it is closed, so late packets are not "
-            f"mistaken for a new one; these clear by themselves within the kernel's timeout ({TIME_WAIT_SECONDS} s on Linux)"
-        )
-        if reuseaddr_ok:
-            details.append("a server that sets SO_REUSEADDR can bind the port now (the test bind with SO_REUSEADDR succeeded)")
-        elif reuseaddr_ok is False:
-            details.append(
-                "even with SO_REUSEADDR the test bind failed (the old server did not set it): "
-                f"wait for them to clear, at most {TIME_WAIT_SECONDS} s on Linux"
-            )
-        if mixed:
-            details.append(addresses_line)
-        if denied and not privileged:
-            details.append(privilege_note)
-        return PortAnswer(free=False, reason=REMNANTS, message=message, details=tuple(details), **common)
-
-    if denied:
-        message = f"port {label} needs privileges: ports below {port_start} can only be bound by root (or with CAP_NET_BIND_SERVICE)"
-        if plain_ok:
-            details.append(f"allowed on {_addresses(plain_ok)}")
-        details.append("nothing else holds it; run the server as root, or grant it CAP_NET_BIND_SERVICE")
-        return PortAnswer(free=False, reason=PRIVILEGED, message=message, details=tuple(details), **common)
-
-    if plain_in_use:
-        message = (
-            f"port {label} is in use, but the socket table shows no socket on it "
-            "(it may have changed since the scan: try again)"
-        )
-        if mixed:
-            details.append(addresses_line)
-        return PortAnswer(free=False, reason=UNKNOWN, message=message, details=tuple(details), **common)
-
-    errors = "; ".join(sorted({f"{b.address}: {b.error}" for b in plain if not b.ok}))
-    return PortAnswer(free=False, reason=UNKNOWN, message=f"port {label}: the test bind failed ({safe(errors)})",
-                      details=(), **common)
+    ev = _evidence(port, proto, binds, sockets, privileged, port_start)
+    if ev.plain and len(ev.plain_ok) == len(ev.plain):
+        return _free_answer(ev)
+    if not ev.plain:
+        return _untested_answer(ev)
+    if ev.owned:
+        return _held_answer(ev, reader, _time.time() if now is None else now, user)
+    if ev.hidden:
+        return _hidden_answer(ev)
+    if ev.unseen:
+        return _unseen_answer(ev)
+    if ev.remnants:
+        return _remnants_answer(ev)
+    if ev.denied:
+        return _privileged_answer(ev)
+    return _unexplained_answer(ev)
 
 
 def explain(

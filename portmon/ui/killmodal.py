@@ -13,18 +13,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
-from portmon.actions.kill import (
-    DEFAULT_SETTLE,
-    DEFAULT_TIMEOUT,
-    STILL_HELD,
-    KillOutcome,
-    KillPlan,
-    confirmation_lines,
-    execute,
-    plan_for_socket,
-    signal_name,
-    socket_label,
-)
+from portmon.actions.kill.execute import execute
+from portmon.actions.kill.model import STILL_HELD, KillOutcome, KillPlan
+from portmon.actions.kill.plan import confirmation_lines, plan_for_socket
+from portmon.actions.kill.signals import DEFAULT_SETTLE, DEFAULT_TIMEOUT, signal_name
+from portmon.actions.kill.text import socket_label
 from portmon.collect.base import Collector
 from portmon.collect.choose import default_collector
 from portmon.model import Snapshot, Socket

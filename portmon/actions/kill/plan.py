@@ -1,0 +1,218 @@
+"""The kill policy: whom signalling would reach for a port's sockets, whom it refuses and why, and what to confirm."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from portmon.actions.kill.model import (
+    REFUSED_ANCESTOR,
+    REFUSED_HIDDEN,
+    REFUSED_INIT,
+    REFUSED_KERNEL_OWNED,
+    REFUSED_KERNEL_THREAD,
+    REFUSED_NO_PID,
+    REFUSED_PERMISSION,
+    REFUSED_SELF,
+    REFUSED_UNVERIFIED,
+    Identity,
+    KillPlan,
+    Refusal,
+    Target,
+)
+from portmon.actions.kill.process import (
+    IS_WINDOWS,
+    ProcRead,
+    invoking_user,
+    is_kernel_thread,
+    may_signal,
+    privileged,
+    protected_pids,
+    read_fresh,
+    same_start,
+)
+from portmon.actions.kill.signals import signal_name
+from portmon.actions.kill.text import format_start, kernel_owned_note, port_label, socket_label
+from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Holder, Snapshot, Socket
+from portmon.portspec import PortSpec, sockets_on_port
+from portmon.textsafe import safe
+
+
+def _sudo_hint(spec: PortSpec) -> str:
+    if IS_WINDOWS:
+        return "run portmon from an administrator prompt"
+    return f"run it with sudo (sudo portmon kill {spec})"
+
+
+@dataclass(slots=True)
+class _Gathered:
+    """The sockets' holders in first-seen order, with the labels of their sockets, and the ownerless sockets."""
+
+    holders: dict[int, Holder] = field(default_factory=dict)
+    labels: dict[int, list[str]] = field(default_factory=dict)
+    refusals: list[Refusal] = field(default_factory=list)
+    """Sockets held by a process portmon cannot see."""
+    kernel_notes: list[str] = field(default_factory=list)
+    """Sockets no process holds (TIME_WAIT and the like)."""
+
+
+def _gather(sockets: Sequence[Socket], spec: PortSpec) -> _Gathered:
+    found = _Gathered()
+    for sock in sockets:
+        if not sock.holders:
+            if sock.owner_note in (OWNER_KERNEL, OWNER_UNSEEN):
+                found.kernel_notes.append(kernel_owned_note(sock))
+            else:
+                found.refusals.append(
+                    Refusal(
+                        REFUSED_HIDDEN,
+                        f"{socket_label(sock)}: held by a process portmon cannot see (another user's); "
+                        f"root would reveal the owner: {_sudo_hint(spec)}",
+                    )
+                )
+            continue
+        for holder in sock.holders:
+            found.holders.setdefault(holder.pid, holder)
+            found.labels.setdefault(holder.pid, []).append(socket_label(sock))
+    return found
+
+
+def _protected_refusal(pid: int, name: str, guard: dict[int, str]) -> Refusal | None:
+    """The refusal of a pid never to be signalled (idle task, init, portmon and its ancestors); None for others."""
+    if pid <= 0:
+        return Refusal(REFUSED_NO_PID, f"pid {pid} is the kernel's idle task, not a process", pid)
+    if pid == 1:
+        reason = f"pid 1 ({name}) is init: killing it would bring down the system or container"
+        return Refusal(REFUSED_INIT, reason, pid)
+    if pid not in guard:
+        return None
+    if pid == os.getpid():
+        return Refusal(REFUSED_SELF, f"pid {pid} is portmon itself", pid)
+    reason = (
+        f"pid {pid} ({name}) is one of portmon's ancestors (its shell, sudo or terminal): "
+        "killing it would end this session"
+    )
+    return Refusal(REFUSED_ANCESTOR, reason, pid)
+
+
+def _check_holder(holder: Holder, spec: PortSpec, guard: dict[int, str]) -> ProcRead | Refusal | str:
+    """The policy for one holder: its fresh read when it may be signalled, else a refusal or a note."""
+    pid = holder.pid
+    name = safe(holder.name or "?")
+    refused = _protected_refusal(pid, name, guard)
+    if refused is not None:
+        return refused
+    fresh = read_fresh(pid)
+    if fresh is None:
+        return f"pid {pid} ({name}) has exited since the scan"
+    if fresh.create_time is None:
+        reason = f"cannot confirm the identity of pid {pid} ({name}): its start time is not readable"
+        return Refusal(REFUSED_UNVERIFIED, f"{reason}; {_sudo_hint(spec)}", pid)
+    if holder.create_time is not None and not same_start(holder.create_time, fresh.create_time):
+        return (
+            f"pid {pid} now belongs to a different process ({safe(fresh.name or '?')}, started "
+            f"{format_start(fresh.create_time)}): the one that held the port has exited; it is left alone"
+        )
+    if is_kernel_thread(pid, fresh.ppid, fresh.exe, fresh.exe_known, fresh.cmdline):
+        return Refusal(REFUSED_KERNEL_THREAD, f"pid {pid} ({name}) is a kernel thread", pid)
+    if not may_signal(fresh.uids):
+        owner = safe(fresh.user or holder.user or "another user")
+        reason = f"pid {pid} ({name}) belongs to {owner}: permission denied; {_sudo_hint(spec)}"
+        return Refusal(REFUSED_PERMISSION, reason, pid)
+    return fresh
+
+
+def _target(holder: Holder, fresh: ProcRead, sockets: Sequence[str]) -> Target:
+    """The target as the confirmation shows it: the snapshot's identity, the fresh read's details."""
+    return Target(
+        identity=Identity(holder.pid, holder.create_time if holder.create_time is not None else fresh.create_time),
+        name=fresh.name or holder.name,
+        user=fresh.user or holder.user,
+        exe=fresh.exe,
+        cmdline=fresh.cmdline or (),
+        status=fresh.status,
+        ppid=fresh.ppid,
+        sockets=tuple(sockets),
+    )
+
+
+def plan_kill(
+    sockets: Sequence[Socket],
+    spec: PortSpec,
+    port_sockets: Sequence[Socket] | None = None,
+    *,
+    protected: dict[int, str] | None = None,
+) -> KillPlan:
+    """Decide whom signalling would reach for ``sockets`` (the holders of which are the targets).
+
+    Identity is the snapshot's (pid, start time) per holder, re-read now: a holder that exited or whose
+    pid now names another process is left out with a note. ``port_sockets`` is every socket on the port
+    (default: ``sockets``), kept to tell old holders from new ones after the kill. ``protected`` maps
+    pids that must never be signalled to a name (default: portmon and its ancestors).
+    """
+    guard = protected_pids() if protected is None else protected
+    before = tuple(port_sockets) if port_sockets is not None else tuple(sockets)
+    found = _gather(sockets, spec)
+    targets: list[Target] = []
+    refusals = found.refusals
+    notes: list[str] = []
+    as_root = privileged()
+    me = invoking_user()
+    other_users: list[tuple[int, str]] = []
+    for pid, holder in found.holders.items():
+        checked = _check_holder(holder, spec, guard)
+        if isinstance(checked, Refusal):
+            refusals.append(checked)
+        elif isinstance(checked, str):
+            notes.append(checked)
+        else:
+            target = _target(holder, checked, found.labels[pid])
+            if as_root and target.user and me and target.user != me:
+                other_users.append((pid, safe(target.user)))
+            targets.append(target)
+    if targets or refusals:
+        notes.extend(found.kernel_notes)
+    elif found.kernel_notes:
+        # Only kernel-owned sockets are left: that is a refusal with the explanation, not "nothing".
+        refusals.extend(Refusal(REFUSED_KERNEL_OWNED, n) for n in found.kernel_notes)
+    if IS_WINDOWS and targets:
+        notes.append("on Windows every signal is TerminateProcess, already a hard kill: holders cannot clean up")
+    return KillPlan(
+        spec=spec,
+        label=port_label(spec, before or tuple(sockets)),
+        targets=tuple(sorted(targets, key=lambda t: t.pid)),
+        refusals=tuple(refusals),
+        notes=tuple(notes),
+        other_users=tuple(other_users),
+        before=before,
+        sockets=tuple(sockets),
+        captured_at=time.time(),
+    )
+
+
+def plan_for_port(snapshot: Snapshot, spec: PortSpec) -> KillPlan:
+    """The plan for every socket on the port (exact port; the protocol too when the spec gives one)."""
+    on_port = sockets_on_port(snapshot.sockets, spec)
+    return plan_kill(on_port, spec)
+
+
+def plan_for_socket(sock: Socket, snapshot: Snapshot | None = None) -> KillPlan:
+    """The plan for the holders of one socket (the TUI's selected row), its port and protocol as context."""
+    spec = PortSpec(sock.local_port, sock.proto)
+    context = sockets_on_port(snapshot.sockets, spec) if snapshot is not None else [sock]
+    if sock not in context:
+        context = [sock, *context]
+    return plan_kill([sock], spec, context)
+
+
+def confirmation_lines(plan: KillPlan, sig: int) -> list[str]:
+    """What the user confirms: the signal, the count, and any other user's processes (named)."""
+    n = len(plan.targets)
+    lines = [f"send {signal_name(sig)} to {n} process{'es' if n != 1 else ''} holding port {plan.label}?"]
+    if plan.other_users:
+        named = ", ".join(f"{user} (pid {pid})" for pid, user in plan.other_users)
+        lines.append(f"as root, this signals processes of other users: {named}")
+    return lines
+

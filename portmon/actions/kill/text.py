@@ -1,0 +1,86 @@
+"""How a kill talks about ports, sockets, signals and start times: labels and formatting, untrusted text escaped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from portmon.model import CLOSE, CLOSING, FIN_WAIT1, FIN_WAIT2, LAST_ACK, NEW_SYN_RECV, SYN_RECV, TIME_WAIT, Socket
+from portmon.output import endpoint
+from portmon.portspec import PortSpec
+from portmon.textsafe import safe
+
+TIME_WAIT_SECONDS = 60
+"""How long Linux keeps a TIME_WAIT socket (TCP_TIMEWAIT_LEN); other systems use 30-120 s."""
+
+
+T = TypeVar("T")
+
+
+def format_start(create_time: float | None) -> str:
+    """A process start time as local ``YYYY-MM-DD HH:MM:SS``, or ``?``."""
+    if create_time is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(create_time))
+
+
+def port_label(spec: PortSpec, sockets: Sequence[Socket]) -> str:
+    """``8080/tcp`` when the protocol is given or all sockets share one, else ``8080``."""
+    if spec.proto:
+        return f"{spec.port}/{spec.proto}"
+    protos = {s.proto for s in sockets}
+    if len(protos) == 1:
+        return f"{spec.port}/{protos.pop()}"
+    return str(spec.port)
+
+
+def socket_label(sock: Socket) -> str:
+    """``tcp4 127.0.0.1:8080 LISTEN`` or ``tcp4 127.0.0.1:8080 -> 127.0.0.1:51234 TIME_WAIT``."""
+    text = f"{sock.proto_label} {endpoint(sock.local_addr, sock.local_port, sock.family)}"
+    if sock.remote_port is not None:
+        text += f" -> {endpoint(sock.remote_addr, sock.remote_port, sock.family)}"
+    if sock.state:
+        text += f" {sock.state}"
+    return safe(text)
+
+
+MAX_SOCKETS_LISTED = 8
+"""Sockets a text listing names for one port (or one process on it) before saying how many more there are:
+a server with 5,000 connections is one listener and 5,000 lines nobody reads before a y/N prompt."""
+
+def first_listed(
+    items: Sequence[T], listening: Callable[[T], bool], limit: int = MAX_SOCKETS_LISTED
+) -> tuple[list[T], int]:
+    """What a listing shows of ``items`` and how many it leaves out.
+
+    Up to ``limit`` items are kept in their order. Past that, the listening (or bound) ones
+    come first, then the others in order, ``limit`` in all.
+    """
+    if len(items) <= limit:
+        return list(items), 0
+    first = [item for item in items if listening(item)]
+    rest = [item for item in items if not listening(item)]
+    shown = (first + rest)[:limit]
+    return shown, len(items) - len(shown)
+
+
+_CLOSING_STATES = frozenset({FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK, CLOSE, SYN_RECV, NEW_SYN_RECV})
+"""TCP states a socket passes through on its way out (or in): the kernel finishes them without a process."""
+
+
+def kernel_owned_note(sock: Socket) -> str:
+    """Why a socket no process holds cannot be killed, and whether it goes away by itself."""
+    if sock.state == TIME_WAIT:
+        return (
+            f"{socket_label(sock)}: kernel-owned, no process holds it; it clears by itself within the kernel's "
+            f"TIME_WAIT period ({TIME_WAIT_SECONDS} s on Linux), "
+            "and a new server can bind the port now with SO_REUSEADDR"
+        )
+    if sock.state in _CLOSING_STATES:
+        return f"{socket_label(sock)}: kernel-owned, no process holds it; the kernel finishes and drops it by itself"
+    return (
+        f"{socket_label(sock)}: no visible process holds it (a kernel socket, or one held from another container's "
+        "PID namespace): there is nothing here portmon can signal"
+    )
+
