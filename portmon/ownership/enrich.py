@@ -8,11 +8,8 @@ The engine is only ever sent GET requests, over its unix socket.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -43,6 +40,8 @@ Runner = Callable[[Sequence[str], float], "tuple[int, str, str]"]
 
 def run_command(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
     """Run a command found on PATH with a timeout (TimeoutError when it overruns)."""
+    import subprocess
+
     try:
         done = subprocess.run(
             list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
@@ -112,25 +111,30 @@ def engine_sockets(kind: str, env: Mapping[str, str], uid: int | None = None) ->
     return list(seen)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+def _unix_connection(path: str, timeout: float) -> Any:
+    """An HTTP connection over a unix socket (http.client is imported only when an engine is asked)."""
+    import http.client
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixConnection("localhost", timeout=timeout)
 
 
 def engine_get(path: str, url: str, timeout: float) -> Any:
     """GET ``url`` from the engine on unix socket ``path``; the decoded JSON (OSError or ValueError on failure)."""
-    conn = _UnixConnection(path, timeout)
+    import http.client
+    import json
+
+    conn = _unix_connection(path, timeout)
     try:
         conn.request("GET", url, headers={"Host": "docker", "Accept": "application/json"})
         resp = conn.getresponse()

@@ -11,10 +11,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from portmon.model import Holder, Socket
-from portmon.ownership.families import Member, ProcLookup, family, order_sockets, proc_lookup
+from portmon.ownership.enrich import Enricher
+from portmon.ownership.families import Member, ProcLookup, family, family_order, order_sockets, proc_lookup
 from portmon.ownership.manager import Manager, manager_record
+from portmon.ownership.preflight import Preflight, preflight
 from portmon.ownership.proc import parent_chain
 from portmon.ownership.resolve import ManagerCache, actionable
+from portmon.ownership.reuseport import ReuseportBinder, ReuseportCheck, check_reuseport, reuseport_bind
 from portmon.textsafe import safe
 
 
@@ -188,3 +191,35 @@ def marked_chain(pid: int, managers: Sequence[Manager], procfs: str = "/proc") -
     """The parent chain of ``pid`` as (pid, name, is a manager) from its parent up, supervisors marked."""
     supervisors = {m.pid for m in managers if m.pid is not None}
     return [(p.pid, p.name, p.pid in supervisors) for p in parent_chain(pid, procfs)]
+
+
+class PortOwnership:
+    """Ownership for ``why`` (and a kill): family order of a port's holders, the preflight, SO_REUSEPORT.
+
+    Reads /proc, asks systemd and the engines through ``enricher`` (time-boxed) and makes
+    SO_REUSEPORT test binds through ``reuseport_binder``: pass fakes in tests and screenshots.
+    """
+
+    def __init__(
+        self,
+        procfs: str = "/proc",
+        enricher: Enricher | None = None,
+        reuseport_binder: ReuseportBinder = reuseport_bind,
+    ) -> None:
+        self._procfs = procfs
+        self._enricher = enricher
+        self._binder = reuseport_binder
+        self._lookup: ProcLookup = proc_lookup(procfs)
+
+    def order_pids(self, holders: Sequence[Holder]) -> list[int]:
+        """The pids of ``holders`` (one per process) in family order, the main holder first."""
+        unique = list({h.pid: h for h in holders}.values())
+        return [h.pid for h in family_order(unique, self._lookup)]
+
+    def preflight(self, pids: Sequence[int], port: int | None = None) -> Preflight:
+        """What killing ``pids`` (main holder first) should lead to; see :func:`preflight`."""
+        return preflight(pids, port=port, enricher=self._enricher, procfs=self._procfs)
+
+    def reuseport(self, port: int, proto: str, sockets: Sequence[Socket]) -> ReuseportCheck:
+        """SO_REUSEPORT groups on the port and whether a new server could join one."""
+        return check_reuseport(port, proto, sockets, self._binder)

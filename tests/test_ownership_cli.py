@@ -1,0 +1,107 @@
+"""Ownership in the one-shot commands: families and managers in list/who/why, the managed: filter, SO_REUSEPORT."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ownership_procs import Tree, read_line, ready_pids
+
+ROOT = Path(__file__).resolve().parent.parent
+BASH = shutil.which("bash")
+
+REUSEPORT = r"""
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+print("READY", s.getsockname()[1], os.getpid(), flush=True)
+time.sleep(60)
+"""
+
+
+def portmon(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "portmon", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def trees() -> Iterator[list[Tree]]:
+    started: list[Tree] = []
+    yield started
+    for tree in started:
+        tree.stop()
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_why_names_a_restart_loop(tmp_path: Path, child_script: Path, trees: list[Tree]) -> None:
+    loop = tmp_path / "serve.sh"
+    loop.write_text(f'while true; do\n  "{sys.executable}" "{child_script}" port=0\n  sleep 1\ndone\n')
+    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    port, pid = int(words[1]), int(words[2])
+    shell = tree.proc.pid
+
+    why = portmon("why", f"{port}/tcp")
+    assert f"supervised by bash loop (pid {shell}): it will probably restart; stop the loop first: `kill {shell}`" in (
+        why.stdout)
+    doc = json.loads(portmon("why", f"{port}/tcp", "--json").stdout)
+    assert (doc["manager"]["kind"], doc["manager"]["pid"]) == ("shell", shell)
+    assert doc["preflight"]["restart"] == "likely" and doc["preflight"]["stop_command"] == f"kill {shell}"
+    assert [h["pid"] for h in doc["holders"]] == [pid]
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT on this platform")
+def test_why_says_a_reuseport_server_could_join(tmp_path: Path, trees: list[Tree]) -> None:
+    script = tmp_path / "reuseport.py"
+    script.write_text(REUSEPORT)
+    first = Tree([sys.executable, str(script), "0"])
+    trees.append(first)
+    words = read_line(first.proc).split()
+    port = int(words[1])
+    second = Tree([sys.executable, str(script), str(port)])
+    trees.append(second)
+    ready_pids(second.proc)
+    why = portmon("why", f"{port}/tcp")
+    assert "2 sockets listen on 127.0.0.1:" in why.stdout and "together (SO_REUSEPORT)" in why.stdout
+    assert "a new server that sets SO_REUSEPORT would start on 127.0.0.1:" in why.stdout
+    doc = json.loads(portmon("why", f"{port}/tcp", "--json").stdout)
+    assert doc["reuseport"]["joinable"] is True and len(doc["reuseport"]["groups"][0]) == 2
+
+
+GUNICORN = r"""
+import os, socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen()
+pids = [os.getpid()]
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60); os._exit(0)
+    pids.append(pid)
+print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
+time.sleep(60)
+"""
+
+
+def test_why_lists_the_prefork_master_first(tmp_path: Path, trees: list[Tree]) -> None:
+    script = tmp_path / "prefork.py"
+    script.write_text(GUNICORN)
+    tree = Tree([sys.executable, str(script)])
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    port, (master, *workers) = int(words[1]), [int(p) for p in words[2].split(",")]
+    doc = json.loads(portmon("why", f"{port}/tcp", "--json").stdout)
+    assert [h["pid"] for h in doc["holders"]] == [master, *sorted(workers)]
+    comm = Path(f"/proc/{master}/comm").read_text().strip()
+    assert doc["message"].split(" by ", 1)[1].startswith(f"{comm} ({master}), {comm} ({min(workers)})")
