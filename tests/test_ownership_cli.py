@@ -105,3 +105,38 @@ def test_why_lists_the_prefork_master_first(tmp_path: Path, trees: list[Tree]) -
     assert [h["pid"] for h in doc["holders"]] == [master, *sorted(workers)]
     comm = Path(f"/proc/{master}/comm").read_text().strip()
     assert doc["message"].split(" by ", 1)[1].startswith(f"{comm} ({master}), {comm} ({min(workers)})")
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+@pytest.mark.parametrize("delay", ["1"])
+def test_kill_under_a_restart_loop_says_rebound_by_the_new_pid(
+    tmp_path: Path, child_script: Path, trees: list[Tree], delay: str
+) -> None:
+    # The loop restarts the listener on the port the first one got (the test writes it to a file).
+    portfile = tmp_path / "port"
+    loop = tmp_path / "serve.sh"
+    loop.write_text(
+        "while true; do\n"
+        f'  "{sys.executable}" "{child_script}" port=$(cat "{portfile}" 2>/dev/null || echo 0)\n'
+        f"  sleep {delay}\n"
+        "done\n"
+    )
+    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    port, pid = int(words[1]), int(words[2])
+    portfile.write_text(str(port))
+    shell = tree.proc.pid
+
+    dry = portmon("kill", f"{port}/tcp", "--dry-run")
+    assert f"manager: supervised by bash loop (pid {shell}): it will probably restart" in dry.stdout
+
+    res = portmon("kill", f"{port}/tcp", "--yes", "--json", "--grace", "30")
+    doc = json.loads(res.stdout)
+    assert doc["preflight"]["restart"] == "likely" and doc["manager"]["pid"] == shell
+    (again,) = ready_pids(tree.proc)  # the loop's next listener, as it announced itself
+    assert doc["verdict"] == "rebound", doc["message"]
+    assert res.returncode == 1
+    (new,) = doc["rebound_by"]
+    assert (new["pid"], new["parent_pid"]) == (again, shell) and again != pid
+    assert f"re-bound by new pid {again}" in doc["message"]

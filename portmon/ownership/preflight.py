@@ -8,9 +8,11 @@ names): they are escaped here, so every line is safe to print.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, NamedTuple
 
+from portmon.model import Snapshot
 from portmon.ownership.enrich import Enricher
 from portmon.ownership.manager import (
     CONTAINER_KINDS,
@@ -39,7 +41,11 @@ from portmon.ownership.manager import (
 )
 from portmon.ownership.proc import read_proc
 from portmon.ownership.resolve import actionable, managers_of
+from portmon.portspec import PortSpec, sockets_on_port
 from portmon.textsafe import safe
+
+GRACE = 3.0
+"""Seconds a kill's verdict waits for a re-bind when a manager is expected to restart the holder."""
 
 _NAME_WIDTH = 64
 
@@ -211,3 +217,30 @@ def _uid_of(pid: int, procfs: str) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def rebind_rescan(
+    scan: Callable[[], Snapshot],
+    spec: PortSpec,
+    grace: float = GRACE,
+    *,
+    interval: float = 0.1,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[[], Snapshot]:
+    """A re-scan for the kill verdict that waits up to ``grace`` seconds for any process to hold the port again.
+
+    Use it when the preflight expects a restart (``Preflight.restart_expected``): a supervisor with a
+    1 s restart delay leaves the port free for a moment, and a verdict taken then would say "freed".
+    The first scan showing a holder on the port (new or old) ends the wait; so does the deadline.
+    """
+
+    def rescan() -> Snapshot:
+        deadline = clock() + grace
+        while True:
+            snap = scan()
+            if any(s.holders for s in sockets_on_port(snap.sockets, spec)) or clock() >= deadline:
+                return snap
+            sleep(min(interval, max(0.0, deadline - clock())))
+
+    return rescan
