@@ -100,3 +100,31 @@ def test_manager_facts_and_marked_chain(tmp_path: Path) -> None:
     fake_proc(tmp_path, 41, "python3", 40, "0::/\n")
     loop = mk.Manager(mk.SHELL, "bash loop", "parents", pid=40)
     assert marked_chain(41, [loop], str(tmp_path)) == [(40, "bash", True), (1, "init", False)]
+
+
+def test_rebind_rescan_waits_for_a_holder_or_the_deadline() -> None:
+    from portmon.model import Snapshot
+    from portmon.ownership.preflight import rebind_rescan
+    from portmon.portspec import PortSpec
+
+    now = [0.0]
+    free = Snapshot((), 0.0)
+    held = Snapshot((Socket("tcp", 4, "127.0.0.1", 8000, state="LISTEN", holders=(Holder(77),)),), 0.0)
+    other_port = Snapshot((Socket("tcp", 4, "127.0.0.1", 9000, state="LISTEN", holders=(Holder(78),)),), 0.0)
+    answers = [free, other_port, free, held, free]
+    scans: list[float] = []
+
+    def scan() -> Snapshot:
+        scans.append(now[0])
+        return answers[len(scans) - 1]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    got = rebind_rescan(scan, PortSpec(8000, "tcp"), 3.0, interval=0.5, clock=lambda: now[0], sleep=sleep)()
+    assert got is held and scans == [0.0, 0.5, 1.0, 1.5]
+    scans.clear()
+    answers[:] = [free] * 10
+    now[0] = 0.0
+    got = rebind_rescan(scan, PortSpec(8000, "tcp"), 1.2, interval=0.5, clock=lambda: now[0], sleep=sleep)()
+    assert got is free and scans == [0.0, 0.5, 1.0, 1.2]
