@@ -170,7 +170,7 @@ async def _scenario(rows: int, refreshes: int, keys: int, loopback: bool, panes:
             await _wait_for(app, lambda: marks["first_row"] is not None, "first row")
             result["first_frame_ms"] = (marks["first_row"] - started) * 1000
             result["sockets"] = len(screen.snapshot.sockets) if screen.snapshot else 0
-            poller = screen._poller
+            poller = screen.source.poller
             assert poller is not None
 
             # Refreshes with ~1% churn, one at a time.

@@ -154,7 +154,7 @@ def _stores(screen: Any) -> dict[str, tuple[int, int | None]]:
         "table rows": (len(table.rows), None),
         "snapshot rows": (snapshot_rows, None),
         "row cache": (len(table._cache), getattr(sockettable, "ROW_CACHE_LIMIT", 4096) + 1),
-        "process details": (len(screen._details), 256 + 1),
+        "process details": (len(screen.detail_feed.details), 256 + 1),
         "count history": (len(screen.history), 600),
         "marks (new+changed+closed)": (len(marks.opened) + len(marks.changed) + len(marks.closed), None),
         "filter holder cache": (len(filters._holder_text), filters._HOLDER_LIMIT + 1),
@@ -169,10 +169,15 @@ def _stores(screen: Any) -> dict[str, tuple[int, int | None]]:
             # Pruned to the rows shown once it holds twice as many.
             out["event log row cache"] = (len(cells), 2 * max(events.limit, 256) + 1)
     collector = getattr(screen.collector, "inner", screen.collector)
-    for name in ("_procs", "_where", "_holders", "_svc", "_unowned", "_pending"):
-        value = getattr(collector, name, None)
+    # The procfs collector's caches live in its parts: the owner index and the socket builder.
+    parts = {"procs": "_owners.procs", "where": "_owners.where", "unowned": "_owners.unowned",
+             "pending": "_owners.pending", "holders": "_sockets._holders", "svc": "_sockets._svc"}
+    for label, path in parts.items():
+        value: Any = collector
+        for name in path.split("."):
+            value = getattr(value, name, None)
         if isinstance(value, (dict, set)):
-            out[f"collector {name.strip('_')}"] = (len(value), None)
+            out[f"collector {label}"] = (len(value), None)
     return out
 
 

@@ -51,7 +51,9 @@ OWNER_UNSEEN = "unseen"
 OWNER_NOTES = {
     OWNER_KERNEL: "kernel-owned: no process holds it; it clears by itself",
     OWNER_HIDDEN: "owner hidden: another user's process; run as root to see it",
-    OWNER_UNSEEN: "no visible process holds it: its owner is outside portmon's view (another container's PID namespace)",
+    OWNER_UNSEEN: (
+        "no visible process holds it: its owner is outside portmon's view (another container's PID namespace)"
+    ),
 }
 
 # States in which a socket normally has no process any more: TIME_WAIT always; the closing

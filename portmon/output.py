@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from portmon.model import Holder, Socket
 from portmon.registry import port_range
 from portmon.textsafe import safe, visible
-
-try:
-    # The C escaper json.encoder itself uses; importing it alone skips json's decoder (~1 ms).
-    from _json import encode_basestring_ascii
-except ImportError:  # an interpreter without the C accelerator
-    from json.encoder import encode_basestring_ascii
 
 RECORD_KEYS = (
     "proto",
@@ -67,8 +64,6 @@ def holder_records(sockets: Iterable[Socket]) -> list[dict[str, Any]]:
 
 def to_json(value: Any) -> str:
     """JSON with every non-ASCII and control character escaped, so it is safe on a terminal."""
-    import json
-
     return json.dumps(value, ensure_ascii=True)
 
 
@@ -82,15 +77,15 @@ JSON_CHUNK = 512
 
 
 def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
-    """The ``list --json`` document in pieces of JSON_CHUNK records, to be written one after another.
+    """The ``list --json`` document in pieces of JSON_CHUNK records, to be written one after another (speed trick).
 
-    The same text as ``to_json([socket_record(s) for s in sockets])``, written directly: at
-    10,000 sockets building the dicts and encoding them took ~32 ms, this takes ~6. Strings go
-    through json's own ASCII escaper, each distinct one once. A record is three cached parts and
-    three values: its head (protocol, family, local address) and its tail (state, holder,
+    The same text as the plain ``to_json([socket_record(s) for s in sockets])`` (tests/test_output.py
+    checks it), written directly: measured at 10,000 sockets (``python bench/bench_tricks.py``,
+    synthetic_snapshot(10_000), median of 21 on a busy 2-core host) 28 ms against 52 ms plain.
+    Strings go through json's own ASCII escaper, each distinct one once. A record is three cached
+    parts and three values: its head (protocol, family, local address) and its tail (state, holder,
     services, range) repeat across sockets; only the ports and the remote address vary. Written
-    piece by piece, the document is never whole in memory: at 10,000 sockets that saves ~8 ms of
-    page faults and copies over one 2.7 MB string.
+    piece by piece, the document is never whole in memory.
     """
     text: dict[str | None, str] = {None: "null"}
     escape = encode_basestring_ascii
@@ -146,8 +141,6 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:
     """The ``list --csv`` document: a header row, then one row per socket, control characters escaped."""
-    import csv
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(RECORD_KEYS)
@@ -176,67 +169,71 @@ def process_label(sock: Socket, width: int = 24) -> str:
     return f"{name} (+{extra})" if extra else name
 
 
-TABLE_HEADERS = ("PROTO", "LOCAL ADDRESS", "PORT", "SERVICE", "REMOTE ADDRESS", "RPORT", "RSERVICE", "STATE", "PID", "PROCESS", "USER")
+TABLE_HEADERS = (
+    "PROTO",
+    "LOCAL ADDRESS",
+    "PORT",
+    "SERVICE",
+    "REMOTE ADDRESS",
+    "RPORT",
+    "RSERVICE",
+    "STATE",
+    "PID",
+    "PROCESS",
+    "USER",
+)
 
 
 def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
-    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width.
-
-    Addresses, services and owners repeat across thousands of sockets: each distinct value is
-    escaped once (the owner's cells once per holders tuple).
-    """
-    cells: dict[tuple[str | None, int], str] = {}
-    owners: dict[object, tuple[str, str, str]] = {}
-
-    def cell(value: str | None, width: int, empty: str = "") -> str:
-        done = cells.get((value, width))
-        if done is None:
-            done = cells[(value, width)] = safe(value or empty, width)
-        return done
-
-    rows: list[tuple[str, ...]] = []
-    append = rows.append
-    for s in sockets:
-        hs = s.holders
-        # Keyed by the holders tuple's identity (sockets of one process share one, kept alive by
-        # ``sockets``), or for a socket without holders by why it has none.
-        key: object = id(hs) if hs else (None, s.owner_note)
-        owner = owners.get(key)
-        if owner is None:
-            h = hs[0] if hs else None
-            owner = owners[key] = (
-                "" if h is None else str(h.pid),
-                process_label(s),
-                "" if h is None else safe(h.user or "", 16),
-            )
-        append(
-            (
-                s.proto_label,
-                cell(s.local_addr, 39),
-                str(s.local_port),
-                cell(s.local_service, 16),
-                cell(s.remote_addr, 39, "*"),
-                "*" if s.remote_port is None else str(s.remote_port),
-                cell(s.remote_service, 16),
-                s.state or "",
-                *owner,
-            )
+    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width."""
+    return [
+        (
+            s.proto_label,
+            safe(s.local_addr or "", 39),
+            str(s.local_port),
+            safe(s.local_service or "", 16),
+            safe(s.remote_addr or "*", 39),
+            "*" if s.remote_port is None else str(s.remote_port),
+            safe(s.remote_service or "", 16),
+            s.state or "",
+            str(s.holders[0].pid) if s.holders else "",
+            process_label(s),
+            safe(s.holders[0].user or "", 16) if s.holders else "",
         )
-    return rows
+        for s in sockets
+    ]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces, numbers right-aligned; no trailing blanks."""
+    """Left-aligned columns separated by two spaces, numbers right-aligned; no trailing blanks (speed trick).
+
+    The same text as ``format_table_plain`` (tests/test_output.py checks it), with one format
+    string for every line so the fields pad in C, and each column's distinct values tested once:
+    measured at 10,000 sockets (``python bench/bench_tricks.py``, median of 21 on a busy 2-core
+    host) 20 ms against 30 ms plain.
+    """
     if not rows:
         return "  ".join(headers)
-    columns = list(zip(*rows))
-    widths = [max(len(h), max(map(len, column))) for h, column in zip(headers, columns)]
-    # Each distinct value once: a column of 10,000 cells holds few (except the ports, still quick).
+    columns = list(zip(*rows, strict=True))
+    widths = [max(len(h), max(map(len, column))) for h, column in zip(headers, columns, strict=True)]
     numeric = [all(c.isdigit() or c in ("", "*") for c in set(column)) for column in columns]
-    # One format string for every line: its fields pad in C.
-    template = "  ".join(f"{{:{'>' if num else '<'}{w}}}" for w, num in zip(widths, numeric))
+    template = "  ".join(f"{{:{'>' if num else '<'}{w}}}" for w, num in zip(widths, numeric, strict=True))
     fill = template.format
     return "\n".join([fill(*headers).rstrip(), *(fill(*r).rstrip() for r in rows)])
+
+
+def format_table_plain(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """``format_table`` written plainly: pad every cell of every line in Python. The same text, slower."""
+    if not rows:
+        return "  ".join(headers)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    numeric = [all(r[i].isdigit() or r[i] in ("", "*") for r in rows) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric, strict=True))
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
 def sockets_table(sockets: Sequence[Socket]) -> str:

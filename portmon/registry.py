@@ -351,7 +351,7 @@ def system_services_path() -> str:
     if sys.platform == "win32":
         import ntpath
 
-        root = os.environ.get("SystemRoot") or r"C:\Windows"
+        root = os.environ.get("SYSTEMROOT") or r"C:\Windows"
         return ntpath.join(root, "System32", "drivers", "etc", "services")
     return "/etc/services"
 

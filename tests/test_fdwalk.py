@@ -100,6 +100,21 @@ def test_a_dense_big_table_is_read_by_number_without_listing(
     assert got_fds[str(listener.fileno())] == os.fstat(listener.fileno()).st_ino
 
 
+@pytest.mark.skipif(not _counts_supported(), reason="needs the open-fd count in /proc/PID/fd's size (Linux >= 6.2)")
+def test_the_tricks_read_a_big_table_as_the_plain_listing_does(big_table: tuple[socket.socket, list[int]]) -> None:
+    """Equivalence of read_fd_table's two tricks (by number; two threads) with listing and one thread."""
+    dfd = _open_fd_dir()
+    try:
+        names, plain = _truth(dfd)
+        count = os.fstat(dfd).st_size
+        one_names, one = read_fd_table(dfd, count, threads=False)
+        two_names, two = read_fd_table(dfd, count, threads=True)
+    finally:
+        os.close(dfd)
+    assert one == two == plain
+    assert names <= set(one_names) and names <= set(two_names)
+
+
 @pytest.mark.parametrize("threads", [True, False])
 def test_a_table_with_gaps_falls_back_to_listing(big_table: tuple[socket.socket, list[int]], threads: bool) -> None:
     _, dups = big_table

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from portmon.collect import fdwalk
+from portmon.collect import fdwalk, holders, owners
 from portmon.collect import procfs as linux_collector
 from portmon.collect.base import owner_note
 from portmon.collect.procfs import ProcfsCollector
@@ -42,6 +42,7 @@ from portmon.model import (
     SYN_RECV,
     SYN_SENT,
     TIME_WAIT,
+    Holder,
     Snapshot,
     Socket,
 )
@@ -790,7 +791,7 @@ def test_big_fd_table_is_read_by_two_threads(open_sockets: list[socket.socket], 
 
 def test_rescan_of_a_big_fd_table_is_spread_over_scans(fake: FakeProc) -> None:
     populate(fake)
-    size = linux_collector._RESCAN_CHUNK + 300
+    size = owners.RESCAN_CHUNK + 300
     fake.add_process(600, 990, "huge", dict.fromkeys(range(3, size), "/dev/null"))
     every = 3
     c = collector(fake, full_rescan_every=every)
@@ -802,7 +803,7 @@ def test_rescan_of_a_big_fd_table_is_spread_over_scans(fake: FakeProc) -> None:
         snap = c.scan()
         reads.append(int(dict(snap.extra)["fd_reads"]))
     assert 600 in pids(by_inode(snap)[2000])
-    assert max(reads) <= linux_collector._RESCAN_CHUNK + 100  # never the whole table in one scan
+    assert max(reads) <= owners.RESCAN_CHUNK + 100  # never the whole table in one scan
     assert sum(reads) >= size  # but all of it, over the scans
     assert answer(snap) == answer(collector(fake).scan())
 
@@ -839,21 +840,21 @@ def test_decode_all_equals_decode_of_each_key() -> None:
     ],
 )
 def test_program_name_splits_the_command_line_as_psutil_does(cmdline: str, program: str) -> None:
-    assert linux_collector._program_name(cmdline) == program
+    assert holders.program_name(cmdline) == program
 
 
 @linux_only
 def test_native_holder_of_this_process_matches_psutil() -> None:
     psutil = pytest.importorskip("psutil")
-    collector = ProcfsCollector()
+    details = holders.ProcessDetails()
     me = psutil.Process()
     with open(f"/proc/{os.getpid()}/stat", "rb") as f:
         data = f.read()
     ticks = int(data[data.rindex(b")") + 2 :].split()[19])
-    holder = collector._native_holder(os.getpid(), ticks / os.sysconf("SC_CLK_TCK"))
+    holder = details.native_holder(os.getpid(), ticks / os.sysconf("SC_CLK_TCK"))
     assert (holder.pid, holder.name, holder.user) == (me.pid, me.name(), me.username())
     assert holder.create_time is not None and abs(holder.create_time - me.create_time()) < 0.5
     # Another start time: the pid names some other process now, so nothing but the pid is given.
-    assert collector._native_holder(os.getpid(), ticks / os.sysconf("SC_CLK_TCK") + 1.0) == linux_collector.Holder(
+    assert details.native_holder(os.getpid(), ticks / os.sysconf("SC_CLK_TCK") + 1.0) == Holder(
         pid=os.getpid()
     )

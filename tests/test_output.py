@@ -82,3 +82,23 @@ def test_table_rows_name_each_owner_and_each_reason_for_none() -> None:
     # Numbers right-aligned, text left-aligned, no trailing blanks.
     assert all(line == line.rstrip() for line in lines)
     assert lines[1].index("80") + 2 == lines[3].index("65535") + 5
+
+
+def test_format_table_gives_the_plain_padding_text() -> None:
+    from portmon.collect.fake import synthetic_snapshot
+    from portmon.output import TABLE_HEADERS, format_table, format_table_plain, table_rows
+
+    for sockets in (sample(), list(synthetic_snapshot(2000, seed=3).sockets), sample()[:1]):
+        rows = table_rows(sockets)
+        assert format_table(TABLE_HEADERS, rows) == format_table_plain(TABLE_HEADERS, rows)
+    assert format_table(("A", "B"), []) == format_table_plain(("A", "B"), []) == "A  B"
+    rows = [("1", "x"), ("22", "")]
+    assert format_table(("N", "NAME"), rows) == format_table_plain(("N", "NAME"), rows) == " N  NAME\n 1  x\n22"
+
+
+def test_table_rows_never_carry_control_characters() -> None:
+    from portmon.output import table_rows
+
+    for row in table_rows(sample()):
+        for cell in row:
+            assert cell.isprintable(), cell

@@ -455,7 +455,8 @@ def test_system_services_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "linux")
     assert system_services_path() == "/etc/services"
     monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setenv("SystemRoot", r"D:\Win")
+    # Windows environment names are case-insensitive; os.environ spells them in upper case there.
+    monkeypatch.setenv("SYSTEMROOT", r"D:\Win")
     assert system_services_path() == r"D:\Win\System32\drivers\etc\services"
 
 

@@ -358,3 +358,28 @@ def test_ties_by_ports_then_fixed(name: str, descending: bool, packed: bool, mon
         shuffled = socks[:]
         random.Random(seed).shuffle(shuffled)
         assert sort_sockets(shuffled, name, descending) == result
+
+
+@pytest.mark.parametrize("mantissa_bits", [53, 40, 36, 33, 20])
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("name", COLUMNS)
+def test_packed_keys_sort_exactly_as_the_plain_tuple_sort(
+    name: str, descending: bool, mantissa_bits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every packing the float trick can take (a few or many CRC bits, no room for them, exact tuples
+    # when the rank does not fit) gives the plain version's order.
+    monkeypatch.setattr(sorting, "_MANTISSA_BITS", mantissa_bits)
+    from portmon.collect.fake import synthetic_snapshot
+
+    for socks in (_mixed(), list(synthetic_snapshot(3000, seed=5).sockets)):
+        assert sort_sockets(socks, name, descending) == sorting.sort_sockets_plain(socks, name, descending)
+
+
+def test_ties_follow_the_remote_address_crc_then_the_address() -> None:
+    # Same ports, different peers: the CRC decides, and the order is the same in every process.
+    peers = [f"10.0.0.{i}" for i in range(1, 40)]
+    socks = [sock(lport=80, remote=p, rport=5000, state=ESTABLISHED, seq=i) for i, p in enumerate(peers)]
+    result = [s.remote_addr for s in sort_sockets(socks, "state")]
+    from zlib import crc32
+
+    assert result == sorted(peers, key=lambda p: crc32(p.encode()))

@@ -7,7 +7,7 @@ import sys
 import threading
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -41,7 +41,10 @@ def make_app(steps: list[Any] | None = None, clock: Clock | None = None, **optio
     return PortmonApp(collector, clock=clock or Clock(), process_reader=demo_process, **options)
 
 
-def run(app: PortmonApp, body: Callable[[Pilot, MonitorScreen, SocketTable], Awaitable[None]], size: tuple[int, int] = SIZE) -> None:
+Body = Callable[[Pilot, MonitorScreen, SocketTable], Awaitable[None]]
+
+
+def run(app: PortmonApp, body: Body, size: tuple[int, int] = SIZE) -> None:
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
             await pilot.pause()
@@ -287,7 +290,8 @@ def test_new_closed_and_changed_rows_are_highlighted_until_the_clock_moves_on() 
         }
         assert any(seg.style and seg.style.strike for seg in table._row_strip(closed_row))
         assert any(seg.style and seg.style.bgcolor == styles["new"].bgcolor for seg in table._row_strip(new_row))
-        assert any(seg.style and seg.style.bgcolor == styles["changed"].bgcolor for seg in table._row_strip(changed_row))
+        changed_bg = styles["changed"].bgcolor
+        assert any(seg.style and seg.style.bgcolor == changed_bg for seg in table._row_strip(changed_row))
         clock.now += max(NEW_SECONDS, CLOSED_SECONDS) + 1
         screen.refresh_marks()
         await pilot.pause()
@@ -354,7 +358,8 @@ def test_hostile_process_names_are_shown_literally_and_clicking_them_runs_nothin
         evil = row_of(table, lambda s: s.process == HOSTILE_NAME_2)
         assert "[/]\\x1b[2Jevil" in row_text(table, evil)
         assert "\x1b" not in row_text(table, evil)
-        x = next(sum(w + 1 for _, w in table.columns[:i]) for i, (c, _) in enumerate(table.columns) if c.name == "process")
+        columns = table.columns
+        x = next(sum(w + 1 for _, w in columns[:i]) for i, (c, _) in enumerate(columns) if c.name == "process")
         for _ in range(2):
             await pilot.click(SocketTable, offset=(x + 3, row + 1))
         assert screen.app.is_running
@@ -488,7 +493,7 @@ def test_q_quits() -> None:
     run(make_app(), body)
 
 
-class RecordingKillModal(ModalScreen[Optional[str]]):
+class RecordingKillModal(ModalScreen[str | None]):
     """Stands in for the real kill modal: records what it was given."""
 
     instances: list[RecordingKillModal] = []

@@ -43,7 +43,10 @@ def make_app(steps: list[Any] | None = None, **options: Any) -> PortmonApp:
     options.setdefault("binder", simulated_binder(demo_snapshot().sockets))
     options.setdefault("privileged", True)
     return PortmonApp(
-        ScriptedCollector(steps or [demo_snapshot()]), clock=lambda: DEMO_TIME + 1.0, process_reader=demo_process, **options
+        ScriptedCollector(steps or [demo_snapshot()]),
+        clock=lambda: DEMO_TIME + 1.0,
+        process_reader=demo_process,
+        **options,
     )
 
 

@@ -156,7 +156,8 @@ async def test_target_stays_put_when_the_table_refreshes_and_resorts(spawn, reco
     other_record.write_text("")
     other = spawn(f"record={other_record}")
     first = snap(target.holders(), other.holders())
-    modal = KillModal(target.holders(), first, collector=ScriptedCollector([snap(other.holders())]), timeout=2, settle=0)
+    rescan = ScriptedCollector([snap(other.holders())])
+    modal = KillModal(target.holders(), first, collector=rescan, timeout=2, settle=0)
     app = Host(modal, first)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -220,7 +221,11 @@ async def test_f_sends_sigkill_directly(spawn) -> None:  # type: ignore[no-untyp
 async def test_escape_after_survivors_returns_the_outcome_line(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn("ignore-term")
     modal = KillModal(
-        child.holders(), snap(child.holders()), collector=ScriptedCollector([snap(child.holders())]), timeout=1, settle=0
+        child.holders(),
+        snap(child.holders()),
+        collector=ScriptedCollector([snap(child.holders())]),
+        timeout=1,
+        settle=0,
     )
     app = Host(modal, snap(child.holders()))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -262,7 +267,8 @@ async def test_time_wait_row_is_refused_and_no_key_signals() -> None:
 @sync
 async def test_own_process_row_is_refused() -> None:
     me = psutil.Process()
-    sock = Socket("tcp", 4, "127.0.0.1", 9, state=LISTEN, holders=(Holder(me.pid, "python", create_time=me.create_time()),))
+    holder = Holder(me.pid, "python", create_time=me.create_time())
+    sock = Socket("tcp", 4, "127.0.0.1", 9, state=LISTEN, holders=(holder,))
     modal = KillModal(sock, snap(sock), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
     app = Host(modal, snap(sock))
     async with app.run_test(size=(120, 40)) as pilot:

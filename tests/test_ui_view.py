@@ -5,8 +5,8 @@ from __future__ import annotations
 from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, demo_snapshot, synthetic_snapshot
 from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, OWNER_HIDDEN, OWNER_KERNEL, Snapshot, Socket
 from portmon.query.filters import parse_filter
+from portmon.ui.columns import TABLE_COLUMNS, fit, layout_columns
 from portmon.ui.detail import held_lines, held_sockets
-from portmon.ui.sockettable import TABLE_COLUMNS, fit, layout_columns
 from portmon.ui.status import CountHistory, StatusInfo, banner_text, seconds_text, status_text
 from portmon.ui.view import (
     CLOSED_SECONDS,
@@ -110,7 +110,7 @@ def test_layout_keeps_every_column_when_wide() -> None:
     view = derive_view(demo_snapshot(), NO_MARKS, ViewSpec(), DEMO_TIME)
     layout = layout_columns(200, view.widths)
     assert [c.name for c, _ in layout] == [c.name for c in TABLE_COLUMNS]
-    widths = dict((c.name, w) for c, w in layout)
+    widths = {c.name: w for c, w in layout}
     assert widths["process"] >= len(HOSTILE_NAME)
     assert widths["local_addr"] >= len("192.168.1.20")
 
@@ -123,7 +123,7 @@ def test_layout_at_80_columns_drops_services_and_fits() -> None:
     for essential in ("proto", "local_addr", "local_port", "remote_addr", "state", "pid", "process"):
         assert essential in names
     assert sum(w for _, w in layout) + len(layout) - 1 <= 78
-    widths = dict((c.name, w) for c, w in layout)
+    widths = {c.name: w for c, w in layout}
     assert widths["local_addr"] >= len("192.168.1.20")
 
 

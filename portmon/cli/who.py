@@ -7,6 +7,7 @@ from typing import Any
 from portmon.cli.context import Context, UsageError
 from portmon.model import OWNER_HIDDEN, OWNER_NOTES, OWNER_UNSEEN
 from portmon.output import endpoint, format_table, holder_records, to_json
+from portmon.portspec import PortSpecError, parse_port_spec, sockets_on_port
 from portmon.query.sorting import sort_sockets
 from portmon.registry import port_range
 from portmon.textsafe import safe
@@ -27,8 +28,6 @@ def add_parser(subs: Any) -> tuple[str, Any]:
 
 def run(ctx: Context) -> int:
     """Print the holders; the exit code says whether anybody holds the port."""
-    from portmon.portspec import PortSpecError, parse_port_spec, sockets_on_port
-
     try:
         spec = parse_port_spec(ctx.args.port)
     except PortSpecError as exc:
@@ -71,6 +70,8 @@ def run(ctx: Context) -> int:
                 )
         lines.append(format_table(("PID", "PROCESS", "USER", "PROTO", "LOCAL", "REMOTE", "STATE", "NOTE"), rows))
         if not held:
-            lines.append("no process holds this port: only kernel-owned sockets (TIME_WAIT) remain; they clear by themselves")
+            lines.append(
+                "no process holds this port: only kernel-owned sockets (TIME_WAIT) remain; they clear by themselves"
+            )
     ctx.stdout.write("\n".join(lines) + "\n")
     return 0 if held else 1

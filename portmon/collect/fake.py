@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Union
 
 from portmon.model import (
     CLOSE_WAIT,
@@ -38,8 +37,8 @@ _PROCS: dict[int, tuple[str, str, float, int, str, tuple[str, ...], str, int, in
           ("/usr/lib/systemd/systemd-resolved",), "/", 1, 9, 0.0),
     640: ("avahi-daemon", "avahi", 9 * 86400 - 5, 1, "/usr/sbin/avahi-daemon",
           ("avahi-daemon: running [laptop.local]",), "/", 1, 3, 0.0),
-    812: ("sshd", "root", 9 * 86400 - 6, 1, "/usr/sbin/sshd", ("sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",),
-          "/", 1, 8, 0.0),
+    812: ("sshd", "root", 9 * 86400 - 6, 1, "/usr/sbin/sshd",
+          ("sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",), "/", 1, 8, 0.0),
     1044: ("postgres", "postgres", 9 * 86400 - 8, 1, "/usr/lib/postgresql/16/bin/postgres",
            ("/usr/lib/postgresql/16/bin/postgres", "-D", "/var/lib/postgresql/16/main",
             "-c", "config_file=/etc/postgresql/16/main/postgresql.conf"), "/var/lib/postgresql/16/main", 1, 31, 0.1),
@@ -274,7 +273,7 @@ def demo_snapshot_after(taken_at: float = DEMO_TIME + 1.0) -> Snapshot:
     )
 
 
-Step = Union[Snapshot, BaseException, Callable[[], Snapshot]]
+Step = Snapshot | BaseException | Callable[[], Snapshot]
 
 
 class ScriptedCollector:

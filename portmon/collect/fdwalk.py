@@ -40,9 +40,11 @@ def socket_fds(dfd: int, names: list[str]) -> tuple[dict[str, int], int]:
 def socket_fds_parallel(dfd: int, names: list[str]) -> tuple[dict[str, int], int]:
     """``socket_fds`` by two threads, each reading half of ``names``.
 
-    readlink releases the GIL and most of its cost is in the kernel: two threads read a big fd
-    table in ~60 % of the time (measured at 10,000 fds on 2 cores). A bare thread, not a pool:
-    concurrent.futures costs ~5 ms to import, a tenth of a one-shot ``list``.
+    Speed trick: readlink releases the GIL and most of its cost is in the kernel, so two threads
+    read a 10,000-fd table in ~22 ms instead of ~37 ms (saves ~15 ms wall for ~5 ms more CPU;
+    nothing when the other core is busy), measured on a 2-core VM with ``chrt -f 10 python
+    bench/bench_collect_tricks.py``. Same answer as one thread: tests/test_fdwalk.py. A bare
+    thread, not a pool: concurrent.futures costs ~5 ms to import, a tenth of a one-shot ``list``.
     """
     import threading
 
@@ -72,11 +74,13 @@ def read_fd_table(dfd: int, count: int = -1, threads: bool = True) -> tuple[list
     """(every fd number, fd number -> socket inode of its socket fds) of a process; ``dfd`` is its fd directory.
 
     ``count``: how many fds the process has open, when known (the directory's size, on Linux
-    >= 6.2), else -1. A big table (PARALLEL_FDS fds or more) is read by number, 0 to count - 1,
-    without listing the directory first: listing 10,000 fds costs ~8 ms, a quarter of reading
-    them. The kernel hands out the lowest free fd, so a table is usually dense, and when all of
-    those numbers are open there is no other. When some are not, the directory is listed and the
-    numbers not read yet are read too. ``threads``: big tables are read by two threads.
+    >= 6.2), else -1. Speed trick: a big table (PARALLEL_FDS fds or more) is read by number, 0 to
+    count - 1, without listing the directory first; at 10,000 fds that saves ~7 ms of ~44 (wall
+    and CPU; ``chrt -f 10 python bench/bench_collect_tricks.py``, 2-core VM). The kernel hands out
+    the lowest free fd, so a table is usually dense, and when all of those numbers are open there
+    is no other. When some are not, the directory is listed and the numbers not read yet are read
+    too. Same answer as listing: tests/test_fdwalk.py. ``threads``: big tables are read by two
+    threads (``socket_fds_parallel``).
     """
 
     def read(names: list[str]) -> tuple[dict[str, int], int]:
@@ -182,6 +186,12 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 
 class ColdWalk:
     """``walk_all_fds`` run in a forked child process, its answer read back through a pipe.
+
+    Speed trick: the ``portmon`` command starts one before its imports (portmon.cli.launch), so
+    the walk of every process's fds overlaps the imports and the table reads: ``list --json`` at
+    10,000 loopback sockets took 271 ms instead of 394 ms (best of 11 alternating runs on a
+    2-core VM shared with other test loads, ``chrt -f 10 python bench/bench_collect_tricks.py``).
+    Same answer as walking in-process: tests/test_fdwalk.py and tests/test_collect_tricks.py.
 
     Fork only from a process with a single thread: a child forked while another thread holds a
     lock (the allocator's, say) can hang on it.

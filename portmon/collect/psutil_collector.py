@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket as _socket
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import psutil
 
 from portmon.collect.base import ServiceLookup, is_privileged, owner_note
 from portmon.model import (
@@ -15,20 +17,17 @@ from portmon.model import (
     Socket,
 )
 
-if TYPE_CHECKING:
-    import psutil
-
-# psutil is imported where it is used: it costs ~13 ms at start, and on Linux the procfs collector
-# (what ``portmon list`` uses) does not need it.
+# psutil is imported with the module: it costs ~13 ms, but this module is imported only when the
+# psutil collector is chosen (``portmon.collect.choose``), and its first scan needs psutil at once.
+# Deferring the import to each function (with a module ``__getattr__`` for ``.psutil``) saved nothing.
 
 
-def __getattr__(name: str) -> Any:
-    """``portmon.collect.psutil_collector.psutil`` still names the psutil module (imported on first use)."""
-    if name == "psutil":
-        import psutil
-
-        return psutil
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_Raw = tuple[str, int, str, int, "str | None", "int | None", "str | None", "int | None"]
+"""One psutil connection: (proto, family, laddr, lport, raddr, rport, state, pid)."""
+_Listener = tuple["str | None", "int | None", str, int]
+"""A listening endpoint as psutil names it: (proto, family, address, port)."""
+_SocketIdent = tuple[object, ...]
+"""What two sockets share when only ``seq`` tells them apart."""
 
 
 class ProcessCache:
@@ -40,8 +39,6 @@ class ProcessCache:
 
     def holder(self, pid: int) -> Holder:
         """A Holder for ``pid``; name and user None when the process is gone or unreadable."""
-        import psutil
-
         try:
             proc = psutil.Process(pid)
             created = proc.create_time()
@@ -67,8 +64,6 @@ class ProcessCache:
         return holder
 
     def _user_of(self, proc: psutil.Process) -> str | None:
-        import psutil
-
         try:
             uid = proc.uids().real
         except (AttributeError, psutil.AccessDenied):
@@ -118,14 +113,12 @@ class PsutilCollector:
         self._expand = expand_holders
         self._procs = ProcessCache()
 
-    def _system_connections(self) -> tuple[list, str | None]:
-        import psutil
-
+    def _system_connections(self) -> tuple[list[Any], str | None]:
         try:
             return psutil.net_connections(kind="inet"), None
         except psutil.AccessDenied:
             pass
-        conns = []
+        conns: list[Any] = []
         for proc in psutil.process_iter():
             try:
                 for c in proc.net_connections(kind="inet"):
@@ -136,14 +129,12 @@ class PsutilCollector:
 
     def scan(self) -> Snapshot:
         """Take a snapshot (raises only when psutil itself fails unexpectedly)."""
-        import psutil
-
         started = time.perf_counter()
         taken = time.time()
         conns, warning = self._system_connections()
         privileged = is_privileged()
         services = self._services
-        raw: list[tuple] = []
+        raw: list[_Raw] = []
         pids: set[int] = set()
         for c in conns:
             proto = _PROTO.get(c.type)
@@ -160,7 +151,7 @@ class PsutilCollector:
         extra = self._extra_holders(raw) if self._expand else {}
         self._procs.forget_except(list(pids) + [h.pid for hs in extra.values() for h in hs])
         sockets: list[Socket] = []
-        seen: dict[tuple, int] = {}
+        seen: dict[_SocketIdent, int] = {}
         hidden = 0
         for proto, family, laddr, lport, raddr, rport, state, pid in raw:
             if pid:
@@ -199,17 +190,15 @@ class PsutilCollector:
             collector=self.name,
         )
 
-    def _extra_holders(self, raw: Sequence[tuple]) -> dict[tuple, tuple[Holder, ...]]:
+    def _extra_holders(self, raw: Sequence[_Raw]) -> dict[tuple[object, ...], tuple[Holder, ...]]:
         """Other processes of a listener's family (ancestors and descendants) holding the same socket.
 
         psutil may name any one of a pre-fork server's processes, a worker as well as the master,
         so the search climbs to the topmost ancestor that still holds the listener and then checks
         that ancestor's descendants. Each process's sockets are read at most once per scan.
         """
-        import psutil
-
-        out: dict[tuple, tuple[Holder, ...]] = {}
-        held: dict[int, frozenset[tuple] | None] = {}
+        out: dict[tuple[object, ...], tuple[Holder, ...]] = {}
+        held: dict[int, frozenset[_Listener] | None] = {}
         kids: dict[int, list[int]] | None = None
 
         def descendants(top: int) -> list[int]:
@@ -234,7 +223,7 @@ class PsutilCollector:
                         stack.append(child)
             return found
 
-        def listeners_of(pid: int) -> frozenset[tuple]:
+        def listeners_of(pid: int) -> frozenset[_Listener]:
             if pid not in held:
                 try:
                     held[pid] = frozenset(
@@ -249,7 +238,7 @@ class PsutilCollector:
         for proto, family, laddr, lport, raddr, _rport, state, pid in raw:
             if not pid or raddr is not None or not (state is None or state == psutil.CONN_LISTEN):
                 continue
-            listener = (proto, family, laddr, lport)
+            listener: _Listener = (proto, family, laddr, lport)
             try:
                 top = psutil.Process(pid)
                 while True:

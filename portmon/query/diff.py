@@ -5,7 +5,6 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 from portmon.model import Snapshot, Socket, SocketKey
 
@@ -13,7 +12,7 @@ OPEN = "open"
 CLOSE = "close"
 STATE = "state"
 
-SocketsLike = Union[Snapshot, Sequence[Socket]]
+SocketsLike = Snapshot | Sequence[Socket]
 
 # The TUI diffs each snapshot against the previous one, so the new side's key map is the old side's
 # next time. Remember the last two, by the identity of their (immutable) socket tuple.

@@ -126,7 +126,9 @@ def _heading(text: str, note: str = "") -> Text:
     return out
 
 
-def held_sockets(sockets: Sequence[Socket], pid: int, limit: int = MAX_SOCKETS_LISTED) -> tuple[tuple[Socket, ...], int]:
+def held_sockets(
+    sockets: Sequence[Socket], pid: int, limit: int = MAX_SOCKETS_LISTED
+) -> tuple[tuple[Socket, ...], int]:
     """The first ``limit`` sockets that ``pid`` holds, in snapshot order, and how many it holds in all."""
     # Plain loops, no generator per socket: this runs over every socket of the snapshot.
     found: list[Socket] = []
@@ -180,7 +182,8 @@ def describe(
     parts.append(_heading("Socket"))
     parts.append(socket_line(sock))
     if closed:
-        parts.append(Text("Closed: this socket has just gone away; its row leaves the table in a few seconds.", "bold red"))
+        gone = "Closed: this socket has just gone away; its row leaves the table in a few seconds."
+        parts.append(Text(gone, "bold red"))
     if not sock.holders:
         parts.append(Text())
         parts.append(_heading("No owner"))
@@ -229,9 +232,12 @@ def _process_fields(fields: _Fields, process: ProcessDetail, now: float) -> None
     if process.status:
         pid_line += f"  ({visible(process.status)})"
     fields.add("PID", pid_line)
-    fields.add("Name", safe(process.name, MAX_NAME_CHARS) if process.name is not None else None, denied="name" in denied, style="bold")
+    name = safe(process.name, MAX_NAME_CHARS) if process.name is not None else None
+    fields.add("Name", name, denied="name" in denied, style="bold")
     if process.ancestors:
-        chain = "  ←  ".join(f"{pid} {safe(name, MAX_NAME_CHARS) if name is not None else '?'}" for pid, name in process.ancestors)
+        chain = "  ←  ".join(
+            f"{pid} {safe(parent, MAX_NAME_CHARS) if parent is not None else '?'}" for pid, parent in process.ancestors
+        )
         fields.add("Parents", chain)
     else:
         fields.add("Parents", str(process.ppid) if process.ppid is not None else None, denied="ppid" in denied)
@@ -241,7 +247,8 @@ def _process_fields(fields: _Fields, process: ProcessDetail, now: float) -> None
     else:
         fields.add("Command", clipped(" ".join(process.cmdline)) if process.cmdline else "(none)")
     fields.add("Cwd", clipped(process.cwd) if process.cwd is not None else None, denied="cwd" in denied)
-    fields.add("User", safe(process.user, MAX_NAME_CHARS) if process.user is not None else None, denied="user" in denied)
+    user = safe(process.user, MAX_NAME_CHARS) if process.user is not None else None
+    fields.add("User", user, denied="user" in denied)
     if process.create_time is not None:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(process.create_time))
         fields.add("Started", f"{started}  (up {uptime_text(now - process.create_time)})")

@@ -14,9 +14,20 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from portmon.query.diff import CLOSE, OPEN, STATE
-from portmon.query.events import LoggedEvent, clock_time, endpoints_text, owner_text, service_text, state_text
-from portmon.ui.sockettable import fit
+from portmon.query.diff import CLOSE, OPEN, STATE, Event
+from portmon.query.events import (
+    EventLog,
+    LoggedEvent,
+    clock_time,
+    endpoints_text,
+    event_in_scope,
+    is_listening,
+    owner_text,
+    service_text,
+    state_text,
+)
+from portmon.ui.columns import fit
+from portmon.ui.view import ViewSpec
 
 HEADER = ("Time", "Event", "Proto", "Local → remote", "State", "Process (pid)", "Service")
 _CAPS = {"endpoints": 64, "state": 32, "owner": 32}
@@ -38,6 +49,37 @@ def event_cells(item: LoggedEvent) -> _Cells:
         owner_text(sock),
         service_text(sock),
     )
+
+
+def event_matches(event: Event, spec: ViewSpec) -> bool:
+    """Whether the table's filter and listening-only switch let ``event`` through (state changes: before or after)."""
+    if spec.listening_only and not event_in_scope(event, is_listening):
+        return False
+    return spec.filter.is_empty or spec.filter.matches(event.socket)
+
+
+def pane_content(
+    log: EventLog, spec: ViewSpec, *, paused: bool, since: float | None
+) -> tuple[list[LoggedEvent], str, str]:
+    """What the pane shows: the events that pass the table's filter (newest first), its title, and the
+    text shown when there are none. ``since`` is when the first scan came in (None: not yet)."""
+    narrowed = not spec.filter.is_empty or spec.listening_only
+    rows = log.newest_first((lambda event: event_matches(event, spec)) if narrowed else None)
+    title = f"Events · {len(rows)}"
+    if narrowed:
+        title += f" of {len(log)} match the filter"
+    title += " · newest first"
+    if log.dropped:
+        title += f" · oldest {log.dropped} dropped (keeps {log.limit})"
+    if paused and not rows:
+        empty = "No events: refreshing is paused (space resumes)."
+    elif since is None:
+        empty = "Waiting for the first scan…"
+    elif len(log) and narrowed:
+        empty = "No event matches the filter."
+    else:
+        empty = f"No changes since {clock_time(since)}: sockets that open, close or change state appear here."
+    return rows, title, empty
 
 
 class EventLogPane(ScrollView, can_focus=True):
@@ -142,7 +184,7 @@ class EventLogPane(ScrollView, can_focus=True):
         return [self._plain(HEADER)] + [self._plain(self._cells.get(i.seq) or event_cells(i)) for i in self.rows]
 
     def _plain(self, cells: Sequence[str]) -> str:
-        return "  ".join(fit(c, w) for c, w in zip(cells, self._widths)).rstrip()
+        return "  ".join(fit(c, w) for c, w in zip(cells, self._widths, strict=False)).rstrip()
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -164,7 +206,8 @@ class EventLogPane(ScrollView, can_focus=True):
         base = self.rich_style
         if y == 0:
             style = base + self._style("header")
-            strip = Strip([Segment(self._plain(HEADER), style)]).extend_cell_length(max(width, self._total_width()), style)
+            strip = Strip([Segment(self._plain(HEADER), style)])
+            strip = strip.extend_cell_length(max(width, self._total_width()), style)
             return strip.crop_extend(scroll_x, scroll_x + width, base)
         row = round(self.scroll_y) + y - 1
         if not self.rows:
@@ -177,7 +220,7 @@ class EventLogPane(ScrollView, can_focus=True):
         cells = self._cells.get(item.seq) or event_cells(item)
         kind_style = {OPEN: "open", CLOSE: "close", STATE: "state"}.get(item.event.kind, "dim")
         segments: list[Segment] = []
-        for i, (text, w) in enumerate(zip(cells, self._widths)):
+        for i, (text, w) in enumerate(zip(cells, self._widths, strict=False)):
             if i:
                 segments.append(Segment("  ", base))
             if i == 0 or i == 6:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -35,7 +35,7 @@ REFUSED = "refused"
 DONE = "done"
 
 
-class KillModal(ModalScreen[Optional[str]]):
+class KillModal(ModalScreen[str | None]):
     """Confirm and run a kill of the processes holding one socket.
 
     The socket (and so every holder's pid and start time) is captured when the modal is created; table

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.widgets import Static
 
 from portmon.model import Snapshot
 from portmon.query.sorting import STATE_ORDER
@@ -21,7 +22,7 @@ SEPARATOR = " · "
 
 
 def seconds_text(seconds: float) -> str:
-    """An interval for the status line: at most two significant digits ("3.9", "0.25", "1"), whole seconds from 10 up."""
+    """An interval for the status line: two significant digits at most ("3.9", "0.25", "1"), whole seconds from 10."""
     if seconds >= 10:
         return f"{seconds:.0f}"
     return f"{seconds:.2g}"
@@ -123,3 +124,27 @@ def banner_text(snapshot: Snapshot | None, interval: float) -> Text | None:
     if snapshot.warning:
         return Text.assemble((" ⓘ ", "bold"), visible(snapshot.warning))
     return None
+
+
+class Banner(Static):
+    """The banner above the table: a scan error or a partial-result warning, hidden when there is neither."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self._shown: tuple[str | None, bool] | None = None
+
+    def show(self, snapshot: Snapshot | None, interval: float) -> None:
+        """Show what :func:`banner_text` says about ``snapshot``; nothing is redrawn when that did not change.
+
+        Usually there is no banner at all: updating it anyway would cost a layout pass on every refresh,
+        6-8 ms at 160x50 with the detail pane open (``python bench/bench_ui_tricks.py``).
+        """
+        text = banner_text(snapshot, interval)
+        error = snapshot is not None and snapshot.error is not None
+        shown = (text.plain if text is not None else None, error)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        self.set_class(text is not None, "shown")
+        self.set_class(error, "error")
+        self.update(text if text is not None else "")

@@ -1,0 +1,141 @@
+"""The four kernel socket tables read each scan, each key mapped to the socket built for it last time.
+
+A table is read through sock_diag netlink when it answers, else from /proc/net (for good, once its
+netlink dump failed). A key seen in the previous scan maps straight to the previous ``Socket``, so
+an unchanged socket costs one dict lookup and only new keys are decoded (see ``portmon.collect.procfs``).
+"""
+
+from __future__ import annotations
+
+from portmon.collect.tables import TABLES, Decoded, Key, NetlinkReader, ProcNetReader, Table
+from portmon.model import Socket
+
+Reader = NetlinkReader | ProcNetReader
+
+
+class TableRead:
+    """What one read of the four tables found, against the sockets of the last scan."""
+
+    __slots__ = ("out", "misses", "keys", "fresh", "dropped", "decoded", "new_inodes")
+
+    def __init__(self) -> None:
+        self.out: list[Socket | None] = []
+        """Every row's socket, in table order: the last scan's where the key is known, None where new."""
+        self.misses: list[list[tuple[int, Key]]] = [[] for _ in TABLES]
+        """Per table: (position in ``out``, key) of every key not seen in the last scan."""
+        self.keys: list[list[Key]] = []
+        """Per table: every key read."""
+        self.fresh: list[dict[Key, Socket | None]] = []
+        """Per table: the key -> socket map to keep."""
+        self.dropped: set[int] = set()
+        """Inodes of the last scan's rows that are gone (or changed key)."""
+        self.decoded: list[list[Decoded]] = []
+        """Per table: the decoded rows of ``misses``, in the same order."""
+        self.new_inodes: dict[int, int] = {}
+        """inode -> uid of every new row with an inode."""
+
+    @property
+    def new_rows(self) -> int:
+        """How many rows were not in the last scan."""
+        return sum(map(len, self.misses))
+
+
+class TableCache:
+    """Reads the tables (netlink or /proc/net) and remembers, per table, the socket built for each key."""
+
+    def __init__(self, procfs: str = "/proc", tables: str = "auto") -> None:
+        """``tables``: "auto" (netlink when it works and ``procfs`` is the real /proc), "netlink" or "procnet"."""
+        if tables not in ("auto", "netlink", "procnet"):
+            raise ValueError(f"unknown table source {tables!r}: expected auto, netlink or procnet")
+        self._procnet = ProcNetReader(procfs)
+        netlink: NetlinkReader | None = None
+        if tables == "netlink" or (tables == "auto" and procfs == "/proc"):
+            netlink = NetlinkReader()
+        self._force_netlink = tables == "netlink"
+        self._readers: list[Reader] = [netlink or self._procnet for _ in TABLES]
+        self._caches: list[dict[Key, Socket | None]] = [{} for _ in TABLES]
+        """Per table: key -> the socket built for it (None only while a scan fills in new keys)."""
+
+    @property
+    def source(self) -> str:
+        """Where the TCP/IPv4 table was last read from: "netlink" or "procnet"."""
+        return self._readers[0].name
+
+    def forget(self) -> None:
+        """Drop every remembered socket: the next read decodes every row afresh."""
+        self._caches = [{} for _ in TABLES]
+
+    def read(self) -> TableRead:
+        """Read the four tables, reuse the sockets of known keys, decode the new keys."""
+        found = TableRead()
+        out = found.out
+        for ti, table in enumerate(TABLES):
+            keys = self._read_table(ti, table)
+            found.keys.append(keys)
+            cache = self._caches[ti]
+            base = len(out)
+            if not cache:  # a first scan (or one after a fault): every key is new
+                found.misses[ti] = list(enumerate(keys, base))
+                out.extend([None] * len(keys))
+                found.fresh.append(dict.fromkeys(keys))
+                continue
+            get = cache.get
+            socks = [get(k) for k in keys]
+            found.misses[ti] = [(base + j, keys[j]) for j, s in enumerate(socks) if s is None]
+            out.extend(socks)
+            fresh = dict(zip(keys, socks, strict=True))
+            for k in cache.keys() - fresh.keys():
+                old = cache[k]
+                if old is not None:
+                    found.dropped.add(old.inode)
+            found.fresh.append(fresh)
+        # The new keys are decoded before any process is walked, while a cold walk's child may
+        # still be reading fds.
+        found.decoded = [
+            self._readers[ti].decode_all(table, [key for _, key in found.misses[ti]]) if found.misses[ti] else []
+            for ti, table in enumerate(TABLES)
+        ]
+        # Decoded rows end with uid, inode.
+        found.new_inodes = {row[6]: row[5] for rows in found.decoded for row in rows if row[6]}
+        found.dropped.discard(0)
+        return found
+
+    def keep(self, found: TableRead, sockets: list[Socket], rebuilt: bool) -> None:
+        """Remember ``sockets`` (the scan's answer, in ``found``'s order) for the next read.
+
+        ``rebuilt``: some reused sockets were replaced (new holders), so every table's map is renewed.
+        """
+        fresh = found.fresh
+        if rebuilt:
+            fresh = []
+            base = 0
+            for keys in found.keys:
+                fresh.append(dict(zip(keys, sockets[base : base + len(keys)], strict=True)))
+                base += len(keys)
+        self._caches = fresh
+
+    def present(self, found: TableRead) -> set[int]:
+        """Every inode in the tables ``found`` read."""
+        present: set[int] = set()
+        for ti, keys in enumerate(found.keys):
+            inode = self._readers[ti].inode
+            present.update(map(inode, keys))
+        return present
+
+    def _read_table(self, ti: int, table: Table) -> list[Key]:
+        reader = self._readers[ti]
+        if isinstance(reader, NetlinkReader):
+            try:
+                return reader.read(table)
+            except OSError:
+                if self._force_netlink:
+                    raise
+                # This table (or netlink itself) is refused here: read /proc/net from now on.
+                self._readers[ti] = self._procnet
+                self._caches[ti] = {}
+        try:
+            return self._procnet.read(table)
+        except FileNotFoundError:
+            if table.family == 6:
+                return []  # IPv6 disabled
+            raise

@@ -1,0 +1,180 @@
+"""Each speed trick of the TUI against the plain way of doing the same thing: the same result, only faster.
+
+The savings themselves are measured by bench/bench_ui_tricks.py, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from textual.pilot import Pilot
+
+from portmon.collect.fake import (
+    DEMO_TIME,
+    ScriptedCollector,
+    demo_process,
+    demo_snapshot,
+    demo_snapshot_after,
+    synthetic_snapshot,
+)
+from portmon.model import Snapshot
+from portmon.procinfo import ProcessDetail
+from portmon.ui.app import PortmonApp
+from portmon.ui.monitor import MonitorScreen
+from portmon.ui.scans import freeze_long_lived_objects
+from portmon.ui.status import Banner, banner_text
+from portmon.ui.view import NEW_SECONDS, RowIndex, column_widths, column_widths_plain
+
+SIZE = (160, 50)
+
+
+class Clock:
+    def __init__(self, now: float = DEMO_TIME) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(app: PortmonApp, body: Callable[[Pilot, MonitorScreen], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await body(pilot, app.monitor)
+
+    asyncio.run(main())
+
+
+def screen_text(app: Any) -> str:
+    """Everything on screen, styles included (the SVG export of the current frame)."""
+    return str(app.export_screenshot())
+
+
+def test_row_index_finds_what_a_dict_finds() -> None:
+    sockets = synthetic_snapshot(3000, seed=4).sockets
+    index = RowIndex(sockets)
+    plain = {s.key: i for i, s in enumerate(sockets)}
+    for key, row in plain.items():
+        assert index.get(key) == row
+        assert index[key] == row
+        assert key in index
+    other = synthetic_snapshot(50, seed=5).sockets
+    for sock in other:
+        assert index.get(sock.key) == plain.get(sock.key)
+        assert (sock.key in index) == (sock.key in plain)
+
+
+def test_column_widths_equal_the_plain_loop() -> None:
+    samples = (synthetic_snapshot(3000, seed=2).sockets, demo_snapshot().sockets, demo_snapshot_after().sockets, ())
+    for sockets in samples:
+        assert column_widths(sockets) == column_widths_plain(sockets)
+
+
+def test_the_row_cache_returns_what_rendering_gives() -> None:
+    clock = Clock()
+
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        clock.now += 1
+        await pilot.press("r", "down", "down")  # marks on some rows, the cursor off the first
+        await pilot.pause()
+        table = screen.table
+        for row in range(len(table.rows)):
+            sock = table.rows[row]
+            first = table._row_strip(row)
+            again = table._row_strip(row)  # from the cache
+            assert again is first
+            fresh = table._render_row(sock, table.marks.mark(sock.key, clock()), row == table.cursor_row)
+            assert list(again) == list(fresh)
+
+    app = PortmonApp(ScriptedCollector([demo_snapshot(), demo_snapshot_after()]), poll=False, clock=clock,
+                     process_reader=demo_process)
+    run(app, body)
+
+
+def test_a_tick_paints_what_a_full_repaint_paints() -> None:
+    clock = Clock()
+
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        clock.now += 1
+        await pilot.press("r")
+        await pilot.pause()
+        clock.now += NEW_SECONDS + 0.5  # the new and changed rows' highlights ran out; closed rows stay
+        assert screen.table.refresh_marks() > 0
+        await pilot.pause()
+        ticked = screen_text(pilot.app)
+        screen.table.invalidate()  # the plain way: render every row again
+        await pilot.pause()
+        assert screen_text(pilot.app) == ticked
+
+    app = PortmonApp(ScriptedCollector([demo_snapshot(), demo_snapshot_after()]), poll=False, clock=clock,
+                     process_reader=demo_process)
+    run(app, body)
+
+
+def test_a_detail_refresh_without_a_layout_pass_shows_what_a_layout_pass_shows() -> None:
+    reads = {"n": 0}
+
+    def reader(pid: int, create_time: float | None = None) -> ProcessDetail:
+        # Each read has other one-line values: the head is redrawn without a layout pass.
+        reads["n"] += 1
+        detail = demo_process(pid, create_time)
+        return replace(detail, cpu_percent=float(reads["n"]), rss=(detail.rss or 0) + reads["n"] * 4096)
+
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        await pilot.press("down", "down", "down", "d")
+        await pilot.pause()
+        before = reads["n"]
+        await pilot.press("r")
+        await pilot.pause()
+        assert reads["n"] > before and f"{float(reads['n']):.1f} %" in screen.detail.text
+        unforced = screen_text(pilot.app)
+        screen.refresh(layout=True)  # the plain way: lay the whole screen out again
+        await pilot.pause()
+        assert screen_text(pilot.app) == unforced
+
+    steps: list[Snapshot] = [demo_snapshot(), demo_snapshot()]
+    run(PortmonApp(ScriptedCollector(steps), poll=False, clock=Clock(), process_reader=reader), body)
+
+
+def test_the_banner_skips_only_updates_that_change_nothing() -> None:
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        await pilot.press("r")
+        await pilot.pause()
+        banner = screen.query_one("#banner", Banner)
+        expected = banner_text(screen.snapshot, screen.interval)
+        assert expected is not None and str(banner.content) == expected.plain
+        assert banner.has_class("shown") and banner.has_class("error")
+        banner.show(screen.snapshot, screen.interval)  # the same again: skipped, and still right
+        assert str(banner.content) == expected.plain
+        banner.show(demo_snapshot(), screen.interval)  # a good scan: the banner goes
+        assert str(banner.content) == "" and not banner.has_class("shown")
+
+    app = PortmonApp(ScriptedCollector([demo_snapshot(), RuntimeError("netlink socket closed")]), poll=False,
+                     clock=Clock(), process_reader=demo_process)
+    run(app, body)
+
+
+def test_frozen_objects_still_live_and_later_garbage_is_still_collected() -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    kept = Node()
+    kept.other = kept
+    freeze_long_lived_objects()
+    try:
+        assert gc.get_freeze_count() > 0
+        assert kept.other is kept
+        cycle = Node()
+        cycle.other = cycle
+        gone = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert gone() is None  # a cycle made after the freeze is collected as without it
+    finally:
+        gc.unfreeze()
