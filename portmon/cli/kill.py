@@ -296,7 +296,6 @@ def run(ctx: Context) -> int:
         ctx.stdout.write(message + "\n")
         return EXIT_NOT_FREED
 
-    # Context.collector is not annotated yet (cli/context.py); its result is a Collector.
-    collector = ctx.collector()  # type: ignore[no-untyped-call]
+    collector = ctx.collector()
     rescan = rebind_rescan(collector.scan, spec, args.grace) if pre.restart_expected else collector.scan
     return _report(ctx, doc, execute(plan, sig, args.timeout, rescan=rescan, force=args.force))
