@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -30,11 +30,18 @@ RECORD_KEYS = (
 )
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
 
+CSV_KEYS = (*RECORD_KEYS, "pids")
+"""The CSV header: the record's keys, then every holder's pid (space-separated, main holder first)."""
 
-def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
+RecordExtra = Callable[[tuple[Holder, ...]], dict[str, Any]]
+"""``extra(holders) -> keys`` appended to each socket record: ``list --json``'s ``holders`` and ``manager``
+(``portmon.ownership.view.Ownership.record_extra``); depends on the holders tuple alone."""
+
+
+def socket_record(sock: Socket, holder: Holder | None = None, extra: RecordExtra | None = None) -> dict[str, Any]:
     """One socket as a JSON-ready dict; ``holder`` picks which holder's pid/process/user to give."""
     h = holder if holder is not None else (sock.holders[0] if sock.holders else None)
-    return {
+    record = {
         "proto": sock.proto,
         "family": sock.family,
         "local_addr": sock.local_addr,
@@ -49,6 +56,9 @@ def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
         "remote_service": sock.remote_service,
         "local_range": port_range(sock.local_port),
     }
+    if extra is not None:
+        record.update(extra(sock.holders))
+    return record
 
 
 def holder_records(sockets: Iterable[Socket]) -> list[dict[str, Any]]:
@@ -67,16 +77,16 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
-def sockets_json(sockets: Sequence[Socket]) -> str:
+def sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = None) -> str:
     """The ``list --json`` document: an array of socket records (``iter_sockets_json`` joined)."""
-    return "".join(iter_sockets_json(sockets))
+    return "".join(iter_sockets_json(sockets, extra))
 
 
 JSON_CHUNK = 512
 """Socket records per piece of ``iter_sockets_json``."""
 
 
-def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
+def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = None) -> Iterator[str]:
     """The ``list --json`` document in pieces of JSON_CHUNK records, to be written one after another (speed trick).
 
     The same text as the plain ``to_json([socket_record(s) for s in sockets])`` (tests/test_output.py
@@ -85,7 +95,8 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
     Strings go through json's own ASCII escaper, each distinct one once. A record is three cached
     parts and three values: its head (protocol, family, local address) and its tail (state, holder,
     services, range) repeat across sockets; only the ports and the remote address vary. Written
-    piece by piece, the document is never whole in memory.
+    piece by piece, the document is never whole in memory. ``extra``'s keys (see ``socket_record``)
+    end the tail, encoded by json.dumps once per holders tuple.
     """
     text: dict[str | None, str] = {None: "null"}
     escape = encode_basestring_ascii
@@ -100,6 +111,17 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
     heads: dict[tuple[str, int, str], str] = {}
     tails: dict[tuple[str | None, int, str | None, str | None, str], str] = {}
     ranges: dict[int, str] = {}
+    extras: dict[int, str] = {}
+
+    def extra_text(hs: tuple[Holder, ...]) -> str:
+        done = extras.get(id(hs))
+        if done is None:
+            assert extra is not None
+            done = extras[id(hs)] = "".join(
+                f", {escape(key)}: {json.dumps(value, ensure_ascii=True)}" for key, value in extra(hs).items()
+            )
+        return done
+
     yield "["
     for first in range(0, len(sockets), JSON_CHUNK):
         records: list[str] = []
@@ -128,7 +150,8 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
                     holder = '"pid": null, "process": null, "user": null'
                 tail = tails[tail_key] = (
                     f', "state": {quoted(state)}, {holder}, "local_service": {quoted(lsvc)}, '
-                    f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}}}'
+                    f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}'
+                    f"{extra_text(hs) if extra is not None else ''}}}"
                 )
             # Ports are ints (every collector makes them so): their str() is their JSON.
             append(
@@ -140,13 +163,19 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
 
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:
-    """The ``list --csv`` document: a header row, then one row per socket, control characters escaped."""
+    """The ``list --csv`` document: a header row (CSV_KEYS), then one row per socket, control characters escaped.
+
+    The ``pids`` column names every holder, in the sockets' holder order (main holder first once
+    ``portmon.ownership`` has ordered them).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(RECORD_KEYS)
+    writer.writerow(CSV_KEYS)
     for sock in sockets:
         rec = socket_record(sock)
-        writer.writerow(["" if rec[k] is None else visible(str(rec[k])) for k in RECORD_KEYS])
+        cells = ["" if rec[k] is None else visible(str(rec[k])) for k in RECORD_KEYS]
+        cells.append(" ".join(str(h.pid) for h in sock.holders))
+        writer.writerow(cells)
     return buf.getvalue()
 
 

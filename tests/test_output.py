@@ -102,3 +102,29 @@ def test_table_rows_never_carry_control_characters() -> None:
     for row in table_rows(sample()):
         for cell in row:
             assert cell.isprintable(), cell
+
+
+def _extra(holders: tuple[Holder, ...]) -> dict[str, object]:
+    # Shaped like ownership's holders and manager keys: nested lists and dicts, untrusted text, null.
+    return {
+        "holders": [{"pid": h.pid, "process": h.name, "user": h.user, "role": "main" if i == 0 else "worker"}
+                    for i, h in enumerate(holders)],
+        "manager": {"kind": "systemd-unit", "name": f"{holders[0].name}\u2028.service", "details": {"a": [1, None]}}
+        if holders else None,
+    }
+
+
+def test_same_text_with_extra_keys_as_json_dumps() -> None:
+    sockets = sample()
+    assert sockets_json(sockets, _extra) == to_json([socket_record(s, extra=_extra) for s in sockets])
+    records = json.loads(sockets_json(sockets, _extra))
+    assert [list(r) for r in records] == [[*RECORD_KEYS, "holders", "manager"]] * len(sockets)
+    assert [h["pid"] for h in records[0]["holders"]] == [101, 102] and records[2]["manager"] is None
+
+
+def test_csv_has_a_pids_column_in_holder_order() -> None:
+    from portmon.output import CSV_KEYS, sockets_csv
+
+    lines = sockets_csv(sample()).splitlines()
+    assert lines[0].split(",") == list(CSV_KEYS) and CSV_KEYS[-1] == "pids"
+    assert lines[1].endswith(",101 102") and lines[3].endswith(",")

@@ -17,6 +17,20 @@ from ownership_procs import Tree, read_line, ready_pids
 ROOT = Path(__file__).resolve().parent.parent
 BASH = shutil.which("bash")
 
+PREFORK = r"""
+import os, socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen()
+pids = [os.getpid()]
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60); os._exit(0)
+    pids.append(pid)
+print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
+time.sleep(60)
+"""
+
 REUSEPORT = r"""
 import os, socket, sys, time
 s = socket.socket()
@@ -40,6 +54,58 @@ def trees() -> Iterator[list[Tree]]:
     yield started
     for tree in started:
         tree.stop()
+
+
+def _prefork(tmp_path: Path, trees: list[Tree]) -> tuple[int, list[int]]:
+    script = tmp_path / "prefork.py"
+    script.write_text(PREFORK)
+    tree = Tree([sys.executable, str(script)])
+    trees.append(tree)
+    assert tree.proc.stdout is not None
+    words = read_line(tree.proc).split()
+    return int(words[1]), [int(p) for p in words[2].split(",")]
+
+
+def test_list_json_and_csv_name_the_family_master_first(tmp_path: Path, trees: list[Tree]) -> None:
+    port, (master, *workers) = _prefork(tmp_path, trees)
+    res = portmon("list", f"lport:{port}", "state:listen", "--json")
+    assert res.returncode == 0, res.stderr
+    (row,) = json.loads(res.stdout)
+    assert row["pid"] == master
+    assert row["holders"][0] == {"pid": master, "process": row["process"], "user": row["user"], "role": "main"}
+    assert [(h["pid"], h["role"]) for h in row["holders"][1:]] == [(w, "worker") for w in sorted(workers)]
+    assert "manager" in row
+    res = portmon("list", f"lport:{port}", "state:listen", "--csv")
+    header, line = res.stdout.strip().splitlines()
+    cells = dict(zip(header.split(","), line.split(","), strict=True))
+    assert cells["pid"] == str(master)
+    assert cells["pids"] == " ".join(map(str, [master, *sorted(workers)]))
+    res = portmon("who", str(port), "--json")
+    assert [h["pid"] for h in json.loads(res.stdout)["holders"]] == [master, *sorted(workers)]
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_who_and_the_managed_filter_name_a_restart_loop(tmp_path: Path, child_script: Path, trees: list[Tree]) -> None:
+    loop = tmp_path / "serve.sh"
+    loop.write_text(f'while true; do\n  "{sys.executable}" "{child_script}" port=0\n  sleep 1\ndone\n')
+    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    port, pid = int(words[1]), int(words[2])
+    shell = tree.proc.pid
+
+    who = portmon("who", f"{port}/tcp")
+    assert who.returncode == 0, who.stderr
+    assert f"managed by bash loop (pid {shell})" in who.stdout
+    doc = json.loads(portmon("who", f"{port}/tcp", "--json").stdout)
+    assert (doc["manager"]["kind"], doc["manager"]["pid"]) == ("shell", shell)
+
+    listed = json.loads(portmon("list", f"lport:{port}", "managed:loop", "--json").stdout)
+    assert [r["pid"] for r in listed] == [pid]
+    assert listed[0]["manager"]["name"] == "bash loop"
+    assert json.loads(portmon("list", f"lport:{port}", "managed:none", "--json").stdout) == []
+    bad = portmon("list", "managed:")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")

@@ -7,6 +7,7 @@ from typing import Any
 
 from portmon.cli.context import Context, UsageError
 from portmon.output import iter_sockets_json, sockets_csv, sockets_table
+from portmon.ownership.families import order_sockets
 from portmon.query.filters import FilterError, parse_filter
 from portmon.query.sorting import sort_sockets
 
@@ -44,10 +45,13 @@ def run(ctx: Context) -> int:
     sockets = [s for s in snap.sockets if s.listening] if args.listening else list(snap.sockets)
     if not flt.is_empty:
         sockets = flt.apply(sockets)
-    sockets = sort_sockets(sockets, column)
+    # A shared socket's main holder (a pre-fork master) first: the row's pid, first in holders and pids.
+    sockets = order_sockets(sort_sockets(sockets, column))
     if args.json:
+        from portmon.ownership.view import Ownership  # its managers are for JSON only
+
         write = ctx.stdout.write
-        for part in iter_sockets_json(sockets):
+        for part in iter_sockets_json(sockets, Ownership().record_extra):
             write(part)
         write("\n")
     elif args.csv:

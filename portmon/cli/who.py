@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from portmon.cli.context import Context, UsageError
-from portmon.model import OWNER_HIDDEN, OWNER_NOTES, OWNER_UNSEEN
+from portmon.model import OWNER_HIDDEN, OWNER_NOTES, OWNER_UNSEEN, Socket
 from portmon.output import endpoint, format_table, holder_records, to_json
+from portmon.ownership.view import Ownership, managed_by_text, managers_json
 from portmon.portspec import PortSpecError, parse_port_spec, sockets_on_port
 from portmon.query.sorting import sort_sockets
 from portmon.registry import port_range
@@ -26,6 +28,25 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     return "who", run
 
 
+def _managed(own: Ownership, sockets: Sequence[Socket]) -> list[Socket]:
+    """One socket per distinct main holder, in order (ownership: whose managers to name)."""
+    seen: dict[int, Socket] = {}
+    for s in sockets:
+        if s.holders:
+            seen.setdefault(s.holders[0].pid, s)
+    return list(seen.values())
+
+
+def _manager_lines(own: Ownership, managed: Sequence[Socket]) -> list[str]:
+    """``managed by systemd unit nginx.service`` per main holder that has a manager (ownership)."""
+    lines = []
+    for s in managed:
+        text = managed_by_text(own.socket_managers(s))
+        if text:
+            lines.append(f"managed by {text}" if len(managed) == 1 else f"pid {s.pid} managed by {text}")
+    return lines
+
+
 def run(ctx: Context) -> int:
     """Print the holders; the exit code says whether anybody holds the port."""
     try:
@@ -34,7 +55,9 @@ def run(ctx: Context) -> int:
         raise UsageError(str(exc)) from None
     registry = ctx.registry()
     snap = ctx.scan()
-    sockets = sort_sockets(sockets_on_port(snap.sockets, spec), "proto")
+    own = Ownership()
+    sockets = own.order(sort_sockets(sockets_on_port(snap.sockets, spec), "proto"))
+    managed = _managed(own, sockets)
     held = any(s.holders or s.owner_note in (OWNER_HIDDEN, OWNER_UNSEEN) for s in sockets)
     service = registry.service_for(spec.port, spec.proto)
     rng = port_range(spec.port)
@@ -45,6 +68,7 @@ def run(ctx: Context) -> int:
             "service": service,
             "range": rng,
             "holders": holder_records(sockets),
+            "manager": managers_json(own.socket_managers(managed[0])) if managed else None,
         }
         ctx.stdout.write(to_json(doc) + "\n")
         return 0 if held else 1
@@ -69,6 +93,7 @@ def run(ctx: Context) -> int:
                     )
                 )
         lines.append(format_table(("PID", "PROCESS", "USER", "PROTO", "LOCAL", "REMOTE", "STATE", "NOTE"), rows))
+        lines.extend(_manager_lines(own, managed))
         if not held:
             lines.append(
                 "no process holds this port: only kernel-owned sockets (TIME_WAIT) remain; they clear by themselves"

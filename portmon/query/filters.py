@@ -453,6 +453,14 @@ def _compile_service(parts: Sequence[str], whole: str) -> Predicate:
     return lambda sock: _contains_any(sock.local_service, needles) or _contains_any(sock.remote_service, needles)
 
 
+def _compile_managed(parts: Sequence[str], whole: str) -> Predicate:
+    # Reads /proc (cgroup, environment, parent chain) per main holder, remembered per process: imported
+    # only when the key is used.
+    from portmon.ownership.view import managed_matcher
+
+    return managed_matcher(parts)
+
+
 def _ranges_by_port() -> list[str]:
     # One list index per socket instead of a function call; built once, 64 KiB of pointers.
     if not _range_table:
@@ -556,6 +564,7 @@ def _compile_addr(parts: Sequence[str], whole: str) -> Predicate:
 _COMPILERS: dict[str, tuple[Callable[[Sequence[str], str], Predicate], int]] = {
     "addr": (_compile_addr, 2),
     "lport": (_compile_lport, 1),
+    "managed": (_compile_managed, 4),
     "pid": (_compile_pid, 2),
     "port": (_compile_port, 1),
     "proc": (_compile_proc, 2),
