@@ -224,3 +224,13 @@ def test_combine_puts_the_app_before_its_unit_and_sessions_last() -> None:
     assert pre.message.startswith("supervised by pm2 shop-api (pid 77): it will restart it: stop it there instead: "
                                   "`pm2 stop shop-api`; inside systemd unit pm2-root.service")
 
+
+
+def test_stop_commands_quote_untrusted_names_and_split_back_exactly() -> None:
+    evil = "web --all; rm -rf ~"
+    (m,) = environ_managers({"SUPERVISOR_PROCESS_NAME": evil, "SUPERVISOR_GROUP_NAME": evil})
+    assert m.stop == "supervisorctl stop 'web --all; rm -rf ~'"
+    assert m.stop_argv == ("supervisorctl", "stop", "web --all; rm -rf ~")
+    (pm2,) = environ_managers({"pm_id": "2", "name": "api", "PM2_HOME": "/root/.pm2"})
+    assert pm2.stop_argv == ("pm2", "stop", "api")
+    assert mk.Manager(mk.SESSION, "session-3.scope", "cgroup").stop_argv is None

@@ -26,6 +26,7 @@ from portmon.ownership.manager import (
     SYSTEMD_UNIT,
     SYSTEMD_USER_UNIT,
     Manager,
+    command,
 )
 
 _HEX_ID = r"[0-9a-f]{12,64}"
@@ -137,14 +138,14 @@ def parse_path(path: str) -> tuple[Manager, ...]:
             found.append(_container(CONTAINER, seg, f"crictl stop {seg[:12]}", "cri"))
         elif m := _LXC_PAYLOAD.fullmatch(seg):
             name = m.group(1)
-            found.append(Manager(LXC, name, "cgroup", stop=f"lxc-stop -n {name}"))
+            found.append(Manager(LXC, name, "cgroup", stop=command("lxc-stop", "-n", name)))
         elif seg in ("lxc", "lxc.payload") and nxt and i == 0:
-            found.append(Manager(LXC, nxt, "cgroup", stop=f"lxc-stop -n {nxt}"))
+            found.append(Manager(LXC, nxt, "cgroup", stop=command("lxc-stop", "-n", nxt)))
             i += 2
             continue
         elif (m := _NSPAWN_SERVICE.fullmatch(seg)) or (m := _MACHINE_SCOPE.fullmatch(seg)):
             name = unescape_unit(m.group(1))
-            found.append(Manager(NSPAWN, name, "cgroup", stop=f"machinectl poweroff {name}",
+            found.append(Manager(NSPAWN, name, "cgroup", stop=command("machinectl", "poweroff", name),
                                  details=(("unit", seg),)))
             unit_seen = True
         elif m := _USER_MANAGER.fullmatch(seg):
@@ -158,10 +159,10 @@ def parse_path(path: str) -> tuple[Manager, ...]:
         elif _UNIT.fullmatch(seg) and not unit_seen and seg != "init.scope" and not found_container(found):
             name = unescape_unit(seg)
             if in_user is not None:
-                found.append(Manager(SYSTEMD_USER_UNIT, name, "cgroup", stop=f"systemctl --user stop {name}",
-                                     details=(("uid", in_user),)))
+                stop = command("systemctl", "--user", "stop", name)
+                found.append(Manager(SYSTEMD_USER_UNIT, name, "cgroup", stop=stop, details=(("uid", in_user),)))
             else:
-                found.append(Manager(SYSTEMD_UNIT, name, "cgroup", stop=f"systemctl stop {name}"))
+                found.append(Manager(SYSTEMD_UNIT, name, "cgroup", stop=command("systemctl", "stop", name)))
             unit_seen = True
         i += 1
     return tuple(reversed(found))

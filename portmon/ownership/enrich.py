@@ -24,6 +24,7 @@ from portmon.ownership.manager import (
     SYSTEMD_UNIT,
     SYSTEMD_USER_UNIT,
     Manager,
+    command,
 )
 
 BUDGET = 2.0
@@ -278,11 +279,10 @@ class Enricher:
         sockets = [u for u in props.get("TriggeredBy", "").split() if u.endswith(".socket")]
         if not sockets:
             return (enriched,)
-        user = " --user" if uid is not None else ""
-        units = " ".join([*sockets, m.name])
+        user = ("--user",) if uid is not None else ()
         socket_unit = Manager(
             SOCKET_UNIT, sockets[0], "systemd", restart=RESTART_YES,
-            stop=f"systemctl{user} stop {units}",
+            stop=command("systemctl", *user, "stop", *sockets, m.name),
             details=(("activates", m.name), *((("uid", uid),) if uid else ())),
             note=_ACTIVATION_NOTE,
         )
@@ -298,7 +298,7 @@ class Enricher:
         for listen, unit, activates in parse_list_sockets(out):
             if listen.rpartition(":")[2] == str(port):
                 found.append(Manager(SOCKET_UNIT, unit, "systemd", restart=RESTART_YES,
-                                     stop=f"systemctl stop {unit} {activates}".rstrip(),
+                                     stop=command("systemctl", "stop", unit, *activates.split()),
                                      details=(("listen", listen), ("activates", activates)),
                                      note=_ACTIVATION_NOTE))
         return tuple(found)
@@ -342,7 +342,7 @@ class Enricher:
         tool = "podman" if m.kind == PODMAN else "docker"
         label = name or m.name
         return m._replace(name=label, source=m.source + "+engine", restart=_container_restart(policy),
-                          stop=f"{tool} stop {label}", details=tuple(details.items()), note=None)
+                          stop=command(tool, "stop", label), details=tuple(details.items()), note=None)
 
     def docker_proxy(self, pid: int, cmdline: Sequence[str]) -> Manager | None:
         """The container a ``docker-proxy`` process forwards to, found by its published port."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any, NamedTuple
 
 # Kinds of manager, as ``Manager.kind`` spells them.
@@ -77,9 +78,19 @@ class Manager(NamedTuple):
         return None
 
     @property
+    def stop_argv(self) -> tuple[str, ...] | None:
+        """The stop command as an argument vector, to run without a shell (after its own confirmation)."""
+        return tuple(shlex.split(self.stop)) if self.stop else None
+
+    @property
     def label(self) -> str:
         """``systemd unit nginx.service``, ``bash loop (pid 42)``, ``docker container web``."""
         return manager_label(self)
+
+
+def command(*argv: str) -> str:
+    """A command line with each argument quoted for a POSIX shell where needed (names are untrusted)."""
+    return shlex.join(argv)
 
 
 _KIND_WORDS = {

@@ -24,6 +24,7 @@ from portmon.ownership.manager import (
     UVICORN,
     WATCHER,
     Manager,
+    command,
 )
 from portmon.ownership.proc import ProcInfo, process_cwd
 
@@ -112,11 +113,11 @@ def classify(info: ProcInfo, script_reader: ScriptReader = read_script, procfs: 
     if name == "runsv" or program == "runsv":
         service = args[0] if args else "?"
         return Manager(RUNIT, f"runsv {service}", "parents", pid=pid, restart=RESTART_YES,
-                       stop=f"sv down {service}", details=(("service", service),))
+                       stop=command("sv", "down", service), details=(("service", service),))
     if name == "s6-supervise" or program == "s6-supervise":
         service = args[0] if args else "?"
         return Manager(S6, f"s6-supervise {service}", "parents", pid=pid, restart=RESTART_YES,
-                       stop=f"s6-svc -d {service}", details=(("service", service),))
+                       stop=command("s6-svc", "-d", service), details=(("service", service),))
     if name in _INITS or program in _INITS:
         return Manager(INIT, program if program in _INITS else name, "parents", pid=pid, restart=RESTART_NO,
                        note="a container's init: it forwards signals and restarts nothing")
