@@ -14,7 +14,7 @@ from ownership_procs import Tree, ready_pids
 
 from portmon.ownership import manager as mk
 from portmon.ownership.env import environ_managers
-from portmon.ownership.parents import chain_managers, classify, shell_script
+from portmon.ownership.parents import chain_managers, classify, read_script, script_path, shell_script
 from portmon.ownership.preflight import predict, preflight
 from portmon.ownership.proc import ProcInfo, parent_chain, read_stat
 from portmon.ownership.resolve import combine, managers_of
@@ -65,7 +65,8 @@ def test_sh_c_loop_and_a_plain_script(tmp_path: Path, child_script: Path, trees:
     plain = Tree(["sh", str(once)])
     trees.append(plain)
     (pid2,) = ready_pids(plain.proc)
-    first = managers_of(pid2)[0]
+    # Not first: a script without a loop steps aside for whatever runs above the test.
+    first = next(m for m in managers_of(pid2) if m.pid == plain.proc.pid)
     assert (first.kind, first.name, first.restart, first.stop) == (mk.SHELL, "sh script", mk.RESTART_NO, None)
     pre = predict((first,), {pid2})
     expected = f"started by sh script (pid {plain.proc.pid}), which has no loop: nothing should start it again"
@@ -234,3 +235,29 @@ def test_stop_commands_quote_untrusted_names_and_split_back_exactly() -> None:
     (pm2,) = environ_managers({"pm_id": "2", "name": "api", "PM2_HOME": "/root/.pm2"})
     assert pm2.stop_argv == ("pm2", "stop", "api")
     assert mk.Manager(mk.SESSION, "session-3.scope", "cgroup").stop_argv is None
+
+
+def test_a_fifo_or_pipe_script_is_never_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "script.fifo"
+    os.mkfifo(fifo)
+    assert read_script(str(fifo)) is None  # returns at once: opened non-blocking, and not a regular file
+    assert read_script(str(tmp_path / "missing.sh")) is None
+    regular = tmp_path / "loop.sh"
+    regular.write_text("while :; do x; done\n")
+    assert read_script(str(regular)) == "while :; do x; done\n"
+    assert script_path("/dev/fd/3", 42, "/proc") == "/proc/42/fd/3"
+    assert script_path("/proc/self/fd/7", 42, "/p") == "/p/42/fd/7"
+    assert script_path("/dev/stdin", 42) == "/proc/42/fd/0"
+    assert script_path("/srv/run.sh", 42) == "/srv/run.sh"
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_a_loop_read_through_the_shells_own_fd(tmp_path: Path, child_script: Path, trees: list[Tree]) -> None:
+    # bash /dev/fd/3 3<serve.sh: the path means the shell's fd 3, not portmon's.
+    loop = tmp_path / "serve.sh"
+    loop.write_text(f'while true; do\n  "{sys.executable}" "{child_script}"\n  sleep 1\ndone\n')
+    tree = Tree(["sh", "-c", f'exec "{BASH}" /dev/fd/3 3<"{loop}"'])
+    trees.append(tree)
+    (pid,) = ready_pids(tree.proc)
+    first = managers_of(pid)[0]
+    assert (first.kind, first.name, first.pid) == (mk.SHELL, "bash loop", tree.proc.pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 from collections.abc import Callable, Sequence
 
 from portmon.ownership.manager import (
@@ -41,12 +42,36 @@ ScriptReader = Callable[[str], "str | None"]
 
 
 def read_script(path: str) -> str | None:
-    """The first 64 KiB of a script, or None."""
+    """The first 64 KiB of a script that is a regular file, or None.
+
+    Never a pipe, FIFO or terminal: opening a FIFO would block, and reading a pipe would steal the
+    shell's own input (``bash /dev/fd/3``, ``bash <(...)``).
+    """
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read(_SCRIPT_LIMIT)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, _SCRIPT_LIMIT).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def script_path(path: str, pid: int, procfs: str = "/proc") -> str:
+    """Where to read a shell's script from here: its own fds and cwd, not portmon's (``/dev/fd/3``, ``serve.sh``)."""
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if path.startswith(prefix) and path[len(prefix) :].isdigit():
+            return f"{procfs}/{pid}/fd/{path[len(prefix):]}"
+    if path == "/dev/stdin":
+        return f"{procfs}/{pid}/fd/0"
+    if not os.path.isabs(path):
+        cwd = process_cwd(pid, procfs)
+        return os.path.join(cwd, path) if cwd else path
+    return path
 
 
 def _base(arg: str) -> str:
@@ -148,11 +173,7 @@ def classify(info: ProcInfo, script_reader: ScriptReader = read_script, procfs: 
             text: str | None = what
             shown = f"{shell} -c"
         else:
-            path = what or ""
-            if not os.path.isabs(path):
-                cwd = process_cwd(pid, procfs)
-                path = os.path.join(cwd, path) if cwd else path
-            text = script_reader(path)
+            text = script_reader(script_path(what or "", pid, procfs))
             shown = f"{shell} {shlex.quote(what or '')}"
         if text is not None and _LOOP.search(text):
             return Manager(SHELL, f"{shell} loop", "parents", pid=pid, restart=RESTART_LIKELY, stop=f"kill {pid}",
