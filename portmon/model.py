@@ -98,6 +98,22 @@ class Socket(NamedTuple):
     remote_service: str | None = None
     seq: int = 0
     """Disambiguates sockets that share every other key field (SO_REUSEPORT) when the inode is unknown."""
+    # Traffic and health, from the kernel's tcp_info (Linux sock_diag); None where there is none:
+    # UDP, TIME_WAIT and request sockets, the psutil collector, the /proc/net fallback.
+    bytes_sent: int | None = None
+    """TCP bytes sent and acknowledged by the peer (tcpi_bytes_acked)."""
+    bytes_received: int | None = None
+    """TCP bytes received (tcpi_bytes_received)."""
+    rtt_ms: float | None = None
+    """Smoothed round-trip time in milliseconds (tcpi_rtt)."""
+    retransmits: int | None = None
+    """Segments retransmitted over the connection's life (tcpi_total_retrans)."""
+    accept_queue: int | None = None
+    """LISTEN sockets: connections waiting for accept()."""
+    backlog: int | None = None
+    """LISTEN sockets: the most that may wait (listen()'s backlog, capped by somaxconn)."""
+    cookie: int | None = None
+    """The kernel's socket cookie (Linux sock_diag): unique per socket, never reused while the host is up."""
 
     @property
     def key(self) -> SocketKey:
@@ -133,11 +149,20 @@ class Socket(NamedTuple):
         return self.holders[0].user if self.holders else None
 
     @property
+    def accept_queue_full(self) -> bool:
+        """A LISTEN socket whose accept queue is over its backlog: the server is not accepting."""
+        return self.accept_queue is not None and self.backlog is not None and self.accept_queue > self.backlog
+
+    @property
     def listening(self) -> bool:
         """TCP LISTEN, or a UDP socket with no remote end (bound, waiting for datagrams)."""
         if self.proto == "tcp":
             return self.state == LISTEN
         return self.remote_port is None
+
+
+TRAFFIC_FIELDS = ("bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog", "cookie")
+"""Socket's traffic and health fields, in order: contiguous, so a collector can set them in one step."""
 
 
 class Snapshot(NamedTuple):

@@ -13,6 +13,12 @@ from portmon.model import Holder, Socket
 from portmon.registry import port_range
 from portmon.textsafe import safe, visible
 
+TRAFFIC_KEYS = ("bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog")
+"""The socket's traffic and health counters (null where the collector has none), last in a record."""
+_TRAFFIC_AT = Socket._fields.index(TRAFFIC_KEYS[0])
+_TRAFFIC_END = _TRAFFIC_AT + len(TRAFFIC_KEYS)
+_NO_TRAFFIC_JSON = "".join(f', "{k}": null' for k in TRAFFIC_KEYS) + "}"
+
 RECORD_KEYS = (
     "proto",
     "family",
@@ -27,6 +33,7 @@ RECORD_KEYS = (
     "local_service",
     "remote_service",
     "local_range",
+    *TRAFFIC_KEYS,
 )
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
 
@@ -55,6 +62,12 @@ def socket_record(sock: Socket, holder: Holder | None = None, extra: RecordExtra
         "local_service": sock.local_service,
         "remote_service": sock.remote_service,
         "local_range": port_range(sock.local_port),
+        "bytes_sent": sock.bytes_sent,
+        "bytes_received": sock.bytes_received,
+        "rtt_ms": sock.rtt_ms,
+        "retransmits": sock.retransmits,
+        "accept_queue": sock.accept_queue,
+        "backlog": sock.backlog,
     }
     if extra is not None:
         record.update(extra(sock.holders))
@@ -96,7 +109,7 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
     parts and three values: its head (protocol, family, local address) and its tail (state, holder,
     services, range) repeat across sockets; only the ports and the remote address vary. Written
     piece by piece, the document is never whole in memory. ``extra``'s keys (see ``socket_record``)
-    end the tail, encoded by json.dumps once per holders tuple.
+    end each record, encoded by json.dumps once per holders tuple.
     """
     text: dict[str | None, str] = {None: "null"}
     escape = encode_basestring_ascii
@@ -127,9 +140,8 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
         records: list[str] = []
         append = records.append
         # Unpacked by position (Socket's field order, which tests pin): much cheaper than 11 attributes.
-        for proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc, _ in sockets[
-            first : first + JSON_CHUNK
-        ]:
+        for sock in sockets[first : first + JSON_CHUNK]:
+            proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc = sock[:12]
             head = heads.get((proto, family, laddr))
             if head is None:
                 head = heads[(proto, family, laddr)] = (
@@ -151,15 +163,27 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
                 tail = tails[tail_key] = (
                     f', "state": {quoted(state)}, {holder}, "local_service": {quoted(lsvc)}, '
                     f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}'
-                    f"{extra_text(hs) if extra is not None else ''}}}"
                 )
+            counters = sock[_TRAFFIC_AT:_TRAFFIC_END]
+            end = _NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)
+            if extra is not None:
+                end = f"{end[:-1]}{extra_text(hs)}}}"  # the extra keys go last, before the closing brace
             # Ports are ints (every collector makes them so): their str() is their JSON.
             append(
                 f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '
-                f'"remote_port": {"null" if rport is None else rport}{tail}'
+                f'"remote_port": {"null" if rport is None else rport}{tail}{end}'
             )
         yield (", " if first else "") + ", ".join(records)
     yield "]"
+
+
+_NONE = (None,) * len(TRAFFIC_KEYS)
+
+
+def _traffic_json(counters: tuple[object, ...]) -> str:
+    """The end of one ``list --json`` record: the traffic counters (ints, a float or null) and "}"."""
+    pairs = zip(TRAFFIC_KEYS, counters, strict=True)
+    return "".join(f', "{key}": {"null" if value is None else repr(value)}' for key, value in pairs) + "}"
 
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:

@@ -158,6 +158,22 @@ def read_process(pid: int, create_time: float | None = None) -> ProcessDetail:
     )
 
 
+def command_line(pid: int, create_time: float | None = None) -> tuple[str, ...] | None:
+    """The argument vector of ``pid`` (() for a kernel thread or zombie), or None when it cannot be read.
+
+    With ``create_time``, None too when the pid now belongs to another process.
+    """
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > IDENTITY_TOLERANCE:
+            return None
+        return tuple(proc.cmdline())
+    except psutil.ZombieProcess:
+        return ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
 ProcessReader = Callable[[int, float | None], ProcessDetail]
 """How the UI reads a process: :func:`read_process`, or a fake in tests and screenshots."""
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
+
+from portmon.textsafe import echo, one_line
 
 PROTOCOLS = frozenset({"tcp", "udp", "sctp", "dccp"})
 """Transport protocols a registry entry may name; any other protocol makes the line malformed."""
@@ -18,9 +22,13 @@ BUILTIN_SOURCE = "builtin"
 ServiceLookup = Callable[[int, str], "str | None"]
 """What collectors take: ``services(port, proto) -> name or None`` (``Registry.lookup`` is one)."""
 
-# Larger than any real services file (the full IANA CSV is about 2 MB); stops a mistaken
-# `--registry /dev/zero` or a multi-gigabyte log from eating memory.
+# Larger than any real services file (the full IANA CSV is about 2 MB); stops a multi-gigabyte
+# log given by mistake from eating memory.
 MAX_FILE_BYTES = 32 * 1024 * 1024
+
+MAX_ENTRIES = 100_000
+"""Entries read from one file: what bounds the work, since a short IANA row such as ``0-65535`` names
+65,536 ports. The full IANA registry expands to about 15,000 entries, /etc/services to a few hundred."""
 
 # IANA rows with these descriptions mark unallocated space, not services (RFC 6335 section 8.1).
 _NOT_SERVICES = frozenset({"unassigned", "reserved"})
@@ -68,6 +76,8 @@ class ParseResult(NamedTuple):
     skipped: int
     format: str
     """FORMAT_SERVICES ("services") or FORMAT_IANA_CSV ("iana-csv")."""
+    truncated: bool = False
+    """True when the file held more than the entry limit it was parsed with: the rest was not read."""
 
 
 def _parse_port(text: str) -> int | None:
@@ -78,7 +88,7 @@ def _parse_port(text: str) -> int | None:
     return port if port <= 65535 else None
 
 
-def _services_lines(lines: Sequence[str], bad: frozenset[int], source: str) -> ParseResult:
+def _services_lines(lines: Sequence[str], bad: frozenset[int], source: str, limit: int = MAX_ENTRIES) -> ParseResult:
     entries: list[ServiceEntry] = []
     skipped = 0
     for index, line in enumerate(lines):
@@ -95,6 +105,8 @@ def _services_lines(lines: Sequence[str], bad: frozenset[int], source: str) -> P
         if port is None or not slash or proto not in PROTOCOLS:
             skipped += 1
             continue
+        if len(entries) >= limit:
+            return ParseResult(tuple(entries), skipped, FORMAT_SERVICES, truncated=True)
         entries.append(
             ServiceEntry(
                 fields[0],
@@ -119,13 +131,14 @@ def _split_text(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def parse_services(text: str, source: str = "") -> ParseResult:
+def parse_services(text: str, source: str = "", limit: int = MAX_ENTRIES) -> ParseResult:
     """Parse a services(5) file: ``name port/proto [aliases...] [# comment]``.
 
     Blank lines and comments are ignored. A line with a bad port, a port above 65535, no
-    protocol or a protocol other than tcp/udp/sctp/dccp is skipped and counted.
+    protocol or a protocol other than tcp/udp/sctp/dccp is skipped and counted. At most
+    ``limit`` entries are read (``truncated`` says when there were more).
     """
-    return _services_lines(_split_text(text), frozenset(), source)
+    return _services_lines(_split_text(text), frozenset(), source, limit)
 
 
 def _iana_header(row: Sequence[str]) -> dict[str, int] | None:
@@ -148,10 +161,9 @@ def _parse_port_range(text: str) -> range | None:
     return range(low, high + 1)
 
 
-def _iana_lines(lines: Sequence[str], bad: frozenset[int], source: str) -> ParseResult:
+def _iana_lines(lines: Sequence[str], bad: frozenset[int], source: str, limit: int = MAX_ENTRIES) -> ParseResult:
     entries: list[ServiceEntry] = []
     skipped = 0
-    import csv
 
     # The csv module needs the line ends back to keep newlines inside quoted fields.
     reader = csv.reader(line + "\n" for line in lines)
@@ -203,18 +215,22 @@ def _iana_lines(lines: Sequence[str], bad: frozenset[int], source: str) -> Parse
             skipped += 1
             continue
         desc = description or None
-        entries.extend(ServiceEntry(name, port, proto, (), desc, source) for port in ports)
+        room = limit - len(entries)
+        entries.extend(ServiceEntry(name, port, proto, (), desc, source) for port in ports[:room])
+        if len(ports) > room:
+            return ParseResult(tuple(entries), skipped, FORMAT_IANA_CSV, truncated=True)
     return ParseResult(tuple(entries), skipped, FORMAT_IANA_CSV)
 
 
-def parse_iana_csv(text: str, source: str = "") -> ParseResult:
+def parse_iana_csv(text: str, source: str = "", limit: int = MAX_ENTRIES) -> ParseResult:
     """Parse IANA's "Service Name and Transport Protocol Port Number Registry" CSV export.
 
     Columns are found by their header names. A port range ("6000-6063") gives every port in it
     the name. Rows without a service name or port, and "Unassigned"/"Reserved" rows, are skipped
-    without being counted; rows with a bad port or protocol are skipped and counted.
+    without being counted; rows with a bad port or protocol are skipped and counted. At most
+    ``limit`` entries are made, ranges included (``truncated`` says when there were more).
     """
-    return _iana_lines(_split_text(text), frozenset(), source)
+    return _iana_lines(_split_text(text), frozenset(), source, limit)
 
 
 def _detect(lines: Sequence[str]) -> str:
@@ -224,9 +240,7 @@ def _detect(lines: Sequence[str]) -> str:
         if not stripped or stripped.startswith("#"):
             continue
         if "," not in stripped:
-            return FORMAT_SERVICES  # the IANA header has four columns (and /etc/services needs no csv import)
-        import csv
-
+            return FORMAT_SERVICES  # the IANA header has four columns
         try:
             header = next(csv.reader([stripped]))
         except csv.Error:
@@ -264,19 +278,19 @@ def _decode_lines(data: bytes) -> tuple[list[str], frozenset[int]]:
     return lines, frozenset(bad)
 
 
-def parse_bytes(data: bytes, source: str = "") -> ParseResult:
+def parse_bytes(data: bytes, source: str = "", limit: int = MAX_ENTRIES) -> ParseResult:
     """Parse a services(5) file or an IANA CSV export, telling them apart by content.
 
     Decoding is UTF-8 (a leading BOM is allowed), line by line: a line that does not decode
-    is skipped and counted and the rest of the file still loads.
+    is skipped and counted and the rest of the file still loads. At most ``limit`` entries.
     """
     lines, bad = _decode_lines(data)
     if _detect(lines) == FORMAT_IANA_CSV:
-        return _iana_lines(lines, bad, source)
+        return _iana_lines(lines, bad, source, limit)
     if bad:
         # A services line may carry anything in its comment; only the data part must decode.
         bad = frozenset(i for i in bad if "\ufffd" in lines[i].partition("#")[0])
-    return _services_lines(lines, bad, source)
+    return _services_lines(lines, bad, source, limit)
 
 
 class Registry:
@@ -332,6 +346,21 @@ class Registry:
         """The whole entry (aliases, description, source) for ``port`` over ``proto``, or None."""
         return self._entries.get((port, proto))
 
+    def ports_named(self, name: str, proto: str | None = None) -> list[tuple[int, str]]:
+        """Every (port, protocol) whose service is called ``name`` (or has it as an alias), by port.
+
+        Case-insensitive, as services(5) names are. ``proto`` keeps one protocol. Only pairs whose
+        name this registry would give (the first entry for the pair) count.
+        """
+        wanted = name.casefold()
+        found = {
+            key
+            for key, entry in self._entries.items()
+            if (proto is None or key[1] == proto)
+            and (entry.name.casefold() == wanted or any(a.casefold() == wanted for a in entry.aliases))
+        }
+        return sorted(found)
+
     def service_for(self, port: int, proto: str | None) -> str | None:
         """Like lookup; with ``proto`` None, the tcp name, else the udp name."""
         if proto is not None:
@@ -357,21 +386,57 @@ def system_services_path() -> str:
 
 
 def _read(path: str, what: str) -> tuple[bytes | None, str | None]:
-    """The bytes of ``path``, or None and a warning."""
+    """The bytes of ``path``, or None and a warning.
+
+    Only a regular file is read. The file is opened without blocking (a FIFO or a terminal
+    would otherwise hang every command until someone writes to it) and refused when fstat
+    says it is anything else, before a single byte is read.
+    """
+    shown = echo(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        return None, f"{what} '{path}' not found; skipped"
+        return None, f"{what} {shown} not found; skipped"
     except IsADirectoryError:
-        return None, f"{what} '{path}' is a directory; skipped"
+        return None, f"{what} {shown} is a directory; skipped"
     except PermissionError:
-        return None, f"{what} '{path}' is not readable (permission denied); skipped"
+        return None, f"{what} {shown} is not readable (permission denied); skipped"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, f"{what} {shown} could not be read ({one_line(reason)}); skipped"
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return None, f"{what} {shown} is a directory; skipped"
+        if not stat.S_ISREG(mode):
+            return None, f"{what} {shown} is not a regular file ({_file_kind(mode)}); skipped"
+        if os.fstat(fd).st_size > MAX_FILE_BYTES:
+            return None, f"{what} {shown} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; skipped"
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        return None, f"{what} '{path}' could not be read ({exc.strerror or exc}); skipped"
+        return None, f"{what} {shown} could not be read ({one_line(exc.strerror or str(exc))}); skipped"
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > MAX_FILE_BYTES:
-        return None, f"{what} '{path}' is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; skipped"
+        return None, f"{what} {shown} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; skipped"
     return data, None
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, kind in (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a plain file"
 
 
 def load_registry(
@@ -397,7 +462,7 @@ def load_registry(
     for path, what, user in files:
         data, warning = _read(path, what)
         if data is None:
-            warnings.append(warning or f"{what} '{path}' skipped")
+            warnings.append(warning or f"{what} {echo(path)} skipped")
             continue
         result = parse_bytes(data, path)
         entries.extend(result.entries)
@@ -406,7 +471,12 @@ def load_registry(
         if user and result.skipped:
             # The user named this file, so tell them; a stock system file is not theirs to fix.
             n = result.skipped
-            warnings.append(f"{what} '{path}': {n} malformed line{'s' if n != 1 else ''} skipped")
+            warnings.append(f"{what} {echo(path)}: {n} malformed line{'s' if n != 1 else ''} skipped")
+        if result.truncated:
+            warnings.append(
+                f"{what} {echo(path)}: more than {MAX_ENTRIES:,} service entries (port ranges count each "
+                "port); the rest were not read"
+            )
     if builtin:
         entries.extend(BUILTIN)
         sources.append(BUILTIN_SOURCE)

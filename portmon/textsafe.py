@@ -79,3 +79,27 @@ def safe(text: object, width: int | None = None) -> str:
     if width is not None:
         out = truncate(out, width)
     return out
+
+
+ECHO_WIDTH = 120
+"""Characters of user input an error or warning line repeats before cutting it."""
+
+
+def echo(value: object, width: int = ECHO_WIDTH) -> str:
+    """User input as an error or warning quotes it: ``'8o8o'``, on one line, escaped and cut.
+
+    Every user-facing repetition of what the user typed or named (a port argument, an option's
+    value, a registry path, argparse's "unrecognized arguments") goes through this one helper:
+    control characters and newlines become visible escapes, and text longer than ``width`` is cut,
+    with its full length said (``'1111…' (5000 characters)``).
+    """
+    raw = str(value)
+    text = visible(raw)
+    if len(text) <= width:
+        return f"'{text}'"
+    return f"'{truncate(text, width)}' ({len(raw)} characters)"
+
+
+def one_line(message: str, width: int = 400) -> str:
+    """A whole message made safe for one terminal line: control characters escaped, cut to ``width``."""
+    return truncate(visible(message), width)

@@ -229,8 +229,9 @@ def test_a_held_system_port_names_the_holder_and_notes_privileges() -> None:
 
 def test_kill_command_needs_no_sudo_as_root_or_for_ones_own_process() -> None:
     sockets = [listener(user="alice")]
-    assert verdict(binds(default=BIND_IN_USE), sockets, privileged=False, user="alice").kill_command == "portmon kill 8000/tcp"
-    assert verdict(binds(default=BIND_IN_USE), sockets, privileged=True, user="bob").kill_command == "portmon kill 8000/tcp"
+    in_use = binds(default=BIND_IN_USE)
+    assert verdict(in_use, sockets, privileged=False, user="alice").kill_command == "portmon kill 8000/tcp"
+    assert verdict(in_use, sockets, privileged=True, user="bob").kill_command == "portmon kill 8000/tcp"
 
 
 def test_in_use_with_nothing_in_the_table_is_unknown() -> None:
@@ -263,7 +264,9 @@ def test_only_sockets_on_the_port_and_protocol_count() -> None:
 
 def test_hostile_names_and_command_lines_are_escaped() -> None:
     def evil_reader(pid: int, create_time: float | None = None) -> ProcessDetail:
-        return ProcessDetail(pid=pid, name="[/]\x1b[2J", user="m\x07", cmdline=("x\n", "\u202eevil"), create_time=STARTED)
+        return ProcessDetail(
+            pid=pid, name="[/]\x1b[2J", user="m\x07", cmdline=("x\n", "\u202eevil"), create_time=STARTED
+        )
 
     sock = Socket("tcp", 4, "0.0.0.0", 8000, state=LISTEN, holders=(Holder(7, "[/]\x1b[2J", "m\x07"),))
     answer = judge(8000, "tcp", binds(default=BIND_IN_USE), [sock], privileged=True, reader=evil_reader, now=NOW)
@@ -289,7 +292,9 @@ def test_without_a_protocol_both_are_checked_and_tcp_decides() -> None:
 
 def test_a_given_protocol_is_the_only_one_checked() -> None:
     sockets = [listener(port=5353, proto="udp")]
-    report = explain(PortSpec(5353, "udp"), sockets, binder=simulated_binder(sockets), reader=reader, privileged=True, now=NOW)
+    report = explain(
+        PortSpec(5353, "udp"), sockets, binder=simulated_binder(sockets), reader=reader, privileged=True, now=NOW
+    )
     assert [a.proto for a in report.answers] == ["udp"] and report.exit_code == 1
 
 
@@ -304,7 +309,8 @@ def test_json_record() -> None:
     assert doc["kill_command"] == "portmon kill 8000/tcp"
     assert doc["taken_addresses"] == ["0.0.0.0", "127.0.0.1", "::"] and doc["free_addresses"] == ["::1"]
     assert len(doc["binds"]) == 8
-    assert {(b["address"], b["reuseaddr"]) for b in doc["binds"]} == {(a, r) for _, a in PROBE_ADDRESSES for r in (False, True)}
+    every = {(a, r) for _, a in PROBE_ADDRESSES for r in (False, True)}
+    assert {(b["address"], b["reuseaddr"]) for b in doc["binds"]} == every
     assert doc["sockets"][0]["local_addr"] == "127.0.0.1"
     assert [a["proto"] for a in doc["also_checked"]] == ["udp"] and doc["also_checked"][0]["free"] is True
 
@@ -316,7 +322,9 @@ def test_simulated_binder_follows_the_dual_stack_rules() -> None:
     def results(sockets: Sequence[Socket], reuse: bool = False) -> dict[str, str]:
         return {b.address: b.result for b in simulated_binder(sockets)(8000, "tcp") if b.reuseaddr == reuse}
 
-    assert results([listener(addr="::1", family=6)]) == {"0.0.0.0": BIND_OK, "127.0.0.1": BIND_OK, "::": BIND_IN_USE, "::1": BIND_IN_USE}
+    assert results([listener(addr="::1", family=6)]) == {
+        "0.0.0.0": BIND_OK, "127.0.0.1": BIND_OK, "::": BIND_IN_USE, "::1": BIND_IN_USE
+    }
     assert results([listener(addr="::", family=6)]) == {a: BIND_IN_USE for _, a in PROBE_ADDRESSES}
     assert results([connection(8000, TIME_WAIT)], reuse=True) == {a: BIND_OK for _, a in PROBE_ADDRESSES}
     assert set(results([], reuse=False).values()) == {BIND_OK}

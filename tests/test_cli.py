@@ -28,6 +28,12 @@ KEYS = [
     "local_service",
     "remote_service",
     "local_range",
+    "bytes_sent",
+    "bytes_received",
+    "rtt_ms",
+    "retransmits",
+    "accept_queue",
+    "backlog",
 ]
 
 SERVER = textwrap.dedent(
@@ -103,7 +109,9 @@ def portmon(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="names processes through /proc/self/comm (Linux)")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="names processes through /proc/self/comm (Linux)"
+)
 
 
 def test_list_json_reports_the_childs_sockets(server: Server) -> None:

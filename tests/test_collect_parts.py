@@ -97,7 +97,9 @@ def test_socket_builder_shares_holder_tuples_and_names_services(fake: FakeProc) 
     builder.new_scan()
     tables = TableCache(str(fake.root), "procnet")
     found = tables.read()
-    builder.build(TABLES[0], found.misses[0], found.decoded[0], found.out, found.fresh[0], privileged=True)
+    builder.build(
+        TABLES[0], found.misses[0], found.decoded[0], found.traffic[0], found.out, found.fresh[0], privileged=True
+    )
     tcp = {s.inode: s for s in found.out[: len(found.misses[0])] if s is not None}
     assert [h.pid for h in tcp[2000].holders] == [201, 150, 200]  # the highest pid first, as psutil names it
     assert tcp[1000].holders is tcp[1001].holders  # one tuple for every socket of a process

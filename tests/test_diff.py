@@ -188,3 +188,19 @@ def test_events_are_frozen_values() -> None:
     with pytest.raises(AttributeError):
         event.kind = CLOSE  # type: ignore[misc]
     assert event == Event(OPEN, 1.0, SSH, None, ESTABLISHED)
+
+
+def test_a_connection_is_matched_by_its_endpoints_not_its_inode() -> None:
+    from portmon.model import ESTABLISHED, TIME_WAIT, Holder, Socket
+    from portmon.query.diff import STATE, diff_snapshots, identity
+
+    conn = Socket("tcp", 4, "127.0.0.1", 8000, "127.0.0.1", 52714, ESTABLISHED, (Holder(5, "srv"),), inode=77)
+    orphan = conn._replace(state=TIME_WAIT, holders=(), owner_note="kernel", inode=0)
+    events = diff_snapshots([conn], [orphan], time=1.0)
+    assert [(e.kind, e.old_state, e.new_state) for e in events] == [(STATE, ESTABLISHED, TIME_WAIT)]
+    assert identity(conn) == identity(orphan) and conn.key != orphan.key
+    # Listeners sharing a port (SO_REUSEPORT) stay apart: they keep their inode in the key.
+    a = Socket("tcp", 4, "0.0.0.0", 80, state="LISTEN", inode=1)
+    b = a._replace(inode=2)
+    assert identity(a) != identity(b)
+    assert [e.kind for e in diff_snapshots([a, b], [a], time=1.0)] == ["close"]

@@ -62,7 +62,9 @@ CLIENT = sock(
 WAIT = sock(lport=8080, remote="127.0.0.1", rport=50123, state=TIME_WAIT, owner_note=OWNER_KERNEL)
 RESOLVED = Holder(9, "systemd-resolved", "systemd-resolve")
 DNS = sock(proto="udp", local="127.0.0.53", lport=53, state=None, lservice="domain", holders=(RESOLVED,))
-UDP6 = sock(proto="udp", family=6, local="fe80::1%eth0", lport=5353, state=None, holders=(Holder(10, "avahi", "avahi"),))
+UDP6 = sock(
+    proto="udp", family=6, local="fe80::1%eth0", lport=5353, state=None, holders=(Holder(10, "avahi", "avahi"),)
+)
 MAPPED = sock(
     family=6, local="::ffff:192.168.1.10", lport=9000, remote="::ffff:192.168.1.20", rport=60000, state=ESTABLISHED
 )

@@ -162,7 +162,9 @@ class Watch:
             into.put(line)
         into.put(None)
 
-    def wait_line(self, source: queue.Queue[bytes | None], needle: bytes, timeout: float = 30.0) -> tuple[bytes, list[bytes]]:
+    def wait_line(
+        self, source: queue.Queue[bytes | None], needle: bytes, timeout: float = 30.0
+    ) -> tuple[bytes, list[bytes]]:
         """The first line containing ``needle``, and every line read up to it."""
         seen: list[bytes] = []
         deadline = time.monotonic() + timeout
@@ -199,10 +201,12 @@ def test_watch_reports_the_hostile_listener_escaped(tmp_path: Path, as_json: boo
         watch.wait_line(watch.errors, b"watching")
         c = HostileChild(tmp_path)
         try:
-            opened, seen = watch.wait_line(watch.lines, f":{c.port}".encode() if not as_json else f'"local_port": {c.port}'.encode())
+            needle = f":{c.port}".encode() if not as_json else f'"local_port": {c.port}'.encode()
+            opened, seen = watch.wait_line(watch.lines, needle)
         finally:
             c.close()
-        closed, more = watch.wait_line(watch.lines, f":{c.port}".encode() if not as_json else f'"local_port": {c.port}'.encode())
+        needle = f":{c.port}".encode() if not as_json else f'"local_port": {c.port}'.encode()
+        closed, more = watch.wait_line(watch.lines, needle)
     finally:
         code = watch.stop()
     assert code == 0

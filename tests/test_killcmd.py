@@ -395,3 +395,79 @@ def test_deferred_engine_gives_the_same_answer_as_an_eager_import(spawn) -> None
     probe = "import sys\nfrom portmon.cli.main import build_parser\nbuild_parser()\nprint(' '.join(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert not {"psutil", "portmon.actions.kill.execute", "portmon.actions.kill.plan"} & set(loaded.stdout.split())
+
+
+# -- a supervisor restarts the listener ----------------------------------------------------------------
+
+
+@pytest.fixture
+def handoff():  # type: ignore[no-untyped-def]
+    from handoff_supervisor import Handoff
+
+    sup = Handoff()
+    yield sup
+    sup.close()
+
+
+def test_a_restarted_listener_is_rebound_by_the_new_pid_in_json_too(handoff) -> None:  # type: ignore[no-untyped-def]
+    # The supervisor's new child holds the port before the old one exits: the re-scan must call it
+    # re-bound (not "still held ... not seen holding it before") and name it in rebound_by.
+    res = kill(str(handoff.port), "--yes", "--json", "--timeout", "5")
+    doc = json.loads(res.stdout)
+    assert res.returncode == 1 and doc["exit_code"] == 1
+    assert [r["result"] for r in doc["results"]] == ["exited"]
+    assert doc["verdict"] == "rebound", doc["message"]
+    (new,) = doc["rebound_by"]
+    assert new["pid"] != handoff.first and new["parent_pid"] == handoff.proc.pid
+    assert doc["message"].startswith(f"port {handoff.port}/tcp re-bound by new pid {new['pid']} (")
+    assert f"child of {handoff.proc.pid} (" in doc["message"]
+    assert "not seen holding it" not in doc["message"]
+
+
+def test_a_connection_waiting_to_be_accepted_is_named_as_such(spawn) -> None:  # type: ignore[no-untyped-def]
+    # The child never accepts: the connection waits in its backlog, held by no process.
+    child = spawn()
+    with socket.create_connection(("127.0.0.1", child.port), timeout=10):
+        res = kill(str(child.port), "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    if "ESTABLISHED" not in res.stdout:
+        pytest.skip("this collector does not list the server side of an unaccepted connection")
+    assert f"not yet accepted (in the backlog of pid {child.pid})" in res.stdout
+    assert "PID namespace" not in res.stdout and "cannot see" not in res.stdout
+
+
+def test_portmon_and_its_walk_child_are_never_holders_of_an_inherited_socket() -> None:
+    # portmon inherits a listening socket (as under socket activation): neither it nor the short-lived
+    # child that walks every fd for the first scan may be listed as a holder to signal.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portmon", "kill", str(port), "--dry-run", "--json"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            pass_fds=[sock.fileno()],
+        )
+        out, err = proc.communicate(timeout=60)
+    doc = json.loads(out)
+    (listener,) = [s for s in doc["sockets"] if "LISTEN" in s["socket"]]
+    assert set(listener["pids"]) <= {os.getpid(), proc.pid}, "the walk child was listed as a holder"
+    assert proc.pid not in [t["pid"] for t in doc["targets"]] + [r["pid"] for r in doc["refusals"]]
+    assert any(f"portmon itself (pid {proc.pid}) holds an inherited copy" in n for n in doc["notes"])
+
+
+def test_the_walk_child_is_not_the_holder_of_a_socket_portmon_inherited() -> None:
+    # On main the short-lived child that walks the fds for the first scan kept portmon's inherited
+    # fds and showed up as the socket's holder (process name unknown, since it had exited).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portmon", "list", f":{port}", "--json"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            pass_fds=[sock.fileno()],
+        )
+        out, err = proc.communicate(timeout=60)
+    (row,) = json.loads(out)
+    assert row["pid"] in (os.getpid(), proc.pid), err

@@ -15,8 +15,11 @@ import psutil
 import pytest
 
 from portmon.actions.kill import execute as killexec
+from portmon.actions.kill import identity as killident
+from portmon.actions.kill import model as killmodel
 from portmon.actions.kill import process as killproc
 from portmon.actions.kill.execute import execute
+from portmon.actions.kill.identity import Identity
 from portmon.actions.kill.judge import judge
 from portmon.actions.kill.model import (
     CHANGED,
@@ -32,12 +35,10 @@ from portmon.actions.kill.model import (
     REFUSED_KERNEL_THREAD,
     REFUSED_NO_PID,
     REFUSED_PERMISSION,
-    REFUSED_SELF,
     STILL_HELD,
     SURVIVED,
     TIME_WAIT_ONLY,
     UNINTERRUPTIBLE,
-    Identity,
     KillPlan,
     NewHolder,
     Target,
@@ -99,7 +100,9 @@ def test_pid_0_and_pid_1_are_refused() -> None:
         execute(plan, rescan=_empty)
 
 
-def test_portmon_itself_and_its_ancestors_are_refused() -> None:
+def test_portmon_itself_is_no_holder_and_its_ancestors_are_refused() -> None:
+    # portmon's own copy of a socket is inherited (socket activation, a leaked fd): never a holder to
+    # signal nor a reason to refuse; its shell, sudo and terminal are refused.
     me = psutil.Process()
     holders = [Holder(me.pid, "python", create_time=me.create_time())]
     holders += [Holder(p.pid, p.name(), create_time=p.create_time()) for p in me.parents() if p.pid > 1]
@@ -107,7 +110,8 @@ def test_portmon_itself_and_its_ancestors_are_refused() -> None:
     sock = Socket("tcp", 4, "127.0.0.1", 9, state=LISTEN, holders=tuple(holders))
     plan = plan_kill([sock], PortSpec(9))
     kinds = {r.pid: r.kind for r in plan.refusals}
-    assert kinds[me.pid] == REFUSED_SELF
+    assert me.pid not in kinds and me.pid not in [t.pid for t in plan.targets]
+    assert any(f"portmon itself (pid {me.pid}) holds an inherited copy" in n for n in plan.notes)
     assert all(kinds[h.pid] == REFUSED_ANCESTOR for h in holders[1:])
     assert "ancestors" in next(r.reason for r in plan.refusals if r.kind == REFUSED_ANCESTOR)
     assert not plan.actionable
@@ -115,11 +119,11 @@ def test_portmon_itself_and_its_ancestors_are_refused() -> None:
 
 def test_a_refused_holder_blocks_the_whole_kill(spawn) -> None:  # type: ignore[no-untyped-def]
     child = spawn()
-    mine = Holder(os.getpid(), "python", create_time=psutil.Process().create_time())
-    sock = child.holders()._replace(holders=child.holders().holders + (mine,))
+    init = Holder(1, "init")
+    sock = child.holders()._replace(holders=child.holders().holders + (init,))
     plan = plan_kill([sock], PortSpec(child.port))
     assert [t.pid for t in plan.targets] == [child.pid]
-    assert [r.kind for r in plan.refusals] == [REFUSED_SELF]
+    assert [r.kind for r in plan.refusals] == [REFUSED_INIT]
     assert not plan.actionable
     with pytest.raises(ValueError):
         execute(plan, rescan=_empty)
@@ -130,7 +134,7 @@ def test_a_refused_holder_blocks_the_whole_kill(spawn) -> None:  # type: ignore[
 def test_kernel_threads_are_refused() -> None:
     if not psutil.pid_exists(2) or psutil.Process(2).name() != "kthreadd":
         pytest.skip("no visible kthreadd (pid namespace)")
-    kids = [p for p in psutil.Process(2).children()][:1]
+    kids = psutil.Process(2).children()[:1]
     holders = (Holder(2, "kthreadd"),) + tuple(Holder(p.pid, p.name(), create_time=p.create_time()) for p in kids)
     plan = plan_kill([Socket("tcp", 4, "0.0.0.0", 2049, state=LISTEN, holders=holders)], PortSpec(2049))
     assert {r.kind for r in plan.refusals} == {REFUSED_KERNEL_THREAD}
@@ -194,7 +198,9 @@ def test_plan_captures_identity_and_shows_the_process(spawn) -> None:  # type: i
     assert plan.actionable
     (target,) = plan.targets
     proc = psutil.Process(child.pid)
-    assert target.identity == Identity(child.pid, proc.create_time())
+    ticks = killident.system_clock().start_ticks(child.pid)
+    assert ticks is not None or not sys.platform.startswith("linux")
+    assert target.identity == Identity(child.pid, proc.create_time(), ticks)
     assert target.exe == proc.exe()
     assert target.cmdline[:2] == (sys.executable, "-c")
     assert target.user == proc.username()
@@ -227,10 +233,11 @@ def test_pid_reused_between_capture_and_signal_is_not_signalled(spawn, record_fi
 
 
 def test_pid_reuse_is_caught_without_pidfd_too(spawn, record_file, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(killexec, "_HAVE_PIDFD", False)
+    monkeypatch.setattr(killident, "HAVE_PIDFD", False)
     child = spawn(f"record={record_file}")
     plan = plan_kill([child.holders()], PortSpec(child.port))
-    forged = dataclasses.replace(plan.targets[0], identity=Identity(child.pid, plan.targets[0].identity.create_time + 1000))
+    later = plan.targets[0].identity.create_time + 1000
+    forged = dataclasses.replace(plan.targets[0], identity=Identity(child.pid, later))
     outcome = execute(dataclasses.replace(plan, targets=(forged,)), signal.SIGTERM, 1.0, rescan=_real_scan, settle=0)
     assert outcome.results[0].result == CHANGED
     assert child.alive() and record_file.read_text() == ""
@@ -251,8 +258,8 @@ def test_target_gone_before_the_signal(spawn) -> None:  # type: ignore[no-untype
 @pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "kill"])
 def test_sigterm_frees_a_plain_listener(spawn, record_file, monkeypatch, pidfd: bool) -> None:  # type: ignore[no-untyped-def]
     if not pidfd:
-        monkeypatch.setattr(killexec, "_HAVE_PIDFD", False)
-    elif not killexec._HAVE_PIDFD:
+        monkeypatch.setattr(killident, "HAVE_PIDFD", False)
+    elif not killident.HAVE_PIDFD:
         pytest.skip("no pidfd on this platform")
     child = spawn(f"record={record_file}")
     plan = plan_kill([child.holders()], PortSpec(child.port, "tcp"))
@@ -352,7 +359,8 @@ def _python_for(user: str) -> str | None:
         env = {"PYTHONPATH": f"{ROOT}:{site}", "PATH": "/usr/bin:/bin"}
         try:
             ok = subprocess.run(
-                [python, "-c", "import psutil, portmon.actions.kill.plan"], env=env, user=user, capture_output=True, timeout=20
+                [python, "-c", "import psutil, portmon.actions.kill.plan"],
+                env=env, user=user, capture_output=True, timeout=20,
             )
         except (OSError, subprocess.SubprocessError):
             continue
@@ -361,7 +369,9 @@ def _python_for(user: str) -> str | None:
     return None
 
 
-needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to start another user's process")
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to start another user's process"
+)
 
 
 @needs_root
@@ -373,8 +383,10 @@ def test_another_users_process_is_refused_for_non_root(spawn, record_file) -> No
     sock = child.holders()
     h = sock.holders[0]
     script = (
-        "from portmon.actions.kill.plan import plan_kill; from portmon.model import Socket, Holder; from portmon.portspec import PortSpec\n"
-        f"s = Socket('tcp', 4, '127.0.0.1', {child.port}, state='LISTEN', holders=(Holder({h.pid}, 'python3', 'root', {h.create_time!r}),))\n"
+        "from portmon.actions.kill.plan import plan_kill; from portmon.model import Socket, Holder\n"
+        "from portmon.portspec import PortSpec\n"
+        f"h = Holder({h.pid}, 'python3', 'root', {h.create_time!r})\n"
+        f"s = Socket('tcp', 4, '127.0.0.1', {child.port}, state='LISTEN', holders=(h,))\n"
         f"p = plan_kill([s], PortSpec({child.port}))\n"
         "print(p.actionable); print(*[r.kind + '|' + r.reason for r in p.refusals], sep='\\n')"
     )
@@ -492,7 +504,8 @@ def test_rebound_by_a_supervisor_names_the_new_pid_and_its_parent() -> None:
 
 def _plan_of(pids: list[int], port: int = 8080) -> KillPlan:
     targets = tuple(Target(Identity(pid, 1000.0 + pid), name=f"p{pid}", user="alice") for pid in pids)
-    before = (Socket("tcp", 4, "0.0.0.0", port, state=LISTEN, holders=tuple(Holder(pid, create_time=1000.0 + pid) for pid in pids)),)
+    holders = tuple(Holder(pid, create_time=1000.0 + pid) for pid in pids)
+    before = (Socket("tcp", 4, "0.0.0.0", port, state=LISTEN, holders=holders),)
     return KillPlan(spec=PortSpec(port, "tcp"), label=f"{port}/tcp", targets=targets, before=before, sockets=before)
 
 
@@ -507,12 +520,17 @@ def test_judge_freed_and_time_wait_only() -> None:
     other_port = Socket("tcp", 4, "127.0.0.1", 18080, state=LISTEN, holders=(Holder(7, create_time=1.0),))
     verdict = judge(plan, _results(plan, EXITED), _snap(tw, other_port))
     assert verdict.kind == TIME_WAIT_ONLY and verdict.freed
-    assert verdict.message == "port 8080/tcp freed; only TIME_WAIT left (bindable with SO_REUSEADDR; clears within 60 s)"
+    assert verdict.message == (
+        "port 8080/tcp freed; only TIME_WAIT left (bindable with SO_REUSEADDR; clears within 60 s)"
+    )
 
 
 def test_judge_still_held_names_the_survivors_and_why() -> None:
     plan = _plan_of([101, 102])
-    results = (TargetResult(plan.targets[0], EXITED, ("SIGTERM",)), TargetResult(plan.targets[1], SURVIVED, ("SIGTERM",)))
+    results = (
+        TargetResult(plan.targets[0], EXITED, ("SIGTERM",)),
+        TargetResult(plan.targets[1], SURVIVED, ("SIGTERM",)),
+    )
     after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=(Holder(102, create_time=1102.0),)))
     verdict = judge(plan, results, after)
     assert verdict.kind == STILL_HELD and verdict.still_held_by == (102,)
@@ -569,7 +587,10 @@ def test_plan_for_socket_targets_only_that_socket_but_remembers_the_port(spawn) 
 
 
 def test_core_does_not_import_textual() -> None:
-    code = "import sys, portmon.actions.kill.execute, portmon.cli.kill; print('textual' in sys.modules or 'rich' in sys.modules)"
+    code = (
+        "import sys, portmon.actions.kill.execute, portmon.cli.kill; "
+        "print('textual' in sys.modules or 'rich' in sys.modules)"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert res.stdout.strip() == "False", res.stderr
 
@@ -577,7 +598,10 @@ def test_core_does_not_import_textual() -> None:
 def test_judge_groups_survivors_sharing_a_reason() -> None:
     plan = _plan_of([103, 101, 102])
     after = _snap(
-        Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=tuple(Holder(p, create_time=1000.0 + p) for p in (103, 101, 102)))
+        Socket(
+            "tcp", 4, "0.0.0.0", 8080, state=LISTEN,
+            holders=tuple(Holder(p, create_time=1000.0 + p) for p in (103, 101, 102)),
+        )
     )
     verdict = judge(plan, _results(plan, SURVIVED), after)
     assert verdict.message == "port 8080/tcp still held by 101, 102, 103 (each ignores SIGTERM)"
@@ -597,3 +621,262 @@ def test_a_listener_without_a_visible_holder_is_not_called_transient() -> None:
     (refusal,) = plan.refusals
     assert refusal.kind == REFUSED_KERNEL_OWNED
     assert "no visible process holds it" in refusal.reason and "by itself" not in refusal.reason
+
+
+# -- one clock for identity: ticks since boot ----------------------------------------------------------
+
+
+class FakeBoot:
+    """A host booted at a wall-clock time with any fractional second, as the kernel would report it.
+
+    /proc/stat's btime is that time rounded down; start times are ticks since the true boot; psutil's
+    create_time is btime + ticks / hz, so up to a second before the process really started.
+    """
+
+    HZ = 100
+
+    def __init__(self, fraction: float) -> None:
+        self.boot = 1_700_000_000 + fraction
+        self.now = self.boot + 5_000.0
+        self.starts: dict[int, float] = {}
+
+    def start(self, pid: int, at: float) -> None:
+        self.starts[pid] = at
+
+    def ticks(self, pid: int) -> int:
+        return int((self.starts[pid] - self.boot) * self.HZ)
+
+    def create_time(self, pid: int) -> float:
+        """What psutil's create_time() says on such a host."""
+        return int(self.boot) + self.ticks(pid) / self.HZ
+
+    def stat(self, pid: int) -> bytes | None:
+        if pid not in self.starts:
+            return None
+        fields = ["S", "1"] + ["0"] * 17 + [str(self.ticks(pid)), "0"]
+        return f"{pid} (a) b) {' '.join(fields)}\n".encode()
+
+    def clock(self) -> killident.BootClock:
+        return killident.BootClock(
+            hz=self.HZ, btime=int(self.boot), since_boot=lambda: self.now - self.boot, read_stat=self.stat
+        )
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.99])
+@pytest.mark.parametrize("ticks", [True, False], ids=["ticks", "wall-clock-only"])
+def test_started_after_the_plan_is_judged_whatever_the_boot_fraction(fraction: float, ticks: bool) -> None:
+    host = FakeBoot(fraction)
+    clock = host.clock()
+    plan = dataclasses.replace(
+        _plan_of([101]), captured_at=host.now, captured_ticks=clock.now_ticks() if ticks else None
+    )
+    host.start(555, host.now + 0.1)  # restarted by a supervisor just after the plan
+    host.start(556, host.now - 30)  # running long before: a holder the scan missed
+
+    def describe(pid: int) -> NewHolder:
+        ticks_now = clock.start_ticks(pid) if ticks else None
+        return NewHolder(pid, "srv", 1, "sup", create_time=host.create_time(pid), start_ticks=ticks_now)
+
+    holders = tuple(Holder(pid, create_time=host.create_time(pid)) for pid in (555, 556))
+    after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=holders))
+    verdict = judge(plan, _results(plan, EXITED), after, describe=describe)
+    assert verdict.kind == REBOUND, verdict.message
+    assert [nh.pid for nh in verdict.rebound_by] == [555]
+    assert verdict.still_held_by == (556,)
+    assert verdict.message.endswith("; still held by 556 (not seen holding it before)")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.99])
+def test_ticks_tell_apart_a_reused_pid_that_wall_clock_rounding_cannot(fraction: float) -> None:
+    host = FakeBoot(fraction)
+    clock = host.clock()
+    host.start(700, host.now - 10)
+    seen = clock.identity(700, host.create_time(700))
+    assert seen.start_ticks == clock.start_ticks(700)
+    assert killident.same_process(seen, clock.start_ticks(700), host.create_time(700))
+    # Pid 700 exits and is reused 0.2 s later: within the old 0.5 s tolerance, yet another process.
+    host.start(700, host.now - 9.8)
+    assert not killident.same_process(seen, clock.start_ticks(700), host.create_time(700))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.99])
+def test_the_plan_is_stamped_in_ticks_since_boot(fraction: float) -> None:
+    host = FakeBoot(fraction)
+    plan = plan_kill([], PortSpec(8080), clock=host.clock())
+    assert plan.captured_ticks == 5_000 * FakeBoot.HZ
+
+
+def test_execute_refuses_a_pid_whose_start_tick_moved(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    # A pid reused within the same wall-clock second: only the start tick tells. The clock says the
+    # process at that pid started one tick later than the planned one.
+    child = spawn(f"record={record_file}")
+    plan = plan_kill([child.holders()], PortSpec(child.port))
+    (target,) = plan.targets
+    if target.identity.start_ticks is None:
+        pytest.skip("no start ticks on this platform")
+    real = killident.system_clock()
+    moved = dataclasses.replace(real, read_stat=lambda pid: real.read_stat(pid).replace(  # type: ignore[union-attr]
+        f" {target.identity.start_ticks} ".encode(), f" {target.identity.start_ticks + 1} ".encode()
+    ))
+    outcome = execute(plan, signal.SIGTERM, 1.0, rescan=_real_scan, settle=0, clock=moved)
+    assert outcome.results[0].result == CHANGED and outcome.results[0].signals == ()
+    assert child.alive() and record_file.read_text() == ""
+
+
+@pytest.mark.skipif(not killident.HAVE_PIDFD, reason="no pidfd on this platform")
+def test_the_plan_holds_a_pidfd_from_planning_to_signalling(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    plan = plan_kill([child.holders()], PortSpec(child.port))
+    (target,) = plan.targets
+    assert target.pidfd is not None and target.pidfd.fd is not None
+    fd = target.pidfd.fd
+    assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+    outcome = execute(plan, signal.SIGTERM, 2.0, rescan=_real_scan, settle=0)
+    assert outcome.results[0].result == EXITED and outcome.freed
+    assert target.pidfd.fd == fd  # the plan still owns it (a second signal would go through it too)
+    plan.release()
+    assert target.pidfd.fd is None
+
+
+@pytest.mark.skipif(not killident.HAVE_PIDFD, reason="no pidfd on this platform")
+def test_a_planned_holder_that_exits_before_the_signal_is_gone_via_its_pidfd(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    plan = plan_kill([child.holders()], PortSpec(child.port))
+    child.stop()
+    outcome = execute(plan, signal.SIGTERM, 1.0, rescan=_real_scan, settle=0)
+    assert outcome.results[0].result == GONE and outcome.results[0].signals == ()
+    plan.release()
+
+
+# -- a target must still hold the socket when it is signalled ----------------------------------------
+
+LET_GO_PAIR = r"""
+import os, signal, socket, sys, time
+record = sys.argv[1]
+def note(sig, frame):
+    with open(record, "a") as fh:
+        fh.write(f"{os.getpid()} {signal.Signals(sig).name}\n")
+    os._exit(0)
+signal.signal(signal.SIGTERM, note)
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+child = os.fork()
+if child == 0:
+    # On a word from the test, let go of the socket the way a re-exec'ing server would: dup2 over its fd.
+    sys.stdin.readline()
+    os.dup2(os.open(os.devnull, os.O_RDONLY), s.fileno())
+    print("LET-GO", flush=True)
+else:
+    print("READY", s.getsockname()[1], os.getpid(), child, flush=True)
+end = time.monotonic() + 60
+while time.monotonic() < end:
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket inodes come from Linux's /proc")
+def test_a_holder_that_dup2d_over_the_socket_since_the_scan_is_left_alone(tmp_path: Path) -> None:
+    from portmon.collect.choose import default_collector
+
+    record = tmp_path / "record"
+    record.write_text("")
+    pair = subprocess.Popen(
+        [sys.executable, "-c", LET_GO_PAIR, str(record)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert pair.stdin is not None and pair.stdout is not None
+    _, port_text, parent_text, child_text = pair.stdout.readline().split()
+    port, parent, child = int(port_text), int(parent_text), int(child_text)
+    child_ps = psutil.Process(child)  # captured while surely ours: psutil will not kill a reused pid
+    try:
+        (sock,) = [s for s in default_collector().scan().sockets if s.local_port == port and s.listening]
+        assert sock.inode and {h.pid for h in sock.holders} == {parent, child}
+        plan = plan_kill([sock], PortSpec(port))
+        assert [t.pid for t in plan.targets] == sorted([parent, child])
+        pair.stdin.write("go\n")
+        pair.stdin.flush()
+        assert pair.stdout.readline().strip() == "LET-GO"  # the child's fd now points at /dev/null
+
+        outcome = execute(plan, signal.SIGTERM, 2.0, rescan=_real_scan, settle=0)
+        by_pid = {r.target.pid: r for r in outcome.results}
+        assert by_pid[parent].result == EXITED
+        assert by_pid[child].result == killmodel.LET_GO and by_pid[child].signals == ()
+        assert "no longer holds" in by_pid[child].detail and "left alone" in by_pid[child].detail
+        assert outcome.freed and outcome.message.endswith(f"(left alone: {child}, no longer holding it)")
+        assert record.read_text() == f"{parent} SIGTERM\n"
+        assert child_ps.is_running() and child_ps.status() != psutil.STATUS_ZOMBIE
+    finally:
+        try:
+            child_ps.kill()
+        except psutil.Error:
+            pass
+        pair.kill()
+        pair.wait(5)
+        pair.stdout.close()
+        pair.stdin.close()
+
+
+# -- honest explanations of sockets without a visible holder ------------------------------------------
+
+
+def test_a_connection_in_a_listeners_backlog_is_explained_as_such(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    listener = child.holders()
+    conn = Socket("tcp", 4, "127.0.0.1", child.port, "127.0.0.1", 50000, "ESTABLISHED", owner_note=killmodel_unseen())
+    plan = plan_kill([conn], PortSpec(child.port), [listener, conn])
+    (refusal,) = plan.refusals
+    assert refusal.kind == REFUSED_KERNEL_OWNED
+    assert f"not yet accepted (in the backlog of pid {child.pid})" in refusal.reason
+    assert "PID namespace" not in refusal.reason
+
+
+def test_without_root_a_backlog_connection_does_not_block_the_kill(spawn) -> None:  # type: ignore[no-untyped-def]
+    # Unprivileged, the collector calls an ownerless ESTABLISHED socket hidden (another user's): one
+    # waiting in our own listener's backlog is no reason to refuse killing that listener.
+    child = spawn()
+    listener = child.holders()
+    conn = Socket("tcp", 4, "127.0.0.1", child.port, "127.0.0.1", 50000, "ESTABLISHED", owner_note=OWNER_HIDDEN)
+    plan = plan_kill([listener, conn], PortSpec(child.port))
+    assert plan.actionable and [t.pid for t in plan.targets] == [child.pid]
+    assert any(f"not yet accepted (in the backlog of pid {child.pid})" in n for n in plan.notes)
+
+
+def test_an_ownerless_socket_names_the_fd_tables_that_could_not_be_read() -> None:
+    from portmon.actions.kill.text import kernel_owned_note
+
+    sock = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, owner_note=killmodel_unseen())
+    assert "the fds of 3 processes could not be read, even as root" in kernel_owned_note(sock, (), 3)
+    assert "PID namespace" in kernel_owned_note(sock, (), 0)
+
+
+def test_without_root_a_socket_of_another_uid_warns_of_an_unseen_holder(spawn, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from portmon.actions.kill import plan as killplan
+
+    monkeypatch.setattr(killplan, "privileged", lambda: False)
+    child = spawn()
+    sock = child.holders()._replace(inode=4_000_000_001)
+    mine = psutil.Process(child.pid).uids().effective
+    plan = plan_kill([sock], PortSpec(child.port), uids=lambda inodes: dict.fromkeys(inodes, mine))
+    assert not any("unseen without root" in n for n in plan.notes)
+    other = mine + 4242
+    plan = plan_kill([sock], PortSpec(child.port), uids=lambda inodes: dict.fromkeys(inodes, other))
+    assert plan.actionable
+    (note,) = [n for n in plan.notes if "unseen without root" in n]
+    assert f"the kernel says uid {other} opened it" in note and "another user's process may hold it too" in note
+
+
+def killmodel_unseen() -> str:
+    from portmon.model import OWNER_UNSEEN
+
+    return OWNER_UNSEEN
+
+
+def test_after_the_kill_portmons_own_inherited_copy_does_not_count_as_a_holder() -> None:
+    plan = _plan_of([101])
+    mine = Holder(os.getpid(), "portmon", create_time=psutil.Process().create_time())
+    after = _snap(Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, holders=(mine,)))
+    verdict = judge(plan, _results(plan, EXITED), after)
+    assert verdict.kind == FREED and verdict.still_held_by == () and verdict.rebound_by == ()
+    assert verdict.message == (
+        "port 8080/tcp freed of its holders; portmon itself holds an inherited copy until it exits"
+    )

@@ -40,10 +40,12 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
         (["--registry", "who"], False),  # "who" is the option's value: no command
     ],
 )
-def test_which_command_lines_start_a_cold_walk(argv: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # With no command, the answer depends on the terminal: make stdout look like one here.
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+def test_which_command_lines_start_a_cold_walk(
+    argv: list[str], expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no command, the answer depends on the terminal: make every stream look like one here.
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        monkeypatch.setattr(stream, "isatty", lambda: True)
     assert launch.scans_once(argv) is expected
 
 
@@ -51,9 +53,12 @@ def test_which_command_lines_start_a_cold_walk(argv: list[str], expected: bool, 
 def test_no_command_without_a_terminal_walks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     assert launch.scans_once([]) is True
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        monkeypatch.setattr(stream, "isatty", lambda: True)
     assert launch.scans_once([]) is False
+    # Textual draws on stderr: with stderr redirected there is no live monitor, so the list is printed.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert launch.scans_once([]) is True
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,8 +136,10 @@ def test_a_full_name_memo_names_sockets_as_lookups_do() -> None:
         port = listener.getsockname()[1]
         client.connect(("127.0.0.1", port))
         reg = Registry([ServiceEntry("portmon-test", port, "tcp")])
-        memo_first = {s.key: (s.local_service, s.remote_service) for s in ProcfsCollector(services=reg).scan().sockets}
-        lookups = {s.key: (s.local_service, s.remote_service) for s in ProcfsCollector(services=reg.lookup).scan().sockets}
+        with_memo = ProcfsCollector(services=reg).scan().sockets
+        with_lookups = ProcfsCollector(services=reg.lookup).scan().sockets
+        memo_first = {s.key: (s.local_service, s.remote_service) for s in with_memo}
+        lookups = {s.key: (s.local_service, s.remote_service) for s in with_lookups}
     ours = {k: v for k, v in memo_first.items() if port in (k[3], k[5])}
     assert ours and {k: lookups[k] for k in ours} == ours
     assert ("portmon-test", None) in ours.values() and (None, "portmon-test") in ours.values()

@@ -128,3 +128,20 @@ def test_csv_has_a_pids_column_in_holder_order() -> None:
     lines = sockets_csv(sample()).splitlines()
     assert lines[0].split(",") == list(CSV_KEYS) and CSV_KEYS[-1] == "pids"
     assert lines[1].endswith(",101 102") and lines[3].endswith(",")
+
+
+def test_same_text_with_traffic_counters() -> None:
+    counted = [
+        s._replace(bytes_sent=123456789012, bytes_received=0, rtt_ms=0.031, retransmits=2, cookie=99)
+        if s.state == ESTABLISHED
+        else s._replace(accept_queue=129, backlog=128)
+        if s.state == LISTEN
+        else s._replace(rtt_ms=1e-06)
+        for s in sample()
+    ]
+    assert sockets_json(counted) == to_json([socket_record(s) for s in counted])
+    records = json.loads(sockets_json(counted))
+    listeners = {(r["accept_queue"], r["backlog"]) for r in records if r["state"] == LISTEN}
+    assert listeners == {(129, 128)}
+    traffic = ["bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog"]
+    assert all(list(r)[-6:] == traffic for r in records)

@@ -413,7 +413,7 @@ def test_read_errors_are_warnings(monkeypatch: pytest.MonkeyPatch, error: OSErro
     def failing_open(*args: object, **kwargs: object) -> None:
         raise error
 
-    monkeypatch.setattr(registry, "open", failing_open, raising=False)
+    monkeypatch.setattr(registry.os, "open", failing_open)
     reg = load_registry(["some.services"], system=False)
     assert reg.warnings == (f"registry file 'some.services' {message}",)
     assert reg.sources == ("builtin",)
@@ -466,3 +466,74 @@ def test_real_system_services_file() -> None:
     assert reg.sources == (system_services_path(),)
     assert reg.lookup(22, "tcp") == "ssh"
     assert reg.service_for(22, None) == "ssh"
+
+
+# Bounds: work is bounded by entries, and only regular files are read
+
+
+def test_ranges_are_bounded_by_entries_not_bytes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A 2 KB CSV whose rows each name every port: the file is read up to MAX_ENTRIES entries, no further.
+    rows = ["Service Name,Port Number,Transport Protocol,Description"]
+    rows += [f"svc{i},0-65535,tcp,every port" for i in range(100)]
+    path = tmp_path / "ranges.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert path.stat().st_size < 4096
+    monkeypatch.setattr(registry, "MAX_ENTRIES", 70_000)
+    reg = load_registry([str(path)], system=False, builtin=False)
+    assert len(reg) == 65536
+    assert reg.lookup(0, "tcp") == "svc0" and reg.lookup(65535, "tcp") == "svc0"
+    assert len(reg.warnings) == 1
+    assert "more than 70,000 service entries" in reg.warnings[0] and str(path) in reg.warnings[0]
+
+
+def test_parsers_stop_at_their_limit() -> None:
+    text = "Service Name,Port Number,Transport Protocol\na,1-10,tcp\nb,20,tcp\n"
+    assert parse_iana_csv(text, limit=5) == parse_iana_csv(text, limit=5)._replace(truncated=True)
+    assert [e.port for e in parse_iana_csv(text, limit=5).entries] == [1, 2, 3, 4, 5]
+    assert not parse_iana_csv(text, limit=11).truncated and len(parse_iana_csv(text, limit=11).entries) == 11
+    services = "a 1/tcp\nb 2/tcp\n# a comment\n"
+    assert not parse_services(services, limit=2).truncated
+    limited = parse_services(services, limit=1)
+    assert limited.truncated and [e.name for e in limited.entries] == ["a"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
+    # Nobody ever writes to this FIFO: a blocking open would hang the test (and every command) forever.
+    fifo = tmp_path / "services.fifo"
+    os.mkfifo(fifo)
+    reg = load_registry([str(fifo)], system=False)
+    assert reg.warnings == (f"registry file '{fifo}' is not a regular file (a named pipe); skipped",)
+    assert reg.sources == ("builtin",)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_device_is_refused() -> None:
+    reg = load_registry(["/dev/zero"], system=False, builtin=False)
+    assert reg.warnings == ("registry file '/dev/zero' is not a regular file (a character device); skipped",)
+
+
+def test_a_hostile_path_is_echoed_escaped_on_one_line() -> None:
+    reg = load_registry(["no\x1b[31mfile\nhere" + "x" * 500], system=False, builtin=False)
+    (warning,) = reg.warnings
+    assert "\x1b" not in warning and "\n" not in warning
+    assert "'no\\x1b[31mfile\\nhere" in warning and "(516 characters)" in warning
+
+
+def test_ports_named_finds_every_port_of_a_name_and_its_aliases() -> None:
+    reg = Registry(
+        [
+            ServiceEntry("ssh", 22, "tcp"),
+            ServiceEntry("ssh", 22, "udp"),
+            ServiceEntry("http-alt", 8080, "tcp", ("webcache",)),
+            ServiceEntry("HTTP-ALT", 8008, "tcp"),
+            ServiceEntry("other", 8080, "tcp"),  # 8080/tcp is http-alt's: first wins
+            ServiceEntry("other", 9, "udp"),
+        ]
+    )
+    assert reg.ports_named("ssh") == [(22, "tcp"), (22, "udp")]
+    assert reg.ports_named("SSH", "udp") == [(22, "udp")]
+    assert reg.ports_named("http-alt") == [(8008, "tcp"), (8080, "tcp")]
+    assert reg.ports_named("webcache") == [(8080, "tcp")]
+    assert reg.ports_named("other") == [(9, "udp")]
+    assert reg.ports_named("nothing") == []

@@ -46,3 +46,26 @@ def test_truncate_and_safe() -> None:
     assert safe(None) == ""
     assert safe("\x1bxyz", 3) == "\\x…"
     assert len(safe("x" * 1_000_000, 50)) == 50
+
+
+def test_echo_quotes_escapes_and_keeps_one_line() -> None:
+    from portmon.textsafe import echo
+
+    assert echo("8080") == "'8080'"
+    assert echo("a\nb\x1b[31m") == "'a\\nb\\x1b[31m'"
+    assert "\n" not in echo("x\r\n" * 10) and "\x1b" not in echo("\x1b]0;pwned\x07")
+
+
+def test_echo_cuts_long_input_and_says_how_long_it_was() -> None:
+    from portmon.textsafe import ECHO_WIDTH, echo
+
+    shown = echo("9" * 5000)
+    assert shown == "'" + "9" * (ECHO_WIDTH - 1) + "…' (5000 characters)"
+    assert echo("9" * 5, width=3) == "'99…' (5 characters)"
+
+
+def test_one_line_escapes_a_whole_message() -> None:
+    from portmon.textsafe import one_line
+
+    assert one_line("bad\nthing\x07") == "bad\\nthing\\x07"
+    assert len(one_line("y" * 1000)) == 400

@@ -243,7 +243,7 @@ async def test_escape_after_survivors_returns_the_outcome_line(spawn) -> None:  
 
 
 @sync
-async def test_time_wait_row_is_refused_and_no_key_signals() -> None:
+async def test_time_wait_row_is_refused_once_with_one_button_and_no_key_signals() -> None:
     tw = Socket("tcp", 4, "127.0.0.1", 8080, "127.0.0.1", 50000, TIME_WAIT, owner_note=OWNER_KERNEL)
     collector = ScriptedCollector([EMPTY])
     modal = KillModal(tw, snap(tw), collector=collector, timeout=1, settle=0)
@@ -251,9 +251,15 @@ async def test_time_wait_row_is_refused_and_no_key_signals() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert modal.query_one("#confirm", Button).disabled and modal.query_one("#force", Button).disabled
+        # One explanation and one button: no dimmed Confirm and Force, no refusal repeated above it.
+        shown = [b for b in modal.query(Button).results(Button) if b.display]
+        assert [str(b.label) for b in shown] == ["Close"]
+        assert not modal.query_one("#kill-signal").display
         status = text_of(modal, "#kill-status")
         assert status.startswith("cannot kill: tcp4 127.0.0.1:8080 -> 127.0.0.1:50000 TIME_WAIT: kernel-owned")
         assert "60 s" in status
+        whole = modal.details_text + "\n" + status
+        assert whole.count("kernel-owned") == 1
         await pilot.press("y")
         await pilot.press("f")
         await pilot.pause()
@@ -273,8 +279,112 @@ async def test_own_process_row_is_refused() -> None:
     app = Host(modal, snap(sock))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        assert "is portmon itself" in modal.details_text
+        # portmon's own copy of a socket is inherited: no holder to signal, so nothing to confirm.
+        shown = modal.details_text + modal.status_line
+        assert f"portmon itself (pid {me.pid}) holds an inherited copy" in shown, shown
+        assert "cannot kill: no process to signal on port 9/tcp" in shown, shown
         await pilot.press("y")
         await pilot.press("f")
         await pilot.pause()
         assert app.screen is modal and modal.outcome is None
+
+
+# -- a supervisor restarts the listener ----------------------------------------------------------------
+
+
+@sync
+async def test_a_restarted_listener_gives_the_same_verdict_as_the_command_line() -> None:
+    # The same verdict path as `portmon kill` (tests/test_killcmd.py): re-bound by the new pid, its parent named.
+    from handoff_supervisor import Handoff
+
+    sup = Handoff()
+    try:
+        first = psutil.Process(sup.first)
+        sock = Socket(
+            "tcp", 4, "127.0.0.1", sup.port, state=LISTEN,
+            holders=(Holder(sup.first, first.name(), create_time=first.create_time()),),
+        )
+        collector = ScriptedCollector([lambda: PsutilCollector().scan()])
+        modal = KillModal(sock, snap(sock), collector=collector, timeout=5, settle=0)
+        app = Host(modal, snap(sock))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("y")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert modal.outcome is not None
+            verdict = modal.outcome.verdict
+            assert verdict.kind == "rebound", verdict.message
+            (new,) = verdict.rebound_by
+            assert new.pid != sup.first and new.parent_pid == sup.proc.pid
+            assert app.results == [verdict.message]
+            assert verdict.message.startswith(f"port {sup.port}/tcp re-bound by new pid {new.pid} (")
+            assert f"child of {sup.proc.pid} (" in verdict.message
+    finally:
+        sup.close()
+
+
+# -- the signal, the processes named, what else they hold -------------------------------------------
+
+
+async def _until(pilot: Any, condition: Callable[[], bool], deadline: float = 15.0) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        await pilot.pause(0.05)
+
+
+@sync
+async def test_the_signal_chosen_in_the_dialog_is_the_one_sent(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    child = spawn(f"record={record_file}")
+    modal = KillModal(child.holders(), snap(child.holders()), collector=ScriptedCollector([EMPTY]), timeout=5, settle=0)
+    app = Host(modal, snap(child.holders()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert str(modal.query_one("#confirm", Button).label) == "Send SIGTERM"
+        await pilot.press("s")  # TERM -> INT
+        await pilot.pause()
+        assert str(modal.query_one("#confirm", Button).label) == "Send SIGINT"
+        assert "send SIGINT to 1 process" in modal.status_line
+        await pilot.press("s", "s", "s")  # HUP, KILL, back to TERM
+        await pilot.press("s", "s")  # HUP
+        await pilot.pause()
+        assert "send SIGHUP" in modal.status_line
+        await pilot.press("y")
+        await _until(pilot, lambda: bool(app.results))
+    assert record_file.read_text() == "SIGHUP\n"
+
+
+@sync
+async def test_a_pre_fork_master_and_its_workers_are_named_and_marked(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("fork=2")
+    sock = child.holders()
+    modal = KillModal(sock, snap(sock), collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
+    app = Host(modal, snap(sock))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        details = modal.details_text
+        master = child.pid
+        assert "pre-fork master of 2 workers" in details
+        for worker in child.pids[1:]:
+            assert f"pid {worker} " in details and f"worker of {master}" in details
+        name = child.ps.name()
+        assert f"pid {master} {name}" in details
+
+
+@sync
+async def test_a_client_that_holds_other_connections_says_they_close_too(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn()
+    sock = child.holders()
+    holder = sock.holders[0]
+    others = [
+        Socket("tcp", 4, "127.0.0.1", 40000 + i, "127.0.0.1", 443, "ESTABLISHED", holders=(holder,)) for i in range(3)
+    ]
+    unrelated = Socket("tcp", 4, "127.0.0.1", 45000, "127.0.0.1", 443, "ESTABLISHED",
+                       holders=(Holder(1, "init", create_time=0.0),))
+    shown = snap(sock, *others, unrelated)
+    modal = KillModal(others[0], shown, collector=ScriptedCollector([EMPTY]), timeout=1, settle=0)
+    app = Host(modal, shown)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        assert "also holds 3 other sockets: killing it closes them too" in modal.details_text

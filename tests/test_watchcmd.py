@@ -122,7 +122,9 @@ def test_a_failing_scan_is_one_line_on_stderr_and_watching_goes_on(monkeypatch: 
     assert code == 0
     assert out.splitlines() == ["12:00:05 open  tcp4 0.0.0.0:8000 LISTEN python3 (4121)"]
     failures = [line for line in err.splitlines() if "scan failed" in line]
-    assert failures == ["portmon: warning: scan failed: RuntimeError: netlink socket closed; still watching, retrying every 1 s"]
+    assert failures == [
+        "portmon: warning: scan failed: RuntimeError: netlink socket closed; still watching, retrying every 1 s"
+    ]
     assert "portmon: warning: scans work again" in err.splitlines()
 
 
@@ -351,3 +353,58 @@ def test_ctrl_c_ends_watch_even_when_started_with_sigint_ignored() -> None:
         assert "Traceback" not in "".join(watch.err.rest())
     finally:
         watch.stop()
+
+
+# -- issue 14: the header count follows the filter; a connection's owner dying while it closes is one event
+
+
+def test_the_start_notice_counts_what_the_filter_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = sock(9000, name="nginx", pid=77)
+    third = sock(9100, name="nginx", pid=77)
+    code, _, err = run_scripted(monkeypatch, [snap(WEB, other, third, at=T0)], "proc:nginx")
+    assert code == 0
+    assert err.splitlines() == [
+        "portmon: watching 2 listening sockets matching 'proc:nginx' for changes every 1 s; Ctrl-C stops"
+    ]
+    code, _, err = run_scripted(monkeypatch, [snap(WEB, CONN, other, at=T0)], "--all", ":8000")
+    assert err.splitlines()[0].startswith("portmon: watching 2 sockets matching ':8000' ")
+
+
+def test_an_owner_dying_while_its_connection_closes_is_one_state_event(
+    monkeypatch: pytest.MonkeyPatch, utc: None
+) -> None:
+    # The kernel keeps the connection (same endpoints) but it loses its inode and its process.
+    orphan = CONN._replace(state="TIME_WAIT", holders=(), owner_note="kernel", inode=0)
+    code, out, _ = run_scripted(monkeypatch, [snap(WEB, CONN, at=T0), snap(WEB, orphan, at=T0 + 1)], "--all")
+    assert code == 0
+    assert out.splitlines() == [
+        "12:00:01 state tcp4 127.0.0.1:8000 -> 127.0.0.1:52714 TIME_WAIT (was ESTABLISHED) (kernel)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e308", "from 0.1 to 3600"),
+        ("0.001", "from 0.1 to 3600"),
+        ("nan", "from 0.1 to 3600"),
+        ("9" * 5000, "(5000 characters)"),
+        ("1\x1b[2J", "'1\\x1b[2J'"),
+    ],
+)
+def test_the_interval_has_a_sane_range_named_in_the_error(value: str, message: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["watch", "--interval", value], stdout=out, stderr=err) == 2
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "--interval" in lines[0] and "\x1b" not in lines[0]
+    assert "(see 'portmon watch --help')" in lines[0]
+
+
+def test_interval_is_offered_only_where_it_does_something(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("list", "who", "why", "kill"):
+        assert cli.main([command, "--help"], stdout=io.StringIO(), stderr=io.StringIO()) == 0
+        shown = capsys.readouterr().out
+        assert "--interval" not in shown, command
+        assert "--registry" in shown and "--collector" in shown
+    assert cli.main(["watch", "--help"], stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    assert "--interval" in capsys.readouterr().out

@@ -60,7 +60,9 @@ class Server:
     """A listener in a child process this test started; it exits when its stdin closes."""
 
     def __init__(self, mode: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.strip():
@@ -226,3 +228,45 @@ def test_deferred_engine_gives_the_same_answer_as_an_eager_import(server: Any) -
     probe = "import sys\nfrom portmon.cli.main import build_parser\nbuild_parser()\nprint(' '.join(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert not {"psutil", "portmon.actions.why"} & set(loaded.stdout.split())
+
+
+def test_a_connection_waiting_to_be_accepted_is_named_as_such(server: Any) -> None:
+    s = server()  # listens and never accepts
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10):
+        res = portmon("why", f"{s.port}/tcp")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"1 connection not yet accepted (in the backlog of pid {s.proc.pid})" in res.stdout
+    assert "owner not visible" not in res.stdout
+
+
+def test_unseen_sockets_name_the_fd_tables_that_could_not_be_read() -> None:
+    from portmon.actions.why import BIND_IN_USE, BindAttempt, judge
+    from portmon.model import LISTEN, OWNER_UNSEEN, Socket
+
+    sock = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, owner_note=OWNER_UNSEEN)
+    binds = [BindAttempt("tcp", 4, "0.0.0.0", False, BIND_IN_USE, "bind: EADDRINUSE")]
+    answer = judge(7000, "tcp", binds, [sock], privileged=True, unreadable=lambda: 2)
+    assert answer.message == (
+        "port 7000/tcp is in use, but no process in portmon's view holds it: "
+        "the fds of 2 processes could not be read, even as root, and one of them may hold it"
+    )
+    assert "PID namespace" in judge(7000, "tcp", binds, [sock], privileged=True, unreadable=lambda: 0).message
+
+
+def test_portmon_itself_is_never_named_as_a_holder() -> None:
+    # portmon's own (inherited) copy of a socket is not a holder; a real holder next to it still is.
+    from portmon.actions.why import BIND_IN_USE, HELD, BindAttempt, judge
+    from portmon.model import LISTEN, Holder, Socket
+    from portmon.procinfo import ProcessDetail
+
+    me = Holder(os.getpid(), "portmon")
+    binds = [BindAttempt("tcp", 4, "0.0.0.0", False, BIND_IN_USE, "bind: EADDRINUSE")]
+    only_me = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, holders=(me,))
+    answer = judge(7000, "tcp", binds, [only_me], privileged=True, reader=lambda pid, ct: ProcessDetail(pid))
+    assert answer.reason == HELD and answer.holders == () and answer.kill_command is None
+    assert answer.message == (
+        "port 7000/tcp is in use only by portmon's own inherited copy: it is free once portmon exits"
+    )
+    shared = only_me._replace(holders=(me, Holder(4_000_000, "srv")))
+    answer = judge(7000, "tcp", binds, [shared], privileged=True, reader=lambda pid, ct: ProcessDetail(pid))
+    assert [h.pid for h in answer.holders] == [4_000_000]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portmon.actions.kill.text import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
+from portmon.actions.ownerless import backlog_of, unreadable_fd_tables, unreadable_text
 from portmon.collect.base import is_privileged
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Holder, Socket
 from portmon.output import socket_record
@@ -381,6 +382,12 @@ class _Evidence:
     """Sockets of another user's processes (only root sees their owner)."""
     unseen: list[Socket]
     """Sockets no process in portmon's view holds, although it could see them all."""
+    backlog: dict[int, int]
+    """Connections not yet accepted: listener pid -> how many wait in its backlog."""
+    inherited: list[Socket]
+    """Sockets nobody but portmon itself holds (inherited copies: portmon is never a holder)."""
+    unreadable: int
+    """Processes whose fds could not be read (counted only when there are unseen sockets)."""
     plain: list[BindAttempt]
     """The binds without SO_REUSEADDR that could be tried."""
     plain_ok: list[BindAttempt]
@@ -427,11 +434,33 @@ class _Evidence:
 
 
 def _evidence(
-    port: int, proto: str, binds: Sequence[BindAttempt], sockets: Sequence[Socket], privileged: bool, port_start: int
+    port: int,
+    proto: str,
+    binds: Sequence[BindAttempt],
+    sockets: Sequence[Socket],
+    privileged: bool,
+    port_start: int,
+    unreadable: Callable[[], int],
 ) -> _Evidence:
     """Sort the sockets on ``port``/``proto`` by kind and its test binds by result."""
     mine = tuple(b for b in binds if b.proto == proto)
     on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
+    me = os.getpid()
+    inherited = [s for s in on_port if s.holders and all(h.pid == me for h in s.holders)]
+    # Every verdict below is drawn from the sockets as held by processes other than portmon itself.
+    view = tuple(
+        s if all(h.pid != me for h in s.holders) else s._replace(holders=tuple(h for h in s.holders if h.pid != me))
+        for s in on_port
+    )
+    backlog: dict[int, int] = {}
+    waiting: set[Socket] = set()
+    for sock in view:
+        listener = backlog_of(sock, view)
+        if listener is not None:
+            backlog[listener] = backlog.get(listener, 0) + 1
+            waiting.add(sock)
+    loose = [s for s in view if not s.holders and s not in waiting and not _is_remnant(s)]
+    unseen = [s for s in loose if s.owner_note == OWNER_UNSEEN]
     plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
     reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]
     return _Evidence(
@@ -441,10 +470,13 @@ def _evidence(
         port_start=port_start,
         binds=mine,
         on_port=on_port,
-        owned=[s for s in on_port if s.holders],
-        remnants=[s for s in on_port if _is_remnant(s)],
-        hidden=[s for s in on_port if not s.holders and s.owner_note == OWNER_HIDDEN and not _is_remnant(s)],
-        unseen=[s for s in on_port if not s.holders and s.owner_note == OWNER_UNSEEN and not _is_remnant(s)],
+        owned=[s for s in view if s.holders],
+        remnants=[s for s in view if _is_remnant(s)],
+        hidden=[s for s in loose if s.owner_note == OWNER_HIDDEN],
+        unseen=unseen,
+        backlog=backlog,
+        inherited=inherited,
+        unreadable=unreadable() if unseen else 0,
         plain=plain,
         plain_ok=[b for b in plain if b.ok],
         plain_in_use=[b for b in plain if b.result == BIND_IN_USE],
@@ -501,20 +533,52 @@ def _held_answer(
                 "a server binding one of the free addresses can start; one binding the wildcard address "
                 "(0.0.0.0 or ::) cannot"
             )
+    for pid, n in ev.backlog.items():
+        details.append(f"{_count(n, 'connection')} not yet accepted (in the backlog of pid {pid})")
+    if ev.inherited:
+        details.append(_inherited_line(ev))
     if ev.hidden or ev.unseen:
         more = _count(len(ev.hidden) + len(ev.unseen), "more socket")
-        details.append(f"{more} on the port: owner not visible to portmon")
+        why = f" ({unreadable_text(ev.unreadable)}, even as root)" if ev.unreadable else ""
+        details.append(f"{more} on the port: owner not visible to portmon{why}")
     if ev.remnants:
         details.append(
             f"the kernel also keeps {_count(len(ev.remnants), 'closed connection')} ({_state_counts(ev.remnants)})"
         )
     if ev.denied and not ev.privileged:
         details.append(ev.privilege_note)
+    details.extend(backlog_notes(ev.owned))
     needs_sudo = not ev.privileged and any(h.user is None or (user is not None and h.user != user) for h in holders)
     kill = f"{'sudo ' if needs_sudo else ''}portmon kill {ev.label}"
     return ev.answer(
         free=False, reason=reason, message=message, details=tuple(details), holders=holders, kill_command=kill
     )
+
+
+def _inherited_line(ev: _Evidence) -> str:
+    return (
+        f"portmon itself (pid {os.getpid()}) holds an inherited copy of {_count(len(ev.inherited), 'socket')} "
+        "on the port (socket activation or a leaked fd): it lets go when it exits"
+    )
+
+
+def _inherited_answer(ev: _Evidence) -> PortAnswer:
+    """Nobody but portmon itself holds the port: a copy it inherited."""
+    message = f"port {ev.label} is in use only by portmon's own inherited copy: it is free once portmon exits"
+    return ev.answer(free=False, reason=HELD, message=message, details=(_inherited_line(ev),))
+
+
+# -- listener health (accept queue against backlog) ------------------------------------------------
+
+
+def backlog_notes(sockets: Iterable[Socket]) -> list[str]:
+    """One line per listener whose accept queue is over its backlog: its process is not calling accept()."""
+    return [
+        f"the server is not accepting: {s.accept_queue}/{s.backlog} queued on {s.proto_label} "
+        f"{safe(s.local_addr)}:{s.local_port} (new connections are dropped until it accepts)"
+        for s in sockets
+        if s.accept_queue_full
+    ]
 
 
 def _hidden_answer(ev: _Evidence) -> PortAnswer:
@@ -532,10 +596,16 @@ def _hidden_answer(ev: _Evidence) -> PortAnswer:
 
 
 def _unseen_answer(ev: _Evidence) -> PortAnswer:
-    message = (
-        f"port {ev.label} is in use, but no process in portmon's view holds it "
-        "(its owner runs in another PID namespace, such as a container)"
-    )
+    if ev.unreadable:
+        message = (
+            f"port {ev.label} is in use, but no process in portmon's view holds it: "
+            f"{unreadable_text(ev.unreadable)}, even as root, and one of them may hold it"
+        )
+    else:
+        message = (
+            f"port {ev.label} is in use, but no process in portmon's view holds it "
+            "(its owner runs in another PID namespace, such as a container)"
+        )
     listed = "; ".join(socket_label(s) for s in ev.unseen[:5])
     details = [f"{_count(len(ev.unseen), 'socket')} on the port: {listed}"]
     if ev.mixed:
@@ -602,22 +672,26 @@ def judge(
     now: float | None = None,
     user: str | None = None,
     port_start: int = 1024,
+    unreadable: Callable[[], int] = unreadable_fd_tables,
     order: HolderOrder | None = None,
 ) -> PortAnswer:
     """The verdict for ``port``/``proto`` from the test binds and the socket table (pure but for ``reader``).
 
     ``sockets`` may be the whole table: only those bound locally to the port and protocol count.
     ``user`` is the invoking user (to tell when killing needs sudo); ``port_start`` the lowest
-    port unprivileged users may bind. The test binds decide whether the port is free; the socket
+    port unprivileged users may bind; ``unreadable`` counts the processes whose fds cannot be read
+    (called only when some socket has no visible holder). The test binds decide whether the port is free; the socket
     table explains why not, the most telling cause first. ``order`` lists the holders (default: by pid).
     """
-    ev = _evidence(port, proto, binds, sockets, privileged, port_start)
+    ev = _evidence(port, proto, binds, sockets, privileged, port_start, unreadable)
     if ev.plain and len(ev.plain_ok) == len(ev.plain):
         return _free_answer(ev)
     if not ev.plain:
         return _untested_answer(ev)
     if ev.owned:
         return _held_answer(ev, reader, _time.time() if now is None else now, user, order)
+    if ev.inherited:
+        return _inherited_answer(ev)
     if ev.hidden:
         return _hidden_answer(ev)
     if ev.unseen:

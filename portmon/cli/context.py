@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon.collect.base import Collector
 from portmon.collect.choose import default_collector
-from portmon.model import Snapshot
+from portmon.config import Config, ConfigError, load_config
+from portmon.model import Snapshot, Socket
+from portmon.query.filters import FilterError, SocketFilter, parse_filter
 from portmon.registry import Registry, load_registry
+from portmon.textsafe import echo, one_line
 
 if TYPE_CHECKING:
     from portmon.collect.fdwalk import ColdWalk
@@ -61,18 +64,43 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        # argparse quotes the user's arguments raw: escaped and cut here, on one line.
+        raise UsageError(f"{one_line(message, 300)} (see '{self.prog} --help')")
 
 
-def positive_float(text: str) -> float:
-    """An argparse type for intervals and timeouts: a finite number greater than zero."""
+SECONDS_MAX = 86400.0
+"""The longest wait any option takes (a day): a bigger number is surely a typo, and sleep() overflows near 1e9."""
+
+INTERVAL_MIN = 0.1
+"""The shortest refresh interval: shorter would only busy-loop a core re-reading /proc."""
+INTERVAL_MAX = 3600.0
+"""The longest refresh interval (an hour)."""
+
+
+def seconds_between(text: str, low: float, high: float, low_inclusive: bool = True) -> float:
+    """``text`` as a number of seconds in [low, high] (or (low, high]); ArgumentTypeError naming the range."""
+    bounds = f"{'from' if low_inclusive else 'greater than'} {low:g} {'to' if low_inclusive else 'up to'} {high:g}"
+    problem = f"expected a number of seconds {bounds}, got {echo(text)}"
+    if len(text) > 64:  # float() of a megabyte of digits is slow, and no sane number is that long
+        raise argparse.ArgumentTypeError(problem)
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'") from None
-    if not (value > 0) or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds greater than 0, got '{text}'")
+        raise argparse.ArgumentTypeError(problem) from None
+    too_low = value < low if low_inclusive else value <= low
+    if value != value or too_low or value > high:  # NaN fails every comparison: refused here
+        raise argparse.ArgumentTypeError(problem)
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type for timeouts: seconds greater than 0, at most a day (SECONDS_MAX)."""
+    return seconds_between(text, 0.0, SECONDS_MAX, low_inclusive=False)
+
+
+def interval_seconds(text: str) -> float:
+    """An argparse type for refresh intervals: INTERVAL_MIN to INTERVAL_MAX seconds."""
+    return seconds_between(text, INTERVAL_MIN, INTERVAL_MAX)
 
 
 class Context:
@@ -83,13 +111,18 @@ class Context:
         self.stdout = stdout
         self.stderr = stderr
         self._registry: Registry | None = None
+        self._settings: Config | None = None
         self.cold_walk: ColdWalk | None = None
         """A cold fd walk the ``portmon`` command started before loading anything (see
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
 
+    def output_lost(self) -> bool:
+        """True once stdout could not be written (its reader went away, or it failed): stop producing."""
+        return bool(getattr(self.stdout, "dead", False))
+
     def warn(self, message: str) -> None:
-        """Print a one-line warning on stderr."""
-        print(f"{PROG}: warning: {message}", file=self.stderr)
+        """Print a one-line warning on stderr (escaped: it may repeat user input or a file's text)."""
+        print(f"{PROG}: warning: {one_line(message)}", file=self.stderr)
 
     @property
     def registry_paths(self) -> list[str]:
@@ -97,11 +130,45 @@ class Context:
         return list(getattr(self.args, "registry", None) or []) + list(getattr(self.args, "registry_sub", None) or [])
 
     @property
+    def settings(self) -> Config:
+        """The effective settings: command-line flags over the config file over the defaults.
+
+        Loaded once; a config file that cannot be used is CommandFailed (exit 2, one line naming the
+        file and the line); an unknown key is a warning.
+        """
+        if self._settings is None:
+            try:
+                config = load_config()
+            except ConfigError as exc:
+                raise CommandFailed(str(exc), 2) from None
+            for warning in config.warnings:
+                self.warn(warning)
+            sub = getattr(self.args, "interval_sub", None)
+            config.override("interval", sub if sub is not None else getattr(self.args, "interval", None))
+            self._settings = config
+        return self._settings
+
+    @property
     def interval(self) -> float:
-        """--interval, given before or after the subcommand (default 1 s)."""
-        sub = getattr(self.args, "interval_sub", None)
-        value = sub if sub is not None else self.args.interval
-        return float(value)
+        """--interval, given before or after the subcommand, else the config file's, else 1 s."""
+        return float(self.settings["interval"])
+
+    def ignore_filters(self) -> list[SocketFilter]:
+        """The config file's ``ignore`` expressions, parsed: a socket matching any of them is left out."""
+        filters = []
+        for text in self.settings["ignore"]:
+            try:
+                filters.append(parse_filter(text))
+            except FilterError as exc:
+                raise CommandFailed(f"{self.settings.source('ignore')}: ignore: {exc}", 2) from None
+        return filters
+
+    def without_ignored(self, sockets: list[Socket]) -> list[Socket]:
+        """``sockets`` less those the config file's ``ignore`` expressions match."""
+        filters = self.ignore_filters()
+        if not filters:
+            return sockets
+        return [s for s in sockets if not any(f.matches(s) for f in filters)]
 
     @property
     def collector_name(self) -> str:

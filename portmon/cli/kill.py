@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from portmon.actions.kill.signals import DEFAULT_TIMEOUT, SIGNALS, parse_signal, signal_name
 from portmon.actions.kill.text import first_listed, socket_label
+from portmon.actions.ownerless import backlog_of
 from portmon.cli.context import Context, UsageError, positive_float
 from portmon.model import OWNER_NOTES
 from portmon.output import to_json
@@ -143,8 +144,11 @@ def _plan_text(plan: KillPlan) -> list[str]:
         lines.append("sockets:")
         shown, left = first_listed(plan.sockets, lambda s: s.listening)
         for s in shown:
+            listener = backlog_of(s, plan.before)
             if s.holders:
                 who = "held by " + ", ".join(str(h.pid) for h in s.holders)
+            elif listener is not None:
+                who = f"not yet accepted (in the backlog of pid {listener})"
             else:
                 who = OWNER_NOTES.get(s.owner_note or "", "no owner")
             lines.append(f"  {socket_label(s)}  {who}")

@@ -14,6 +14,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from portmon.cli.streams import can_run_live
+
 if TYPE_CHECKING:
     from portmon.collect.fdwalk import ColdWalk
 
@@ -42,10 +44,8 @@ def scans_once(argv: list[str]) -> bool:
         elif command is None and not arg.startswith("-"):
             command = arg
     if command is None:
-        try:
-            return not (sys.stdout.isatty() and sys.stdin.isatty())
-        except (AttributeError, ValueError):
-            return False
+        # No command prints the list unless the live monitor can run: the same check as portmon.cli.main.
+        return sys.stdout is not None and not can_run_live(sys.stdin, sys.stdout, sys.stderr)
     return command in _SCANS_ONCE
 
 

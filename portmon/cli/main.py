@@ -9,16 +9,29 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from portmon import __version__
-from portmon.cli import kill, watch, who, why
+from portmon.cli import close, kill, top, watch, who, why
+from portmon.cli import config as config_command
 from portmon.cli import list as list_command
-from portmon.cli.context import PROG, CommandFailed, Context, Runner, UsageError, _Parser, positive_float
+from portmon.cli.context import (
+    INTERVAL_MAX,
+    INTERVAL_MIN,
+    PROG,
+    CommandFailed,
+    Context,
+    Runner,
+    UsageError,
+    _Parser,
+    interval_seconds,
+)
+from portmon.cli.streams import GuardedOutput, can_run_live, stdin_or_null, tolerant_encoding
+from portmon.textsafe import echo, one_line
 
 if TYPE_CHECKING:
     from portmon.collect.fdwalk import ColdWalk
 
 
-def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
-    """The options accepted both before and after the subcommand."""
+def _global_options(parser: argparse.ArgumentParser, sub: bool, live: bool = True) -> None:
+    """The options accepted both before and after the subcommand; ``--interval`` only where it is used (``live``)."""
     suffix = "_sub" if sub else ""
     parser.add_argument(
         "--registry",
@@ -27,14 +40,15 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
         metavar="PATH",
         help="extra services file (services(5) or IANA CSV); repeatable, earlier files win",
     )
-    parser.add_argument(
-        "--interval",
-        dest="interval" + suffix,
-        type=positive_float,
-        metavar="SECONDS",
-        default=None if sub else 1.0,
-        help="refresh interval of the live commands (default 1)",
-    )
+    if live:
+        parser.add_argument(
+            "--interval",
+            dest="interval" + suffix,
+            type=interval_seconds,
+            metavar="SECONDS",
+            default=None,
+            help=f"refresh interval, {INTERVAL_MIN:g} to {INTERVAL_MAX:g} seconds (default 1)",
+        )
     parser.add_argument(
         "--collector",
         dest="collector" + suffix,
@@ -56,11 +70,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
-    for module in (list_command, who, kill, watch, why):
+    for module in (list_command, who, kill, watch, why, top, close, config_command):
         name, runner = module.add_parser(subs)
         runners[name] = runner
-    for sp in subs.choices.values():
-        _global_options(sp, sub=True)
+    for name, sp in subs.choices.items():
+        _global_options(sp, sub=True, live=name in LIVE)
     return parser, runners
 
 
@@ -84,6 +98,9 @@ def run_live(ctx: Context) -> int:
 
     return run_app(ctx.collector(), interval=ctx.interval)
 
+
+LIVE = frozenset({"watch"})
+"""Subcommands that refresh, and so take ``--interval`` (the live monitor, with no command, takes it too)."""
 
 ONE_SHOT = frozenset({"list", "who", "why"})
 """Commands that scan once, print and end: ``main(exit_hard=True)`` ends the process right after them."""
@@ -132,54 +149,114 @@ def main(
     exit_hard: bool = False,
     cold_walk: ColdWalk | None = None,
 ) -> int:
-    """Run the command line; return the exit code (never raises for bad input).
+    """Run the command line; return the exit code (never raises for bad input or unusable streams).
 
     ``exit_hard``: run a one-shot command (ONE_SHOT) with the garbage collector off
     (``run_without_gc``) and end the process right after it (``exit_skipping_teardown``) rather
     than return. The ``portmon`` command sets it. ``cold_walk``: a cold fd walk already started for
     this command's first scan; it is cancelled if the command does not take it.
+
+    Output that cannot be written (stdout closed, a full disk) ends in one line on stderr and exit 2;
+    a reader that goes away (a broken pipe) leaves the command's own exit code.
     """
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    stdin_or_null()
+    raw_err = stderr or sys.stderr
+    if raw_err is None:  # started with stderr closed: there is nowhere to say anything
+        raw_err = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    raw_out = stdout or sys.stdout
+    if stdout is None and stderr is None:
+        tolerant_encoding(raw_out)
+        tolerant_encoding(raw_err)
+    err = GuardedOutput(raw_err)
+    out: GuardedOutput | None = None
     ctx: Context | None = None
+    command: str | None = None
     try:
+        if raw_out is None:
+            raise CommandFailed("standard output is closed: there is nowhere to write the answer", 2)
+        out = GuardedOutput(raw_out)
         parser, runners = build_parser()
-        args = parser.parse_args(argv)
-        ctx = Context(args=args, stdout=out, stderr=err)
+        args = parse_arguments(parser, argv)
+        command = args.command
+        ctx = Context(args=args, stdout=out, stderr=err)  # type: ignore[arg-type]  # a TextIO in all but name
         ctx.cold_walk, cold_walk = cold_walk, None
-        if args.command is None:
-            if out.isatty() and sys.stdin.isatty():
+        ctx.settings  # noqa: B018 - a broken config file stops every command before it acts
+        if command is None:
+            if can_run_live(sys.stdin, raw_out, sys.stderr if stderr is None else raw_err):
                 return run_live(ctx)
-            args.terms, args.listening, args.json, args.csv = [], False, False, False
+            list_command.as_default(args)
             runner: Runner = list_command.run
         else:
-            runner = runners[args.command]
-        if not (exit_hard and (args.command is None or args.command in ONE_SHOT)):
-            return runner(ctx)
-        code = run_without_gc(runner, ctx)
+            runner = runners[command]
+        if not (exit_hard and (command is None or command in ONE_SHOT)):
+            return _finish(runner(ctx), out, err)
+        code = _finish(run_without_gc(runner, ctx), out, err)
         if ctx.cold_walk is not None:
             ctx.cold_walk.cancel()
-        exit_skipping_teardown(code, out, err)
+        exit_skipping_teardown(code, out, err)  # type: ignore[arg-type]  # a TextIO in all but name
     except UsageError as exc:
-        print(f"{PROG}: {exc}", file=err)
+        err.write(f"{PROG}: {one_line(str(exc))}{_help_pointer(exc, command)}\n")
         return 2
     except CommandFailed as exc:
-        print(f"{PROG}: {exc}", file=err)
+        err.write(f"{PROG}: {one_line(str(exc))}\n")
         return exc.code
     except SystemExit as exc:  # --help and --version
-        return exc.code if isinstance(exc.code, int) else 0
+        code = exc.code if isinstance(exc.code, int) else 0
+        return _finish(code, out, err) if out is not None else code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader went away (``portmon list | head``): not an error worth a traceback.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-        except OSError:
-            pass
-        return 0
     finally:
+        err.flush()
         # A walk nobody took (bad arguments, --help, another collector): stop and reap its child.
         for walk in (cold_walk, ctx.cold_walk if ctx is not None else None):
             if walk is not None:
                 walk.cancel()
 
+
+def _finish(code: int, out: GuardedOutput, err: GuardedOutput) -> int:
+    """Flush the output; the command's exit code, or 2 with one line when its output could not be written."""
+    out.flush()
+    if out.failure is not None:
+        err.write(f"{PROG}: cannot write the output: {one_line(out.failure)}\n")
+        return 2
+    return code
+
+
+def _help_pointer(exc: UsageError, command: str | None) -> str:
+    """`` (see 'portmon who --help')`` after an error a subcommand raised, unless the message has one."""
+    if "--help" in str(exc):
+        return ""
+    return f" (see '{PROG} {command} --help')" if command else f" (see '{PROG} --help')"
+
+
+VALUE_MAY_START_WITH_DASH = ("--sort",)
+"""Options whose value may begin with '-' (``--sort -pid``): argparse would take that value for an option."""
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--sort -pid`` as ``--sort=-pid``, so argparse does not read ``-pid`` as an unknown option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in VALUE_MAY_START_WITH_DASH and value.startswith("-") and value != "--":
+            out.append(f"{arg}={value}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; an argument nobody takes is an error pointing at the subcommand's help."""
+    args, extra = parser.parse_known_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    if extra:
+        where = f"{PROG} {args.command}" if args.command else PROG
+        shown = " ".join(echo(e, 40) for e in extra[:3]) + (" ..." if len(extra) > 3 else "")
+        raise UsageError(f"unrecognized arguments: {shown} (see '{where} --help')")
+    return args

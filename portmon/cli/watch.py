@@ -10,8 +10,8 @@ from typing import Any
 from portmon.cli.context import Context, UsageError
 from portmon.collect.base import guarded_scan
 from portmon.model import Snapshot
-from portmon.query.filters import FilterError, parse_filter
-from portmon.textsafe import visible
+from portmon.query.filters import FilterError, SocketFilter, parse_filter
+from portmon.textsafe import echo, visible
 
 
 def add_parser(subs: Any) -> tuple[str, Any]:
@@ -35,18 +35,20 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     return "watch", run
 
 
-def _first_scan_notes(ctx: Context, snapshot: Snapshot, watching_all: bool) -> None:
+def _first_scan_notes(ctx: Context, snapshot: Snapshot, watching_all: bool, flt: SocketFilter) -> None:
     """Warnings about what portmon cannot see, and a word on stderr that watching has begun (the baseline
-    is taken: anything that changes from now on is reported)."""
+    is taken: anything that changes from now on is reported). The count is of what the filter keeps."""
     if snapshot.warning:
         ctx.warn(snapshot.warning)
     if snapshot.hidden_note:
         ctx.warn(snapshot.hidden_note)
-    if watching_all:
-        what = f"{len(snapshot.sockets)} sockets"
-    else:
-        n = sum(1 for s in snapshot.sockets if s.listening)
-        what = f"{n} listening socket{'s' if n != 1 else ''}"
+    watched = [s for s in snapshot.sockets if watching_all or s.listening]
+    if not flt.is_empty:
+        watched = flt.apply(watched)
+    n = len(watched)
+    what = f"{n} socket{'s' if n != 1 else ''}" if watching_all else f"{n} listening socket{'s' if n != 1 else ''}"
+    if not flt.is_empty:
+        what += f" matching {echo(flt.text)}"
     ctx.stderr.write(f"portmon: watching {what} for changes every {ctx.interval:g} s; Ctrl-C stops\n")
     ctx.stderr.flush()
 
@@ -65,6 +67,7 @@ def run(ctx: Context) -> int:
         flt = parse_filter(list(args.terms))
     except FilterError as exc:
         raise UsageError(str(exc)) from None
+    ignore = ctx.ignore_filters()
     collector = ctx.collector()
     stream = EventStream(None if args.all else is_listening)
     render = event_json if args.json else event_line
@@ -89,12 +92,16 @@ def run(ctx: Context) -> int:
                     ctx.stderr.flush()
                     failing = None
                 if last_good is None:
-                    _first_scan_notes(ctx, snapshot, args.all)
+                    _first_scan_notes(ctx, snapshot, args.all, flt)
                 last_good = snapshot
                 for event in stream.feed(snapshot):
+                    if any(f.matches(event.socket) for f in ignore):
+                        continue
                     if flt.is_empty or flt.matches(event.socket):
                         out.write(render(event) + "\n")
                         out.flush()
+                if ctx.output_lost():
+                    return 0  # the reader went away (or the output failed: the caller says so)
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
     except KeyboardInterrupt:
         return 0

@@ -7,10 +7,11 @@ import sys
 from portmon.collect.base import Collector, ServiceLookup
 
 
-def default_collector(services: ServiceLookup | None = None, prefer: str = "auto") -> Collector:
+def default_collector(services: ServiceLookup | None = None, prefer: str = "auto", counters: bool = True) -> Collector:
     """The best collector for this platform: the incremental procfs one on Linux, psutil elsewhere.
 
-    ``prefer`` is "auto", "procfs" or "psutil".
+    ``prefer`` is "auto", "procfs" or "psutil". ``counters``: read TCP traffic counters (tcp_info)
+    where the collector can; a command that shows no traffic can save their cost.
     """
     if prefer not in ("auto", "procfs", "psutil"):
         raise ValueError(f"unknown collector {prefer!r}: expected auto, procfs or psutil")
@@ -22,7 +23,7 @@ def default_collector(services: ServiceLookup | None = None, prefer: str = "auto
                 raise
         else:
             if ProcfsCollector.available():
-                return ProcfsCollector(services=services)
+                return ProcfsCollector(services=services, counters=counters)
     if prefer == "procfs":
         raise ValueError("the procfs collector needs Linux with /proc/net")
     from portmon.collect.psutil_collector import PsutilCollector

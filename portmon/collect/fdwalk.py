@@ -220,6 +220,12 @@ class ColdWalk:
                 for std in (0, 1, 2):
                     os.dup2(null, std)
                 os.close(null)
+                # And of every other inherited fd: a socket portmon inherited (socket activation, a
+                # leaked fd) must not list this short-lived child among its holders. The pipe moves to 3.
+                if write_end != 3:
+                    os.dup2(write_end, 3)
+                    write_end = 3
+                os.closerange(4, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
                 payload = marshal.dumps(walk_all_fds(procfs))
                 data = memoryview(len(payload).to_bytes(_LENGTH_BYTES, "little") + payload)
                 while data:

@@ -105,12 +105,16 @@ class ProcfsCollector:
         procfs: str = "/proc",
         tables: str = "auto",
         holder_info: HolderInfo | None = None,
+        counters: bool = True,
     ) -> None:
-        """``tables``: "auto" (netlink when it works and ``procfs`` is the real /proc), "netlink" or "procnet"."""
+        """``tables``: "auto" (netlink when it works and ``procfs`` is the real /proc), "netlink" or "procnet".
+
+        ``counters``: read each TCP socket's tcp_info (bytes, RTT, retransmits) with the tables.
+        """
         if full_rescan_every < 1:
             raise ValueError("full_rescan_every must be >= 1")
         self._procfs = procfs.rstrip("/") or "/"
-        self._tables = TableCache(self._procfs, tables)
+        self._tables = TableCache(self._procfs, tables, counters)
         self._every = full_rescan_every
         self._owners = OwnerIndex(self._procfs, full_rescan_every)
         self._details = ProcessDetails(self._procfs)
@@ -211,7 +215,9 @@ class ProcfsCollector:
         out = found.out
         for ti, table_misses in enumerate(found.misses):
             if table_misses:
-                builder.build(TABLES[ti], table_misses, found.decoded[ti], out, found.fresh[ti], privileged)
+                builder.build(
+                    TABLES[ti], table_misses, found.decoded[ti], found.traffic[ti], out, found.fresh[ti], privileged
+                )
         sockets = cast("list[Socket]", out)  # every miss is filled in now
         stale = dirty - found.new_inodes.keys()
         if stale:

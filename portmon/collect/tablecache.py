@@ -7,8 +7,21 @@ an unchanged socket costs one dict lookup and only new keys are decoded (see ``p
 
 from __future__ import annotations
 
-from portmon.collect.tables import TABLES, Decoded, Key, NetlinkReader, ProcNetReader, Table
-from portmon.model import Socket
+from itertools import compress
+from operator import ne
+
+from portmon.collect.tables import TABLES, Decoded, Key, NetlinkReader, ProcNetReader, Raw, Table, Traffic, traffic
+from portmon.model import TRAFFIC_FIELDS, Socket
+
+TRAFFIC_AT = Socket._fields.index(TRAFFIC_FIELDS[0])
+"""Where Socket's traffic fields begin (they are contiguous)."""
+_TRAFFIC_END = TRAFFIC_AT + len(TRAFFIC_FIELDS)
+_make = Socket._make
+
+
+def with_traffic(sock: Socket, values: Traffic) -> Socket:
+    """``sock`` with new traffic fields (one tuple copy: ~4x cheaper than ``_replace``)."""
+    return _make(sock[:TRAFFIC_AT] + values + sock[_TRAFFIC_END:])
 
 Reader = NetlinkReader | ProcNetReader
 
@@ -16,7 +29,7 @@ Reader = NetlinkReader | ProcNetReader
 class TableRead:
     """What one read of the four tables found, against the sockets of the last scan."""
 
-    __slots__ = ("out", "misses", "keys", "fresh", "dropped", "decoded", "new_inodes")
+    __slots__ = ("out", "misses", "keys", "fresh", "dropped", "decoded", "new_inodes", "traffic")
 
     def __init__(self) -> None:
         self.out: list[Socket | None] = []
@@ -33,6 +46,8 @@ class TableRead:
         """Per table: the decoded rows of ``misses``, in the same order."""
         self.new_inodes: dict[int, int] = {}
         """inode -> uid of every new row with an inode."""
+        self.traffic: list[list[Traffic]] = [[] for _ in TABLES]
+        """Per table: the traffic fields of ``misses``, in the same order."""
 
     @property
     def new_rows(self) -> int:
@@ -43,8 +58,12 @@ class TableRead:
 class TableCache:
     """Reads the tables (netlink or /proc/net) and remembers, per table, the socket built for each key."""
 
-    def __init__(self, procfs: str = "/proc", tables: str = "auto") -> None:
-        """``tables``: "auto" (netlink when it works and ``procfs`` is the real /proc), "netlink" or "procnet"."""
+    def __init__(self, procfs: str = "/proc", tables: str = "auto", counters: bool = True) -> None:
+        """``tables``: "auto" (netlink when it works and ``procfs`` is the real /proc), "netlink" or "procnet".
+
+        ``counters``: ask netlink for every TCP socket's tcp_info (bytes, RTT, retransmits); the
+        queues (a listener's accept queue and backlog) and the cookie come with every dump.
+        """
         if tables not in ("auto", "netlink", "procnet"):
             raise ValueError(f"unknown table source {tables!r}: expected auto, netlink or procnet")
         self._procnet = ProcNetReader(procfs)
@@ -55,6 +74,9 @@ class TableCache:
         self._readers: list[Reader] = [netlink or self._procnet for _ in TABLES]
         self._caches: list[dict[Key, Socket | None]] = [{} for _ in TABLES]
         """Per table: key -> the socket built for it (None only while a scan fills in new keys)."""
+        self._counters = counters
+        self._raws: list[dict[Key, Raw]] = [{} for _ in TABLES]
+        """Per table: key -> its ``Raw`` numbers in the last read (netlink only)."""
 
     @property
     def source(self) -> str:
@@ -70,7 +92,7 @@ class TableCache:
         found = TableRead()
         out = found.out
         for ti, table in enumerate(TABLES):
-            keys = self._read_table(ti, table)
+            keys, raws = self._read_table(ti, table)
             found.keys.append(keys)
             cache = self._caches[ti]
             base = len(out)
@@ -78,10 +100,15 @@ class TableCache:
                 found.misses[ti] = list(enumerate(keys, base))
                 out.extend([None] * len(keys))
                 found.fresh.append(dict.fromkeys(keys))
+                found.traffic[ti] = self._traffic_of(ti, found.misses[ti], raws, base)
+                self._raws[ti] = dict(zip(keys, raws, strict=True)) if raws else {}
                 continue
             get = cache.get
             socks = [get(k) for k in keys]
             found.misses[ti] = [(base + j, keys[j]) for j, s in enumerate(socks) if s is None]
+            if raws:
+                self._refresh_traffic(ti, keys, raws, socks)
+            found.traffic[ti] = self._traffic_of(ti, found.misses[ti], raws, base)
             out.extend(socks)
             fresh = dict(zip(keys, socks, strict=True))
             for k in cache.keys() - fresh.keys():
@@ -114,6 +141,27 @@ class TableCache:
                 base += len(keys)
         self._caches = fresh
 
+    def _refresh_traffic(self, ti: int, keys: list[Key], raws: list[Raw], socks: list[Socket | None]) -> None:
+        """Give the known sockets whose numbers changed since the last read their new traffic fields."""
+        prev = self._raws[ti]
+        # All in C: the positions whose numbers differ from the last read's (new keys included).
+        changed = list(compress(range(len(keys)), map(ne, map(prev.get, keys), raws)))
+        cookie = self._readers[ti].cookie
+        for j in changed:
+            sock = socks[j]
+            if sock is not None:
+                key = keys[j]
+                socks[j] = with_traffic(sock, traffic(key[0], raws[j], cookie(key)))
+        self._raws[ti] = dict(zip(keys, raws, strict=True))
+
+    def _traffic_of(self, ti: int, misses: list[tuple[int, Key]], raws: list[Raw], base: int) -> list[Traffic]:
+        """The traffic fields of a table's new rows (``raws``: every row's numbers, or empty; ``base``:
+        the position of the table's first row in the scan)."""
+        cookie = self._readers[ti].cookie
+        if not raws:
+            return [traffic(0, None, cookie(key)) for _, key in misses]
+        return [traffic(key[0], raws[pos - base], cookie(key)) for pos, key in misses]
+
     def present(self, found: TableRead) -> set[int]:
         """Every inode in the tables ``found`` read."""
         present: set[int] = set()
@@ -122,11 +170,11 @@ class TableCache:
             present.update(map(inode, keys))
         return present
 
-    def _read_table(self, ti: int, table: Table) -> list[Key]:
+    def _read_table(self, ti: int, table: Table) -> tuple[list[Key], list[Raw]]:
         reader = self._readers[ti]
         if isinstance(reader, NetlinkReader):
             try:
-                return reader.read(table)
+                return reader.read_rows(table, self._counters)
             except OSError:
                 if self._force_netlink:
                     raise
@@ -134,8 +182,8 @@ class TableCache:
                 self._readers[ti] = self._procnet
                 self._caches[ti] = {}
         try:
-            return self._procnet.read(table)
+            return self._procnet.read(table), []
         except FileNotFoundError:
             if table.family == 6:
-                return []  # IPv6 disabled
+                return [], []  # IPv6 disabled
             raise

@@ -160,6 +160,15 @@ class ProcNetReader:
         """Keys of every socket in ``table``: (b"LOCAL REMOTE ST", b"uid", b"inode")."""
         return self.keys_of(self.read_bytes(table))
 
+    def read_rows(self, table: Table, counters: bool) -> tuple[list[Key], list[Raw]]:
+        """``read``'s keys and no numbers: /proc/net gives no tcp_info (``counters`` is ignored)."""
+        return self.read(table), []
+
+    @staticmethod
+    def cookie(key: Key) -> int | None:
+        """None: /proc/net does not give the socket cookie."""
+        return None
+
     @staticmethod
     def keys_of(data: bytes) -> list[Key]:
         """Keys of every row in a /proc/net table's text; ValueError on a row that is not understood."""
@@ -240,29 +249,96 @@ _NLHDR = struct.Struct("=IHHII")
 _MSGHDR = struct.Struct("=IH")
 _REQ = struct.Struct("=BBBBI48x")
 # From the start of a message: nlmsghdr (16), family, *state*, timer, retrans, *sockid ports and
-# addresses (36)*, if + cookie (12), expires, rqueue, wqueue, *uid*, *inode*.
-_ENTRY = struct.Struct("=17xB2x36s24xII")
+# addresses (36)*, if (4), *cookie (8)*, expires, rqueue, wqueue, *uid*, *inode*.
+_ENTRY = struct.Struct("=17xB2x36s4x8s12xII")
 _PORTS = struct.Struct(">HH")
 """The first four bytes of a key's sockid: local and remote port, in network order."""
+_COOKIE = struct.Struct("=II")
+"""The sockid's cookie: two 32-bit words in host order, the low one first."""
 _ERRNO = struct.Struct("=16xi")
+INET_DIAG_INFO = 2
+"""The attribute that carries a TCP socket's ``struct tcp_info``."""
+_INFO_EXT = 1 << (INET_DIAG_INFO - 1)
+"""The request's ``idiag_ext`` bit asking for it."""
+_ATTRS_AT = 88
+"""Attributes follow the nlmsghdr (16) and the inet_diag_msg (72)."""
+_RTATTR = struct.Struct("=HH")
+_INFO_NEEDS = 136
+"""tcp_info bytes up to tcpi_bytes_received (Linux >= 4.1); a shorter one is not read."""
+_QUEUES = struct.Struct("=72xII")
+"""(rqueue, wqueue) of a message without tcp_info."""
+
+Raw = tuple[int, ...]
+"""A row's changing numbers: (rqueue, wqueue) and, with tcp_info, (attribute length, attribute
+type, tcpi_rtt in us, tcpi_total_retrans, tcpi_bytes_acked, tcpi_bytes_received)."""
+
+Traffic = tuple[int | None, int | None, float | None, int | None, int | None, int | None, int | None]
+"""The values of ``model.TRAFFIC_FIELDS``: bytes_sent, bytes_received, rtt_ms, retransmits,
+accept_queue, backlog, cookie."""
+
+NO_TRAFFIC: Traffic = (None, None, None, None, None, None, None)
+_LISTEN_STATE = 0x0A
 
 
-def unpack_messages(buf: bytes, keys: list[Key]) -> bool:
+def counter_layout(buf: bytes, off: int, length: int) -> struct.Struct:
+    """The struct that reads a message's ``Raw`` numbers: where its tcp_info attribute is, if any."""
+    at = _ATTRS_AT
+    while at + 4 <= length:
+        alen, atype = _RTATTR.unpack_from(buf, off + at)
+        if alen < 4:
+            break
+        if atype == INET_DIAG_INFO and alen >= 4 + _INFO_NEEDS:
+            # rtt at 68, total_retrans at 100, bytes_acked and bytes_received at 120 (linux/tcp.h).
+            return struct.Struct(f"=72xII{at - 80}xHH68xI28xI16xQQ")
+        at += (alen + 3) & ~3
+    return _QUEUES
+
+
+def traffic(state: int, raw: Raw | None, cookie: int | None) -> Traffic:
+    """A row's traffic fields from its ``Raw`` numbers (None: not read) and cookie.
+
+    A LISTEN socket's queues are its accept queue and backlog; another TCP socket's counters
+    come from its tcp_info; a socket without tcp_info (TIME_WAIT, request sockets, UDP) has none.
+    """
+    if raw is None:
+        return NO_TRAFFIC if cookie is None else (None, None, None, None, None, None, cookie)
+    if state == _LISTEN_STATE:
+        return (None, None, None, None, raw[0], raw[1], cookie)
+    if len(raw) > 2:
+        return (raw[6], raw[7], raw[4] / 1000.0, raw[5], None, None, cookie)
+    return (None, None, None, None, None, None, cookie)
+
+
+def unpack_messages(
+    buf: bytes, keys: list[Key], raws: list[Raw] | None = None, layouts: dict[int, struct.Struct] | None = None
+) -> bool:
     """Append the key of every socket entry in one read of a dump to ``keys``; True at its DONE message.
 
-    One Python step per message. Reads of same-length entries used to be unpacked by two
-    ``iter_unpack`` calls instead: that saved 0.8-1.5 ms at 10,000 sockets (best of 30 on a
-    2-core VM), under the 2 ms a trick must save, and would not apply once entries carry
-    attributes of different lengths.  OSError on an error message or a malformed one.
+    With ``raws``, each entry's ``Raw`` numbers go there too, read by the struct ``layouts`` holds
+    for its length (learnt from the first entry of that length, checked on each). One Python
+    step per message. Reads of same-length entries used to be unpacked by two ``iter_unpack``
+    calls instead: that saved 0.8-1.5 ms at 10,000 sockets (best of 30 on a 2-core VM), under
+    the 2 ms a trick must save, and does not apply to entries with tcp_info of different
+    lengths. OSError on an error message or a malformed one.
     """
     entry = _ENTRY.unpack_from
     header = _MSGHDR.unpack_from
+    if layouts is None:
+        layouts = {}
     off = 0
     end = len(buf)
     while off < end:
         length, kind = header(buf, off)
         if kind == SOCK_DIAG_BY_FAMILY:
             keys.append(entry(buf, off))
+            if raws is not None:
+                layout = layouts.get(length)
+                if layout is None:
+                    layout = layouts[length] = counter_layout(buf, off, length)
+                raw = layout.unpack_from(buf, off)
+                if len(raw) > 2 and raw[3] != INET_DIAG_INFO:  # another layout of the same length
+                    raw = counter_layout(buf, off, length).unpack_from(buf, off)
+                raws.append(raw)
         elif kind == _NLMSG_DONE:
             return True
         elif kind == _NLMSG_ERROR:
@@ -284,6 +360,8 @@ class NetlinkReader:
         self._seq = 0
         self._addrs: dict[bytes, str] = {}
         """Raw address (4 or 16 bytes, so the families cannot collide) -> text."""
+        self._layouts: dict[int, struct.Struct] = {}
+        """Message length -> the struct reading its ``Raw`` numbers (see ``unpack_messages``)."""
 
     def close(self) -> None:
         """Close the netlink socket (it is reopened on the next read)."""
@@ -292,48 +370,64 @@ class NetlinkReader:
             self._sock = None
 
     def read(self, table: Table) -> list[Key]:
-        """Keys of every socket in ``table``: (state, ports+addresses, uid, inode); OSError if refused."""
+        """Keys of every socket in ``table``: (state, ports+addresses, cookie, uid, inode); OSError if refused."""
+        return self.read_rows(table, False)[0]
+
+    def read_rows(self, table: Table, counters: bool) -> tuple[list[Key], list[Raw]]:
+        """Keys of every socket in ``table`` and each one's ``Raw`` numbers (queues, and tcp_info
+        for TCP when ``counters``); OSError if refused."""
         if self._sock is None:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
         sock = self._sock
         self._seq += 1
         seq = self._seq
-        req = _REQ.pack(table.af, table.ipproto, 0, 0, _ALL_STATES)
+        ext = _INFO_EXT if counters and table.proto == "tcp" else 0
+        req = _REQ.pack(table.af, table.ipproto, ext, 0, _ALL_STATES)
         try:
             header = _NLHDR.pack(_NLHDR.size + len(req), SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0)
             sock.send(header + req)
-            return self._receive(sock)
+            raws: list[Raw] = []
+            return self._receive(sock, raws, self._layouts), raws
         except BaseException:
             # A half-read dump would be answered on the next request: start afresh.
             self.close()
             raise
 
     @staticmethod
-    def _receive(sock: socket.socket) -> list[Key]:
-        """Every socket entry of a dump, read until its DONE message."""
+    def _receive(
+        sock: socket.socket, raws: list[Raw] | None = None, layouts: dict[int, struct.Struct] | None = None
+    ) -> list[Key]:
+        """Every socket entry of a dump, read until its DONE message (with ``raws``: their numbers too)."""
         keys: list[Key] = []
         while True:
             buf = sock.recv(1 << 16)
             if not buf:
                 raise OSError("netlink socket closed during a dump")
-            if unpack_messages(buf, keys):
+            if unpack_messages(buf, keys, raws, layouts):
                 return keys
 
     @staticmethod
     def inode(key: Key) -> int:
         """The socket inode in a key."""
-        inode: int = key[3]
+        inode: int = key[4]
         return inode
 
     @staticmethod
     def uid(key: Key) -> int:
         """The socket's uid in a key."""
-        uid: int = key[2]
+        uid: int = key[3]
         return uid
+
+    @staticmethod
+    def cookie(key: Key) -> int | None:
+        """The kernel's socket cookie in a key."""
+        low, high = _COOKIE.unpack(key[2])
+        cookie: int = low | high << 32
+        return cookie
 
     def decode(self, table: Table, key: Key) -> Decoded:
         """Decode a key: (local_addr, local_port, remote_addr, remote_port, state, uid, inode)."""
-        state, ident, uid, inode = key
+        state, ident, _cookie, uid, inode = key
         lport = (ident[0] << 8) | ident[1]
         rport = (ident[2] << 8) | ident[3]
         size = 4 if table.af == socket.AF_INET else 16
@@ -359,7 +453,7 @@ class NetlinkReader:
         ports = _PORTS.unpack_from
         out: list[Decoded] = []
         append = out.append
-        for state, ident, uid, inode in keys:
+        for state, ident, _cookie, uid, inode in keys:
             lport, rport = ports(ident)
             if lport:
                 raw = ident[4:local_at]

@@ -17,7 +17,20 @@ SocketsLike = Snapshot | Sequence[Socket]
 # The TUI diffs each snapshot against the previous one, so the new side's key map is the old side's
 # next time. Remember the last two, by the identity of their (immutable) socket tuple.
 _KEY_MAP_CACHE_SIZE = 2
-_key_maps: list[tuple[tuple[Socket, ...], dict[SocketKey, Socket]]] = []
+_key_maps: list[tuple[tuple[Socket, ...], bool, dict[SocketKey, Socket]]] = []
+
+
+def identity(sock: Socket) -> SocketKey:
+    """What the kernel keeps for a socket: a connection is its protocol and both endpoints.
+
+    A connection whose owner dies while it closes (ESTABLISHED -> FIN_WAIT2 or TIME_WAIT) loses its
+    inode and its holders but keeps its endpoints, so it stays one socket that changed state, not
+    a close and an open. Sockets without a peer (listeners, bound UDP) can share their local
+    endpoint (SO_REUSEPORT), so they keep ``Socket.key``, inode included.
+    """
+    if sock.remote_port:
+        return (sock.proto, sock.family, sock.local_addr, sock.local_port, sock.remote_addr or "", sock.remote_port, 0)
+    return sock.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,27 +72,32 @@ def _sockets(value: SocketsLike | None) -> Sequence[Socket]:
     return value
 
 
-def _key_map(sockets: Sequence[Socket]) -> dict[SocketKey, Socket]:
-    """Sockets by key; a later duplicate key wins (a well-formed snapshot has none)."""
+def _key_map(sockets: Sequence[Socket], by_identity: bool = False) -> dict[SocketKey, Socket]:
+    """Sockets by ``Socket.key`` (or by ``identity``); a later duplicate key wins (a well-formed snapshot has none)."""
+    key_of = identity if by_identity else _socket_key
     # Only tuples are cached: a list could change between two calls while keeping its identity.
     if type(sockets) is not tuple:
-        return {sock.key: sock for sock in sockets}
-    for cached, mapping in _key_maps:
-        if cached is sockets:
+        return {key_of(sock): sock for sock in sockets}
+    for cached, cached_by_identity, mapping in _key_maps:
+        if cached is sockets and cached_by_identity == by_identity:
             return mapping
-    mapping = {sock.key: sock for sock in sockets}
-    _key_maps.append((sockets, mapping))
+    mapping = {key_of(sock): sock for sock in sockets}
+    _key_maps.append((sockets, by_identity, mapping))
     if len(_key_maps) > _KEY_MAP_CACHE_SIZE:
         del _key_maps[0]
     return mapping
 
 
+def _socket_key(sock: Socket) -> SocketKey:
+    return sock.key
+
+
 def _compare(
-    old: SocketsLike | None, new: SocketsLike
+    old: SocketsLike | None, new: SocketsLike, by_identity: bool = False
 ) -> tuple[dict[SocketKey, Socket], dict[SocketKey, Socket], list[SocketKey], list[SocketKey], list[SocketKey]]:
     """(old map, new map, opened keys, closed keys, state-changed keys), each key list unsorted."""
-    old_map = _key_map(_sockets(old))
-    new_map = _key_map(_sockets(new))
+    old_map = _key_map(_sockets(old), by_identity)
+    new_map = _key_map(_sockets(new), by_identity)
     if not old_map:
         return old_map, new_map, list(new_map), [], []
     # One pass over the new side finds opens and state changes (a tuple key's hash is not cached, so
@@ -103,13 +121,14 @@ def _compare(
 def diff_snapshots(old: SocketsLike | None, new: SocketsLike, time: float | None = None) -> list[Event]:
     """Events turning ``old`` into ``new``: closes, then state changes, then opens, each ordered by key.
 
-    Sockets are matched by ``Socket.key``: a socket whose holders changed but whose key did not is
+    Sockets are matched by ``identity`` (a connection by its protocol and endpoints, anything else
+    by ``Socket.key``): a socket whose holders or inode changed but whose identity did not is
     neither closed nor opened. ``old=None`` (the first snapshot) makes every socket an open.
     ``time`` defaults to the new snapshot's taken_at, or to now when ``new`` is a plain sequence.
     """
     if time is None:
         time = new.taken_at if isinstance(new, Snapshot) else _time.time()
-    old_map, new_map, opened, closed, changed = _compare(old, new)
+    old_map, new_map, opened, closed, changed = _compare(old, new, by_identity=True)
     events: list[Event] = []
     for key in sorted(closed):
         gone = old_map[key]
@@ -124,7 +143,10 @@ def diff_snapshots(old: SocketsLike | None, new: SocketsLike, time: float | None
 
 
 def changes(old: SocketsLike | None, new: SocketsLike) -> Changes:
-    """The keys that opened or changed state, and the sockets that closed, between two snapshots."""
+    """The keys that opened or changed state, and the sockets that closed, between two snapshots.
+
+    Keyed by ``Socket.key``, as the live table's rows are.
+    """
     old_map, _new_map, opened, closed, changed = _compare(old, new)
     return Changes(
         opened=frozenset(opened),

@@ -24,6 +24,8 @@ from portmon.model import (
     TIME_WAIT,
     Socket,
 )
+from portmon.output import TABLE_HEADERS
+from portmon.textsafe import echo
 
 COLUMNS: tuple[str, ...] = (
     "proto",
@@ -57,6 +59,40 @@ STATE_ORDER: tuple[str, ...] = (
 """TCP lifecycle order: listeners, handshakes, open connections, then the active and passive close paths."""
 
 _STATE_RANK = {state: rank for rank, state in enumerate(STATE_ORDER)}
+
+
+def _spelling(text: str) -> str:
+    """``"Local Address"``, ``"local-addr"`` and ``"LOCAL_ADDR"`` spelled one way: ``"localaddr"``."""
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+_COLUMN_SPELLINGS: dict[str, str] = {}
+for _column, _title in zip(COLUMNS, TABLE_HEADERS, strict=True):
+    _COLUMN_SPELLINGS[_spelling(_column)] = _column
+    _COLUMN_SPELLINGS[_spelling(_title)] = _column
+for _alias, _column in (("lport", "local_port"), ("rport", "remote_port"), ("laddr", "local_addr"),
+                        ("raddr", "remote_addr"), ("local", "local_addr"), ("remote", "remote_addr"),
+                        ("service", "local_service"), ("rservice", "remote_service"), ("name", "process"),
+                        ("protocol", "proto")):  # fmt: skip
+    _COLUMN_SPELLINGS.setdefault(_spelling(_alias), _column)
+
+
+def parse_sort(text: str) -> tuple[str, bool]:
+    """A sort argument as (column id, descending): ``pid``, ``PID``, ``"local address"``, ``-state``.
+
+    Case and spacing do not matter; the column ids (COLUMNS), the plain table's header titles
+    (``PORT``, ``RPORT``, ``LOCAL ADDRESS``) and a few short names (``lport``, ``raddr``) all name a
+    column; a leading ``-`` sorts descending. Raises ValueError naming what is accepted.
+    """
+    body = text.strip()
+    descending = body.startswith("-")
+    column = _COLUMN_SPELLINGS.get(_spelling(body[1:] if descending else body))
+    if column is None:
+        raise ValueError(
+            f"unknown sort column {echo(text, 40)}: expected one of {', '.join(COLUMNS)} or a header title "
+            f"({', '.join(TABLE_HEADERS)}); a leading '-' sorts descending"
+        )
+    return column, descending
 
 _ADDR_CACHE_LIMIT = 65536
 _addr_keys: dict[str, tuple[int, int, str]] = {}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from portmon.actions.why import Binder, probe_binds
@@ -18,11 +21,28 @@ from portmon.query.filters import parse_filter
 from portmon.query.sorting import COLUMNS
 from portmon.ui.background import reverse_lookup
 from portmon.ui.help import key_label
+from portmon.ui.keys import QUIT_BINDINGS, once_per_key
 from portmon.ui.monitor import MonitorScreen
-from portmon.ui.view import ViewSpec
+from portmon.ui.view import COLUMN_TITLES, ViewSpec
 
+# The palette runs a toggle's action, whichever state it is in.
+_TOGGLES = {"listening": "toggle_listening", "pause": "toggle_pause"}
 # Built-in palette commands that write files: portmon may run as root, so it offers none.
 _UNSAFE_SYSTEM_COMMANDS = frozenset({"Screenshot"})
+
+
+def job_control() -> bool:
+    """True when a shell with job control started portmon: stopped by ctrl+z, it can be resumed with ``fg``.
+
+    That shell put portmon in a process group of its own, in the foreground of the terminal. A session
+    leader (started by a terminal emulator or ``setsid`` itself) or a process in its parent's group
+    would stop with nobody to resume it.
+    """
+    try:
+        group = os.getpgrp()
+        return group != os.getsid(0) and os.tcgetpgrp(sys.__stdin__.fileno()) == group  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class PortmonApp(App[int]):
@@ -39,6 +59,8 @@ class PortmonApp(App[int]):
 
     CSS_PATH = "portmon.tcss"
     TITLE = "portmon"
+
+    BINDINGS: ClassVar[list[BindingType]] = QUIT_BINDINGS
 
     def __init__(
         self,
@@ -85,15 +107,29 @@ class PortmonApp(App[int]):
     def get_default_screen(self) -> Screen[Any]:
         return self._monitor
 
+    def action_suspend(self) -> None:
+        """Suspend to the shell (``fg`` resumes) where the terminal allows it; else say why not."""
+        driver = self._driver
+        if driver is not None and driver.can_suspend and job_control():
+            self.action_suspend_process()
+        else:
+            self.notify(
+                "portmon cannot be suspended here: no shell job control would resume it (q quits).",
+                severity="warning",
+            )
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette: every monitor action, plus Textual's own minus those that write files."""
         monitor = self._monitor
-        for binding in MonitorScreen.BINDINGS:
-            if not isinstance(binding, Binding) or binding.action.startswith("app."):
+        for binding in once_per_key(MonitorScreen.BINDINGS):
+            if not isinstance(binding, Binding):
                 continue
-            action = getattr(monitor, f"action_{binding.action}")
-            key = key_label(binding)
-            yield SystemCommand(binding.tooltip or binding.description, f"key: {key}", action)
+            name = binding.action.partition("(")[0]
+            action = getattr(monitor, f"action_{_TOGGLES.get(name, name)}")
+            yield SystemCommand(binding.tooltip or binding.description, f"key: {key_label(binding)}", action)
+        for column in COLUMNS:
+            title = COLUMN_TITLES.get(column, column)
+            yield SystemCommand(f"Sort by {title}", "ascending; again: descending", partial(monitor.sort_by, column))
         for command in super().get_system_commands(screen):
             if command.title not in _UNSAFE_SYSTEM_COMMANDS:
                 yield command

@@ -29,7 +29,11 @@ class Column:
     """Right-aligned (numbers)."""
 
 
+MARK_COLUMN = "mark"
+"""The one-cell gutter that marks new (+), changed (~) and closed (×) rows, so no colour is needed to see them."""
+
 TABLE_COLUMNS: tuple[Column, ...] = (
+    Column(MARK_COLUMN, "", fixed=1, soft=1, hard=1),
     Column("proto", "Proto", fixed=5, soft=5, hard=5),
     Column("local_addr", "Local address", cap=39, soft=15, hard=7),
     Column("local_port", "Port", fixed=5, soft=5, hard=5, right=True),
@@ -37,7 +41,8 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     Column("remote_addr", "Remote address", cap=39, soft=15, hard=7),
     Column("remote_port", "Port", fixed=5, soft=5, hard=5, right=True),
     Column("remote_service", "Service", cap=14, soft=8, hard=5),
-    Column("state", "State", fixed=11, soft=11, hard=7),
+    # Never cut: "ESTABLIS…" reads as nothing; other columns give way first.
+    Column("state", "State", fixed=11, soft=11, hard=11),
     Column("pid", "PID", fixed=7, soft=6, hard=5, right=True),
     Column("process", "Process", cap=24, soft=15, hard=6),
     Column("user", "User", cap=14, soft=8, hard=4),
@@ -56,7 +61,7 @@ _DROP_PLANS: tuple[tuple[str, ...], ...] = (
 _SOFT_STEPS: tuple[str, ...] = ("addresses", "process", "local_service", "remote_service", "user", "pid")
 _HARD_STEPS: tuple[tuple[str, int], ...] = (
     ("pid", 6), ("process", 12), ("addresses", 13), ("process", 8), ("addresses", 9),
-    ("state", 7), ("process", 6), ("addresses", 7), ("pid", 5),
+    ("process", 6), ("addresses", 7), ("pid", 5),
 )
 
 
@@ -118,6 +123,12 @@ def _shrink(widths: dict[str, int], name: str, excess: int, floor: Callable[[str
         widths[name] -= take
         excess -= take
     return excess
+
+
+def natural_width(data_widths: Mapping[str, int]) -> int:
+    """Cells the table wants for ``data_widths`` when nothing has to give way (gaps included)."""
+    layout = layout_columns(1 << 20, data_widths)
+    return sum(w for _, w in layout) + len(layout) - 1
 
 
 def column_at(layout: Sequence[tuple[Column, int]], x: int) -> str | None:

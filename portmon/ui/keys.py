@@ -11,15 +11,18 @@ from portmon.ui.sockettable import SocketTable
 MONITOR_BINDINGS: list[BindingType] = [
     # Priority: handled as the key arrives, so keys typed right after it already go to the filter box.
     Binding("slash", "focus_filter", "Filter", priority=True,
-            tooltip="Filter: focus the filter box (enter: back, escape: clear)"),
-    Binding("l", "toggle_listening", "Listening", tooltip="Listening only: show only listening sockets (toggle)"),
+            tooltip="Filter: focus the filter box (enter: apply, escape: clear)"),
+    # Two bindings per toggle, one shown at a time (MonitorScreen.check_action): the footer says the state.
+    Binding("l", "listening(True)", "Listening: off", tooltip="Listening only: show only listening sockets (toggle)"),
+    Binding("l", "listening(False)", "Listening: on", tooltip="Listening only: show only listening sockets (toggle)"),
     Binding("less_than_sign", "sort_previous", "Sort ◂", key_display="<", show=False,
             tooltip="Sort by the column to the left"),
     Binding("greater_than_sign", "sort_next", "Sort ▸", key_display=">", show=False,
             tooltip="Sort by the column to the right"),
     Binding("i", "invert_sort", "Invert", show=False,
             tooltip="Invert the sort order (a click on a header sorts by it)"),
-    Binding("space", "toggle_pause", "Pause", tooltip="Pause or resume refreshing"),
+    Binding("space", "pause(True)", "Pause", tooltip="Pause or resume refreshing"),
+    Binding("space", "pause(False)", "Resume", tooltip="Pause or resume refreshing"),
     Binding("r", "refresh_now", "Refresh", show=False, tooltip="Refresh now"),
     Binding("d", "toggle_detail", "Details", tooltip="Show or hide the detail pane"),
     Binding("n", "toggle_names", "Names", show=False,
@@ -27,20 +30,44 @@ MONITOR_BINDINGS: list[BindingType] = [
     Binding("k", "kill", "Kill", tooltip="Kill the processes holding the selected socket (asks first)"),
     Binding("e", "toggle_events", "Events",
             tooltip="Event log: sockets opened, closed or changed, newest first (toggle)"),
-    Binding("w", "why", "Why", tooltip="Why is this port busy? Test-bind the selected row's port, or type one"),
+    Binding("c", "copy", "Copy", show=False,
+            tooltip="Copy the selected socket's pid, command line or address to the clipboard"),
+    Binding("w", "why", "Why", show=False,
+            tooltip="Why is this port busy? Test-bind the selected row's port, or type one"),
     Binding("question_mark", "help", "Help", key_display="?", tooltip="Help: this list of keys"),
-    Binding("q", "app.quit", "Quit", tooltip="Quit portmon"),
+    Binding("q", "quit", "Quit", tooltip="Quit portmon (also ctrl+q, ctrl+c)"),
 ]
 """The monitor screen's bindings (the Footer, the help screen and the command palette read them)."""
+
+
+QUIT_BINDINGS: list[BindingType] = [
+    # Not a priority binding: in the filter box, ctrl+c with text selected copies it first.
+    Binding("ctrl+c", "quit", "Quit", show=False, tooltip="Quit portmon (in the filter box: copy the selection)"),
+    Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip="Quit portmon"),
+    Binding("ctrl+z", "suspend", "Suspend", show=False, tooltip="Suspend to the shell (fg resumes)"),
+]
+"""The app's keys, active on every screen: htop, btop and k9s users quit with ctrl+c."""
+
+
+def once_per_key(bindings: list[BindingType]) -> list[BindingType]:
+    """``bindings`` without the second binding of a toggle's key (the help lists each key once)."""
+    seen: set[str] = set()
+    out: list[BindingType] = []
+    for binding in bindings:
+        key = binding.key if isinstance(binding, Binding) else str(binding[0])
+        if key not in seen:
+            seen.add(key)
+            out.append(binding)
+    return out
 
 
 def key_groups(monitor: list[BindingType]) -> list[tuple[str, list[BindingType]]]:
     """The bindings the help screen lists, grouped: ``monitor`` (the screen's own) first."""
     return [
-        ("Monitor", monitor),
+        ("Monitor", once_per_key(monitor)),
         ("Table", list(SocketTable.BINDINGS)),
-        ("Filter box", [Binding("enter", "", "Back to the table (the filter stays)"), *FilterInput.BINDINGS]),
+        ("Filter box", list(FilterInput.BINDINGS)),
         # The detail pane and the event log share their one key (escape: back to the table).
         ("Panes", list(DetailPane.BINDINGS)),
-        ("Anywhere", [Binding("ctrl+p", "", "Command palette: every action by name")]),
+        ("Anywhere", [*QUIT_BINDINGS, Binding("ctrl+p", "", "Command palette: every action by name")]),
     ]

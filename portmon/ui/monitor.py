@@ -9,12 +9,11 @@ from typing import ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Footer, Input, Sparkline, Static
 
 from portmon.actions.why import Binder, probe_binds
@@ -23,26 +22,29 @@ from portmon.model import Snapshot, Socket
 from portmon.procinfo import ProcessReader
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog
-from portmon.query.filters import FilterError, parse_filter
+from portmon.query.sorting import COLUMNS
 from portmon.textsafe import visible
 from portmon.ui.background import HostNames
 from portmon.ui.detail import DetailPane
 from portmon.ui.detailfeed import DetailFeed, ProcessRead
-from portmon.ui.dialogs import kill_dialog, why_dialog, why_prober
+from portmon.ui.dialogs import Dialogs, why_prober
 from portmon.ui.eventlog import EventLogPane, pane_content
 from portmon.ui.filterbox import FilterInput
-from portmon.ui.help import HelpScreen
 from portmon.ui.keys import MONITOR_BINDINGS, key_groups
 from portmon.ui.scans import ScanCompleted, ScanSource, freeze_long_lived_objects
 from portmon.ui.sockettable import SocketTable
-from portmon.ui.status import Banner, CountHistory, StatusInfo, status_text
+from portmon.ui.status import NOTICE_FADE_SECONDS, NOTICE_SECONDS, Banner, CountHistory, StatusInfo, StatusLine
 from portmon.ui.view import NO_MARKS, Marks, Update, View, ViewSpec, derive_view, state_counts
 
+TYPED_IN_FILTER = frozenset(b.action.partition("(")[0] for b in MONITOR_BINDINGS if isinstance(b, Binding))
+"""The screen's actions: their keys (letters, "/", space, "?") are text in the filter box."""
+DETAIL_MIN = 48
+"""Cells the side detail pane keeps at least (its border and padding included)."""
+MIN_TABLE = 40
 NARROW_WIDTH = 120
 """Below this many columns the detail pane goes under the table instead of beside it."""
 DEBOUNCE_ROWS = 35_000
 """Above this many sockets, filtering waits for a pause in typing."""
-DEBOUNCE_SECONDS = 0.3
 TICK_SECONDS = 0.5
 # With shorter refresh intervals, the next refresh removes expired closed rows anyway.
 GHOST_REDERIVE_INTERVAL = 2.0
@@ -91,7 +93,8 @@ class MonitorScreen(Screen[None]):
         self.detail_visible = False
         self.resolving = False
         self.outcome: str | None = None
-        """The last kill outcome, shown in the status line."""
+        """The last kill outcome, shown in the status line (fading)."""
+        self.outcome_at = 0.0
         self.filter_error: str | None = None
         self.history = CountHistory()
         self.scans = 0
@@ -110,14 +113,15 @@ class MonitorScreen(Screen[None]):
         """The scans: a poller thread while polling, else one scan at start and one per refresh key."""
         self.detail_feed = DetailFeed(process_reader, self.post_message, background=poll)
         """Reads the detail pane's process and hands the pane what changed."""
+        self._table_width: int | str = "1fr"
         self._names: HostNames | None = None
-        self._debounce: Timer | None = None
         self._ghosts_shown = 0
         self.events = EventLog(event_limit)
         """The session's events (bounded); the event log pane shows them filtered like the table."""
         self.events_visible = False
         self.why_probe = why_prober(binder, process_reader, privileged, clock)
         """Test-binds a port and explains it (runs on a worker thread while polling)."""
+        self.dialogs = Dialogs(self)
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -130,6 +134,7 @@ class MonitorScreen(Screen[None]):
                 id="filter",
                 compact=True,
                 select_on_focus=False,
+                debounce=self._debounce_filter,
             )
         yield Static("", id="filter-error", markup=False)
         yield Banner(id="banner")
@@ -138,11 +143,15 @@ class MonitorScreen(Screen[None]):
             yield DetailPane(id="detail")
         yield EventLogPane(id="events")
         with Horizontal(id="status-bar"):
-            yield Static("", id="status", markup=False)
+            yield StatusLine(id="status")
             with Vertical(id="history"):
                 yield Static("sockets, 5 min", id="history-label", markup=False)
                 yield Sparkline([], id="sparkline")
         yield Footer()
+
+    def _debounce_filter(self) -> bool:
+        """Filtering a huge table waits for a pause in typing (only live: tests type without waiting)."""
+        return self.poll and self.snapshot is not None and len(self.snapshot.sockets) > DEBOUNCE_ROWS
 
     @property
     def table(self) -> SocketTable:
@@ -180,6 +189,7 @@ class MonitorScreen(Screen[None]):
         footer.show_command_palette = not narrow
         # Compact spacing keeps every key, up to "q Quit", on one line at 80 columns.
         footer.compact = narrow
+        self._fit_table()
 
     # -- scans -----------------------------------------------------------------------------------
 
@@ -213,7 +223,18 @@ class MonitorScreen(Screen[None]):
         self.view = view
         self._ghosts_shown = len(view.rows) - view.shown
         self.table.set_rows(view.rows, view.index, view.widths, self.marks, view.spec.column, view.spec.descending)
+        self._fit_table()
         self._show_status()
+
+    def _fit_table(self) -> None:
+        """With the side pane open, the table takes the width its columns want and the pane the rest
+        (so neither a cut State nor an empty gap beside a wrapping pane); the pane keeps DETAIL_MIN."""
+        width: int | str = "1fr"
+        if self.detail_visible and not self.has_class("narrow"):
+            width = max(MIN_TABLE, min(self.table.natural_width(), self.size.width - DETAIL_MIN))
+        if width != self._table_width:
+            self._table_width = width
+            self.table.styles.width = width
 
     def _rederive(self) -> None:
         """Derive the rows again after the user changed the view (on the event loop: it is their keypress)."""
@@ -254,7 +275,7 @@ class MonitorScreen(Screen[None]):
         info = StatusInfo(
             shown=view.shown if view is not None else 0,
             total=view.total if view is not None else 0,
-            states=view.states if view is not None else {},
+            states=view.shown_states if view is not None else {},
             snapshot=self.snapshot,
             interval=self.interval,
             requested_interval=self.requested_interval,
@@ -262,48 +283,33 @@ class MonitorScreen(Screen[None]):
             spec=self.spec,
             resolving=self.resolving,
             outcome=self.outcome,
+            outcome_age=self.clock() - self.outcome_at,
         )
-        # Fixed size (two lines, the bar's width): no layout pass for a status change, which would
-        # cost 6-8 ms at 160x50 with the detail pane open (python bench/bench_ui_tricks.py).
-        self.query_one("#status", Static).update(status_text(info), layout=False)
+        self.query_one("#status", StatusLine).show(info)
 
     def _show_banner(self) -> None:
         self.query_one("#banner", Banner).show(self.snapshot, self.interval)
 
     # -- filter ----------------------------------------------------------------------------------
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        if self._debounce is not None:
-            self._debounce.stop()
-            self._debounce = None
-        total = len(self.snapshot.sockets) if self.snapshot is not None else 0
-        if total > DEBOUNCE_ROWS and self.poll:
-            self._debounce = self.set_timer(DEBOUNCE_SECONDS, lambda: self._apply_filter(event.value))
-        else:
-            self._apply_filter(event.value)
-
-    def _apply_filter(self, text: str) -> None:
-        error = self.query_one("#filter-error", Static)
-        try:
-            parsed = parse_filter(text)
-        except FilterError as exc:
-            # Keep the last valid filter in effect; the message names the bad term.
-            self.filter_error = str(exc)
-            error.update(Text(visible(str(exc))))
-            error.add_class("shown")
-            return
+    @on(FilterInput.Applied)
+    def _filter_applied(self, event: FilterInput.Applied) -> None:
         self.filter_error = None
+        error = self.query_one("#filter-error", Static)
         error.update("")
         error.remove_class("shown")
-        self._set_spec(replace(self.spec, filter=parsed))
+        self._set_spec(replace(self.spec, filter=event.filter))
+
+    @on(FilterInput.Invalid)
+    def _filter_invalid(self, event: FilterInput.Invalid) -> None:
+        # The last valid filter stays in effect; the message names the bad term.
+        self.filter_error = event.error
+        error = self.query_one("#filter-error", Static)
+        error.update(Text(visible(event.error)))
+        error.add_class("shown")
 
     @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if self._debounce is not None:
-            self._debounce.stop()
-            self._debounce = None
-            self._apply_filter(event.value)
+    def _filter_submitted(self) -> None:
         self.table.focus()
 
     @on(FilterInput.Cleared)
@@ -311,8 +317,19 @@ class MonitorScreen(Screen[None]):
         self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """"/" typed in the filter box is text (an address range, a path), not the focus key."""
-        return not (action == "focus_filter" and isinstance(self.focused, Input))
+        """Which bindings are live (and shown in the footer).
+
+        In the filter box, the screen's letter keys are text ("/" too: an address range, a path), so
+        the footer shows the box's own keys instead. Of a toggle's two bindings, the one that would
+        change the state is live: its label says the state now.
+        """
+        if isinstance(self.focused, Input) and action in TYPED_IN_FILTER:
+            return False
+        if action == "listening":
+            return bool(parameters and parameters[0]) != self.spec.listening_only
+        if action == "pause":
+            return bool(parameters and parameters[0]) != self.paused
+        return True
 
     def action_focus_filter(self) -> None:
         """Focus the filter box."""
@@ -324,7 +341,12 @@ class MonitorScreen(Screen[None]):
 
     def action_toggle_listening(self) -> None:
         """Show only listening sockets, or everything again."""
-        self._set_spec(replace(self.spec, listening_only=not self.spec.listening_only))
+        self.action_listening(not self.spec.listening_only)
+
+    def action_listening(self, on: bool) -> None:
+        """Show only listening sockets (``on``), or everything."""
+        self._set_spec(replace(self.spec, listening_only=on))
+        self.refresh_bindings()
 
     def action_sort_previous(self) -> None:
         """Sort by the column to the left."""
@@ -347,13 +369,19 @@ class MonitorScreen(Screen[None]):
 
     @on(SocketTable.HeaderClicked)
     def _header_clicked(self, event: SocketTable.HeaderClicked) -> None:
-        self.sort_by(event.column)
+        if event.column in COLUMNS:  # not the mark gutter
+            self.sort_by(event.column)
 
     def action_toggle_pause(self) -> None:
         """Pause or resume refreshing."""
-        self.paused = not self.paused
-        self.source.pause(self.paused)
+        self.action_pause(not self.paused)
+
+    def action_pause(self, paused: bool) -> None:
+        """Pause refreshing (``paused``) or resume it."""
+        self.paused = paused
+        self.source.pause(paused)
         self._show_status()
+        self.refresh_bindings()
 
     def action_refresh_now(self) -> None:
         """Scan now (also while paused)."""
@@ -369,6 +397,7 @@ class MonitorScreen(Screen[None]):
         """Show or hide the detail pane (and focus it)."""
         self.detail_visible = visible_
         self.set_class(visible_, "with-detail")
+        self._fit_table()
         if visible_:
             self._show_detail(reread=True)
             if focus:
@@ -431,11 +460,7 @@ class MonitorScreen(Screen[None]):
 
     def action_why(self) -> None:
         """Why is the selected row's port busy? (The dialog also takes a typed port.)"""
-
-        def sockets() -> Sequence[Socket]:
-            return self.snapshot.sockets if self.snapshot is not None else ()
-
-        self.app.push_screen(why_dialog(self.table.cursor_socket, self.why_probe, sockets, background=self.poll))
+        self.dialogs.why()
 
     # -- names, kill, help -----------------------------------------------------------------------
 
@@ -456,26 +481,45 @@ class MonitorScreen(Screen[None]):
 
     def action_kill(self) -> None:
         """Ask to kill the holders of the selected socket, as it is now."""
-        # Capture the socket and snapshot at the key press: the modal acts on these, whatever the
-        # table shows by the time the user confirms.
-        sock = self.table.cursor_socket
-        snapshot = self.snapshot
-        if sock is None or snapshot is None:
-            self.notify("No socket selected.", severity="warning")
-            return
-        self.app.push_screen(kill_dialog(sock, snapshot), self._kill_finished)
+        self.dialogs.kill()
 
-    def _kill_finished(self, outcome: str | None) -> None:
-        if outcome is None:
-            return
+    def kill_reported(self, outcome: str) -> None:
+        """A kill finished: say so (the status line's notice fades), and scan at once."""
         self.outcome = outcome
+        self.outcome_at = self.clock()
+        # Redraw when the notice dims and when it goes.
+        self.set_timer(NOTICE_SECONDS, self._show_status)
+        self.set_timer(NOTICE_FADE_SECONDS, self._show_status)
         self.notify(visible(outcome), title="kill", markup=False)
         self._show_status()
         self.action_refresh_now()
 
+    def action_copy(self) -> None:
+        """Copy the selected socket's pid, command line or address to the clipboard (asks which)."""
+        self.dialogs.copy()
+
+    @property
+    def selected(self) -> Socket | None:
+        """The socket under the table's cursor."""
+        return self.table.cursor_socket
+
+    def cmdline_of(self, sock: Socket) -> Sequence[str] | None:
+        """The command line of ``sock``'s first holder (read now when the detail pane has not yet)."""
+        if not sock.holders:
+            return None
+        holder = sock.holders[0]
+        detail = self.detail_feed.details.get((holder.pid, holder.create_time))
+        if detail is None:
+            detail = self._process_reader(holder.pid, holder.create_time)
+        return detail.cmdline
+
+    def action_quit(self) -> None:
+        """Quit portmon."""
+        self.app.exit()
+
     def action_help(self) -> None:
         """Show every key."""
-        self.app.push_screen(HelpScreen(self.key_groups()))
+        self.dialogs.help()
 
     def key_groups(self) -> list[tuple[str, list[BindingType]]]:
         """The bindings the help screen lists, grouped."""

@@ -18,8 +18,8 @@ from portmon.model import (
     Socket,
 )
 from portmon.textsafe import visible
-from portmon.ui.columns import Column, fit
-from portmon.ui.view import MARK_NONE
+from portmon.ui.columns import MARK_COLUMN, Column, fit
+from portmon.ui.view import MARK_CHANGED, MARK_CLOSED, MARK_NEW, MARK_NONE
 
 SORT_UP = "▲"
 SORT_DOWN = "▼"
@@ -35,6 +35,9 @@ StyleOf = Callable[[str], Style]
 """A component's style by its short name ("dim", "listen", "cursor", ...): see ``SocketTable._style``."""
 HostName = Callable[[str], "str | None"]
 Layout = Sequence[tuple[Column, int]]
+
+MARK_SIGNS = {MARK_NEW: "+", MARK_CHANGED: "~", MARK_CLOSED: "×", MARK_NONE: " "}
+"""The gutter's sign per mark: the highlight readable without colour (NO_COLOR, colour-blind users)."""
 
 _OWNER_LABELS = {OWNER_HIDDEN: "hidden", OWNER_UNSEEN: "unseen"}
 _STATE_STYLES = {LISTEN: "listen", ESTABLISHED: "established", TIME_WAIT: "time-wait", CLOSE_WAIT: "close-wait"}
@@ -136,7 +139,10 @@ def row_strip(
     for i, (column, cells) in enumerate(layout):
         if i:
             segments.append(gap)
-        text, extra = cell(sock, column.name, host_name)
+        if column.name == MARK_COLUMN:
+            text, extra = MARK_SIGNS.get(mark, " "), None
+        else:
+            text, extra = cell(sock, column.name, host_name)
         style = row_style + style_of(extra) if extra is not None else row_style
         if cursor is not None:
             style = style + cursor

@@ -14,7 +14,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from portmon.model import Socket, SocketKey
-from portmon.ui.columns import Column, column_at, layout_columns
+from portmon.ui.columns import Column, column_at, layout_columns, natural_width
 from portmon.ui.rows import CELL_STYLES, ROW_STYLES, header_strip, layout_width, row_strip
 from portmon.ui.view import MARK_NONE, NO_MARKS, Marks, RowIndex, cursor_after
 
@@ -200,13 +200,20 @@ class SocketTable(ScrollView, can_focus=True):
     def _available_width(self) -> int:
         return self.scrollable_content_region.width
 
+    def _wanted_widths(self) -> dict[str, int]:
+        widths = dict(self._data_widths)
+        if self.host_name is not None:
+            widths["remote_addr"] = max(widths.get("remote_addr", 0), 30)
+        return widths
+
+    def natural_width(self) -> int:
+        """Cells the table wants for its rows when no column has to give way (its scrollbar included)."""
+        return natural_width(self._wanted_widths()) + 1
+
     def _ensure_layout(self) -> None:
         width = self._available_width()
         if width != self._layout_width:
-            widths = dict(self._data_widths)
-            if self.host_name is not None:
-                widths["remote_addr"] = max(widths.get("remote_addr", 0), 30)
-            self._layout = layout_columns(width, widths)
+            self._layout = layout_columns(width, self._wanted_widths())
             self._layout_width = width
             self._generation += 1
 

@@ -52,6 +52,13 @@ class CountHistory:
         return len(self._samples)
 
 
+NOTICE_SECONDS = 8.0
+"""How long a one-shot notice ("last kill: ...") stays bold in the status line."""
+NOTICE_FADE_SECONDS = 20.0
+"""When it leaves the status line (dimmed from NOTICE_SECONDS on)."""
+STATUS_LINES = 2
+
+
 @dataclass(frozen=True, slots=True)
 class StatusInfo:
     """Everything the status line shows, gathered by the screen."""
@@ -59,6 +66,7 @@ class StatusInfo:
     shown: int
     total: int
     states: Mapping[str, int]
+    """Count per state of the sockets shown (all of them when nothing is filtered)."""
     snapshot: Snapshot | None
     interval: float
     requested_interval: float
@@ -66,46 +74,127 @@ class StatusInfo:
     spec: ViewSpec
     resolving: bool = False
     outcome: str | None = None
+    outcome_age: float = 0.0
+    """Seconds since the outcome was reported: it fades, then goes."""
 
 
-def status_text(info: StatusInfo) -> Text:
-    """The status line as rich Text (untrusted parts, such as the filter, shown literally)."""
-    out = Text(no_wrap=False, overflow="ellipsis")
-    parts: list[Text] = []
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One unit of the status line: never split across lines; the highest ``priority`` number goes first."""
+
+    text: Text
+    priority: int
+    separator: str = SEPARATOR
+
+
+def _narrowed(spec: ViewSpec) -> bool:
+    return not spec.filter.is_empty or spec.listening_only
+
+
+def status_parts(info: StatusInfo) -> list[Part]:
+    """The status line's units in display order, each with its priority (0: kept longest)."""
+    parts: list[Part] = []
     if info.paused:
-        parts.append(Text(" PAUSED ", "reverse bold"))
-    parts.append(Text(f"{info.shown}/{info.total} sockets", "bold"))
+        parts.append(Part(Text(" PAUSED ", "reverse bold"), 0))
+    if info.snapshot is None:
+        parts.append(Part(Text("scanning…", "bold"), 0))
+    else:
+        count = f"{info.shown}/{info.total} sockets" + (" shown" if _narrowed(info.spec) else "")
+        parts.append(Part(Text(count, "bold"), 0))
     states = [f"{_SHORT.get(state, state)} {info.states[state]}" for state in STATE_ORDER if info.states.get(state)]
     others = sorted(s for s in info.states if s not in STATE_ORDER and s != "UDP")
     states += [f"{visible(state)} {info.states[state]}" for state in others]
     if info.states.get("UDP"):
         states.append(f"UDP {info.states['UDP']}")
-    if states:
-        parts.append(Text("  ".join(states)))
-    snapshot = info.snapshot
-    if snapshot is not None and snapshot.hidden_note:
-        parts.append(Text(snapshot.hidden_note, "italic"))
-    if snapshot is not None:
-        parts.append(Text(f"scan {snapshot.scan_ms:.0f} ms"))
+    for i, state in enumerate(states):
+        parts.append(Part(Text(state), 1, SEPARATOR if i == 0 else "  "))
+    if not info.spec.filter.is_empty:
+        parts.append(Part(Text.assemble("filter: ", (visible(info.spec.filter.text), "bold")), 2))
+    if info.spec.listening_only:
+        parts.append(Part(Text("listening only", "bold"), 2))
+    if info.outcome and info.outcome_age < NOTICE_FADE_SECONDS:
+        style = "bold" if info.outcome_age < NOTICE_SECONDS else "dim"
+        label = ("last kill: ", "" if style == "bold" else "dim")
+        parts.append(Part(Text.assemble(label, (visible(info.outcome), style)), 3))
+    arrow = "▼" if info.spec.descending else "▲"
+    parts.append(Part(Text(f"sort: {COLUMN_TITLES.get(info.spec.column, info.spec.column)} {arrow}"), 4))
     every = f"every {seconds_text(info.interval)} s"
     if info.interval > info.requested_interval + 1e-9:
         every += f" (slowed from {seconds_text(info.requested_interval)} s: slow scans)"
-    parts.append(Text(every))
-    arrow = "▼" if info.spec.descending else "▲"
-    parts.append(Text(f"sort: {COLUMN_TITLES.get(info.spec.column, info.spec.column)} {arrow}"))
-    if not info.spec.filter.is_empty:
-        parts.append(Text.assemble("filter: ", (visible(info.spec.filter.text), "bold")))
-    if info.spec.listening_only:
-        parts.append(Text("listening only", "bold"))
+    parts.append(Part(Text(every), 5))
+    snapshot = info.snapshot
+    if snapshot is not None and snapshot.hidden_note:
+        parts.append(Part(Text(snapshot.hidden_note, "italic"), 6))
+    if snapshot is not None:
+        parts.append(Part(Text(f"scan {snapshot.scan_ms:.0f} ms"), 7))
     if info.resolving:
-        parts.append(Text("host names on"))
-    if info.outcome:
-        parts.append(Text.assemble("last kill: ", (visible(info.outcome), "bold")))
-    for i, part in enumerate(parts):
-        if i:
-            out.append(SEPARATOR, "dim")
-        out.append_text(part)
+        parts.append(Part(Text("host names on"), 8))
+    return parts
+
+
+def _pack(parts: list[Part], width: int) -> list[list[Part]]:
+    """Parts laid out greedily on lines of ``width`` cells: each whole on one line."""
+    lines: list[list[Part]] = []
+    used = 0
+    for part in parts:
+        size = part.text.cell_len
+        if lines and lines[-1] and used + len(part.separator) + size <= width:
+            lines[-1].append(part)
+            used += len(part.separator) + size
+        else:
+            lines.append([part])
+            used = size
+    return lines
+
+
+def layout_status(parts: list[Part], width: int | None, lines: int = STATUS_LINES) -> Text:
+    """``parts`` on at most ``lines`` lines of ``width`` cells, none split; what does not fit is dropped,
+    the highest priority number first (the later part first among equals). ``width`` None: one line."""
+    kept = list(parts)
+    if width is None or width <= 0:
+        packed = [kept]
+    else:
+        packed = _pack(kept, width)
+        while len(packed) > lines and len(kept) > 1:
+            drop = max(range(len(kept)), key=lambda i: (kept[i].priority, i))
+            del kept[drop]
+            packed = _pack(kept, width)
+    out = Text(no_wrap=True, overflow="ellipsis")
+    for n, line in enumerate(packed[:lines] if width else packed):
+        if n:
+            out.append("\n")
+        for i, part in enumerate(line):
+            if i:
+                out.append(part.separator, "dim")
+            out.append_text(part.text)
     return out
+
+
+def status_text(info: StatusInfo, width: int | None = None) -> Text:
+    """The status line as rich Text (untrusted parts, such as the filter, shown literally), laid out for
+    ``width`` cells (None: every part on one line)."""
+    return layout_status(status_parts(info), width)
+
+
+class StatusLine(Static):
+    """The status line: two lines of whole units (a number is never split from its unit), the least
+    important dropped when they do not fit the width."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self.info: StatusInfo | None = None
+
+    def show(self, info: StatusInfo) -> None:
+        """Show ``info`` laid out for the current width."""
+        self.info = info
+        width = self.content_region.width
+        # Fixed size (two lines, the bar's width): no layout pass for a status change, which would
+        # cost 6-8 ms at 160x50 with the detail pane open (python bench/bench_ui_tricks.py).
+        self.update(status_text(info, width or None), layout=False)
+
+    def on_resize(self) -> None:
+        if self.info is not None:
+            self.show(self.info)
 
 
 def banner_text(snapshot: Snapshot | None, interval: float) -> Text | None:

@@ -231,6 +231,8 @@ class View:
     """Live sockets that pass the filter (closed rows not counted)."""
     states: Mapping[str, int]
     """Count per TCP state (and "UDP") among all sockets of the snapshot."""
+    shown_states: Mapping[str, int]
+    """The same among the sockets shown (``states`` itself when nothing is filtered)."""
 
 
 def state_counts(sockets: Sequence[Socket]) -> dict[str, int]:
@@ -250,6 +252,9 @@ def derive_view(
     if spec.listening_only:
         live = [s for s in live if s.listening]
     shown = len(live)
+    totals = states if states is not None else state_counts(snapshot.sockets)
+    narrowed = not spec.filter.is_empty or spec.listening_only
+    shown_states = state_counts(live) if narrowed else totals
     ghosts = marks.ghosts(now) if marks.closed else []
     if ghosts:
         ghosts = spec.filter.apply(ghosts)
@@ -264,7 +269,8 @@ def derive_view(
         widths=column_widths(rows),
         total=len(snapshot.sockets),
         shown=shown,
-        states=states if states is not None else state_counts(snapshot.sockets),
+        states=totals,
+        shown_states=shown_states,
     )
 
 

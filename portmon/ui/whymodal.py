@@ -46,6 +46,13 @@ def report_text(report: WhyReport) -> Text:
     return out
 
 
+class PortInput(Input):
+    """The port box: ports are typed here, but "k" (in no port's spelling) is left to the dialog: kill."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return key != "k" and super().check_consume_key(key, character)
+
+
 class WhyModal(ModalScreen[None]):
     """Answers whether a server could bind a port now: the row's port at first, any port typed in after.
 
@@ -55,6 +62,8 @@ class WhyModal(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
+        # The port box has focus and leaves "k" alone (PortInput): no port spelling has a "k" in it.
+        Binding("k", "kill", "Kill what holds the port", priority=True),
     ]
 
     DEFAULT_CSS = """
@@ -104,8 +113,11 @@ class WhyModal(ModalScreen[None]):
         sockets: Callable[[], Sequence[Socket]],
         *,
         background: bool = True,
+        kill: Callable[[PortSpec], bool] | None = None,
     ) -> None:
+        """``kill(spec)`` closes the dialog and asks to kill what holds the port; False: nothing does."""
         super().__init__()
+        self._kill = kill
         self.spec = spec
         """The port asked about last."""
         self.report: WhyReport | None = None
@@ -118,7 +130,7 @@ class WhyModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="why-dialog"):
             yield Static("Why is this port busy?", id="why-title", markup=False)
-            yield Input(
+            yield PortInput(
                 value=str(self.spec) if self.spec is not None else "",
                 placeholder="a port: 8080, 8080/tcp or 53/udp",
                 id="why-port",
@@ -127,7 +139,7 @@ class WhyModal(ModalScreen[None]):
             )
             # The hint sits above the answer so a long answer, which scrolls, never pushes it off screen.
             yield Static(
-                "enter: check the port typed above (no /tcp or /udp: both) · escape: close · k on a row kills",
+                "enter: check the port typed above (no /tcp or /udp: both) · k: kill what holds it · escape: close",
                 id="why-hint",
                 markup=False,
             )
@@ -197,6 +209,17 @@ class WhyModal(ModalScreen[None]):
             self._show(Text("port 0 means 'any free port': give a real port number", "bold red"))
             return
         self.check(spec)
+
+    def action_kill(self) -> None:
+        """Ask to kill what holds the port checked last (the kill dialog confirms, as from the table)."""
+        if self._kill is None or self.spec is None:
+            self.app.bell()
+            return
+        spec = self.spec
+        if self._kill(spec):
+            self.dismiss(None)
+        else:
+            self.notify(f"No process holds port {spec}: nothing to kill.", severity="warning", markup=False)
 
     def action_close(self) -> None:
         """Close the dialog."""

@@ -2,8 +2,9 @@
 
 - :mod:`.signals`: the signals a kill may send, by name, and its default waits;
 - :mod:`.text`: labels of ports, sockets and start times, and why a kernel-owned socket cannot be killed;
+- :mod:`.identity`: which process is which: start times in clock ticks since boot, pidfds held from plan to signal;
 - :mod:`.model`: the plan, its targets and refusals, per-target results and the verdict (values only);
-- :mod:`.process`: reading a process fresh from the OS: identity, kernel threads, portmon's own ancestry, permission;
+- :mod:`.process`: reading a process fresh from the OS: kernel threads, portmon's own ancestry, permission;
 - :mod:`.plan`: the policy: whom a kill would signal, whom it refuses and why (``plan_kill``);
 - :mod:`.execute`: identity-checked handles (pidfd where there is one), signalling and waiting;
 - :mod:`.judge`: the verdict from the re-scan: freed, TIME_WAIT only, still held, or re-bound by a new pid.

@@ -11,12 +11,14 @@ from collections.abc import Callable, Sequence
 
 import psutil
 
+from portmon.actions.kill.identity import BootClock, PidFd, open_pidfd, same_process, system_clock
 from portmon.actions.kill.judge import judge, verdict_without_scan
 from portmon.actions.kill.model import (
     CHANGED,
     DENIED,
     EXITED,
     GONE,
+    LET_GO,
     SURVIVED,
     UNINTERRUPTIBLE,
     UNKNOWN,
@@ -26,7 +28,7 @@ from portmon.actions.kill.model import (
     TargetResult,
     Verdict,
 )
-from portmon.actions.kill.process import IS_LINUX, IS_WINDOWS, same_start
+from portmon.actions.kill.process import IS_WINDOWS, holds_socket
 from portmon.actions.kill.signals import DEFAULT_SETTLE, DEFAULT_TIMEOUT, signal_name
 from portmon.actions.kill.text import format_start
 from portmon.model import Snapshot
@@ -35,17 +37,24 @@ from portmon.textsafe import safe
 _SIGCONT: int | None = getattr(signal, "SIGCONT", None)
 _SIGKILL: int = getattr(signal, "SIGKILL", signal.SIGTERM)
 
-_HAVE_PIDFD = IS_LINUX and hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
-
-
 class _Handle:
     """A live, identity-checked reference to one target: a pidfd on Linux, a psutil.Process elsewhere."""
 
-    def __init__(self, target: Target, proc: psutil.Process, fd: int | None) -> None:
+    def __init__(
+        self, target: Target, proc: psutil.Process, pidfd: PidFd | None, owned: bool, clock: BootClock
+    ) -> None:
         self.target = target
         self.proc = proc
-        self.fd = fd
+        self.pidfd = pidfd
+        self.owned = owned
+        """True when this handle opened the pidfd (else the plan holds it, and closes it)."""
+        self.clock = clock
         self.sent: list[str] = []
+
+    @property
+    def fd(self) -> int | None:
+        """The pidfd's descriptor, None without one."""
+        return self.pidfd.fd if self.pidfd is not None else None
 
     def send(self, sig: int) -> None:
         """Deliver a signal; ProcessLookupError when it is gone, PermissionError when refused."""
@@ -54,13 +63,8 @@ class _Handle:
 
     def exited(self) -> bool:
         """True when the process has exited (a zombie counts: it holds no sockets any more)."""
-        if self.fd is not None:
-            try:
-                ready, _, _ = select.select([self.fd], [], [], 0)
-            except (OSError, ValueError):
-                ready = []
-            if ready:
-                return True
+        if self.pidfd is not None and self.pidfd.exited():
+            return True
         try:
             if not self.proc.is_running():
                 return True
@@ -80,20 +84,18 @@ class _Handle:
             return None
 
     def close(self) -> None:
-        """Release the pidfd."""
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = None
+        """Release the pidfd if this handle opened it."""
+        if self.pidfd is not None and self.owned:
+            self.pidfd.close()
+        self.pidfd = None
 
 
 def _deliver(handle: _Handle, sig: int) -> None:
     """Send one signal through the handle (patched in tests to fake a refusal)."""
     if handle.fd is not None:
         # The pidfd names exactly the process whose identity was checked: no pid-reuse race.
-        signal.pidfd_send_signal(handle.fd, sig)
+        assert handle.pidfd is not None
+        handle.pidfd.send(sig)
         return
     if IS_WINDOWS:
         # Windows has no signals to speak of: terminate() and kill() are both TerminateProcess.
@@ -105,9 +107,10 @@ def _deliver(handle: _Handle, sig: int) -> None:
             raise PermissionError(errno.EPERM, "access denied") from None
         return
     # Without a pidfd the check and the signal are two steps: re-check as late as possible.
+    pid = handle.target.pid
     try:
-        still_same = handle.proc.is_running() and same_start(
-            handle.target.identity.create_time, handle.proc.create_time()
+        still_same = handle.proc.is_running() and same_process(
+            handle.target.identity, handle.clock.start_ticks(pid), handle.proc.create_time()
         )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         still_same = False
@@ -115,48 +118,50 @@ def _deliver(handle: _Handle, sig: int) -> None:
         still_same = True
     if not still_same:
         raise ProcessLookupError(errno.ESRCH, "the process has exited")
-    os.kill(handle.target.pid, sig)
+    os.kill(pid, sig)
 
 
-def _open(target: Target) -> tuple[_Handle | None, TargetResult | None]:
-    """Open a handle on the target and confirm its identity; or the reason it will not be signalled."""
+def _gone(target: Target) -> TargetResult:
+    return TargetResult(target, GONE, (), f"pid {target.pid} had already exited: nothing to signal")
+
+
+def _open(target: Target, clock: BootClock) -> tuple[_Handle | None, TargetResult | None]:
+    """A handle on the target, its identity confirmed; or the reason it will not be signalled.
+
+    The plan's pidfd is used when it has one (it names the planned process whatever happened to the
+    pid since); else one is opened now, before the start time is read, so a match proves it.
+    """
     pid = target.pid
-    fd: int | None = None
-    if _HAVE_PIDFD:
+    pidfd = target.pidfd if target.pidfd is not None and target.pidfd.fd is not None else None
+    owned = pidfd is None
+    if pidfd is None:
         try:
-            fd = os.pidfd_open(pid)
+            pidfd = open_pidfd(pid)
         except ProcessLookupError:
-            return None, TargetResult(target, GONE, (), f"pid {pid} had already exited: nothing to signal")
-        except OSError:
-            fd = None  # an old kernel (ENOSYS) or a seccomp filter: fall back to the re-checked kill()
+            return None, _gone(target)
 
     def fail(result: TargetResult) -> tuple[_Handle | None, TargetResult | None]:
-        if fd is not None:
-            os.close(fd)
+        if owned and pidfd is not None:
+            pidfd.close()
         return None, result
 
-    # The start time is read after the pidfd is open: if it still matches, the pidfd is that process.
+    if pidfd is not None and pidfd.exited():
+        return fail(_gone(target))
     try:
         proc = psutil.Process(pid)
         created = proc.create_time()
         zombie = proc.status() == psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return fail(TargetResult(target, GONE, (), f"pid {pid} had already exited: nothing to signal"))
+        return fail(_gone(target))
     except psutil.AccessDenied:
         detail = f"pid {pid}: cannot confirm its identity (start time unreadable): not signalled"
         return fail(TargetResult(target, CHANGED, (), detail))
-    if not same_start(target.identity.create_time, created):
-        return fail(
-            TargetResult(
-                target,
-                CHANGED,
-                (),
-                f"pid {pid} now belongs to a different process (started {format_start(created)}): not signalled",
-            )
-        )
+    if not same_process(target.identity, clock.start_ticks(pid), created):
+        detail = f"pid {pid} now belongs to a different process (started {format_start(created)}): not signalled"
+        return fail(TargetResult(target, CHANGED, (), detail))
     if zombie:
-        return fail(TargetResult(target, GONE, (), f"pid {pid} had already exited: nothing to signal"))
-    return _Handle(target, proc, fd), None
+        return fail(_gone(target))
+    return _Handle(target, proc, pidfd, owned, clock), None
 
 
 def _denied(target: Target) -> TargetResult:
@@ -170,8 +175,18 @@ def _denied(target: Target) -> TargetResult:
 
 
 def _signal(handle: _Handle, sig: int) -> TargetResult | None:
-    """Send ``sig`` (and SIGCONT to a stopped process); a result only when it could not be sent."""
+    """Send ``sig`` (and SIGCONT to a stopped process); a result only when it was not sent.
+
+    Just before, the target must still hold one of the plan's sockets: a holder that closed it, or
+    dup2'd something else over its fd, since the scan is no business of this kill and is left alone.
+    """
     target = handle.target
+    if holds_socket(target.pid, target.inodes) is False:
+        sockets = ", ".join(target.sockets) or "the port's sockets"
+        detail = (
+            f"pid {target.pid} no longer holds {sockets} (its fd was closed or replaced since the scan): left alone"
+        )
+        return TargetResult(target, LET_GO, tuple(handle.sent), detail)
     try:
         stopped = handle.status() == psutil.STATUS_STOPPED
         handle.send(sig)
@@ -181,7 +196,7 @@ def _signal(handle: _Handle, sig: int) -> TargetResult | None:
     except ProcessLookupError:
         if handle.sent:
             return None
-        return TargetResult(target, GONE, (), f"pid {target.pid} had already exited: nothing to signal")
+        return _gone(target)
     except PermissionError:
         return _denied(target)
     return None
@@ -292,19 +307,21 @@ def execute(
     *,
     force: bool = False,
     settle: float = DEFAULT_SETTLE,
+    clock: BootClock | None = None,
 ) -> KillOutcome:
     """Signal every target (identity re-checked first), wait up to ``timeout``, then re-scan the port.
 
     With ``force``, targets that survive ``sig`` get SIGKILL and another ``timeout``. Raises ValueError
-    for a plan that is not actionable: refusals are never overridden here.
+    for a plan that is not actionable: refusals are never overridden here. ``clock``: see :func:`plan_kill`.
     """
     if not plan.actionable:
         raise ValueError("; ".join(plan.reasons()) or "nothing to signal")
+    clock = system_clock() if clock is None else clock
     results: dict[int, TargetResult] = {}
     handles: list[_Handle] = []
     try:
         for target in plan.targets:
-            handle, failed = _open(target)
+            handle, failed = _open(target, clock)
             if handle is None:
                 assert failed is not None
                 results[target.pid] = failed

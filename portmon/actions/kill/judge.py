@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 
+from portmon.actions.kill.identity import BootClock, same_start_time, started_before, system_clock
 from portmon.actions.kill.model import (
     DENIED,
     EXITED,
     FREED,
     GONE,
+    LET_GO,
     REBOUND,
     STILL_HELD,
     SURVIVED,
@@ -23,11 +26,9 @@ from portmon.actions.kill.model import (
     TargetResult,
     Verdict,
 )
-from portmon.actions.kill.process import same_start
 from portmon.actions.kill.text import TIME_WAIT_SECONDS
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.portspec import sockets_on_port
-from portmon.procinfo import IDENTITY_TOLERANCE
 from portmon.textsafe import safe
 
 
@@ -35,8 +36,12 @@ def verdict_without_scan(plan: KillPlan, results: Sequence[TargetResult]) -> Ver
     """The verdict when there is no re-scan: still held by the survivors, or unknown."""
     alive = tuple(r.target.pid for r in results if r.alive)
     if alive:
-        return Verdict(STILL_HELD, f"port {plan.label} still held by {_held_text(results, alive)}", still_held_by=alive)
-    return Verdict(UNKNOWN, f"port {plan.label}: the holders exited (not re-scanned)")
+        verdict = Verdict(
+            STILL_HELD, f"port {plan.label} still held by {_held_text(results, alive)}", still_held_by=alive
+        )
+    else:
+        verdict = Verdict(UNKNOWN, f"port {plan.label}: the holders exited (not re-scanned)")
+    return _with_let_go(verdict, results)
 
 
 def _reason_for(result: TargetResult | None) -> str:
@@ -65,10 +70,12 @@ def _held_text(results: Sequence[TargetResult], pids: Sequence[int], extra: dict
     return ", ".join(f"{pid} ({whys[pid]})" if whys[pid] else str(pid) for pid in ordered)
 
 
-def describe_new_holder(pid: int) -> NewHolder:
+def describe_new_holder(pid: int, clock: BootClock | None = None) -> NewHolder:
     """Name a new holder and its parent (the supervisor that restarted it, when there is one)."""
+    clock = system_clock() if clock is None else clock
     name = ppid = pname = None
     created = None
+    ticks = clock.start_ticks(pid)
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
@@ -80,7 +87,7 @@ def describe_new_holder(pid: int) -> NewHolder:
             pname = parent.name()
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         pass
-    return NewHolder(pid=pid, name=name, parent_pid=ppid, parent_name=pname, create_time=created)
+    return NewHolder(pid=pid, name=name, parent_pid=ppid, parent_name=pname, create_time=created, start_ticks=ticks)
 
 
 @dataclass(slots=True)
@@ -95,6 +102,8 @@ class _Holding:
     """The snapshot's start time of each new holder."""
     hidden: bool = False
     """A socket on the port whose holder portmon cannot see."""
+    inherited: bool = False
+    """A socket on the port held by nobody but portmon itself (an inherited copy)."""
 
 
 def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence[Socket]) -> _Holding:
@@ -106,16 +115,19 @@ def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence
         for h in sock.holders:
             old.setdefault(h.pid, h.create_time)
     out = _Holding()
+    me = os.getpid()
     for sock in now:
         if not sock.holders:
             if sock.owner_note not in (OWNER_KERNEL, OWNER_UNSEEN):
                 out.hidden = True
             continue
+        if all(h.pid == me for h in sock.holders):
+            out.inherited = True
         for h in sock.holders:
-            if h.pid in out.still or h.pid in out.new:
+            if h.pid == me or h.pid in out.still or h.pid in out.new:
                 continue
             known = h.pid in old and (
-                h.create_time is None or old[h.pid] is None or same_start(old[h.pid], h.create_time)
+                h.create_time is None or old[h.pid] is None or same_start_time(old[h.pid], h.create_time)
             )
             if known and not (h.pid in targets and h.pid in exited):
                 out.still.append(h.pid)
@@ -128,13 +140,17 @@ def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence
 def _split_new(
     plan: KillPlan, holding: _Holding, describe: Callable[[int], NewHolder]
 ) -> tuple[list[int], list[NewHolder]]:
-    """The new holders that were running before the plan (missed by the scan), and the ones started since."""
+    """The new holders that were running before the plan (missed by the scan), and the ones started since.
+
+    Start times are compared with the plan's stamp in clock ticks since boot where both are known,
+    else on the wall clock with btime's rounding allowed for (see :func:`started_before`).
+    """
     unseen: list[int] = []
     rebound: list[NewHolder] = []
     for pid in holding.new:
         nh = describe(pid)
         started = nh.create_time if nh.create_time is not None else holding.started_of.get(pid)
-        if plan.captured_at and started is not None and started < plan.captured_at - IDENTITY_TOLERANCE:
+        if started_before(plan.captured_ticks, plan.captured_at, nh.start_ticks, started):
             # Running before the kill was planned, yet not seen holding the port: a holder the scan missed.
             unseen.append(pid)
         else:
@@ -153,6 +169,14 @@ def _rebound_text(rebound: Sequence[NewHolder]) -> str:
     return "; ".join(parts)
 
 
+def _with_let_go(verdict: Verdict, results: Sequence[TargetResult]) -> Verdict:
+    """The verdict, saying which planned holders were left alone because they no longer held the socket."""
+    let_go = [str(r.target.pid) for r in results if r.result == LET_GO]
+    if not let_go:
+        return verdict
+    return replace(verdict, message=f"{verdict.message} (left alone: {', '.join(let_go)}, no longer holding it)")
+
+
 def judge(
     plan: KillPlan,
     results: Sequence[TargetResult],
@@ -160,6 +184,12 @@ def judge(
     describe: Callable[[int], NewHolder] = describe_new_holder,
 ) -> Verdict:
     """The verdict from the re-scan: freed, only TIME_WAIT left, still held (by whom), or re-bound by a new pid."""
+    return _with_let_go(_judge(plan, results, after, describe), results)
+
+
+def _judge(
+    plan: KillPlan, results: Sequence[TargetResult], after: Snapshot, describe: Callable[[int], NewHolder]
+) -> Verdict:
     now = sockets_on_port(after.sockets, plan.spec)
     holding = _sort_holders(plan, results, now)
     unseen, rebound = _split_new(plan, holding, describe)
@@ -180,6 +210,10 @@ def judge(
         )
     if holding.hidden:
         return Verdict(STILL_HELD, f"port {label} still held by a process portmon cannot see; root would reveal it")
+    if holding.inherited:
+        return Verdict(
+            FREED, f"port {label} freed of its holders; portmon itself holds an inherited copy until it exits"
+        )
     if now:
         return Verdict(
             TIME_WAIT_ONLY,

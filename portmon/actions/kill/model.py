@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from portmon.actions.kill.identity import Identity, PidFd
 from portmon.actions.kill.text import format_start
-from portmon.model import Holder, Socket
+from portmon.model import Socket
 from portmon.portspec import PortSpec
 from portmon.textsafe import safe
 
@@ -34,6 +35,8 @@ SURVIVED = "survived"
 """Still running when the timeout ran out."""
 UNINTERRUPTIBLE = "uninterruptible"
 """Still running, in uninterruptible sleep (D state): no signal acts until its kernel call returns."""
+LET_GO = "let-go"
+"""No longer has an fd on any of the plan's sockets (it closed or replaced it since the scan): left alone."""
 
 # Verdicts after the re-scan.
 FREED = "freed"
@@ -41,19 +44,6 @@ TIME_WAIT_ONLY = "time-wait-only"
 STILL_HELD = "still-held"
 REBOUND = "rebound"
 UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A process as the user saw it: its pid and its start time (a reused pid has another start time)."""
-
-    pid: int
-    create_time: float | None
-
-    @classmethod
-    def of(cls, holder: Holder) -> Identity:
-        """The identity a snapshot's Holder captured."""
-        return cls(holder.pid, holder.create_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +59,10 @@ class Target:
     ppid: int | None = None
     sockets: tuple[str, ...] = ()
     """Labels of the sockets on the port it holds (see :func:`socket_label`)."""
+    inodes: frozenset[int] = frozenset()
+    """Inodes of the sockets on the port it held when planned (where the collector knows them)."""
+    pidfd: PidFd | None = field(default=None, compare=False, repr=False)
+    """A pidfd opened when its identity was confirmed, held until the plan is dropped (Linux)."""
 
     @property
     def pid(self) -> int:
@@ -122,6 +116,8 @@ class KillPlan:
     """The sockets whose holders are the targets."""
     captured_at: float = 0.0
     """When the identities were captured (wall clock): a holder started later is a new process."""
+    captured_ticks: int | None = None
+    """The same moment in clock ticks since boot (Linux), the unit of process start times."""
 
     @property
     def actionable(self) -> bool:
@@ -148,6 +144,12 @@ class KillPlan:
         keep = set(pids)
         return replace(self, targets=tuple(t for t in self.targets if t.pid in keep))
 
+    def release(self) -> None:
+        """Close the targets' pidfds (they also close when the plan is garbage-collected)."""
+        for target in self.targets:
+            if target.pidfd is not None:
+                target.pidfd.close()
+
 
 @dataclass(frozen=True, slots=True)
 class TargetResult:
@@ -155,7 +157,7 @@ class TargetResult:
 
     target: Target
     result: str
-    """EXITED, GONE, CHANGED, DENIED, SURVIVED or UNINTERRUPTIBLE."""
+    """EXITED, GONE, CHANGED, DENIED, SURVIVED, UNINTERRUPTIBLE or LET_GO."""
     signals: tuple[str, ...] = ()
     """The signals actually delivered, in order (``SIGTERM``, ``SIGCONT``, ``SIGKILL``)."""
     detail: str = ""
@@ -176,6 +178,8 @@ class NewHolder:
     parent_pid: int | None = None
     parent_name: str | None = None
     create_time: float | None = None
+    start_ticks: int | None = None
+    """Its start time in clock ticks since boot (Linux): compared with the plan's stamp in the same unit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from portmon.actions.kill.identity import BootClock, Identity, PidFd, open_pidfd, same_process, system_clock
 from portmon.actions.kill.model import (
     REFUSED_ANCESTOR,
     REFUSED_HIDDEN,
@@ -17,7 +18,6 @@ from portmon.actions.kill.model import (
     REFUSED_PERMISSION,
     REFUSED_SELF,
     REFUSED_UNVERIFIED,
-    Identity,
     KillPlan,
     Refusal,
     Target,
@@ -31,10 +31,11 @@ from portmon.actions.kill.process import (
     privileged,
     protected_pids,
     read_fresh,
-    same_start,
+    socket_uids,
 )
 from portmon.actions.kill.signals import signal_name
-from portmon.actions.kill.text import format_start, kernel_owned_note, port_label, socket_label
+from portmon.actions.kill.text import first_listed, format_start, kernel_owned_note, port_label, socket_label
+from portmon.actions.ownerless import backlog_of, unreadable_fd_tables
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Holder, Snapshot, Socket
 from portmon.portspec import PortSpec, sockets_on_port
 from portmon.textsafe import safe
@@ -52,18 +53,26 @@ class _Gathered:
 
     holders: dict[int, Holder] = field(default_factory=dict)
     labels: dict[int, list[str]] = field(default_factory=dict)
+    inodes: dict[int, set[int]] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)
     """Sockets held by a process portmon cannot see."""
     kernel_notes: list[str] = field(default_factory=list)
     """Sockets no process holds (TIME_WAIT and the like)."""
+    inherited: list[str] = field(default_factory=list)
+    """Labels of sockets portmon itself holds a copy of (inherited): it is never a holder to signal."""
 
 
-def _gather(sockets: Sequence[Socket], spec: PortSpec) -> _Gathered:
+def _gather(sockets: Sequence[Socket], spec: PortSpec, port_sockets: Sequence[Socket]) -> _Gathered:
     found = _Gathered()
+    unreadable: int | None = None
+    me = os.getpid()
     for sock in sockets:
         if not sock.holders:
-            if sock.owner_note in (OWNER_KERNEL, OWNER_UNSEEN):
-                found.kernel_notes.append(kernel_owned_note(sock))
+            backlog = backlog_of(sock, port_sockets) is not None
+            if sock.owner_note == OWNER_UNSEEN and not backlog and unreadable is None:
+                unreadable = unreadable_fd_tables()
+            if backlog or sock.owner_note in (OWNER_KERNEL, OWNER_UNSEEN):
+                found.kernel_notes.append(kernel_owned_note(sock, port_sockets, unreadable))
             else:
                 found.refusals.append(
                     Refusal(
@@ -74,8 +83,13 @@ def _gather(sockets: Sequence[Socket], spec: PortSpec) -> _Gathered:
                 )
             continue
         for holder in sock.holders:
+            if holder.pid == me:
+                found.inherited.append(socket_label(sock))
+                continue
             found.holders.setdefault(holder.pid, holder)
             found.labels.setdefault(holder.pid, []).append(socket_label(sock))
+            if sock.inode:
+                found.inodes.setdefault(holder.pid, set()).add(sock.inode)
     return found
 
 
@@ -97,20 +111,23 @@ def _protected_refusal(pid: int, name: str, guard: dict[int, str]) -> Refusal | 
     return Refusal(REFUSED_ANCESTOR, reason, pid)
 
 
-def _check_holder(holder: Holder, spec: PortSpec, guard: dict[int, str]) -> ProcRead | Refusal | str:
+def _check_holder(
+    holder: Holder, spec: PortSpec, guard: dict[int, str], clock: BootClock
+) -> ProcRead | Refusal | str:
     """The policy for one holder: its fresh read when it may be signalled, else a refusal or a note."""
     pid = holder.pid
     name = safe(holder.name or "?")
     refused = _protected_refusal(pid, name, guard)
     if refused is not None:
         return refused
-    fresh = read_fresh(pid)
+    fresh = read_fresh(pid, clock)
     if fresh is None:
         return f"pid {pid} ({name}) has exited since the scan"
     if fresh.create_time is None:
         reason = f"cannot confirm the identity of pid {pid} ({name}): its start time is not readable"
         return Refusal(REFUSED_UNVERIFIED, f"{reason}; {_sudo_hint(spec)}", pid)
-    if holder.create_time is not None and not same_start(holder.create_time, fresh.create_time):
+    seen = clock.identity(pid, holder.create_time)
+    if holder.create_time is not None and not same_process(seen, fresh.start_ticks, fresh.create_time):
         return (
             f"pid {pid} now belongs to a different process ({safe(fresh.name or '?')}, started "
             f"{format_start(fresh.create_time)}): the one that held the port has exited; it is left alone"
@@ -124,17 +141,51 @@ def _check_holder(holder: Holder, spec: PortSpec, guard: dict[int, str]) -> Proc
     return fresh
 
 
-def _target(holder: Holder, fresh: ProcRead, sockets: Sequence[str]) -> Target:
+def _target(holder: Holder, fresh: ProcRead, found: _Gathered, pidfd: PidFd | None) -> Target:
     """The target as the confirmation shows it: the snapshot's identity, the fresh read's details."""
+    created = holder.create_time if holder.create_time is not None else fresh.create_time
     return Target(
-        identity=Identity(holder.pid, holder.create_time if holder.create_time is not None else fresh.create_time),
+        identity=Identity(holder.pid, created, fresh.start_ticks),
         name=fresh.name or holder.name,
         user=fresh.user or holder.user,
         exe=fresh.exe,
         cmdline=fresh.cmdline or (),
         status=fresh.status,
         ppid=fresh.ppid,
-        sockets=tuple(sockets),
+        sockets=tuple(found.labels[holder.pid]),
+        inodes=frozenset(found.inodes.get(holder.pid, ())),
+        pidfd=pidfd,
+    )
+
+
+def _unseen_user_notes(
+    sockets: Sequence[Socket],
+    uids_of: dict[int, set[int]],
+    spec: PortSpec,
+    uids: Callable[[frozenset[int]], dict[int, int]],
+) -> list[str]:
+    """Without root, a socket whose kernel uid matches no visible holder may also be held by an unseen process."""
+    inodes = frozenset(s.inode for s in sockets if s.inode and s.holders)
+    by_inode = uids(inodes) if inodes else {}
+    notes = []
+    for sock in sockets:
+        uid = by_inode.get(sock.inode)
+        seen = [uids_of[h.pid] for h in sock.holders if h.pid in uids_of]
+        if uid is None or not seen or any(uid in ids for ids in seen):
+            continue
+        notes.append(
+            f"{socket_label(sock)}: the kernel says uid {uid} opened it, but no process seen holding it runs as "
+            f"that uid: another user's process may hold it too, unseen without root; {_sudo_hint(spec)}"
+        )
+    return notes
+
+
+def _inherited_note(labels: Sequence[str]) -> str:
+    shown, left = first_listed(labels, lambda label: " -> " not in label)
+    listed = "; ".join(shown) + (f" and {left:,} more" if left else "")
+    return (
+        f"portmon itself (pid {os.getpid()}) holds an inherited copy of {listed}: it is no holder to signal, "
+        "and lets go when portmon exits"
     )
 
 
@@ -144,31 +195,46 @@ def plan_kill(
     port_sockets: Sequence[Socket] | None = None,
     *,
     protected: dict[int, str] | None = None,
+    clock: BootClock | None = None,
+    uids: Callable[[frozenset[int]], dict[int, int]] = socket_uids,
 ) -> KillPlan:
     """Decide whom signalling would reach for ``sockets`` (the holders of which are the targets).
 
     Identity is the snapshot's (pid, start time) per holder, re-read now: a holder that exited or whose
     pid now names another process is left out with a note. ``port_sockets`` is every socket on the port
     (default: ``sockets``), kept to tell old holders from new ones after the kill. ``protected`` maps
-    pids that must never be signalled to a name (default: portmon and its ancestors).
+    pids that must never be signalled to a name (default: portmon and its ancestors). Each target's
+    pidfd (Linux) is opened before its identity is confirmed and kept in the plan, so the signal can
+    reach no other process; ``clock`` (default: the system's) stamps the plan in start-time units;
+    ``uids`` gives the kernel's uid of sockets by inode (read only without root, for the unseen-holder note).
     """
     guard = protected_pids() if protected is None else protected
+    clock = system_clock() if clock is None else clock
     before = tuple(port_sockets) if port_sockets is not None else tuple(sockets)
-    found = _gather(sockets, spec)
+    found = _gather(sockets, spec, before)
     targets: list[Target] = []
     refusals = found.refusals
     notes: list[str] = []
     as_root = privileged()
     me = invoking_user()
     other_users: list[tuple[int, str]] = []
+    uids_of: dict[int, set[int]] = {}
     for pid, holder in found.holders.items():
-        checked = _check_holder(holder, spec, guard)
+        try:
+            pidfd = open_pidfd(pid) if pid > 1 else None
+        except ProcessLookupError:
+            pidfd = None  # gone: the fresh read below says so
+        checked = _check_holder(holder, spec, guard, clock)
+        if not isinstance(checked, ProcRead) and pidfd is not None:
+            pidfd.close()
         if isinstance(checked, Refusal):
             refusals.append(checked)
         elif isinstance(checked, str):
             notes.append(checked)
         else:
-            target = _target(holder, checked, found.labels[pid])
+            if checked.uids is not None:
+                uids_of[pid] = set(checked.uids)
+            target = _target(holder, checked, found, pidfd)
             if as_root and target.user and me and target.user != me:
                 other_users.append((pid, safe(target.user)))
             targets.append(target)
@@ -177,6 +243,10 @@ def plan_kill(
     elif found.kernel_notes:
         # Only kernel-owned sockets are left: that is a refusal with the explanation, not "nothing".
         refusals.extend(Refusal(REFUSED_KERNEL_OWNED, n) for n in found.kernel_notes)
+    if not as_root and targets:
+        notes.extend(_unseen_user_notes(sockets, uids_of, spec, uids))
+    if found.inherited:
+        notes.append(_inherited_note(found.inherited))
     if IS_WINDOWS and targets:
         notes.append("on Windows every signal is TerminateProcess, already a hard kill: holders cannot clean up")
     return KillPlan(
@@ -189,6 +259,7 @@ def plan_kill(
         before=before,
         sockets=tuple(sockets),
         captured_at=time.time(),
+        captured_ticks=clock.now_ticks(),
     )
 
 

@@ -10,7 +10,9 @@ from typing import TypeVar
 
 import psutil
 
-from portmon.procinfo import IDENTITY_TOLERANCE
+from portmon.actions.kill.identity import BootClock
+from portmon.collect.fdwalk import DIR_FLAGS, socket_fds
+from portmon.collect.tables import TABLES, parse_proc_net
 from portmon.textsafe import safe
 
 IS_WINDOWS = sys.platform == "win32"
@@ -25,18 +27,13 @@ _MAX_ANCESTORS = 64
 T = TypeVar("T")
 
 
-def same_start(expected: float | None, actual: float | None) -> bool:
-    """True when two start times name the same process (both known and within clock rounding)."""
-    if expected is None or actual is None:
-        return False
-    return abs(expected - actual) <= IDENTITY_TOLERANCE
-
-
 @dataclass(frozen=True, slots=True)
 class ProcRead:
     """What planning reads about one pid, fresh from the OS."""
 
     create_time: float | None
+    start_ticks: int | None
+    """Start time in clock ticks since boot (Linux), read after the wall-clock one."""
     name: str | None
     user: str | None
     exe: str | None
@@ -47,7 +44,7 @@ class ProcRead:
     uids: tuple[int, int, int] | None
 
 
-def read_fresh(pid: int) -> ProcRead | None:
+def read_fresh(pid: int, clock: BootClock) -> ProcRead | None:
     """Read a process for planning; None when it does not exist (or is a zombie, which holds nothing)."""
     try:
         proc = psutil.Process(pid)
@@ -56,7 +53,7 @@ def read_fresh(pid: int) -> ProcRead | None:
         return None
     except psutil.AccessDenied:
         # The identity cannot be confirmed without the start time; planning refuses such a pid.
-        return ProcRead(None, None, None, None, False, None, None, None, None)
+        return ProcRead(None, None, None, None, None, False, None, None, None, None)
     gone = False
 
     def attempt(getter: Callable[[], T]) -> T | None:
@@ -85,6 +82,7 @@ def read_fresh(pid: int) -> ProcRead | None:
         return None
     return ProcRead(
         create_time=created,
+        start_ticks=clock.start_ticks(pid),
         name=name,
         user=user,
         exe=exe or None,
@@ -182,3 +180,38 @@ def may_signal(uids: tuple[int, int, int] | None) -> bool:
     mine = {os.getuid(), os.geteuid()}
     return uids[0] in mine or uids[2] in mine
 
+
+def holds_socket(pid: int, inodes: frozenset[int]) -> bool | None:
+    """Whether ``pid`` has an fd open on one of the socket ``inodes`` now (Linux's /proc/PID/fd).
+
+    None when that cannot be told: no inodes known (the collector did not give them), not Linux, or the
+    fds are not readable (another user's process, or it exited; signalling then says which).
+    """
+    if not inodes or not IS_LINUX:
+        return None
+    try:
+        dfd = os.open(f"/proc/{pid}/fd", DIR_FLAGS)
+    except OSError:
+        return None
+    try:
+        fds, _ = socket_fds(dfd, os.listdir(dfd))
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
+    return not inodes.isdisjoint(fds.values())
+
+
+def socket_uids(inodes: frozenset[int], procfs: str = "/proc") -> dict[int, int]:
+    """inode -> the uid the kernel records for that socket (its creator's), from /proc/net; {} off Linux."""
+    if not inodes or not IS_LINUX:
+        return {}
+    found: dict[int, int] = {}
+    for table in TABLES:
+        try:
+            with open(f"{procfs}/net/{table.filename}", "rb") as fh:
+                rows = parse_proc_net(fh.read(), table)
+        except OSError:
+            continue
+        found.update((row.inode, row.uid) for row in rows if row.inode in inodes)
+    return found

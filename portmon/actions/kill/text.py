@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from portmon.actions.ownerless import backlog_of, unreadable_text
 from portmon.model import CLOSE, CLOSING, FIN_WAIT1, FIN_WAIT2, LAST_ACK, NEW_SYN_RECV, SYN_RECV, TIME_WAIT, Socket
 from portmon.output import endpoint
 from portmon.portspec import PortSpec
@@ -69,8 +70,18 @@ _CLOSING_STATES = frozenset({FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK, CLOSE, SYN
 """TCP states a socket passes through on its way out (or in): the kernel finishes them without a process."""
 
 
-def kernel_owned_note(sock: Socket) -> str:
-    """Why a socket no process holds cannot be killed, and whether it goes away by itself."""
+def kernel_owned_note(sock: Socket, port_sockets: Sequence[Socket] = (), unreadable: int | None = None) -> str:
+    """Why a socket no process holds cannot be killed, and whether it goes away by itself.
+
+    ``port_sockets`` (every socket on the port) tells a connection waiting in a listener's backlog;
+    ``unreadable`` is how many processes' fds could not be read (None: not counted).
+    """
+    listener = backlog_of(sock, port_sockets)
+    if listener is not None:
+        return (
+            f"{socket_label(sock)}: not yet accepted (in the backlog of pid {listener}): no process holds it "
+            f"until pid {listener} accepts it, and it goes when that listener closes"
+        )
     if sock.state == TIME_WAIT:
         return (
             f"{socket_label(sock)}: kernel-owned, no process holds it; it clears by itself within the kernel's "
@@ -79,6 +90,11 @@ def kernel_owned_note(sock: Socket) -> str:
         )
     if sock.state in _CLOSING_STATES:
         return f"{socket_label(sock)}: kernel-owned, no process holds it; the kernel finishes and drops it by itself"
+    if unreadable:
+        return (
+            f"{socket_label(sock)}: no visible process holds it; {unreadable_text(unreadable)}, even as root, "
+            "and one of them may hold it: there is nothing here portmon can signal"
+        )
     return (
         f"{socket_label(sock)}: no visible process holds it (a kernel socket, or one held from another container's "
         "PID namespace): there is nothing here portmon can signal"
