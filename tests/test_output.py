@@ -145,3 +145,9 @@ def test_same_text_with_traffic_counters() -> None:
     assert listeners == {(129, 128)}
     traffic = ["bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog"]
     assert all(list(r)[-6:] == traffic for r in records)
+
+
+def test_same_text_with_traffic_counters_and_extra_keys() -> None:
+    counted = [s._replace(bytes_sent=5, rtt_ms=0.25) if s.state == ESTABLISHED else s for s in sample()]
+    assert sockets_json(counted, _extra) == to_json([socket_record(s, extra=_extra) for s in counted])
+    assert all(list(r)[-2:] == ["holders", "manager"] for r in json.loads(sockets_json(counted, _extra)))

@@ -174,7 +174,7 @@ def test_why_lists_the_prefork_master_first(tmp_path: Path, trees: list[Tree]) -
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
-@pytest.mark.parametrize("delay", ["1"])
+@pytest.mark.parametrize("delay", ["0.05", "1"])
 def test_kill_under_a_restart_loop_says_rebound_by_the_new_pid(
     tmp_path: Path, child_script: Path, trees: list[Tree], delay: str
 ) -> None:
