@@ -30,14 +30,14 @@ def main() -> None:
         own = Ownership()
         t0 = time.perf_counter()
         ordered = own.order(sockets)
-        for hs in {id(s.holders): s.holders for s in ordered if s.holders}.values():
-            own.record_extra(hs)
+        for sock in {id(s.holders): s for s in ordered if s.holders}.values():
+            own.record_extra(sock)
         cold.append(time.perf_counter() - t0)
         own.new_scan()
         t0 = time.perf_counter()
         ordered = own.order(sockets)
-        for hs in {id(s.holders): s.holders for s in ordered if s.holders}.values():
-            own.record_extra(hs)
+        for sock in {id(s.holders): s for s in ordered if s.holders}.values():
+            own.record_extra(sock)
         warm.append(time.perf_counter() - t0)
     print(f"order + holders + managers, cold: {min(cold) * 1000:.1f} ms; warm: {min(warm) * 1000:.1f} ms")
     pid = next(iter(pids), os.getpid())

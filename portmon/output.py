@@ -40,9 +40,10 @@ RECORD_KEYS = (
 CSV_KEYS = (*RECORD_KEYS, "pids")
 """The CSV header: the record's keys, then every holder's pid (space-separated, main holder first)."""
 
-RecordExtra = Callable[[tuple[Holder, ...]], dict[str, Any]]
-"""``extra(holders) -> keys`` appended to each socket record: ``list --json``'s ``holders`` and ``manager``
-(``portmon.ownership.view.Ownership.record_extra``); depends on the holders tuple alone."""
+RecordExtra = Callable[[Socket], dict[str, Any]]
+"""``extra(sock) -> keys`` appended to each socket record: ``list --json``'s ``holders`` and ``manager``
+(``portmon.ownership.view.Ownership.record_extra``). It must depend on the socket's holders tuple
+alone (the JSON writer asks once per tuple)."""
 
 
 def socket_record(sock: Socket, holder: Holder | None = None, extra: RecordExtra | None = None) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def socket_record(sock: Socket, holder: Holder | None = None, extra: RecordExtra
         "backlog": sock.backlog,
     }
     if extra is not None:
-        record.update(extra(sock.holders))
+        record.update(extra(sock))
     return record
 
 
@@ -126,12 +127,12 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
     ranges: dict[int, str] = {}
     extras: dict[int, str] = {}
 
-    def extra_text(hs: tuple[Holder, ...]) -> str:
-        done = extras.get(id(hs))
+    def extra_text(sock: Socket) -> str:
+        done = extras.get(id(sock.holders))
         if done is None:
             assert extra is not None
-            done = extras[id(hs)] = "".join(
-                f", {escape(key)}: {json.dumps(value, ensure_ascii=True)}" for key, value in extra(hs).items()
+            done = extras[id(sock.holders)] = "".join(
+                f", {escape(key)}: {json.dumps(value, ensure_ascii=True)}" for key, value in extra(sock).items()
             )
         return done
 
@@ -167,7 +168,7 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
             counters = sock[_TRAFFIC_AT:_TRAFFIC_END]
             end = _NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)
             if extra is not None:
-                end = f"{end[:-1]}{extra_text(hs)}}}"  # the extra keys go last, before the closing brace
+                end = f"{end[:-1]}{extra_text(sock)}}}"  # the extra keys go last, before the closing brace
             # Ports are ints (every collector makes them so): their str() is their JSON.
             append(
                 f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '

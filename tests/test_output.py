@@ -104,8 +104,9 @@ def test_table_rows_never_carry_control_characters() -> None:
             assert cell.isprintable(), cell
 
 
-def _extra(holders: tuple[Holder, ...]) -> dict[str, object]:
+def _extra(sock: Socket) -> dict[str, object]:
     # Shaped like ownership's holders and manager keys: nested lists and dicts, untrusted text, null.
+    holders = sock.holders
     return {
         "holders": [{"pid": h.pid, "process": h.name, "user": h.user, "role": "main" if i == 0 else "worker"}
                     for i, h in enumerate(holders)],

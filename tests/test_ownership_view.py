@@ -33,7 +33,7 @@ def test_record_extra_for_a_prefork_unit(tmp_path: Path) -> None:
     hs = (Holder(120, "gunicorn", "www"), Holder(500, "gunicorn", "www"), Holder(121, "gunicorn", "www"))
     (sock,) = own.order([Socket("tcp", 4, "0.0.0.0", 80, state="LISTEN", holders=hs)])
     assert sock.pid == 500
-    extra = own.record_extra(sock.holders)
+    extra = own.record_extra(sock)
     assert extra["holders"] == [
         {"pid": 500, "process": "gunicorn", "user": "www", "role": "main"},
         {"pid": 120, "process": "gunicorn", "user": "www", "role": "worker"},

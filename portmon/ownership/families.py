@@ -136,7 +136,7 @@ def order_sockets(sockets: Sequence[Socket], lookup: ProcLookup | None = None) -
     out: list[Socket] = []
     for sock in sockets:
         hs = sock.holders
-        if len(hs) < 2:
+        if len(hs) < 2 or getattr(sock, "host", None) is not None:  # another host's pids are not in our /proc
             out.append(sock)
             continue
         ordered = done.get(id(hs))

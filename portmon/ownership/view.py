@@ -56,7 +56,7 @@ class Ownership:
         self._cache.new_scan()
 
     def order(self, sockets: Sequence[Socket]) -> list[Socket]:
-        """The sockets with every shared socket's holders main holder first."""
+        """The sockets with every shared socket's holders main holder first (this host's sockets only)."""
         return order_sockets(sockets, self._lookup)
 
     def members(self, holders: tuple[Holder, ...]) -> tuple[Member, ...]:
@@ -83,8 +83,18 @@ class Ownership:
             for m in self.members(holders)
         ]
 
-    def record_extra(self, holders: tuple[Holder, ...]) -> dict[str, Any]:
-        """The keys ``list --json`` adds to a socket record: ``holders`` and ``manager``."""
+    def record_extra(self, sock: Socket) -> dict[str, Any]:
+        """The keys ``list --json`` adds to a socket record: ``holders`` and ``manager`` (an ``output.RecordExtra``).
+
+        A socket of another host (``sock.host``, remote collection) has no local /proc to read: its
+        holders come without roles and it has no manager.
+        """
+        holders = sock.holders
+        if getattr(sock, "host", None) is not None:
+            return {
+                "holders": [{"pid": h.pid, "process": h.name, "user": h.user, "role": None} for h in holders],
+                "manager": None,
+            }
         return {
             "holders": self.holders_json(holders),
             "manager": managers_json(self.managers(holders[0])) if holders else None,
