@@ -18,7 +18,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from portmon.actions.why import simulated_binder  # noqa: E402
+from portmon.actions.binds import simulated_binder  # noqa: E402
 from portmon.collect.fake import (  # noqa: E402
     DEMO_TIME,
     ScriptedCollector,  # noqa: E402

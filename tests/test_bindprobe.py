@@ -9,30 +9,32 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from portmon.actions.kill.text import MAX_SOCKETS_LISTED
-from portmon.actions.why import (
+from portmon.actions.binds import (
     BIND_DENIED,
     BIND_IN_USE,
     BIND_OK,
     BIND_UNAVAILABLE,
+    PROBE_ADDRESSES,
+    BindAttempt,
+    probe_binds,
+    simulated_binder,
+    try_bind,
+)
+from portmon.actions.kill.text import MAX_SOCKETS_LISTED
+from portmon.actions.why import (
     FREE,
     HELD,
     HIDDEN,
     PARTIAL,
     PRIVILEGED,
-    PROBE_ADDRESSES,
     REMNANTS,
     UNKNOWN,
     UNSEEN,
-    BindAttempt,
     answer_lines,
     explain,
     judge,
-    probe_binds,
     report_lines,
     report_record,
-    simulated_binder,
-    try_bind,
 )
 from portmon.model import (
     ESTABLISHED,

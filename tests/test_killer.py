@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -880,3 +881,48 @@ def test_after_the_kill_portmons_own_inherited_copy_does_not_count_as_a_holder()
     assert verdict.message == (
         "port 8080/tcp freed of its holders; portmon itself holds an inherited copy until it exits"
     )
+
+
+@needs_root
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket uids come from Linux's /proc/net")
+def test_without_root_a_socket_opened_by_another_uid_warns_before_the_kill() -> None:
+    python = _python_for("nobody")
+    if python is None:
+        pytest.skip("user nobody cannot run a Python with psutil here")
+    # The socket is opened here, as root (the kernel records uid 0 for it), and handed to a process
+    # of user nobody, as a privileged parent or socket activation would; our own copy is closed.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        holder = subprocess.Popen(
+            [python, "-c", "import time; print('READY', flush=True); time.sleep(60)"],
+            stdout=subprocess.PIPE, text=True, user="nobody", pass_fds=[sock.fileno()],
+        )
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "READY"
+        pid = holder.pid
+        script = (
+            "from portmon.actions.kill.plan import plan_kill\n"
+            "from portmon.collect.choose import default_collector\n"
+            "from portmon.portspec import PortSpec, sockets_on_port\n"
+            f"spec = PortSpec({port}, 'tcp')\n"
+            "plan = plan_kill(sockets_on_port(default_collector().scan().sockets, spec), spec)\n"
+            "print([t.pid for t in plan.targets]); print(*plan.notes, sep='\\n')"
+        )
+        site = str(Path(psutil.__file__).resolve().parents[1])
+        res = subprocess.run(
+            [python, "-c", script],
+            env={"PYTHONPATH": f"{ROOT}:{site}", "PATH": "/usr/bin:/bin"},
+            user="nobody", capture_output=True, text=True, timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        targets, *notes = res.stdout.splitlines()
+        assert targets == f"[{pid}]"
+        (note,) = [n for n in notes if "unseen without root" in n]
+        assert "the kernel says uid 0 opened it" in note and "another user's process may hold it too" in note
+    finally:
+        holder.kill()
+        holder.wait(5)
+        holder.stdout.close()

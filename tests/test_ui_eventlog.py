@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from portmon.actions.why import simulated_binder
+from portmon.actions.binds import simulated_binder
 from portmon.collect.fake import (
     DEMO_TIME,
     HOSTILE_NAME,

@@ -381,7 +381,7 @@ def test_text_spans_are_plain_text_not_markup() -> None:
 
 
 def test_k_in_the_why_dialog_opens_the_kill_dialog_for_the_port() -> None:
-    from portmon.actions.why import simulated_binder
+    from portmon.actions.binds import simulated_binder
     from portmon.ui.killmodal import KillModal
     from portmon.ui.whymodal import WhyModal
 
@@ -406,7 +406,7 @@ def test_k_in_the_why_dialog_opens_the_kill_dialog_for_the_port() -> None:
 
 
 def test_k_in_the_why_dialog_on_a_free_port_kills_nothing() -> None:
-    from portmon.actions.why import simulated_binder
+    from portmon.actions.binds import simulated_binder
     from portmon.ui.whymodal import WhyModal
 
     app = make_app(binder=simulated_binder(demo_snapshot().sockets), privileged=True)

@@ -83,7 +83,7 @@ def test_help_screen(snap_compare: SnapCompare) -> None:
 
 def why_app(**options: Any) -> PortmonApp:
     """The demo with the "why" dialog's test binds simulated from the demo sockets, answering as root."""
-    from portmon.actions.why import simulated_binder
+    from portmon.actions.binds import simulated_binder
 
     return demo_app(binder=simulated_binder(demo_snapshot().sockets), privileged=True, **options)
 

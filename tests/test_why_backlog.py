@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from portmon.actions.why import answer_lines, backlog_notes, judge, simulated_binder
+from portmon.actions.binds import simulated_binder
+from portmon.actions.why import answer_lines, backlog_notes, judge
 from portmon.model import LISTEN, Holder, Socket
 from portmon.procinfo import ProcessDetail
 

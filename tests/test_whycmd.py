@@ -240,7 +240,8 @@ def test_a_connection_waiting_to_be_accepted_is_named_as_such(server: Any) -> No
 
 
 def test_unseen_sockets_name_the_fd_tables_that_could_not_be_read() -> None:
-    from portmon.actions.why import BIND_IN_USE, BindAttempt, judge
+    from portmon.actions.binds import BIND_IN_USE, BindAttempt
+    from portmon.actions.why import judge
     from portmon.model import LISTEN, OWNER_UNSEEN, Socket
 
     sock = Socket("tcp", 4, "0.0.0.0", 7000, state=LISTEN, owner_note=OWNER_UNSEEN)
@@ -255,7 +256,8 @@ def test_unseen_sockets_name_the_fd_tables_that_could_not_be_read() -> None:
 
 def test_portmon_itself_is_never_named_as_a_holder() -> None:
     # portmon's own (inherited) copy of a socket is not a holder; a real holder next to it still is.
-    from portmon.actions.why import BIND_IN_USE, HELD, BindAttempt, judge
+    from portmon.actions.binds import BIND_IN_USE, BindAttempt
+    from portmon.actions.why import HELD, judge
     from portmon.model import LISTEN, Holder, Socket
     from portmon.procinfo import ProcessDetail
 

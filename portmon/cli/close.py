@@ -97,7 +97,7 @@ def run(ctx: Context) -> int:
         talk.write("\n".join(listing) + "\n")
         if not _ask("Close this connection?", talk):
             return finish("cancelled", "cancelled: nothing closed", EXIT_FAILED)
-    outcome = close_connection(target, ctx.collector().scan)  # type: ignore[no-untyped-call]  # untyped Context
+    outcome = close_connection(target, ctx.collector().scan)
     doc["closed"] = outcome.closed
     doc["errno"] = outcome.errno
     if outcome.closed:

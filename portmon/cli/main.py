@@ -99,7 +99,7 @@ def run_live(ctx: Context) -> int:
     return run_app(ctx.collector(), interval=ctx.interval)
 
 
-LIVE = frozenset({"watch"})
+LIVE = frozenset({"watch", "top"})
 """Subcommands that refresh, and so take ``--interval`` (the live monitor, with no command, takes it too)."""
 
 ONE_SHOT = frozenset({"list", "who", "why"})

@@ -181,7 +181,7 @@ def run(ctx: Context) -> int:
     out = ctx.stdout
     terminal = not args.json and out.isatty()
     try:
-        collector = ctx.collector()  # type: ignore[no-untyped-call]  # Context.collector is not typed yet (cli/context.py)
+        collector = ctx.collector()
         for n, sample in enumerate(samples(collector, ctx.interval, flt), 1):
             if args.json:
                 out.write(to_json(sample_record(sample, args.limit)) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
 
 from portmon.model import Snapshot, Socket, SocketKey
 
@@ -92,12 +93,100 @@ def _socket_key(sock: Socket) -> SocketKey:
     return sock.key
 
 
-def _compare(
-    old: SocketsLike | None, new: SocketsLike, by_identity: bool = False
-) -> tuple[dict[SocketKey, Socket], dict[SocketKey, Socket], list[SocketKey], list[SocketKey], list[SocketKey]]:
-    """(old map, new map, opened keys, closed keys, state-changed keys), each key list unsorted."""
-    old_map = _key_map(_sockets(old), by_identity)
-    new_map = _key_map(_sockets(new), by_identity)
+_Compared = tuple[
+    dict[SocketKey, Socket], dict[SocketKey, Socket], list[SocketKey], list[SocketKey], list[SocketKey]
+]
+
+
+_ids: list[tuple[tuple[Socket, ...], list[int], set[int]]] = []
+"""(sockets, their object ids, the same as a set) of the last two tuples compared by identity."""
+_last_compared: tuple[tuple[Socket, ...], tuple[Socket, ...], _Compared] | None = None
+"""The last identity comparison: the live table diffs each pair twice (change marks, then events)."""
+_last_split: tuple[tuple[Socket, ...], tuple[Socket, ...], list[Socket], list[Socket]] | None = None
+"""The last ``changed_objects`` answer."""
+
+
+def _ids_of(sockets: tuple[Socket, ...]) -> tuple[list[int], set[int]]:
+    for cached, ids, id_set in _ids:
+        if cached is sockets:
+            return ids, id_set
+    ids = list(map(id, sockets))
+    id_set = set(ids)
+    _ids.append((sockets, ids, id_set))
+    if len(_ids) > _KEY_MAP_CACHE_SIZE:
+        del _ids[0]
+    return ids, id_set
+
+
+def changed_objects(old: tuple[Socket, ...], new: tuple[Socket, ...]) -> tuple[list[Socket], list[Socket]]:
+    """(the sockets of ``old`` that are not objects of ``new``, those of ``new`` that are not objects of ``old``).
+
+    The procfs collector hands back the same Socket object for a socket that did not change, so
+    between two scans these are the few sockets that closed, opened or changed (state or holders).
+    Matched by identity with sets of ints, in C; the new side's set is kept for the next scan, and
+    the last pair's answer too (the live table asks for each pair more than once).
+    """
+    global _last_split
+    last = _last_split
+    if last is not None and last[0] is old and last[1] is new:
+        return last[2], last[3]
+    old_ids, old_set = _ids_of(old)
+    new_ids, new_set = _ids_of(new)
+    gone = old_set - new_set
+    came = new_set - old_set
+    old_only = list(compress(old, map(gone.__contains__, old_ids))) if gone else []
+    new_only = list(compress(new, map(came.__contains__, new_ids))) if came else []
+    _last_split = (old, new, old_only, new_only)
+    return old_only, new_only
+
+
+def _compare_changed_objects(old: tuple[Socket, ...], new: tuple[Socket, ...]) -> _Compared:
+    """``_compare`` looking only at the sockets that are not the very same object on both sides.
+
+    At 28,000 sockets with 200 short connections a second only a few hundred objects differ
+    between two scans (see ``changed_objects``). Keys only for those cost ~3 ms at 30,000 sockets
+    and 1 % churn, where two key maps and 30,000 key lookups cost ~30 ms; the live table diffs each
+    pair twice (for the change marks, then for the event log), and the second time is a lookup.
+    Exact when each side holds every key once, as every snapshot does (``Socket.key`` includes the
+    inode, or a ``seq`` that numbers sockets sharing every other field): an object on both sides
+    then has the same key on both, so no other socket of either side can have it. The maps returned
+    hold only the sockets that differ, which are all the keys the result names. Callers must not
+    change the lists returned.
+    """
+    global _last_compared
+    last = _last_compared
+    if last is not None and last[0] is old and last[1] is new:
+        return last[2]
+    old_only, new_only = changed_objects(old, new)
+    old_map = {sock.key: sock for sock in old_only}
+    new_map = {sock.key: sock for sock in new_only}
+    old_get = old_map.get
+    opened: list[SocketKey] = []
+    changed: list[SocketKey] = []
+    for key, sock in new_map.items():
+        before = old_get(key)
+        if before is None:
+            opened.append(key)
+        elif before.state != sock.state:
+            changed.append(key)
+    closed = list(set(old_map).difference(new_map)) if len(old_map) != len(new_map) - len(opened) else []
+    result = (old_map, new_map, opened, closed, changed)
+    _last_compared = (old, new, result)
+    return result
+
+
+def _compare(old: SocketsLike | None, new: SocketsLike, by_identity: bool = False) -> _Compared:
+    """(old map, new map, opened keys, closed keys, state-changed keys), each key list unsorted.
+
+    The maps hold at least every socket the key lists name. ``by_identity`` keys sockets on what the
+    kernel keeps (``identity``); the object-identity shortcut is exact only for ``Socket.key``.
+    """
+    old_sockets, new_sockets = _sockets(old), _sockets(new)
+    # Tuples only (a snapshot's): a list could hold the same objects yet have been changed in place.
+    if not by_identity and old_sockets and type(old_sockets) is tuple and type(new_sockets) is tuple:
+        return _compare_changed_objects(old_sockets, new_sockets)
+    old_map = _key_map(old_sockets, by_identity)
+    new_map = _key_map(new_sockets, by_identity)
     if not old_map:
         return old_map, new_map, list(new_map), [], []
     # One pass over the new side finds opens and state changes (a tuple key's hash is not cached, so

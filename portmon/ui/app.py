@@ -13,7 +13,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from portmon.actions.why import Binder, probe_binds
+from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.procinfo import ProcessReader, read_process
 from portmon.query.events import DEFAULT_EVENT_LIMIT

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from textual.app import App
 from textual.binding import BindingType
 
-from portmon.actions.why import Binder, WhyReport, explain
+from portmon.actions.binds import Binder
+from portmon.actions.why import WhyReport, explain
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessReader

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Sparkline, Static
 
-from portmon.actions.why import Binder, probe_binds
+from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.model import Snapshot, Socket
 from portmon.procinfo import ProcessReader

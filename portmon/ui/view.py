@@ -6,16 +6,18 @@ tests can check the logic without an app.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, eq, itemgetter
+from operator import attrgetter, eq, itemgetter, not_
+from typing import Any, NamedTuple
 
 from portmon.model import Snapshot, Socket, SocketKey
-from portmon.query.diff import changes
+from portmon.query.diff import changed_objects, changes
 from portmon.query.filters import SocketFilter, parse_filter
-from portmon.query.sorting import COLUMNS, sort_sockets
+from portmon.query.sorting import COLUMNS, PORT_COLUMNS, port_order_key, sort_sockets
 
 NEW_SECONDS = 5.0
 """How long a new row stays highlighted."""
@@ -244,34 +246,204 @@ def state_counts(sockets: Sequence[Socket]) -> dict[str, int]:
     return dict(counts)
 
 
-def derive_view(
-    snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float, states: Mapping[str, int] | None = None
-) -> View:
-    """Filter and sort a snapshot (plus the closed rows still shown) into the table's rows."""
-    live: list[Socket] = spec.filter.apply(snapshot.sockets)
-    if spec.listening_only:
-        live = [s for s in live if s.listening]
-    shown = len(live)
-    totals = states if states is not None else state_counts(snapshot.sockets)
-    narrowed = not spec.filter.is_empty or spec.listening_only
-    shown_states = state_counts(live) if narrowed else totals
-    ghosts = marks.ghosts(now) if marks.closed else []
-    if ghosts:
-        ghosts = spec.filter.apply(ghosts)
-        if spec.listening_only:
-            ghosts = [s for s in ghosts if s.listening]
-        live.extend(ghosts)
-    rows = tuple(sort_sockets(live, spec.column, spec.descending))
-    return View(
+_ROW_ORDER_BY_ELEMENT = PORT_COLUMNS
+"""Sort columns whose order of any subset of rows is the full order with the other rows left out.
+
+A port column's rank is the port itself, so each row's sort key does not depend on the other rows
+(``port_order_key``). The other columns rank the distinct values present; they sort in full.
+"""
+
+INCREMENTAL_SHARE = 8
+"""Rows are inserted into the last rows while at most 1/8 of them changed; beyond that a full sort is cheaper."""
+
+
+class _Derived(NamedTuple):
+    snapshot: Snapshot
+    spec: ViewSpec
+    ghosts: frozenset[int]
+    """ids of the closed sockets (ghosts) among the rows."""
+    live_widths: Mapping[str, int]
+    view: View
+    keys: tuple[tuple[Any, ...], ...] | None = None
+    """``port_order_key`` of each row, once an incremental derive needed them."""
+
+
+_last_derived: _Derived | None = None
+"""The last view derived, for :func:`_without_expired_ghosts` (read and replaced whole: two threads derive)."""
+
+
+def _merge_widths(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {name: max(width, b.get(name, 0)) for name, width in a.items()}
+
+
+def _without_expired_ghosts(
+    last: _Derived, snapshot: Snapshot, spec: ViewSpec, ghosts: list[Socket], states: Mapping[str, int] | None
+) -> tuple[View, frozenset[int], tuple[tuple[Any, ...], ...] | None] | None:
+    """The last view with the closed rows that expired since left out, or None when that is not the same.
+
+    Between two scans the rows change only when a closed row's time runs out (the live table
+    re-derives on its mark tick when the interval is long). Leaving those rows out of the last
+    sorted rows gives the rows a full derive would (see _ROW_ORDER_BY_ELEMENT) in ~2 ms at 30,000
+    rows, where filtering, sorting and measuring the columns again take ~40 ms on the event loop.
+    """
+    if last.snapshot is not snapshot or last.spec != spec or spec.column not in _ROW_ORDER_BY_ELEMENT:
+        return None
+    still = frozenset(map(id, ghosts))
+    if not still <= last.ghosts:
+        return None
+    gone = last.ghosts - still
+    rows = last.view.rows
+    keys = last.keys
+    if gone:
+        keep = list(map(not_, map(gone.__contains__, map(id, rows))))
+        rows = tuple(compress(rows, keep))
+        keys = None if keys is None else tuple(compress(keys, keep))
+    widths = _merge_widths(last.live_widths, column_widths(ghosts)) if ghosts else dict(last.live_widths)
+    view = View(
         spec=spec,
         rows=rows,
-        index=RowIndex(rows),
-        widths=column_widths(rows),
+        index=RowIndex(rows) if gone else last.view.index,
+        widths=widths,
+        total=last.view.total,
+        shown=last.view.shown,
+        states=states if states is not None else last.view.states,
+        shown_states=last.view.shown_states if states is None or _narrowed(spec) else states,
+    )
+    return view, still, keys
+
+
+def _merge_sorted(
+    rows: list[Socket], keys: list[tuple[Any, ...]], more: Sequence[Socket], more_keys: Sequence[tuple[Any, ...]]
+) -> tuple[list[Socket], list[tuple[Any, ...]]]:
+    """``rows`` (sorted, with their keys) and ``more`` merged in order; a binary search per new row, slices between."""
+    if not more:
+        return rows, keys
+    out: list[Socket] = []
+    out_keys: list[tuple[Any, ...]] = []
+    at = 0
+    for i in sorted(range(len(more)), key=more_keys.__getitem__):
+        to = bisect_right(keys, more_keys[i], at)
+        out += rows[at:to]
+        out_keys += keys[at:to]
+        out.append(more[i])
+        out_keys.append(more_keys[i])
+        at = to
+    out += rows[at:]
+    out_keys += keys[at:]
+    return out, out_keys
+
+
+def _with_changed_rows(
+    last: _Derived, snapshot: Snapshot, spec: ViewSpec, ghosts: list[Socket], states: Mapping[str, int] | None
+) -> tuple[View, Mapping[str, int], tuple[tuple[Any, ...], ...]] | None:
+    """The last rows brought up to ``snapshot`` by inserting and removing the sockets that changed, or None.
+
+    The procfs collector keeps the Socket object of every socket that did not change, so between
+    two scans only the few hundred that opened, closed or changed differ (``changed_objects``).
+    Sorted by a port column, any subset of the rows keeps the full order (_ROW_ORDER_BY_ELEMENT),
+    so the last rows less the changed and closed ones, with the new ones inserted where
+    ``port_order_key`` puts them (a binary search each in the rows' keys, kept from the last time),
+    are the rows a full derive gives; at 28,000 sockets that replaces sorting every row on each
+    refresh. Returns the view, the live rows' column widths and the rows' keys.
+    """
+    if last.spec != spec or spec.column not in _ROW_ORDER_BY_ELEMENT or snapshot.error is not None:
+        return None
+    old_only, new_only = changed_objects(last.snapshot.sockets, snapshot.sockets)
+    previous = last.view.rows
+    if len(old_only) + len(new_only) + len(ghosts) > len(previous) // INCREMENTAL_SHARE + 64:
+        return None
+    key = port_order_key(spec.column, spec.descending)
+    keys: Sequence[tuple[Any, ...]] = last.keys if last.keys is not None else list(map(key, previous))
+    remove = set(map(id, old_only)) | last.ghosts
+    keep = list(map(not_, map(remove.__contains__, map(id, previous))))
+    rows = list(compress(previous, keep))
+    kept_keys = list(compress(keys, keep))
+    added: list[Socket] = spec.filter.apply(new_only)
+    if spec.listening_only:
+        added = [s for s in added if s.listening]
+    rows, kept_keys = _merge_sorted(rows, kept_keys, added, list(map(key, added)))
+    shown = len(rows)  # every row is live: the last closed rows went with ``remove``
+    # Measured in the snapshot's order: the objects lie in memory in that order, and walking them in
+    # sorted order instead makes this ~3x slower at 30,000 rows (cache misses).
+    live = spec.filter.apply(snapshot.sockets)
+    if spec.listening_only:
+        live = [s for s in live if s.listening]
+    totals, shown_states = _state_counts(snapshot, spec, live, states)
+    live_widths = column_widths(live)
+    rows, kept_keys = _merge_sorted(rows, kept_keys, ghosts, list(map(key, ghosts)))
+    widths = _merge_widths(live_widths, column_widths(ghosts)) if ghosts else live_widths
+    done = tuple(rows)
+    view = View(
+        spec=spec,
+        rows=done,
+        index=RowIndex(done),
+        widths=widths,
         total=len(snapshot.sockets),
         shown=shown,
         states=totals,
         shown_states=shown_states,
     )
+    return view, live_widths, tuple(kept_keys)
+
+
+def _narrowed(spec: ViewSpec) -> bool:
+    """True when the view shows only some of the snapshot's sockets (a filter or listening-only)."""
+    return not spec.filter.is_empty or spec.listening_only
+
+
+def _state_counts(
+    snapshot: Snapshot, spec: ViewSpec, live: Sequence[Socket], states: Mapping[str, int] | None
+) -> tuple[Mapping[str, int], Mapping[str, int]]:
+    """(state counts of every socket, state counts of the live rows shown: the same when nothing is narrowed)."""
+    totals = states if states is not None else state_counts(snapshot.sockets)
+    return totals, (state_counts(live) if _narrowed(spec) else totals)
+
+
+def derive_view(
+    snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float, states: Mapping[str, int] | None = None
+) -> View:
+    """Filter and sort a snapshot (plus the closed rows still shown) into the table's rows."""
+    global _last_derived
+    ghosts = marks.ghosts(now) if marks.closed else []
+    if ghosts:
+        ghosts = spec.filter.apply(ghosts)
+        if spec.listening_only:
+            ghosts = [s for s in ghosts if s.listening]
+    last = _last_derived
+    if last is not None and last.snapshot is snapshot:
+        quick = _without_expired_ghosts(last, snapshot, spec, ghosts, states)
+        if quick is not None:
+            view, still, keys = quick
+            _last_derived = last._replace(ghosts=still, view=view, keys=keys)
+            return view
+    elif last is not None:
+        changed = _with_changed_rows(last, snapshot, spec, ghosts, states)
+        if changed is not None:
+            view, live_widths, keys = changed
+            _last_derived = _Derived(snapshot, spec, frozenset(map(id, ghosts)), live_widths, view, keys)
+            return view
+    live: list[Socket] = spec.filter.apply(snapshot.sockets)
+    if spec.listening_only:
+        live = [s for s in live if s.listening]
+    shown = len(live)
+    totals, shown_states = _state_counts(snapshot, spec, live, states)
+    live_widths = column_widths(live)
+    widths = _merge_widths(live_widths, column_widths(ghosts)) if ghosts else live_widths
+    if ghosts:
+        live.extend(ghosts)
+    rows = tuple(sort_sockets(live, spec.column, spec.descending))
+    view = View(
+        spec=spec,
+        rows=rows,
+        index=RowIndex(rows),
+        widths=widths,
+        total=len(snapshot.sockets),
+        shown=shown,
+        states=totals,
+        shown_states=shown_states,
+    )
+    _last_derived = _Derived(snapshot, spec, frozenset(map(id, ghosts)), live_widths, view)
+    return view
 
 
 NEIGHBOUR_SEARCH = 64

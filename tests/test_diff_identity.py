@@ -1,0 +1,63 @@
+"""The diff's fast path (sockets matched by object identity) gives what the full key comparison gives."""
+
+from __future__ import annotations
+
+from portmon.collect.fake import synthetic_snapshot
+from portmon.model import CLOSE_WAIT, ESTABLISHED, Holder, Snapshot, Socket
+from portmon.query.diff import CLOSE, OPEN, STATE, changes, diff_snapshots
+
+
+def _full(snapshot: Snapshot) -> list[Socket]:
+    # A list takes the full path: every key of both sides compared.
+    return list(snapshot.sockets)
+
+
+def _same_results(old: Snapshot, new: Snapshot) -> None:
+    assert diff_snapshots(old, new) == diff_snapshots(_full(old), _full(new), time=new.taken_at)
+    assert changes(old, new) == changes(_full(old), _full(new))
+
+
+def test_a_chain_of_churning_snapshots_diffs_the_same_both_ways() -> None:
+    snaps = [synthetic_snapshot(3000, seed=0)]
+    for i in range(1, 8):
+        snaps.append(synthetic_snapshot(3000, seed=i, churn=0.02, base=snaps[-1], taken_at=100.0 + i))
+    kinds: set[str] = set()
+    for old, new in zip(snaps, snaps[1:], strict=False):
+        _same_results(old, new)
+        kinds.update(e.kind for e in diff_snapshots(old, new))
+    assert kinds == {OPEN, CLOSE, STATE}  # the chain exercises every kind of event
+
+
+def test_rebuilt_objects_with_the_same_key_are_matched_by_key() -> None:
+    base = synthetic_snapshot(200, seed=3)
+    established = [i for i, s in enumerate(base.sockets) if s.state == ESTABLISHED]
+    sockets = list(base.sockets)
+    # New objects for unchanged sockets (equal values), for an owner change, and for a state change.
+    sockets[0] = sockets[0]._replace()
+    sockets[1] = sockets[1]._replace(holders=(Holder(pid=4242, name="other"),))
+    sockets[established[0]] = sockets[established[0]]._replace(state=CLOSE_WAIT)
+    # One closed, one opened, and the rest shuffled: order does not matter.
+    closed = sockets.pop(5)
+    # Another endpoint: a connection is known by its endpoints (diff.identity), so a new inode alone
+    # on the same endpoints would be the same connection.
+    opened = closed._replace(inode=closed.inode + 10_000_000, local_port=closed.local_port ^ 1)
+    sockets.append(opened)
+    sockets.reverse()
+    new = Snapshot(sockets=tuple(sockets), taken_at=base.taken_at + 1)
+    _same_results(base, new)
+    events = diff_snapshots(base, new)
+    assert [(e.kind, e.socket.inode) for e in events] == [
+        (CLOSE, closed.inode),
+        (STATE, base.sockets[established[0]].inode),
+        (OPEN, opened.inode),
+    ]
+
+
+def test_identical_and_empty_sides() -> None:
+    snap = synthetic_snapshot(50, seed=1)
+    _same_results(snap, snap)
+    assert diff_snapshots(snap, Snapshot(sockets=snap.sockets, taken_at=2.0)) == []
+    empty = Snapshot(sockets=(), taken_at=3.0)
+    _same_results(snap, empty)
+    _same_results(empty, snap)
+    assert len(changes(snap, empty).closed) == 50

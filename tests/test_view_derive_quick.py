@@ -1,0 +1,159 @@
+"""derive_view's quick path (closed rows that expired left out of the last rows) equals a full derive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from portmon.collect.fake import synthetic_snapshot
+from portmon.model import Snapshot
+from portmon.query.filters import parse_filter
+from portmon.ui import view as view_module
+from portmon.ui.view import CLOSED_SECONDS, Marks, Pipeline, View, ViewSpec, derive_view
+
+
+def _chain() -> tuple[Snapshot, Marks]:
+    """Three scans a second apart with churn: closed rows from t=1 and t=2 are in the marks."""
+    pipeline = Pipeline()
+    snap = synthetic_snapshot(2000, seed=0, taken_at=0.0)
+    spec = ViewSpec()
+    pipeline.step(snap, spec, 0.0, 1.0)
+    for t in (1.0, 2.0):
+        snap = synthetic_snapshot(2000, seed=int(t), churn=0.03, base=snap, taken_at=t)
+        pipeline.step(snap, spec, t, 1.0)
+    assert len({when for _, when in pipeline.marks.closed.values()}) == 2
+    return snap, pipeline.marks
+
+
+def _fresh(snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float) -> View:
+    view_module._last_derived = None
+    return derive_view(snapshot, marks, spec, now)
+
+
+def _same(a: View, b: View) -> None:
+    assert a.rows == b.rows
+    assert dict(a.widths) == dict(b.widths)
+    assert (a.total, a.shown, dict(a.states), a.spec) == (b.total, b.shown, dict(b.states), b.spec)
+    assert [a.index.get(s.key) for s in a.rows[::97]] == list(range(0, len(a.rows), 97))
+
+
+@pytest.fixture
+def sorts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The columns sorted by derive_view (a full derive sorts; the quick path does not)."""
+    calls: list[str] = []
+    original = view_module.sort_sockets
+
+    def counted(sockets, column, descending=False):  # type: ignore[no-untyped-def]
+        calls.append(column)
+        return original(sockets, column, descending)
+
+    monkeypatch.setattr(view_module, "sort_sockets", counted)
+    yield calls
+    view_module._last_derived = None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ViewSpec(),
+        ViewSpec(column="local_port", descending=True),
+        ViewSpec(column="remote_port"),
+        ViewSpec(filter=parse_filter("state:established,close_wait,listen"), column="remote_port", descending=True),
+        ViewSpec(listening_only=True),
+    ],
+)
+def test_expiring_closed_rows_give_the_rows_of_a_full_derive_without_sorting(spec: ViewSpec, sorts: list[str]) -> None:
+    snap, marks = _chain()
+    first = _fresh(snap, marks, spec, 2.5)  # every closed row still shown
+    assert len(first.rows) >= first.shown
+    for now in (2.6, 1.0 + CLOSED_SECONDS + 0.1, 2.0 + CLOSED_SECONDS + 0.1, 9.0):
+        before = len(sorts)
+        quick = derive_view(snap, marks, spec, now)
+        assert len(sorts) == before  # the quick path
+        _same(quick, _fresh(snap, marks, spec, now))
+        derive_view(snap, marks, spec, now)  # prime again after the fresh derive
+    assert len(first.rows) > len(quick.rows) or first.shown == len(first.rows)
+
+
+@pytest.mark.parametrize("column", ["state", "remote_addr", "process", "proto"])
+def test_other_columns_derive_in_full(column: str, sorts: list[str]) -> None:
+    snap, marks = _chain()
+    spec = ViewSpec(column=column)
+    _fresh(snap, marks, spec, 2.5)
+    before = len(sorts)
+    later = derive_view(snap, marks, spec, 1.0 + CLOSED_SECONDS + 0.1)
+    assert len(sorts) == before + 1
+    _same(later, _fresh(snap, marks, spec, 1.0 + CLOSED_SECONDS + 0.1))
+
+
+def test_a_new_spec_or_a_new_closed_row_derives_in_full(sorts: list[str]) -> None:
+    snap, marks = _chain()
+    _fresh(snap, marks, ViewSpec(), 2.5)
+    n = len(sorts)
+    derive_view(snap, marks, ViewSpec(descending=True), 2.5)
+    assert len(sorts) == n + 1
+    # Marks with a closed row the last view did not show: in full, and the same as a fresh derive.
+    fewer = Marks(marks.opened, marks.changed, dict(list(marks.closed.items())[:5]))
+    derive_view(snap, fewer, ViewSpec(), 2.5)
+    n = len(sorts)
+    quick = derive_view(snap, marks, ViewSpec(), 2.5)
+    assert len(sorts) == n + 1
+    _same(quick, _fresh(snap, marks, ViewSpec(), 2.5))
+
+
+def _churning(n: int, steps: int, churn: float) -> list[tuple[Snapshot, Marks, float]]:
+    """Scans a second apart, with the marks after each, as the poller's pipeline sees them."""
+    pipeline = Pipeline()
+    snap = synthetic_snapshot(n, seed=0, taken_at=0.0)
+    pipeline.step(snap, ViewSpec(), 0.0, 1.0)
+    out = []
+    for step in range(1, steps + 1):
+        t = float(step)
+        snap = synthetic_snapshot(n, seed=step, churn=churn, base=snap, taken_at=t)
+        if step % 3 == 0:  # an owner changes: a new object under the same key, no event
+            sockets = list(snap.sockets)
+            sockets[step] = sockets[step]._replace(holders=())
+            snap = snap._replace(sockets=tuple(sockets))
+        pipeline.step(snap, ViewSpec(), t, 1.0)
+        out.append((snap, pipeline.marks, t))
+    return out
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ViewSpec(),
+        ViewSpec(descending=True),
+        ViewSpec(column="remote_port"),
+        ViewSpec(column="remote_port", descending=True),
+        ViewSpec(filter=parse_filter("state:established,close_wait"), column="local_port"),
+        ViewSpec(listening_only=True, descending=True),
+    ],
+)
+def test_each_refresh_inserts_and_removes_the_changed_rows_as_a_full_derive_would(
+    spec: ViewSpec, sorts: list[str]
+) -> None:
+    chain = _churning(3000, 8, 0.01)
+    _fresh(*chain[0][:2], spec, chain[0][2])
+    for snap, marks, t in chain[1:]:
+        before = len(sorts)
+        quick = derive_view(snap, marks, spec, t + 0.4)
+        assert len(sorts) == before  # inserted, not sorted
+        _same(quick, _fresh(snap, marks, spec, t + 0.4))
+        derive_view(snap, marks, spec, t + 0.4)  # the fresh derive became the last one: prime it again
+        _same(derive_view(snap, marks, spec, t + 0.9), _fresh(snap, marks, spec, t + 0.9))
+
+
+def test_a_big_change_or_another_column_sorts_in_full(sorts: list[str]) -> None:
+    chain = _churning(2000, 2, 0.3)
+    _fresh(*chain[0][:2], ViewSpec(), chain[0][2])
+    n = len(sorts)
+    snap, marks, t = chain[1]
+    _same(derive_view(snap, marks, ViewSpec(), t), _fresh(snap, marks, ViewSpec(), t))
+    assert len(sorts) == n + 2  # the churn was too big for inserting: sorted (and once more, fresh)
+    small = _churning(2000, 2, 0.01)
+    _fresh(*small[0][:2], ViewSpec(column="state"), small[0][2])
+    n = len(sorts)
+    derive_view(*small[1][:2], ViewSpec(column="state"), small[1][2])
+    assert len(sorts) == n + 1
