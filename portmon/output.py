@@ -238,8 +238,11 @@ TABLE_HEADERS = (
 )
 
 
-def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
-    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width."""
+def table_rows(sockets: Iterable[Socket], label: Callable[[Socket], str] = process_label) -> list[tuple[str, ...]]:
+    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width.
+
+    ``label`` writes the PROCESS cell (``ownership.families.family_label``: ``python3 +3 workers``).
+    """
     return [
         (
             s.proto_label,
@@ -251,7 +254,7 @@ def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
             safe(s.remote_service or "", 16),
             s.state or "",
             str(s.holders[0].pid) if s.holders else "",
-            process_label(s),
+            label(s),
             safe(s.holders[0].user or "", 16) if s.holders else "",
         )
         for s in sockets
@@ -290,6 +293,6 @@ def format_table_plain(headers: Sequence[str], rows: Sequence[Sequence[str]]) ->
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
-def sockets_table(sockets: Sequence[Socket]) -> str:
+def sockets_table(sockets: Sequence[Socket], label: Callable[[Socket], str] = process_label) -> str:
     """The default ``portmon list`` output."""
-    return format_table(TABLE_HEADERS, table_rows(sockets))
+    return format_table(TABLE_HEADERS, table_rows(sockets, label))

@@ -82,6 +82,8 @@ def test_list_json_and_csv_name_the_family_master_first(tmp_path: Path, trees: l
     assert cells["pids"] == " ".join(map(str, [master, *sorted(workers)]))
     res = portmon("who", str(port), "--json")
     assert [h["pid"] for h in json.loads(res.stdout)["holders"]] == [master, *sorted(workers)]
+    (line,) = portmon("list", f"lport:{port}", "state:listen").stdout.splitlines()[1:]
+    assert f" {master}  {row['process']} +3 workers " in f"{line} "
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")

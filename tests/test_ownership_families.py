@@ -83,3 +83,16 @@ def test_order_sockets_keeps_untouched_sockets_identical() -> None:
     a = Socket("tcp", 4, "127.0.0.1", 2, holders=hs)
     out = order_sockets([one, a], fake_lookup(table))
     assert out[0] is one and out[1] is a
+
+
+def test_family_labeller_marks_workers_and_owner_notes() -> None:
+    from portmon.ownership.families import family_labeller
+
+    table = {10: (1, 5, "m"), 11: (10, 6, "w"), 12: (10, 6, "w"), 30: (1, 9, "x")}
+    label = family_labeller(fake_lookup(table))
+    prefork = Socket("tcp", 4, "0.0.0.0", 80, state="LISTEN", holders=(Holder(10, "gunicorn"), Holder(11), Holder(12)))
+    mixed = Socket("tcp", 4, "0.0.0.0", 81, state="LISTEN", holders=(Holder(10, "gunicorn"), Holder(11), Holder(30)))
+    assert label(prefork) == "gunicorn +2 workers"
+    assert label(mixed) == "gunicorn +1 worker, +1 other"
+    assert label(Socket("tcp", 4, "0.0.0.0", 82, holders=(Holder(30, "x\x1b[2J"),))) == "x\\x1b[2J"
+    assert label(Socket("tcp", 4, "127.0.0.1", 83, state="TIME_WAIT", owner_note="kernel")) == "(kernel)"

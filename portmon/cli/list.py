@@ -7,7 +7,7 @@ from typing import Any
 
 from portmon.cli.context import CommandFailed, Context, UsageError
 from portmon.output import iter_sockets_json, sockets_csv, sockets_table
-from portmon.ownership.families import order_sockets
+from portmon.ownership.families import family_labeller, order_sockets
 from portmon.query.filters import FilterError, parse_filter
 from portmon.query.sorting import parse_sort, sort_sockets
 
@@ -82,6 +82,6 @@ def run(ctx: Context) -> int:
     elif args.csv:
         ctx.stdout.write(sockets_csv(sockets))
     else:
-        ctx.stdout.write(sockets_table(sockets) + "\n")
+        ctx.stdout.write(sockets_table(sockets, family_labeller()) + "\n")
     ctx.stdout.flush()
     return 0

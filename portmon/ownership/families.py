@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from portmon.model import Holder, Socket
 from portmon.ownership.proc import read_stat
+from portmon.textsafe import safe
 
 MAIN = "main"
 """The family's root: the process to show, name and act on first."""
@@ -174,3 +175,26 @@ def reuseport_groups(sockets: Sequence[Socket]) -> list[tuple[Socket, ...]]:
             groups.append(tuple(sorted(group, key=lambda s: (s.holders[0].create_time or 0.0, s.pid or 0)
                                        if s.holders else (float("inf"), 0))))
     return groups
+
+
+def family_labeller(lookup: ProcLookup | None = None, width: int = 24) -> Callable[[Socket], str]:
+    """A PROCESS-cell writer for text tables: ``python3 +3 workers`` for a pre-fork family, ``nginx`` alone,
+    or why a socket has no owner (memoised per holders tuple; keep the sockets alive while using it)."""
+    look = lookup or proc_lookup()
+    done: dict[int, tuple[tuple[Holder, ...], str]] = {}
+
+    def label(sock: Socket) -> str:
+        hs = sock.holders
+        if not hs:
+            return "-" if sock.owner_note is None else f"({sock.owner_note})"
+        hit = done.get(id(hs))
+        if hit is not None and hit[0] is hs:
+            return hit[1]
+        name = safe(hs[0].name or "?", width)
+        if len(hs) > 1:
+            members = family(hs, look) if getattr(sock, "host", None) is None else tuple(Member(h, PEER) for h in hs)
+            name = f"{name} {workers_label(members) or f'+{len(hs) - 1}'}"
+        done[id(hs)] = (hs, name)
+        return name
+
+    return label
