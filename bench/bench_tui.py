@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -180,13 +181,17 @@ async def _scenario(rows: int, refreshes: int, keys: int, loopback: bool, panes:
                 await pilot.pause(0.5)
                 screen.table.focus()
             ui: list[float] = []
+
+            def refreshed(before: int, frames: int) -> bool:
+                return screen.scans != before and len(marks["frame"]) != frames
+
             for _ in range(refreshes):
                 churn()
                 before = screen.scans
                 frames = len(marks["frame"])
                 marks["render"] = 0.0
                 poller.scan_now()
-                await _wait_for(app, lambda: screen.scans != before and len(marks["frame"]) != frames, "refresh")
+                await _wait_for(app, partial(refreshed, before, frames), "refresh")
                 ui.append(marks["apply"][-1] + marks["render"] * 1000)
             result["refresh_ui_ms"] = _median(ui)
             result["refresh_ui_p95_ms"] = _p95(ui)
@@ -253,24 +258,31 @@ def main(argv: list[str] | None = None) -> int:
         _child(args.child, args.refreshes, args.keys, args.loopback, args.panes)
         return 0
     kind = "loopback sockets" if args.loopback else "synthetic sockets"
-    print(f"portmon TUI benchmark: headless {SIZE[0]}x{SIZE[1]}, {kind}{', detail pane and event log open' if args.panes else ''}")
+    print(
+        f"portmon TUI benchmark: headless {SIZE[0]}x{SIZE[1]}, {kind}"
+        f"{', detail pane and event log open' if args.panes else ''}"
+    )
     print(
         f"{'sockets':>7} {'first frame':>14} {'refresh UI':>24} {'to frame':>9} {'UI CPU to frame':>24} {'derive':>8}"
         f" {'key':>21} {'painted':>20} {'RSS':>11}"
     )
     for rows in (int(r) for r in args.rows.split(",")):
         command = [sys.executable, os.path.abspath(__file__), "--child", str(rows), "--refreshes", str(args.refreshes),
-                   "--keys", str(args.keys)] + (["--loopback"] if args.loopback else []) + (["--panes"] if args.panes else [])
-        out = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                   "--keys", str(args.keys)]
+        command += (["--loopback"] if args.loopback else []) + (["--panes"] if args.panes else [])
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run(command, capture_output=True, text=True, cwd=root)
         if out.returncode != 0:
             print(f"{rows:>7} failed:\n{out.stderr}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"{r['sockets']:>7} {r['first_frame_ms']:>9.0f} ms{_verdict(rows, 'first', r['first_frame_ms'])}"
-            f"  {r['refresh_ui_ms']:>5.1f} ms (p95 {r['refresh_ui_p95_ms']:.1f}){_verdict(rows, 'refresh', r['refresh_ui_ms'])}"
+            f"  {r['refresh_ui_ms']:>5.1f} ms (p95 {r['refresh_ui_p95_ms']:.1f})"
+            f"{_verdict(rows, 'refresh', r['refresh_ui_ms'])}"
             f"  {r['refresh_to_frame_ms']:>5.1f} ms"
-            f"  {r['refresh_cpu_ms']:>5.1f} ms (p95 {r['refresh_cpu_p95_ms']:.1f}){_verdict(rows, 'refresh', r['refresh_cpu_ms'])}"
+            f"  {r['refresh_cpu_ms']:>5.1f} ms (p95 {r['refresh_cpu_p95_ms']:.1f})"
+            f"{_verdict(rows, 'refresh', r['refresh_cpu_ms'])}"
             f" {r['derive_poller_ms']:>5.1f} ms"
             f"  {r['key_ms']:>5.1f} ms (p95 {r['key_p95_ms']:.1f}){_verdict(rows, 'key', r['key_ms'])}"
             f"  {r['key_painted_ms']:>5.1f} ms (p95 {r['key_painted_p95_ms']:.1f})"

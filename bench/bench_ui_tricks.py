@@ -94,19 +94,11 @@ async def _in_app(rows: int) -> None:
 
 
 def _pure(rows: int) -> None:
-    from portmon.ui.columns import fit, fit_plain
     from portmon.ui.view import RowIndex, column_widths, column_widths_plain
 
     snapshot = synthetic_snapshot(rows, seed=1)
     sockets = snapshot.sockets
 
-    texts = [(s.local_addr, 15) for s in sockets[:48]] * 11
-    _line(
-        "fit: ASCII fast path (one screen)",
-        _ms(lambda: [fit_plain(t, w) for t, w in texts], 200),
-        _ms(lambda: [fit(t, w) for t, w in texts], 200),
-        "repaint",
-    )
     keys = [s.key for s in sockets[:: max(1, rows // 3)]]
 
     def by_dict() -> None:

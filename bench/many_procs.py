@@ -163,7 +163,9 @@ async def _app_cpu(seconds: float) -> tuple[float, int, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--procs", type=int, default=2000, help="idle child processes")
-    parser.add_argument("--socket-every", type=int, default=4, help="every Nth idle process holds a UDP socket (0: none)")
+    parser.add_argument(
+        "--socket-every", type=int, default=4, help="every Nth idle process holds a UDP socket (0: none)"
+    )
     parser.add_argument("--sockets", type=int, default=10_000, help="loopback TCP sockets (bench/loopback.py)")
     parser.add_argument("--scans", type=int, default=15, help="scans per measurement")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the live-app CPU measurement")
@@ -176,8 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         return PsutilCollector()
 
     makers = {"procfs": procfs, "psutil": psutil_collector}
-    print(f"portmon with many processes: {os.cpu_count()} CPUs, {len(os.listdir('/proc')) if os.path.isdir('/proc') else '?'} /proc entries before")
-    print(f"  {'':<22} {'':<7} {'sockets':>7} {'cold':>11} {'steady scan':>22} {'scan after 1 % churn':>24} {'CPU per steady scan':>26}")
+    entries = len(os.listdir('/proc')) if os.path.isdir('/proc') else '?'
+    print(f"portmon with many processes: {os.cpu_count()} CPUs, {entries} /proc entries before")
+    print(
+        f"  {'':<22} {'':<7} {'sockets':>7} {'cold':>11} {'steady scan':>22} {'scan after 1 % churn':>24}"
+        f" {'CPU per steady scan':>26}"
+    )
     with LoopbackLoad(args.sockets) as load:
         base = {name: _measure(make, args.scans, load) for name, make in makers.items()}
         _report("loopback load only", base)

@@ -224,7 +224,7 @@ async def _soak(collector: Any, refreshes: int, interval: float) -> dict[str, An
     result: dict[str, Any] = {}
     try:
         app = PortmonApp(collector, interval=interval)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE):
             screen = app.monitor
             while screen.scans < 2:
                 await asyncio.sleep(0.01)
@@ -290,8 +290,8 @@ async def _soak(collector: Any, refreshes: int, interval: float) -> dict[str, An
 def _print_window(w: Window, header: bool) -> None:
     if header:
         print(
-            f"{'refreshes':>13} {'RSS MB':>7} {'UI CPU ms/refresh':>19} {'apply ms':>9} {'derive ms':>10} {'scan ms':>8}"
-            f" {'rows':>7} {'events':>11} {'row cache':>9} {'GC max ms':>9}"
+            f"{'refreshes':>13} {'RSS MB':>7} {'UI CPU ms/refresh':>19} {'apply ms':>9} {'derive ms':>10}"
+            f" {'scan ms':>8} {'rows':>7} {'events':>11} {'row cache':>9} {'GC max ms':>9}"
         )
     ui = [s.ui_cpu_ms for s in w.samples]
     events = w.stores.get("event log", (0, None))
@@ -307,15 +307,19 @@ def _print_window(w: Window, header: bool) -> None:
 def _summary(result: dict[str, Any]) -> int:
     windows: list[Window] = result["windows"]
     print()
-    print(f"{result['refreshes']} refreshes in {result['seconds']:.0f} s ({result['refreshes'] / result['seconds']:.1f}/s)")
+    print(
+        f"{result['refreshes']} refreshes in {result['seconds']:.0f} s"
+        f" ({result['refreshes'] / result['seconds']:.1f}/s)"
+    )
     base = windows[0].rss_mb if windows else result["rss_start_mb"]
     end = result["rss_end_mb"]
     half = windows[len(windows) // 2 - 1].rss_mb if len(windows) >= 2 else base
     # Caches fill during the first half (each within its bound); after that memory must stay put.
     rss_ok = end - half <= max(5.0, 0.05 * half)
     print(
-        f"RSS: {result['rss_start_mb']:.1f} MB at start, {base:.1f} MB after the first tenth, {half:.1f} MB at half way, "
-        f"{end:.1f} MB at the end ({end - base:+.1f} MB since the first tenth, {end - half:+.1f} MB in the second half)"
+        f"RSS: {result['rss_start_mb']:.1f} MB at start, {base:.1f} MB after the first tenth,"
+        f" {half:.1f} MB at half way, {end:.1f} MB at the end ({end - base:+.1f} MB since the first tenth,"
+        f" {end - half:+.1f} MB in the second half)"
         f"{'' if rss_ok else '  OVER target'}"
     )
     print(f"Python objects: {result['objects_start']:,} at start, {result['objects_end']:,} at the end")
@@ -325,7 +329,10 @@ def _summary(result: dict[str, Any]) -> int:
         late = _median([s.ui_cpu_ms for s in windows[-1].samples])
         stable = late <= 1.5 * early
         ok &= stable
-        print(f"UI CPU per refresh: {early:.1f} ms (2nd tenth) -> {late:.1f} ms (last tenth){'' if stable else '  OVER target'}")
+        print(
+            f"UI CPU per refresh: {early:.1f} ms (2nd tenth) -> {late:.1f} ms (last tenth)"
+            f"{'' if stable else '  OVER target'}"
+        )
     print("stores at the end (size / bound):")
     for name, (size, bound) in result["stores"].items():
         within = bound is None or size <= bound
@@ -364,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     refreshes = max(WINDOWS, int(args.minutes * 60 / interval))
     load = LoopbackLoad(args.sockets).start()
     print(
-        f"portmon soak: {load.sockets:,} real loopback sockets in pids {load.pids}, {args.churn:g} % churn per refresh, "
-        f"{args.minutes:g} min ({refreshes} refreshes at {interval:g} s), real collector, headless {SIZE[0]}x{SIZE[1]}",
+        f"portmon soak: {load.sockets:,} real loopback sockets in pids {load.pids},"
+        f" {args.churn:g} % churn per refresh, {args.minutes:g} min ({refreshes} refreshes at {interval:g} s),"
+        f" real collector, headless {SIZE[0]}x{SIZE[1]}",
         flush=True,
     )
     real = HangableCollector(default_collector())

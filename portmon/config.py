@@ -80,6 +80,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "theme": ("textual-dark", _text, "the live monitor's theme"),
     "columns": ((), _texts, "the live monitor's visible columns (empty: all)"),
     "reverse_dns": (False, _flag, "show host names for remote addresses (live monitor)"),
+    "history": (True, _flag, "record listening sockets into the history database while the live monitor runs"),
 }
 """name -> (default, check, what it does). A check returns the value or raises ValueError with the reason."""
 

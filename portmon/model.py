@@ -114,12 +114,14 @@ class Socket(NamedTuple):
     """LISTEN sockets: the most that may wait (listen()'s backlog, capped by somaxconn)."""
     cookie: int | None = None
     """The kernel's socket cookie (Linux sock_diag): unique per socket, never reused while the host is up."""
+    host: str | None = None
+    """The remote host the socket lives on, as the user named it (``--host``); None for this machine."""
 
     @property
     def key(self) -> SocketKey:
-        """A value that stays the same for this socket across refreshes."""
+        """A value that stays the same for this socket across refreshes (and differs between hosts)."""
         return (
-            self.proto,
+            self.proto if self.host is None else f"{self.proto}@{self.host}",
             self.family,
             self.local_addr,
             self.local_port,

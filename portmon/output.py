@@ -17,7 +17,7 @@ TRAFFIC_KEYS = ("bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept
 """The socket's traffic and health counters (null where the collector has none), last in a record."""
 _TRAFFIC_AT = Socket._fields.index(TRAFFIC_KEYS[0])
 _TRAFFIC_END = _TRAFFIC_AT + len(TRAFFIC_KEYS)
-_NO_TRAFFIC_JSON = "".join(f', "{k}": null' for k in TRAFFIC_KEYS) + "}"
+_NO_TRAFFIC_JSON = "".join(f', "{k}": null' for k in TRAFFIC_KEYS)
 
 RECORD_KEYS = (
     "proto",
@@ -34,6 +34,7 @@ RECORD_KEYS = (
     "remote_service",
     "local_range",
     *TRAFFIC_KEYS,
+    "host",
 )
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
 
@@ -69,6 +70,7 @@ def socket_record(sock: Socket, holder: Holder | None = None, extra: RecordExtra
         "retransmits": sock.retransmits,
         "accept_queue": sock.accept_queue,
         "backlog": sock.backlog,
+        "host": sock.host,
     }
     if extra is not None:
         record.update(extra(sock))
@@ -143,6 +145,7 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
         # Unpacked by position (Socket's field order, which tests pin): much cheaper than 11 attributes.
         for sock in sockets[first : first + JSON_CHUNK]:
             proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc = sock[:12]
+            host = sock.host
             head = heads.get((proto, family, laddr))
             if head is None:
                 head = heads[(proto, family, laddr)] = (
@@ -166,13 +169,12 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
                     f'"remote_service": {quoted(rsvc)}, "local_range": {escape(rng)}'
                 )
             counters = sock[_TRAFFIC_AT:_TRAFFIC_END]
-            end = _NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)
-            if extra is not None:
-                end = f"{end[:-1]}{extra_text(sock)}}}"  # the extra keys go last, before the closing brace
             # Ports are ints (every collector makes them so): their str() is their JSON.
             append(
                 f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '
-                f'"remote_port": {"null" if rport is None else rport}{tail}{end}'
+                f'"remote_port": {"null" if rport is None else rport}{tail}'
+                f"{_NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)}"
+                f', "host": {quoted(host)}{extra_text(sock) if extra is not None else ""}}}'
             )
         yield (", " if first else "") + ", ".join(records)
     yield "]"
@@ -182,9 +184,9 @@ _NONE = (None,) * len(TRAFFIC_KEYS)
 
 
 def _traffic_json(counters: tuple[object, ...]) -> str:
-    """The end of one ``list --json`` record: the traffic counters (ints, a float or null) and "}"."""
+    """The traffic counters of one ``list --json`` record (ints, a float or null); the host follows."""
     pairs = zip(TRAFFIC_KEYS, counters, strict=True)
-    return "".join(f', "{key}": {"null" if value is None else repr(value)}' for key, value in pairs) + "}"
+    return "".join(f', "{key}": {"null" if value is None else repr(value)}' for key, value in pairs)
 
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:
@@ -293,6 +295,16 @@ def format_table_plain(headers: Sequence[str], rows: Sequence[Sequence[str]]) ->
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
-def sockets_table(sockets: Sequence[Socket], label: Callable[[Socket], str] = process_label) -> str:
-    """The default ``portmon list`` output."""
-    return format_table(TABLE_HEADERS, table_rows(sockets, label))
+LOCAL_HOST_LABEL = "local"
+"""How the HOST column names this machine when remote hosts are in the table."""
+
+
+def sockets_table(
+    sockets: Sequence[Socket], host_column: bool = False, label: Callable[[Socket], str] = process_label
+) -> str:
+    """The default ``portmon list`` output; a HOST column first when asked or when any socket is a remote host's."""
+    rows = table_rows(sockets, label)
+    if not host_column and not any(s.host is not None for s in sockets):
+        return format_table(TABLE_HEADERS, rows)
+    hosts = [LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32) for s in sockets]
+    return format_table(("HOST", *TABLE_HEADERS), [(h, *r) for h, r in zip(hosts, rows, strict=True)])

@@ -34,6 +34,7 @@ KEYS = [
     "retransmits",
     "accept_queue",
     "backlog",
+    "host",
 ]
 
 SERVER = textwrap.dedent(

@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -360,3 +362,53 @@ def test_a_port_this_test_holds_is_found_by_name_through_a_registry_file(tmp_pat
     doc = json.loads(res.stdout)
     assert doc["port"] == port and doc["service"] == "portmon-test"
     assert {h["pid"] for h in doc["holders"]} == {os.getpid()}
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_portmon_with_stderr_redirected_prints_the_list_on_a_real_terminal(tmp_path: Path) -> None:
+    # stdin and stdout on a terminal, stderr (where Textual would draw) in a file: no invisible monitor.
+    primary, secondary = os.openpty()
+    log = tmp_path / "stderr"
+    try:
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "portmon"],
+                stdin=secondary,
+                stdout=secondary,
+                stderr=err,
+                cwd=ROOT,
+                env=dict(os.environ, PYTHONPATH=str(ROOT), TERM="xterm-256color"),
+            )
+        os.close(secondary)
+        secondary = -1
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + 60  # a safety net for the failure case, never a measured time
+        code = None
+        while code is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.2)
+            if ready:
+                try:
+                    chunks.append(os.read(primary, 65536))
+                except OSError:  # EIO: the child closed the terminal
+                    pass
+            code = proc.poll()
+        if code is None:
+            proc.kill()
+            proc.wait()
+            pytest.fail("portmon kept running with its screen in a file")
+        while select.select([primary], [], [], 0)[0]:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert code == 0, log.read_text()
+    assert shown.split()[0] == "PROTO" and "\x1b[?1049h" not in shown  # the list, no alternate screen
+    assert "Traceback" not in log.read_text()

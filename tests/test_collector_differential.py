@@ -153,10 +153,13 @@ class Opened:
         """The test's own sockets in a snapshot (others on the machine may change between scans)."""
         found: dict[Key, Socket] = {}
         for s in snap.sockets:
-            if s.local_port in self.ports and (s.remote_port is None or s.remote_port in self.ports):
-                if key(s) in self.expected:
-                    assert key(s) not in found, f"reported twice: {key(s)}"
-                    found[key(s)] = s
+            if (
+                s.local_port in self.ports
+                and (s.remote_port is None or s.remote_port in self.ports)
+                and key(s) in self.expected
+            ):
+                assert key(s) not in found, f"reported twice: {key(s)}"
+                found[key(s)] = s
         return found
 
 
@@ -250,7 +253,7 @@ def test_procfs_and_psutil_agree(opened: Opened) -> None:
             # names (the 15-character kernel name completed from the command line) and users.
             assert [h.pid for h in s.holders] == [h.pid for h in reference[k].holders], (name, k)
             assert [(h.name, h.user) for h in s.holders] == [(h.name, h.user) for h in reference[k].holders]
-            for ours_h, ref_h in zip(s.holders, reference[k].holders):
+            for ours_h, ref_h in zip(s.holders, reference[k].holders, strict=True):
                 assert ours_h.create_time is not None and ref_h.create_time is not None
                 assert abs(ours_h.create_time - ref_h.create_time) < 0.5, (name, k)
             if s.holders:

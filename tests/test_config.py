@@ -50,7 +50,7 @@ def test_the_file_sets_values_and_an_unknown_key_is_a_warning(home: Path) -> Non
     assert values == (2.0, "-pid", True, ("port:5353",))
     assert config.source("interval") == f"config file '{home}'"
     assert config.warnings == [f"config file '{home}', line 6: unknown setting 'colour' ignored ("
-                               "interval, sort, listening, ignore, theme, columns, reverse_dns)"]  # fmt: skip
+                               "interval, sort, listening, ignore, theme, columns, reverse_dns, history)"]  # fmt: skip
     config.override("interval", 5.0)
     config.override("sort", None)
     assert config.settings["interval"] == (5.0, COMMAND_LINE) and config.source("sort") != COMMAND_LINE
@@ -150,3 +150,12 @@ def test_watch_and_the_interval_use_the_file(home: Path) -> None:
     assert ctx.interval == 0.5
     ctx = cli.Context(parser.parse_args(["watch", "--interval", "3"]), io.StringIO(), io.StringIO())
     assert ctx.interval == 3.0
+
+
+def test_the_live_monitor_opens_with_the_files_sort_and_listening(home: Path) -> None:
+    home.write_text('sort = "-PID"\nlistening = true\ninterval = 2\n')
+    parser, _ = cli.build_parser()
+    ctx = cli.Context(parser.parse_args([]), io.StringIO(), io.StringIO())
+    assert cli.live_options(ctx) == {"interval": 2.0, "sort": "pid", "descending": True, "listening_only": True}
+    ctx = cli.Context(parser.parse_args(["--interval", "0.5"]), io.StringIO(), io.StringIO())
+    assert cli.live_options(ctx)["interval"] == 0.5

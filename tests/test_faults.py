@@ -13,6 +13,7 @@ import threading
 import time
 from collections import namedtuple
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,9 @@ def _rows(screen: MonitorScreen) -> list[tuple[int, int | None]]:
     return sorted((s.local_port, s.remote_port or 0) for s in screen.table.rows)  # type: ignore[misc]
 
 
-def test_unreadable_proc_net_tcp_is_reported_and_the_last_good_rows_stay(small_proc: SmallProc, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_proc_net_tcp_is_reported_and_the_last_good_rows_stay(
+    small_proc: SmallProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
     denied = {"on": False}
     real_open = os.open
 
@@ -212,9 +215,13 @@ def test_the_poller_reports_each_fault_keeps_the_rows_and_recovers(fault: BaseEx
 
     async def body(pilot: Pilot, screen: MonitorScreen) -> None:
         rows = len(first.sockets)
+
+        def scanned(count: int) -> bool:
+            return screen.scans >= count
+
         for scans, expect in ((1, ""), (2, shown), (3, shown), (4, "")):
             collector.release()
-            await until(pilot, lambda: screen.scans >= scans, f"scan {scans}")
+            await until(pilot, partial(scanned, scans), f"scan {scans}")
             assert expect in banner(screen) if expect else banner(screen) == ""
             assert len(screen.table.rows) == rows
         assert collector.most_at_once == 1
@@ -245,7 +252,10 @@ class _FakeProcess:
 
 def test_access_denied_for_the_whole_call_falls_back_to_own_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     me = os.getpid()
-    own = Conn(fd=3, family=socket.AF_INET, type=socket.SOCK_STREAM, laddr=Addr("127.0.0.1", 45678), raddr=(), status=psutil.CONN_LISTEN)
+    own = Conn(
+        fd=3, family=socket.AF_INET, type=socket.SOCK_STREAM, laddr=Addr("127.0.0.1", 45678), raddr=(),
+        status=psutil.CONN_LISTEN,
+    )
 
     def refuse(kind: str = "inet") -> list[Any]:
         raise psutil.AccessDenied(msg="net_connections needs root here")
@@ -275,7 +285,10 @@ def test_access_denied_for_the_whole_call_falls_back_to_own_processes(monkeypatc
 # -- owners that vanish or turn zombie ---------------------------------------------------------------------
 
 
-_LISTEN = "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); sys.stdin.read()"
+_LISTEN = (
+    "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+    "print(s.getsockname()[1], flush=True); sys.stdin.read()"
+)
 
 
 def _listener() -> tuple[subprocess.Popen[str], Socket]:
@@ -318,7 +331,9 @@ def test_a_pid_that_now_names_another_process_is_not_shown_as_the_owner() -> Non
     me = psutil.Process()
     impostor = Holder(pid=me.pid, name="server", user="alice", create_time=me.create_time() - 3600)
     sock = Socket("tcp", 4, "127.0.0.1", 8123, state="LISTEN", holders=(impostor,), inode=1)
-    app = PortmonApp(ScriptedCollector([Snapshot(sockets=(sock,), taken_at=time.time())]), interval=3600, process_reader=read_process)
+    app = PortmonApp(
+        ScriptedCollector([Snapshot(sockets=(sock,), taken_at=time.time())]), interval=3600, process_reader=read_process
+    )
 
     async def body(pilot: Pilot, screen: MonitorScreen) -> None:
         await pilot.press("d")
@@ -525,11 +540,15 @@ _SPAWNER = (
 
 
 @linux_only
-def test_the_psutil_collector_reads_the_process_table_once_per_scan_not_once_per_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_psutil_collector_reads_the_process_table_once_per_scan_not_once_per_listener(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 30 processes with a UDP socket each: every one is a listener whose family is searched for
     # other holders. psutil's children() reads every process per call; with 2,000 processes and
     # 500 listeners that made one scan take 18 s (bench/many_procs.py).
-    spawner = subprocess.Popen([sys.executable, "-c", _SPAWNER, "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    spawner = subprocess.Popen(
+        [sys.executable, "-c", _SPAWNER, "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert spawner.stdout is not None and spawner.stdout.readline().strip() == "ready"
         calls = {"pids": 0, "children": 0}

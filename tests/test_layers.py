@@ -25,9 +25,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "query": frozenset({SHARED, "collect", "ownership", "query"}),
     "history": frozenset({SHARED, "collect", "query", "history"}),
     "export": frozenset({SHARED, "collect", "query", "export"}),
+    "remote": frozenset({SHARED, "collect", "remote"}),
     "actions": frozenset({SHARED, "collect", "ownership", "query", "actions"}),
-    "ui": frozenset({SHARED, "collect", "ownership", "query", "history", "export", "actions", "ui"}),
-    "cli": frozenset({SHARED, "collect", "ownership", "query", "history", "export", "actions", "ui", "cli"}),
+    "ui": frozenset({SHARED, "collect", "ownership", "query", "history", "export", "actions", "remote", "ui"}),
+    "cli": frozenset(
+        {SHARED, "collect", "ownership", "query", "history", "export", "actions", "remote", "ui", "cli"}
+    ),
 }
 """Which layers each layer may import (its own included): cli -> ui -> actions/query -> collect -> shared.
 

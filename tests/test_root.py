@@ -23,6 +23,7 @@ from portmon.collect.fake import ScriptedCollector, demo_process, demo_snapshot
 from portmon.model import Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
+from portmon.ui.view import COLUMN_TITLES
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -63,7 +64,7 @@ _ORDER_PROBE = textwrap.dedent(
     sys.stdin = Tty()
     from portmon.cli.main import main
     try:
-        main({argv!r}, stdout=Tty(), stderr=io.StringIO())
+        main({argv!r}, stdout=Tty(), stderr=Tty())  # the live monitor needs all three on a terminal
     except ImportError as exc:
         assert "stopped by the test" in str(exc), exc
     print(seen[0] if seen else "textual never imported")
@@ -85,7 +86,9 @@ def test_textual_switches_are_gone_before_textual_is_imported(argv: list[str]) -
     assert kept == "['KEEP_ME']", "only Textual's switches are dropped"
 
 
-@pytest.mark.parametrize("argv", [["kill", "1", "--dry-run"], ["why", "1"], ["who", "1"], ["list", ":1"]], ids=lambda a: a[0])
+@pytest.mark.parametrize(
+    "argv", [["kill", "1", "--dry-run"], ["why", "1"], ["who", "1"], ["list", ":1"]], ids=lambda a: a[0]
+)
 def test_the_one_shot_commands_never_import_textual(argv: list[str]) -> None:
     # "sudo portmon kill 8080" is the usual root path: it must not load Textual at all, scrubbed or not.
     probe = _ORDER_PROBE.format(env=HOSTILE_ENV, argv=argv)
@@ -106,7 +109,9 @@ def test_a_user_keeps_their_own_textual_switches() -> None:
         "_scrub_environment_for_root()\n"
         "print(os.environ.get('TEXTUAL_THEME'))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=portmon_env(), capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=portmon_env(), capture_output=True, text=True, timeout=60
+    )
     assert res.stdout.strip() == "nord", res.stderr
 
 
@@ -167,6 +172,7 @@ def test_the_palette_offers_only_portmons_actions_and_safe_textual_commands() ->
     async def body(pilot, screen: MonitorScreen) -> None:  # type: ignore[no-untyped-def]
         commands = list(app.get_system_commands(screen))
         own = {b.tooltip or b.description for b in MonitorScreen.BINDINGS if not b.action.startswith("app.")}  # type: ignore[union-attr]
+        own |= {f"Sort by {title}" for title in COLUMN_TITLES.values()}  # the palette's sort commands
         textual = {c.title for c in commands} - own
         assert textual <= TEXTUAL_COMMANDS_ALLOWED, f"unexpected palette commands: {textual - TEXTUAL_COMMANDS_ALLOWED}"
         for command in commands:
@@ -201,7 +207,10 @@ def test_asking_the_palette_for_a_screenshot_writes_nothing(tmp_path: Path, monk
 
 # -- killing another user's process ------------------------------------------------------------------------
 
-_LISTENER = "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); sys.stdin.read()"
+_LISTENER = (
+    "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+    "print(s.getsockname()[1], flush=True); sys.stdin.read()"
+)
 
 
 class OtherUsersListener:
@@ -252,7 +261,9 @@ def _socket_on(port: int) -> tuple[Socket, object]:
 
 @needs_root
 @linux_only
-def test_the_kill_dialog_names_the_other_user_before_anything_is_signalled(nobodys_listener: OtherUsersListener) -> None:
+def test_the_kill_dialog_names_the_other_user_before_anything_is_signalled(
+    nobodys_listener: OtherUsersListener,
+) -> None:
     from portmon.ui.killmodal import KillModal
 
     sock, snapshot = _socket_on(nobodys_listener.port)

@@ -21,7 +21,7 @@ from portmon.query.sorting import COLUMNS
 from portmon.ui.app import PortmonApp
 from portmon.ui.columns import MARK_COLUMN
 from portmon.ui.detail import endpoint
-from portmon.ui.monitor import DETAIL_MIN, MonitorScreen
+from portmon.ui.monitor import DETAIL_MIN, DETAIL_MIN_NARROW, MonitorScreen
 from portmon.ui.status import NOTICE_FADE_SECONDS, NOTICE_SECONDS, Part, StatusInfo, layout_status, status_parts
 from portmon.ui.view import COLUMN_TITLES, NO_MARKS, ViewSpec, derive_view
 
@@ -280,7 +280,7 @@ def test_at_120_columns_the_state_column_is_never_cut() -> None:
         await pilot.pause()
         widths = {c.name: w for c, w in screen.table.columns}
         assert widths["state"] == len("ESTABLISHED")
-        assert screen.detail.outer_size.width >= DETAIL_MIN
+        assert screen.detail.outer_size.width >= DETAIL_MIN_NARROW
 
     run(app, body, size=(120, 35))
 
@@ -294,6 +294,7 @@ def test_at_200_columns_the_table_takes_what_it_needs_and_the_pane_the_rest() ->
         table = screen.table
         assert table.size.width == table.natural_width()  # no empty gap right of the columns
         assert screen.detail.outer_size.width + table.outer_size.width == 200
+        assert screen.detail.outer_size.width >= DETAIL_MIN
 
     run(app, body, size=(200, 50))
 
@@ -425,3 +426,23 @@ def test_k_in_the_why_dialog_on_a_free_port_kills_nothing() -> None:
         assert app.screen is modal  # nothing holds 4999: the dialog stays, saying so
 
     run(app, body)
+
+
+def test_the_pane_keeps_its_width_while_the_data_changes() -> None:
+    # A refresh with narrower data does not shrink the table under the reader (the pane would re-wrap).
+    wide = demo_snapshot()
+    narrow = wide._replace(sockets=tuple(s for s in wide.sockets if len(s.local_addr) <= 9))
+    app = make_app([wide, narrow, wide])
+
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        await pilot.press("d")
+        await pilot.pause()
+        before = screen.detail.outer_size.width
+        await pilot.press("r")
+        await pilot.pause()
+        assert screen.detail.outer_size.width == before
+        await pilot.press("d", "d")  # closing and opening the pane fits it again
+        await pilot.pause()
+        assert screen.table.outer_size.width <= screen.table.natural_width()
+
+    run(app, body, size=(200, 50))

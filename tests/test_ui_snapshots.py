@@ -107,3 +107,23 @@ def test_why_dialog(snap_compare: SnapCompare) -> None:
         await pilot.pause()
 
     assert snap_compare(why_app(), run_before=select_dev_server, terminal_size=WIDE)
+
+
+def test_detail_pane_at_120_columns(snap_compare: SnapCompare) -> None:
+    # The State column stays whole beside the pane.
+    assert snap_compare(demo_app(), press=["down"] * 12 + ["d"], terminal_size=(120, 35))
+
+
+def test_detail_pane_at_200_columns(snap_compare: SnapCompare) -> None:
+    # The table takes what its columns want, the pane the rest: no gap between them.
+    assert snap_compare(demo_app(), press=["down"] * 4 + ["d"], terminal_size=(200, 50))
+
+
+def test_narrow_terminal_with_both_panes(snap_compare: SnapCompare) -> None:
+    app = demo_app([demo_snapshot(), demo_snapshot_after()])
+    assert snap_compare(app, press=["r", "down", "d", "e"], terminal_size=NARROW)
+
+
+def test_filter_box_focused_and_paused(snap_compare: SnapCompare) -> None:
+    # The footer says the state (Resume, Listening: on) and, in the filter box, offers its own keys.
+    assert snap_compare(demo_app(), press=["space", "l", "slash"], terminal_size=WIDE)

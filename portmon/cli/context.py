@@ -115,6 +115,10 @@ class Context:
         self.cold_walk: ColdWalk | None = None
         """A cold fd walk the ``portmon`` command started before loading anything (see
         portmon.cli.launch): the first scan takes it when its collector can (ProcfsCollector)."""
+        self.hosts_failed = False
+        """Set by scan() when a remote host (--host) gave no answer: one-shot commands then exit 1."""
+        self.hosts_given = False
+        """Set by collector() when --host or --hosts-file named remote hosts (tables then show a HOST column)."""
 
     def output_lost(self) -> bool:
         """True once stdout could not be written (its reader went away, or it failed): stop producing."""
@@ -123,6 +127,10 @@ class Context:
     def warn(self, message: str) -> None:
         """Print a one-line warning on stderr (escaped: it may repeat user input or a file's text)."""
         print(f"{PROG}: warning: {one_line(message)}", file=self.stderr)
+
+    def note(self, message: str) -> None:
+        """Print a one-line note on stderr (not a warning: how something was done)."""
+        print(f"{PROG}: {message}", file=self.stderr)
 
     @property
     def registry_paths(self) -> list[str]:
@@ -189,8 +197,24 @@ class Context:
     def collector(self) -> Collector:
         """The collector for this platform (procfs on Linux), naming services from the registry."""
         try:
-            return default_collector(services=self.registry(), prefer=self.collector_name)
+            local = default_collector(services=self.registry(), prefer=self.collector_name)
         except (ValueError, ImportError) as exc:
+            raise CommandFailed(str(exc), 2) from None
+        # Remote hosts (--host, --hosts-file): the local collector merged with one ssh session per host.
+        from portmon.cli.hosts import host_specs, with_hosts
+
+        try:
+            specs = host_specs(self.args)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot read the hosts file: {exc.strerror or exc}") from None
+        if not specs:
+            return local
+        self.hosts_given = True
+        try:
+            return with_hosts(local, specs, self.interval, self.registry())
+        except Exception as exc:  # noqa: BLE001 - SshError and the like, one line
             raise CommandFailed(str(exc), 2) from None
 
     def scan(self) -> Snapshot:
@@ -203,10 +227,26 @@ class Context:
                 walk.cancel()
             else:
                 start_cold_walk(walk)
+        multi = None
+        if self.hosts_given:  # remote hosts: their first answers, within --host-timeout
+            from portmon.cli.hosts import host_timeout, report_hosts
+            from portmon.remote.collector import MultiHostCollector
+
+            if isinstance(collector, MultiHostCollector):
+                multi = collector
+                timeout = host_timeout(self.args)
+                multi.wait_ready(timeout)
         try:
             snap: Snapshot = collector.scan()
         except Exception as exc:  # noqa: BLE001 - reported as one line
             raise CommandFailed(f"cannot read the socket table: {type(exc).__name__}: {exc}") from None
+        if multi is not None:
+            self.hosts_failed = report_hosts(multi, self.note, self.warn, timeout)
+            snap = snap._replace(warning=multi.quiet_warning)  # the failing hosts are told above
+            if snap.error is not None:  # this machine failed: the hosts' rows still come, exit 1
+                self.warn(snap.error)
+                self.hosts_failed = True
+            multi.close()
         if snap.warning:
             self.warn(snap.warning)
         if snap.hidden_note:

@@ -269,6 +269,10 @@ def run(ctx: Context) -> int:
     except PortSpecError as exc:
         raise UsageError(str(exc)) from None
     sig: int = args.signal
+    from portmon.cli.remote_actions import has_hosts, kill_on_hosts  # --host: the kill runs on those hosts
+
+    if has_hosts(ctx):
+        return kill_on_hosts(ctx, spec)
     snap = ctx.scan()
     plan = plan_kill(sockets_on_port(snap.sockets, spec), spec)
     doc = _document(plan, sig, args.dry_run)

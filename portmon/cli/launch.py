@@ -54,10 +54,12 @@ def start_cold_walk_early(argv: list[str]) -> ColdWalk | None:
 
     The walk then overlaps this process's imports, argument parsing and table reads, so it saves
     wall time, not CPU time, and only with a core to spare. Measured (``python bench/bench_tricks.py
-    --no-load --only walk``, ``portmon list --json``, 21 runs on a 2-core host busy with other
-    benchmarks, 20,000-51,000 sockets): fastest run 264 ms against 270 ms without, median 947
-    against 1030. The plain version starts no walk (None): the scan walks the fds itself.
-    tests/test_launch.py checks that both answer the same.
+    --no-load --only walk``, ``portmon list --json``, 21 runs each on a 2-core host under a load
+    average of 6): at 10,000 sockets median 492 ms against 537 ms without (fastest runs 284 against
+    280); at 20,000-51,000 sockets median 947 against 1030 (fastest 264 against 270). The medians
+    favour it; the fastest runs cannot tell the two apart on so busy a host. The plain version
+    starts no walk (None): the scan walks the fds itself. tests/test_launch.py checks that both
+    answer the same.
     """
     if not scans_once(argv):
         return None

@@ -82,6 +82,6 @@ def run(ctx: Context) -> int:
     elif args.csv:
         ctx.stdout.write(sockets_csv(sockets))
     else:
-        ctx.stdout.write(sockets_table(sockets, family_labeller()) + "\n")
+        ctx.stdout.write(sockets_table(sockets, host_column=ctx.hosts_given, label=family_labeller()) + "\n")
     ctx.stdout.flush()
     return 0

@@ -6,12 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from portmon import __version__
-from portmon.cli import close, kill, top, watch, who, why
+from portmon.cli import baseline, close, history, kill, record, serve, top, watch, who, why
 from portmon.cli import config as config_command
 from portmon.cli import list as list_command
+from portmon.cli import stream as stream_command
 from portmon.cli.context import (
     INTERVAL_MAX,
     INTERVAL_MIN,
@@ -22,8 +23,11 @@ from portmon.cli.context import (
     UsageError,
     _Parser,
     interval_seconds,
+    positive_float,
 )
+from portmon.cli.hosts import add_host_options
 from portmon.cli.streams import GuardedOutput, can_run_live, stdin_or_null, tolerant_encoding
+from portmon.query.sorting import parse_sort
 from portmon.textsafe import echo, one_line
 
 if TYPE_CHECKING:
@@ -56,6 +60,7 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool, live: bool = Tru
         default=None if sub else "auto",
         help="how sockets are read: auto (procfs on Linux), procfs, or psutil",
     )
+    add_host_options(parser, sub, positive_float)  # remote hosts over ssh: portmon.cli.hosts
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
@@ -66,11 +71,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:
         "(or prints 'portmon list' when output is not a terminal).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--no-history", action="store_true", help="live monitor: record no history")
+    parser.add_argument("--db", dest="live_db", metavar="PATH", help="live monitor: the history database")
     _global_options(parser, sub=False)
     # With ``prog`` given, argparse needs no help formatter (and its shutil import, ~4 ms) to build them.
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog=PROG)
     runners: dict[str, Runner] = {}
-    for module in (list_command, who, kill, watch, why, top, close, config_command):
+    for module in (
+        list_command, who, kill, watch, why, top, close, config_command, record, history, baseline, serve,
+        stream_command,
+    ):
         name, runner = module.add_parser(subs)
         runners[name] = runner
     for name, sp in subs.choices.items():
@@ -94,16 +104,42 @@ def run_live(ctx: Context) -> int:
     importtime``, five runs): every one-shot command would pay it if this import were at the top.
     """
     _scrub_environment_for_root()
+    options = live_options(ctx)
+    from portmon.cli.dbopts import live_history
     from portmon.ui.app import run_app
 
-    return run_app(ctx.collector(), interval=ctx.interval)
+    with live_history(ctx, ctx.collector()) as (collector, history):
+        return run_app(collector, **options, **history)
 
 
-LIVE = frozenset({"watch", "top"})
+def live_options(ctx: Context) -> dict[str, Any]:
+    """The live monitor's options from the settings: interval, sort and direction, listening only.
+
+    (The config file's theme, columns, reverse_dns and ignore wait for the UI to take them.)
+    """
+    settings = ctx.settings
+    try:
+        column, descending = parse_sort(settings["sort"])
+    except ValueError as exc:
+        raise CommandFailed(f"{settings.source('sort')}: sort: {exc}", 2) from None
+    return {
+        "interval": ctx.interval,
+        "sort": column,
+        "descending": descending,
+        "listening_only": bool(settings["listening"]),
+    }
+
+
+LIVE = frozenset({"watch", "top", "record", "serve", "_stream"})
 """Subcommands that refresh, and so take ``--interval`` (the live monitor, with no command, takes it too)."""
 
 ONE_SHOT = frozenset({"list", "who", "why"})
 """Commands that scan once, print and end: ``main(exit_hard=True)`` ends the process right after them."""
+
+
+def _hosts_exit(ctx: Context, code: int) -> int:
+    """A command that printed its rows but lost a remote host (--host) ends with 1 rather than 0."""
+    return 1 if code == 0 and ctx.hosts_failed else code
 
 
 def run_without_gc(runner: Runner, ctx: Context) -> int:
@@ -189,8 +225,8 @@ def main(
         else:
             runner = runners[command]
         if not (exit_hard and (command is None or command in ONE_SHOT)):
-            return _finish(runner(ctx), out, err)
-        code = _finish(run_without_gc(runner, ctx), out, err)
+            return _hosts_exit(ctx, _finish(runner(ctx), out, err))
+        code = _hosts_exit(ctx, _finish(run_without_gc(runner, ctx), out, err))
         if ctx.cold_walk is not None:
             ctx.cold_walk.cancel()
         exit_skipping_teardown(code, out, err)  # type: ignore[arg-type]  # a TextIO in all but name

@@ -9,7 +9,7 @@ from typing import Any
 
 from portmon.cli.context import Context, UsageError
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_NOTES, OWNER_UNSEEN, Holder, Socket
-from portmon.output import endpoint, format_table, holder_records, to_json
+from portmon.output import LOCAL_HOST_LABEL, endpoint, format_table, holder_records, to_json
 from portmon.ownership.view import Ownership, managed_by_text, managers_json
 from portmon.portspec import PORT_HELP, PortSpec, PortSpecError, parse_port_specs, sockets_on_port
 from portmon.query.sorting import sort_sockets
@@ -162,11 +162,13 @@ def _section(
 
 def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | None) -> list[str]:
     rows: list[list[str]] = []
+    hosts: list[str] = []
     commands: dict[tuple[int, float | None], str] = {}
     for s in sockets:
         for h in s.holders or (None,):
             command = ""
-            if h is not None:
+            hosts.append(LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32))
+            if h is not None and s.host is None:  # a remote host's pid is not this machine's to read
                 key = (h.pid, h.create_time)
                 if key not in commands:
                     argv = command_line(h)
@@ -190,4 +192,6 @@ def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | N
     room = PIPE_WIDTH if width is None else max(20, width - sum(others) - 2 * (len(HEADERS) - 1))
     for r in rows:
         r[-1] = safe(r[-1], room)
+    if any(s.host is not None for s in sockets):  # remote hosts (--host): which one each row is on
+        return format_table(("HOST", *HEADERS), [(h, *r) for h, r in zip(hosts, rows, strict=True)]).split("\n")
     return format_table(HEADERS, [tuple(r) for r in rows]).split("\n")

@@ -46,6 +46,10 @@ def run(ctx: Context) -> int:
         raise UsageError(str(exc)) from None
     if spec.port == 0:
         raise UsageError("invalid port '0': binding port 0 means 'any free port', so it is never busy")
+    from portmon.cli.remote_actions import has_hosts, why_on_hosts  # --host: the answers come from those hosts
+
+    if has_hosts(ctx):
+        return why_on_hosts(ctx, spec)
     snapshot = ctx.scan()
     report = explain(spec, snapshot.sockets, ownership=PortOwnership(enricher=Enricher()))
     if ctx.args.json:

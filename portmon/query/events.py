@@ -11,7 +11,7 @@ from typing import Any
 
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.output import endpoint, socket_record, to_json
-from portmon.query.diff import STATE, Event, diff_snapshots
+from portmon.query.diff import OPEN, STATE, Event, diff_snapshots
 from portmon.textsafe import safe
 
 DEFAULT_EVENT_LIMIT = 5000
@@ -55,6 +55,9 @@ class EventStream:
         self._last: tuple[Socket, ...] | None = None
         self.baseline_at: float | None = None
         """When the baseline scan was taken (None before the first good scan)."""
+        self._hosts: set[str | None] = {None}
+        """Every host seen in a good snapshot so far; this machine (None) is there from the start, an
+        empty first scan included."""
 
     @property
     def started(self) -> bool:
@@ -73,12 +76,20 @@ class EventStream:
         sockets = self._scoped(snapshot)
         previous = self._last
         self._last = sockets
+        # A remote host (--host) answers some time after the first scan: its first sockets are its
+        # baseline, not a burst of opens. Which hosts answered is read from the whole snapshot.
+        hosts = {s.host for s in snapshot.sockets}
+        arrived = hosts - self._hosts
+        self._hosts |= hosts
         if previous is None:
             self.baseline_at = snapshot.taken_at
             return ()
         if previous is sockets:
             return ()
-        return tuple(diff_snapshots(previous, sockets, time=snapshot.taken_at))
+        events = diff_snapshots(previous, sockets, time=snapshot.taken_at)
+        if arrived:
+            return tuple(e for e in events if not (e.kind == OPEN and e.socket.host in arrived))
+        return tuple(events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +212,8 @@ def event_line(event: Event) -> str:
     """
     sock = event.socket
     parts = [clock_time(event.time), f"{event.kind:<5}", sock.proto_label, endpoints_text(sock)]
+    if sock.host is not None:  # a remote host's socket (--host) says where it is
+        parts.insert(2, f"[{safe(sock.host, 64)}]")
     state = state_text(event)
     if state:
         parts.append(state)

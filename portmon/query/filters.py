@@ -461,6 +461,23 @@ def _compile_managed(parts: Sequence[str], whole: str) -> Predicate:
     return managed_matcher(parts)
 
 
+LOCAL_HOST = "local"
+"""``host:local`` matches this machine's sockets (those without a host)."""
+
+
+def _compile_host(parts: Sequence[str], whole: str) -> Predicate:
+    # Substrings, as proc: and user: are; "local" names this machine.
+    needles = _substrings(parts)
+    local = LOCAL_HOST in needles
+
+    def host(sock: Socket) -> bool:
+        if sock.host is None:
+            return local
+        return _contains_any(sock.host, needles)
+
+    return host
+
+
 def _ranges_by_port() -> list[str]:
     # One list index per socket instead of a function call; built once, 64 KiB of pointers.
     if not _range_table:
@@ -563,6 +580,7 @@ def _compile_addr(parts: Sequence[str], whole: str) -> Predicate:
 # key -> (compiler of the comma-separated values, relative cost: cheaper terms run first).
 _COMPILERS: dict[str, tuple[Callable[[Sequence[str], str], Predicate], int]] = {
     "addr": (_compile_addr, 2),
+    "host": (_compile_host, 1),
     "lport": (_compile_lport, 1),
     "managed": (_compile_managed, 4),
     "pid": (_compile_pid, 2),

@@ -154,6 +154,9 @@ _COLUMN_SPECS: dict[str, tuple[Callable[[Socket], Any], Callable[[Any], Any]]] =
     "pid": (attrgetter("pid"), _identity),
     "process": (attrgetter("process"), _text_key),
     "user": (attrgetter("user"), _text_key),
+    # Sortable (a click on the live table's Host header, list --sort host), not in COLUMNS' cycle:
+    # the Host column shows only with remote hosts. This machine (None) sorts last, as unknowns do.
+    "host": (attrgetter("host"), _text_key),
 }
 
 _LOCAL_PORT = attrgetter("local_port")

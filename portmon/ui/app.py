@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
@@ -16,6 +17,7 @@ from textual.screen import Screen
 from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.procinfo import ProcessReader, read_process
+from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT
 from portmon.query.filters import parse_filter
 from portmon.query.sorting import COLUMNS
@@ -54,7 +56,8 @@ class PortmonApp(App[int]):
     ``process_reader`` reads the detail pane's process (a fake in tests); ``resolve`` does reverse DNS.
     ``event_limit`` is how many events the event log keeps. ``binder`` makes the test binds of the
     "why is this port busy?" dialog (a simulation in tests); ``privileged`` says whether to answer as
-    root (None: ask the OS).
+    root (None: ask the OS). ``history_db`` is the history database the history view reads (None: no
+    history), ``history_note`` why the monitor does not record, ``past_events`` the event log's start.
     """
 
     CSS_PATH = "portmon.tcss"
@@ -78,6 +81,9 @@ class PortmonApp(App[int]):
         event_limit: int = DEFAULT_EVENT_LIMIT,
         binder: Binder = probe_binds,
         privileged: bool | None = None,
+        history_db: Path | None = None,
+        history_note: str | None = None,
+        past_events: Sequence[Event] = (),
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")
@@ -98,6 +104,9 @@ class PortmonApp(App[int]):
             binder=binder,
             privileged=privileged,
         )
+        self.history_db = history_db
+        self.history_note = history_note
+        self._monitor.events.add(past_events)
 
     @property
     def monitor(self) -> MonitorScreen:

@@ -48,6 +48,9 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     Column("user", "User", cap=14, soft=8, hard=4),
 )
 
+HOST_COLUMN = Column("host", "Host", cap=24, soft=8, hard=5)
+"""The remote host of a row (``--host``): first after the mark gutter, shown only when some row has one."""
+
 # Which columns go, in this order, when the terminal is too narrow for all of them.
 _DROP_PLANS: tuple[tuple[str, ...], ...] = (
     (),
@@ -58,7 +61,7 @@ _DROP_PLANS: tuple[tuple[str, ...], ...] = (
 # Which columns give up width, and down to what, in order: first down to comfortable widths (then
 # the least useful columns are dropped), then, on very narrow terminals, to the minimum. Addresses
 # shrink together, the wider one first, so an IPv4 address stays whole as long as possible.
-_SOFT_STEPS: tuple[str, ...] = ("addresses", "process", "local_service", "remote_service", "user", "pid")
+_SOFT_STEPS: tuple[str, ...] = ("addresses", "host", "process", "local_service", "remote_service", "user", "pid")
 _HARD_STEPS: tuple[tuple[str, int], ...] = (
     ("pid", 6), ("process", 12), ("addresses", 13), ("process", 8), ("addresses", 9),
     ("process", 6), ("addresses", 7), ("pid", 5),
@@ -72,19 +75,21 @@ def layout_columns(available: int, data_widths: Mapping[str, int]) -> list[tuple
     useful columns are dropped, and only then do the rest shrink to their minimum. The result
     may still be wider than ``available`` on a tiny terminal; the table then scrolls sideways.
     """
+    # The host goes right after the mark gutter, before everything it qualifies.
+    table = (TABLE_COLUMNS[0], HOST_COLUMN, *TABLE_COLUMNS[1:]) if data_widths.get("host") else TABLE_COLUMNS
     natural = {}
-    for column in TABLE_COLUMNS:
+    for column in table:
         if column.fixed:
             natural[column.name] = column.fixed
         else:
             wanted = max(data_widths.get(column.name, 0), len(column.label))
             natural[column.name] = max(column.soft, min(wanted, column.cap))
-    by_name = {c.name: c for c in TABLE_COLUMNS}
+    by_name = {c.name: c for c in table}
     columns: list[Column] = []
     widths: dict[str, int] = {}
     excess = 0
     for dropped in _DROP_PLANS:
-        columns = [c for c in TABLE_COLUMNS if c.name not in dropped]
+        columns = [c for c in table if c.name not in dropped]
         widths = {c.name: natural[c.name] for c in columns}
         excess = sum(widths.values()) + len(columns) - 1 - available
         for name in _SOFT_STEPS:

@@ -14,11 +14,13 @@ from portmon.actions.why import WhyReport, explain
 from portmon.model import Snapshot, Socket
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessReader
+from portmon.textsafe import visible
 from portmon.ui.copymodal import CopyModal, copy_values
 from portmon.ui.help import HelpScreen
 
 if TYPE_CHECKING:
     from portmon.ui.killmodal import KillModal
+    from portmon.ui.remotemodal import RemoteActionModal
     from portmon.ui.whymodal import WhyModal, WhyProbe
 
 
@@ -109,6 +111,10 @@ class Dialogs:
     def why(self) -> None:
         """Why is the selected row's port busy? (The dialog also takes a typed port.)"""
         monitor = self._monitor
+        sock = monitor.selected
+        if sock is not None and sock.host is not None:  # a remote host's row: that host's portmon answers
+            self._remote("why", sock)
+            return
         dialog = why_dialog(monitor.selected, monitor.why_probe, self._sockets, background=monitor.poll,
                             kill=self.kill_port)
         monitor.app.push_screen(dialog)
@@ -123,7 +129,19 @@ class Dialogs:
         if sock is None or snapshot is None:
             monitor.notify("No socket selected.", severity="warning")
             return
+        if sock.host is not None:  # a remote host's row: never planned or signalled here
+            self._remote("kill", sock)
+            return
         monitor.app.push_screen(kill_dialog(sock, snapshot), self._killed)
+
+    def _remote(self, kind: str, sock: Socket) -> None:
+        """Kill or why on a remote host's row: a dialog naming the host, run there by its portmon."""
+        monitor = self._monitor
+        dialog = remote_dialog(kind, sock, getattr(monitor, "collector", None))
+        if isinstance(dialog, str):
+            monitor.notify(dialog, severity="warning", markup=False)
+            return
+        monitor.app.push_screen(dialog, self._killed)
 
     def kill_port(self, spec: PortSpec) -> bool:
         """Open the kill dialog for what holds ``spec`` now (from the why dialog); False when nothing does."""
@@ -159,3 +177,24 @@ class Dialogs:
     def help(self) -> None:
         """Show every key."""
         self._monitor.app.push_screen(HelpScreen(self._monitor.key_groups()))
+
+
+REMOTE_TIMEOUT = 120.0
+"""Seconds a remote kill or why may take (connection, the remote scan, the holders' exit)."""
+
+
+def remote_dialog(kind: str, sock: Socket, collector: object) -> RemoteActionModal | str:
+    """Kill or why (``kind``) for a remote host's row, run by that host's portmon; or why it cannot be.
+
+    ``collector`` is the monitor's: with remote hosts it is a MultiHostCollector, whose session
+    for the row's host carries the command over its master connection.
+    """
+    from portmon.ui.remotemodal import RemoteActionModal
+
+    host = sock.host or ""
+    session_for = getattr(collector, "session_for", None)
+    session = session_for(host) if session_for is not None else None
+    if session is None:
+        return f"no connection to host {visible(host)}"
+    port = f"{sock.local_port}/{sock.proto}"
+    return RemoteActionModal(kind, host, port, lambda words: session.run_portmon(words, REMOTE_TIMEOUT))

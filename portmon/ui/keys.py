@@ -34,6 +34,8 @@ MONITOR_BINDINGS: list[BindingType] = [
             tooltip="Copy the selected socket's pid, command line or address to the clipboard"),
     Binding("w", "why", "Why", show=False,
             tooltip="Why is this port busy? Test-bind the selected row's port, or type one"),
+    Binding("h", "port_history", "History", show=False,
+            tooltip="History: who held the selected row's port before, and when"),
     Binding("question_mark", "help", "Help", key_display="?", tooltip="Help: this list of keys"),
     Binding("q", "quit", "Quit", tooltip="Quit portmon (also ctrl+q, ctrl+c)"),
 ]
@@ -69,5 +71,29 @@ def key_groups(monitor: list[BindingType]) -> list[tuple[str, list[BindingType]]
         ("Filter box", list(FilterInput.BINDINGS)),
         # The detail pane and the event log share their one key (escape: back to the table).
         ("Panes", list(DetailPane.BINDINGS)),
-        ("Anywhere", [*QUIT_BINDINGS, Binding("ctrl+p", "", "Command palette: every action by name")]),
+        (
+            "Anywhere",
+            [
+                *QUIT_BINDINGS,
+                Binding("ctrl+p", "", "Command palette: every action by name, sorting by any column"),
+                Binding("tab", "", "Next part: table, filter box, detail pane, event log"),
+            ],
+        ),
+        (
+            "Mouse",
+            [
+                Binding("click", "", "On a column title: sort by it (again: invert); on a row: select it"),
+                Binding("double-click", "", "On a row: open the detail pane"),
+            ],
+        ),
+        (
+            "Kill dialog",
+            [
+                Binding("y", "", "Send the chosen signal (enter on the Send button too)"),
+                Binding("s", "", "Choose the signal: TERM, INT, HUP, KILL"),
+                Binding("f", "", "SIGKILL now (after a survived TERM: to the survivors)"),
+                Binding("n", "", "Cancel (escape too)"),
+            ],
+        ),
+        ("Why dialog", [Binding("enter", "", "Check the port typed"), Binding("k", "", "Kill what holds it")]),
     ]

@@ -192,9 +192,11 @@ class KillModal(ModalScreen[str | None]):
         self.set_class(not actionable, "refused")
         with Vertical(id="kill-dialog"):
             yield Static(self._title(), id="kill-title", markup=False)
-            with VerticalScroll(id="kill-details"):
-                for line, kind in self._detail_lines():
-                    yield Static(line, classes=kind, markup=False)
+            lines = self._detail_lines()
+            if lines:  # a refused row may have nothing to add to its one explanation
+                with VerticalScroll(id="kill-details"):
+                    for line, kind in lines:
+                        yield Static(line, classes=kind, markup=False)
             with RadioSet(id="kill-signal", disabled=not actionable):
                 for name in SIGNAL_CHOICES:
                     yield RadioButton(f"SIG{name}", value=SIGNALS[name] == self.signal, name=name)

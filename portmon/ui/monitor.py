@@ -38,8 +38,10 @@ from portmon.ui.view import NO_MARKS, Marks, Update, View, ViewSpec, derive_view
 
 TYPED_IN_FILTER = frozenset(b.action.partition("(")[0] for b in MONITOR_BINDINGS if isinstance(b, Binding))
 """The screen's actions: their keys (letters, "/", space, "?") are text in the filter box."""
-DETAIL_MIN = 48
-"""Cells the side detail pane keeps at least (its border and padding included)."""
+DETAIL_MIN = 56
+"""Cells the side detail pane keeps at least from 160 columns (its border and padding included)..."""
+DETAIL_MIN_NARROW = 44
+"""... and at 120, where the table needs the room: in between, 35% of the width."""
 MIN_TABLE = 40
 NARROW_WIDTH = 120
 """Below this many columns the detail pane goes under the table instead of beside it."""
@@ -223,15 +225,22 @@ class MonitorScreen(Screen[None]):
         self.view = view
         self._ghosts_shown = len(view.rows) - view.shown
         self.table.set_rows(view.rows, view.index, view.widths, self.marks, view.spec.column, view.spec.descending)
-        self._fit_table()
+        self._fit_table(grow_only=True)
         self._show_status()
 
-    def _fit_table(self) -> None:
+    def _fit_table(self, grow_only: bool = False) -> None:
         """With the side pane open, the table takes the width its columns want and the pane the rest
-        (so neither a cut State nor an empty gap beside a wrapping pane); the pane keeps DETAIL_MIN."""
+        (so neither a cut State nor an empty gap beside a wrapping pane); the pane keeps DETAIL_MIN.
+
+        After a refresh (``grow_only``) the table only grows: a pane whose width followed every
+        change in the data would re-wrap under the reader's eyes.
+        """
         width: int | str = "1fr"
         if self.detail_visible and not self.has_class("narrow"):
-            width = max(MIN_TABLE, min(self.table.natural_width(), self.size.width - DETAIL_MIN))
+            pane = min(DETAIL_MIN, max(DETAIL_MIN_NARROW, self.size.width * 7 // 20))
+            width = max(MIN_TABLE, min(self.table.natural_width(), self.size.width - pane))
+            if grow_only and isinstance(self._table_width, int):
+                width = max(width, self._table_width)
         if width != self._table_width:
             self._table_width = width
             self.table.styles.width = width
@@ -461,6 +470,12 @@ class MonitorScreen(Screen[None]):
     def action_why(self) -> None:
         """Why is the selected row's port busy? (The dialog also takes a typed port.)"""
         self.dialogs.why()
+
+    def action_port_history(self) -> None:
+        """Who held the selected row's port before: its recorded intervals (portmon.ui.historyview)."""
+        from portmon.ui.historyview import show_port_history
+
+        show_port_history(self, self.table.cursor_socket, background=self.poll)
 
     # -- names, kill, help -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from portmon.model import (
     TIME_WAIT,
     Socket,
 )
+from portmon.output import LOCAL_HOST_LABEL
 from portmon.textsafe import visible
 from portmon.ui.columns import MARK_COLUMN, Column, fit
 from portmon.ui.view import MARK_CHANGED, MARK_CLOSED, MARK_NEW, MARK_NONE
@@ -92,6 +93,8 @@ def cell(sock: Socket, column: str, host_name: HostName | None) -> tuple[str, st
         return process_text(sock), (None if sock.holders else "no-owner")
     if column == "user":
         return visible(sock.user or ""), "dim"
+    if column == "host":
+        return (LOCAL_HOST_LABEL, "dim") if sock.host is None else (visible(sock.host), None)
     return "", None
 
 

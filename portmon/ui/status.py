@@ -112,6 +112,12 @@ def status_parts(info: StatusInfo) -> list[Part]:
         parts.append(Part(Text.assemble("filter: ", (visible(info.spec.filter.text), "bold")), 2))
     if info.spec.listening_only:
         parts.append(Part(Text("listening only", "bold"), 2))
+    snapshot = info.snapshot
+    if snapshot is not None:
+        # Remote hosts (--host): how each one is read (portmon stream or agentless ss), or that it fails.
+        hosts = [f"{visible(name[5:])} {visible(mode)}" for name, mode in snapshot.extra if name.startswith("host ")]
+        if hosts:
+            parts.append(Part(Text("hosts: " + ", ".join(hosts)), 2))
     if info.outcome and info.outcome_age < NOTICE_FADE_SECONDS:
         style = "bold" if info.outcome_age < NOTICE_SECONDS else "dim"
         label = ("last kill: ", "" if style == "bold" else "dim")

@@ -43,6 +43,7 @@ COLUMN_TITLES: dict[str, str] = {
     "pid": "pid",
     "process": "process",
     "user": "user",
+    "host": "host",
 }
 """How the status line and the help name each sort column."""
 
@@ -60,7 +61,9 @@ class ViewSpec:
 
     def with_column_step(self, step: int) -> ViewSpec:
         """The spec sorted by the column ``step`` places to the right (wrapping)."""
-        index = (COLUMNS.index(self.column) + step) % len(COLUMNS)
+        # The Host column (remote hosts) is sortable by a click but not in the cycle: step from its edge.
+        at = COLUMNS.index(self.column) if self.column in COLUMNS else (-1 if step > 0 else 0)
+        index = (at + step) % len(COLUMNS)
         return ViewSpec(self.filter, self.listening_only, COLUMNS[index], self.descending)
 
 
@@ -193,18 +196,22 @@ def column_widths(rows: Sequence[Socket]) -> dict[str, int]:
         "remote_service": _longest(map(attrgetter("remote_service"), rows)),
         "process": _longest(map(attrgetter("name"), first_holders)),
         "user": _longest(map(attrgetter("user"), first_holders)),
+        "host": _longest(map(attrgetter("host"), rows)),
     }
 
 
 def column_widths_plain(rows: Sequence[Socket]) -> dict[str, int]:
     """:func:`column_widths` as a plain loop (for the equivalence test and the benchmark)."""
-    widths = dict.fromkeys(("local_addr", "remote_addr", "local_service", "remote_service", "process", "user"), 0)
+    widths = dict.fromkeys(
+        ("local_addr", "remote_addr", "local_service", "remote_service", "process", "user", "host"), 0
+    )
     for sock in rows:
         for name, value in (
             ("local_addr", sock.local_addr),
             ("remote_addr", sock.remote_addr),
             ("local_service", sock.local_service),
             ("remote_service", sock.remote_service),
+            ("host", sock.host),
         ):
             if value is not None:
                 widths[name] = max(widths[name], len(value))

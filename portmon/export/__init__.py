@@ -1,0 +1,1 @@
+"""Exports: portmon's snapshots as Prometheus / OpenMetrics metrics (HTTP endpoint and textfile)."""
