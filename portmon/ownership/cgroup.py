@@ -74,7 +74,7 @@ def cgroup_path(text: str) -> str | None:
     for candidate in (unified, named):
         if candidate and candidate != "/":
             return candidate
-    for path in others:
+    for path in dict.fromkeys(p for p in others if p != "/"):
         # Containers under the cgroupfs driver show on every controller (``/docker/<id>``).
         if parse_path(path):
             return path

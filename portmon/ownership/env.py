@@ -6,6 +6,9 @@ from collections.abc import Mapping
 
 from portmon.ownership.manager import PM2, RESTART_LIKELY, RESTART_YES, SUPERVISORD, Manager, command
 
+ENV_KEYS = ("SUPERVISOR_PROCESS_NAME", "SUPERVISOR_GROUP_NAME", "pm_id", "name", "PM2_HOME", "pm_exec_path")
+"""The only variables :func:`environ_managers` looks at (``read_environ(pid, keys=ENV_KEYS)``)."""
+
 
 def environ_managers(env: Mapping[str, str]) -> tuple[Manager, ...]:
     """supervisord (``SUPERVISOR_PROCESS_NAME``/``SUPERVISOR_GROUP_NAME``) or pm2 (``pm_id``, ``name``)."""

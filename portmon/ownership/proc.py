@@ -20,11 +20,18 @@ class ProcInfo(NamedTuple):
     cmdline: tuple[str, ...] = ()
 
 
+def _read(path: str, limit: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
 def read_stat(pid: int, procfs: str = "/proc") -> tuple[str, int, int] | None:
     """(comm, parent pid, start ticks) of a process, or None when it is gone or unreadable."""
     try:
-        with open(f"{procfs}/{pid}/stat", "rb") as fh:
-            data = fh.read()
+        data = _read(f"{procfs}/{pid}/stat", 4096)
         close = data.rindex(b")")
         name = data[data.index(b"(") + 1 : close].decode("utf-8", "replace")
         fields = data[close + 2 :].split()
@@ -36,8 +43,7 @@ def read_stat(pid: int, procfs: str = "/proc") -> tuple[str, int, int] | None:
 def read_cmdline(pid: int, procfs: str = "/proc") -> tuple[str, ...]:
     """The argument vector of a process; () when it has none or cannot be read."""
     try:
-        with open(f"{procfs}/{pid}/cmdline", "rb") as fh:
-            data = fh.read(1 << 16)
+        data = _read(f"{procfs}/{pid}/cmdline", 1 << 16)
     except OSError:
         return ()
     if not data:
@@ -54,15 +60,31 @@ def read_proc(pid: int, procfs: str = "/proc") -> ProcInfo | None:
     return ProcInfo(pid, ppid, name, start, read_cmdline(pid, procfs))
 
 
-def read_environ(pid: int, procfs: str = "/proc") -> dict[str, str] | None:
-    """A process's environment, or None when it may not be read (another user's process, not root)."""
+def read_environ(pid: int, procfs: str = "/proc", keys: tuple[str, ...] | None = None) -> dict[str, str] | None:
+    """A process's environment (only ``keys`` when given), or None when it may not be read (another user's)."""
     try:
-        with open(f"{procfs}/{pid}/environ", "rb") as fh:
-            data = fh.read(1 << 20)
+        fd = os.open(f"{procfs}/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        chunks = []
+        size = 0
+        while size < 1 << 20:  # an environment is a few KiB; a megabyte is plenty
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    wanted = None if keys is None else tuple(k.encode() + b"=" for k in keys)
     env: dict[str, str] = {}
     for item in data.split(b"\0"):
+        if wanted is not None and not item.startswith(wanted):
+            continue
         key, sep, value = item.partition(b"=")
         if sep and key:
             env[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")

@@ -9,7 +9,7 @@ container's init) go last: a pm2 app inside ``pm2-root.service`` is stopped in p
 from __future__ import annotations
 
 from portmon.ownership.cgroup import parse_cgroup, read_cgroup
-from portmon.ownership.env import environ_managers
+from portmon.ownership.env import ENV_KEYS, environ_managers
 from portmon.ownership.manager import RESTART_NO, Manager
 from portmon.ownership.parents import ScriptReader, chain_managers, classify, read_script
 from portmon.ownership.proc import parent_chain, read_environ, read_proc, read_stat
@@ -52,7 +52,7 @@ def managers_of(
     the parents that many holders share (one scan's worth: a pid may be reused later).
     """
     cgroup_text = read_cgroup(pid, procfs)
-    env = read_environ(pid, procfs)
+    env = read_environ(pid, procfs, ENV_KEYS)
     if ancestors is None:
         from_parents = chain_managers(parent_chain(pid, procfs), script_reader, procfs)
     else:
