@@ -22,7 +22,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     SHARED: frozenset({SHARED}),
     "collect": frozenset({SHARED, "collect"}),
     "ownership": frozenset({SHARED, "collect", "ownership"}),
-    "query": frozenset({SHARED, "collect", "query"}),
+    "query": frozenset({SHARED, "collect", "ownership", "query"}),
     "history": frozenset({SHARED, "collect", "query", "history"}),
     "export": frozenset({SHARED, "collect", "query", "export"}),
     "remote": frozenset({SHARED, "collect", "remote"}),
