@@ -23,7 +23,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "collect": frozenset({SHARED, "collect"}),
     "ownership": frozenset({SHARED, "collect", "ownership"}),
     "query": frozenset({SHARED, "collect", "ownership", "query"}),
-    "history": frozenset({SHARED, "collect", "query", "history"}),
+    "history": frozenset({SHARED, "collect", "ownership", "query", "history"}),
     "export": frozenset({SHARED, "collect", "query", "export"}),
     "remote": frozenset({SHARED, "collect", "remote"}),
     "actions": frozenset({SHARED, "collect", "ownership", "query", "actions"}),
