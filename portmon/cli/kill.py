@@ -18,6 +18,7 @@ from portmon.textsafe import safe
 
 if TYPE_CHECKING:
     from portmon.actions.kill.model import KillOutcome, KillPlan, Target
+    from portmon.ownership.preflight import Preflight
 
 
 EXIT_FREED = 0
@@ -62,6 +63,14 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         help=f"how long to wait for the holders to exit (default {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument("--force", action="store_true", help="send SIGKILL to holders that survive the first signal")
+    p.add_argument(
+        "--grace",
+        type=positive_float,
+        default=3.0,
+        metavar="SECONDS",
+        help="when a manager (systemd, a container, a supervisor, a shell loop) is expected to restart the holder, "
+        "wait up to this long for it to bind the port again before judging (default 3)",
+    )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
     p.add_argument("-n", "--dry-run", action="store_true", help="show who would be signalled; signal nothing")
     p.add_argument("--json", action="store_true", help="one JSON object describing the holders and what happened")
@@ -108,6 +117,8 @@ def _document(plan: KillPlan, sig: int, dry_run: bool) -> dict[str, Any]:
         "still_held_by": [],
         "rebound_by": [],
         "exit_code": None,
+        "manager": None,
+        "preflight": None,
     }
 
 
@@ -223,6 +234,23 @@ def _report(ctx: Context, doc: dict[str, Any], outcome: KillOutcome) -> int:
     return _finish(ctx, doc, outcome.verdict.kind, outcome.message, outcome.exit_code)
 
 
+def _preflight(plan: KillPlan) -> Preflight:
+    """What manages the holders and what the kill should lead to (ownership; systemd and engines time-boxed)."""
+    from portmon.ownership.enrich import Enricher
+    from portmon.ownership.view import PortOwnership
+
+    ownership = PortOwnership(enricher=Enricher())
+    targets = {t.pid for t in plan.targets}
+    holders = [h for s in plan.sockets for h in s.holders if h.pid in targets]
+    return ownership.preflight(ownership.order_pids(holders), plan.spec.port)
+
+
+def _preflight_lines(pre: Preflight) -> list[str]:
+    if not pre.managers:
+        return []
+    return [f"manager: {pre.message}"]
+
+
 def run(ctx: Context) -> int:
     """Plan, show, confirm, signal, verify; the exit code says whether the port was freed.
 
@@ -251,8 +279,14 @@ def run(ctx: Context) -> int:
     if not plan.actionable:
         return _not_actionable(ctx, plan, doc)
 
+    from portmon.ownership.preflight import preflight_record, rebind_rescan
+    from portmon.ownership.view import managers_json
+
+    pre = _preflight(plan)
+    doc["manager"] = managers_json(pre.managers)
+    doc["preflight"] = preflight_record(pre)
     question, *warnings = confirmation_lines(plan, sig)
-    listing = _plan_text(plan) + [f"warning: {w}" for w in warnings]
+    listing = _plan_text(plan) + _preflight_lines(pre) + [f"warning: {w}" for w in warnings]
     if not args.json:
         # With --json the human-facing listing and question go to stderr, keeping stdout one JSON document.
         ctx.stdout.write("\n".join(listing) + "\n")
@@ -271,4 +305,5 @@ def run(ctx: Context) -> int:
         return EXIT_NOT_FREED
 
     collector = ctx.collector()
-    return _report(ctx, doc, execute(plan, sig, args.timeout, rescan=collector.scan, force=args.force))
+    rescan = rebind_rescan(collector.scan, spec, args.grace) if pre.restart_expected else collector.scan
+    return _report(ctx, doc, execute(plan, sig, args.timeout, rescan=rescan, force=args.force))

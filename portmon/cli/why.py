@@ -37,6 +37,8 @@ def run(ctx: Context) -> int:
     in tests/test_whycmd.py checks the plain version (imported up front) answers the same.
     """
     from portmon.actions.why import explain, report_lines, report_record
+    from portmon.ownership.enrich import Enricher
+    from portmon.ownership.view import PortOwnership
 
     try:
         spec = parse_port_spec(ctx.args.port)
@@ -49,7 +51,7 @@ def run(ctx: Context) -> int:
     if has_hosts(ctx):
         return why_on_hosts(ctx, spec)
     snapshot = ctx.scan()
-    report = explain(spec, snapshot.sockets)
+    report = explain(spec, snapshot.sockets, ownership=PortOwnership(enricher=Enricher()))
     if ctx.args.json:
         ctx.stdout.write(to_json(report_record(report)) + "\n")
     else:

@@ -25,10 +25,12 @@ from portmon.query.ignore import IgnoringCollector
 from portmon.query.sorting import COLUMNS
 from portmon.textsafe import echo, one_line
 from portmon.ui.background import reverse_lookup
+from portmon.ui.closemodal import Closer, default_closer
 from portmon.ui.columns import visible_columns
 from portmon.ui.help import key_label
 from portmon.ui.keys import QUIT_BINDINGS, once_per_key
 from portmon.ui.monitor import MonitorScreen
+from portmon.ui.traffic import ListenReader
 from portmon.ui.view import COLUMN_TITLES, ViewSpec
 
 # The palette runs a toggle's action, whichever state it is in.
@@ -62,6 +64,8 @@ class PortmonApp(App[int]):
     "why is this port busy?" dialog (a simulation in tests); ``privileged`` says whether to answer as
     root (None: ask the OS). ``history_db`` is the history database the history view reads (None: no
     history), ``history_note`` why the monitor does not record, ``past_events`` the event log's start.
+    ``listen`` reads the host's listen-queue counters (None: /proc/net/netstat while polling); ``closer``
+    closes one connection for the close dialog (a fake in tests).
     """
 
     CSS_PATH = "portmon.tcss"
@@ -93,6 +97,8 @@ class PortmonApp(App[int]):
         reverse_dns: bool = False,
         ignore: Sequence[SocketFilter] = (),
         settings_path: str | None = None,
+        listen: ListenReader | None = None,
+        closer: Closer = default_closer,
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")
@@ -128,6 +134,8 @@ class PortmonApp(App[int]):
             columns=shown,
             resolve_names=reverse_dns,
             ignored=" ".join(f.text for f in ignore),
+            listen=listen,
+            closer=closer,
         )
         self.settings_path = settings_path
         self.remember_error: str | None = None
