@@ -646,3 +646,14 @@ def test_without_a_terminal_the_hint_stays_and_nothing_is_asked(spawn) -> None: 
     assert "send SIGKILL now?" not in res.stdout
     assert f"hint: pass --force to send SIGKILL to {child.pid}" in res.stdout
     assert res.returncode == 1 and child.alive()
+
+
+def test_several_ports_without_a_terminal_need_yes_and_signal_nothing(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    a = spawn(f"record={record_file}")
+    b = spawn(f"record={record_file}")
+    res = kill(str(a.port), str(b.port), "--json")
+    assert res.returncode == 2
+    assert f"holding ports {a.port}/tcp, {b.port}/tcp" in res.stderr and len(res.stderr.splitlines()) == 1
+    docs = json.loads(res.stdout)
+    assert [d["verdict"] for d in docs] == ["confirmation-needed"] * 2
+    assert a.alive() and b.alive() and record_file.read_text() == ""
