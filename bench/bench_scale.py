@@ -207,8 +207,8 @@ class StyledScreen(Screen):
 
 
 def table_rows(screen: Screen) -> list[int]:
-    """Screen rows that show a socket (they start with the protocol)."""
-    return [r for r in range(screen.rows) if screen.line(r)[:3] in ("tcp", "udp")]
+    """Screen rows that show a socket (the protocol comes first, after the change-mark cell)."""
+    return [r for r in range(screen.rows) if screen.line(r).lstrip(" +~×")[:3] in ("tcp", "udp")]
 
 
 def cursor_row(screen: Screen, style: str) -> int | None:

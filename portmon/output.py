@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -38,11 +38,19 @@ RECORD_KEYS = (
 )
 """The keys of one socket in ``--json`` output, and the CSV header, in order."""
 
+CSV_KEYS = (*RECORD_KEYS, "pids")
+"""The CSV header: the record's keys, then every holder's pid (space-separated, main holder first)."""
 
-def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
+RecordExtra = Callable[[Socket], dict[str, Any]]
+"""``extra(sock) -> keys`` appended to each socket record: ``list --json``'s ``holders`` and ``manager``
+(``portmon.ownership.view.Ownership.record_extra``). It must depend on the socket's holders tuple
+alone (the JSON writer asks once per tuple)."""
+
+
+def socket_record(sock: Socket, holder: Holder | None = None, extra: RecordExtra | None = None) -> dict[str, Any]:
     """One socket as a JSON-ready dict; ``holder`` picks which holder's pid/process/user to give."""
     h = holder if holder is not None else (sock.holders[0] if sock.holders else None)
-    return {
+    record = {
         "proto": sock.proto,
         "family": sock.family,
         "local_addr": sock.local_addr,
@@ -64,6 +72,9 @@ def socket_record(sock: Socket, holder: Holder | None = None) -> dict[str, Any]:
         "backlog": sock.backlog,
         "host": sock.host,
     }
+    if extra is not None:
+        record.update(extra(sock))
+    return record
 
 
 def holder_records(sockets: Iterable[Socket]) -> list[dict[str, Any]]:
@@ -82,16 +93,16 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
-def sockets_json(sockets: Sequence[Socket]) -> str:
+def sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = None) -> str:
     """The ``list --json`` document: an array of socket records (``iter_sockets_json`` joined)."""
-    return "".join(iter_sockets_json(sockets))
+    return "".join(iter_sockets_json(sockets, extra))
 
 
 JSON_CHUNK = 512
 """Socket records per piece of ``iter_sockets_json``."""
 
 
-def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
+def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = None) -> Iterator[str]:
     """The ``list --json`` document in pieces of JSON_CHUNK records, to be written one after another (speed trick).
 
     The same text as the plain ``to_json([socket_record(s) for s in sockets])`` (tests/test_output.py
@@ -100,7 +111,8 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
     Strings go through json's own ASCII escaper, each distinct one once. A record is three cached
     parts and three values: its head (protocol, family, local address) and its tail (state, holder,
     services, range) repeat across sockets; only the ports and the remote address vary. Written
-    piece by piece, the document is never whole in memory.
+    piece by piece, the document is never whole in memory. ``extra``'s keys (see ``socket_record``)
+    end each record, encoded by json.dumps once per holders tuple.
     """
     text: dict[str | None, str] = {None: "null"}
     escape = encode_basestring_ascii
@@ -115,6 +127,17 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
     heads: dict[tuple[str, int, str], str] = {}
     tails: dict[tuple[str | None, int, str | None, str | None, str], str] = {}
     ranges: dict[int, str] = {}
+    extras: dict[int, str] = {}
+
+    def extra_text(sock: Socket) -> str:
+        done = extras.get(id(sock.holders))
+        if done is None:
+            assert extra is not None
+            done = extras[id(sock.holders)] = "".join(
+                f", {escape(key)}: {json.dumps(value, ensure_ascii=True)}" for key, value in extra(sock).items()
+            )
+        return done
+
     yield "["
     for first in range(0, len(sockets), JSON_CHUNK):
         records: list[str] = []
@@ -151,7 +174,7 @@ def iter_sockets_json(sockets: Sequence[Socket]) -> Iterator[str]:
                 f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '
                 f'"remote_port": {"null" if rport is None else rport}{tail}'
                 f"{_NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)}"
-                f', "host": {quoted(host)}}}'
+                f', "host": {quoted(host)}{extra_text(sock) if extra is not None else ""}}}'
             )
         yield (", " if first else "") + ", ".join(records)
     yield "]"
@@ -167,13 +190,19 @@ def _traffic_json(counters: tuple[object, ...]) -> str:
 
 
 def sockets_csv(sockets: Sequence[Socket]) -> str:
-    """The ``list --csv`` document: a header row, then one row per socket, control characters escaped."""
+    """The ``list --csv`` document: a header row (CSV_KEYS), then one row per socket, control characters escaped.
+
+    The ``pids`` column names every holder, in the sockets' holder order (main holder first once
+    ``portmon.ownership`` has ordered them).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(RECORD_KEYS)
+    writer.writerow(CSV_KEYS)
     for sock in sockets:
         rec = socket_record(sock)
-        writer.writerow(["" if rec[k] is None else visible(str(rec[k])) for k in RECORD_KEYS])
+        cells = ["" if rec[k] is None else visible(str(rec[k])) for k in RECORD_KEYS]
+        cells.append(" ".join(str(h.pid) for h in sock.holders))
+        writer.writerow(cells)
     return buf.getvalue()
 
 
@@ -211,8 +240,11 @@ TABLE_HEADERS = (
 )
 
 
-def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
-    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width."""
+def table_rows(sockets: Iterable[Socket], label: Callable[[Socket], str] = process_label) -> list[tuple[str, ...]]:
+    """The cells of the plain-text table, every untrusted field escaped and cut to a sane width.
+
+    ``label`` writes the PROCESS cell (``ownership.families.family_label``: ``python3 +3 workers``).
+    """
     return [
         (
             s.proto_label,
@@ -224,7 +256,7 @@ def table_rows(sockets: Iterable[Socket]) -> list[tuple[str, ...]]:
             safe(s.remote_service or "", 16),
             s.state or "",
             str(s.holders[0].pid) if s.holders else "",
-            process_label(s),
+            label(s),
             safe(s.holders[0].user or "", 16) if s.holders else "",
         )
         for s in sockets
@@ -267,9 +299,11 @@ LOCAL_HOST_LABEL = "local"
 """How the HOST column names this machine when remote hosts are in the table."""
 
 
-def sockets_table(sockets: Sequence[Socket], host_column: bool = False) -> str:
+def sockets_table(
+    sockets: Sequence[Socket], host_column: bool = False, label: Callable[[Socket], str] = process_label
+) -> str:
     """The default ``portmon list`` output; a HOST column first when asked or when any socket is a remote host's."""
-    rows = table_rows(sockets)
+    rows = table_rows(sockets, label)
     if not host_column and not any(s.host is not None for s in sockets):
         return format_table(TABLE_HEADERS, rows)
     hosts = [LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32) for s in sockets]

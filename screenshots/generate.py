@@ -44,7 +44,9 @@ VIEWS: dict[str, tuple[tuple[int, int], list[Any], Sequence[str], dict[str, Any]
 }
 
 
-async def shoot(name: str, size: tuple[int, int], steps: list[Any], keys: Sequence[str], options: dict[str, Any]) -> Path:
+async def shoot(
+    name: str, size: tuple[int, int], steps: list[Any], keys: Sequence[str], options: dict[str, Any]
+) -> Path:
     """Run one view headless and save its SVG."""
     app = PortmonApp(
         ScriptedCollector(steps), poll=False, clock=lambda: DEMO_TIME + 1.0, process_reader=demo_process, **options

@@ -87,7 +87,7 @@ class Screen:
 
     def _csi(self, params: str, final: str) -> None:
         if final in "Hf" and not params.startswith("?"):
-            parts = [p for p in params.split(";")]
+            parts = params.split(";")
             row = int(parts[0]) if parts and parts[0].isdigit() else 1
             col = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 1
             self.row, self.col = row - 1, col - 1

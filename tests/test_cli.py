@@ -119,7 +119,7 @@ def test_list_json_reports_the_childs_sockets(server: Server) -> None:
     res = portmon("list", "--json")
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
-    assert rows and all(list(r) == KEYS for r in rows)
+    assert rows and all(list(r) == [*KEYS, "holders", "manager"] for r in rows)
     tcp = [r for r in rows if r["proto"] == "tcp" and r["local_port"] == server.tcp_port]
     udp = [r for r in rows if r["proto"] == "udp" and r["local_port"] == server.udp_port]
     assert len(tcp) == 1 and len(udp) == 1
@@ -134,7 +134,7 @@ def test_list_filter_csv_and_text(server: Server) -> None:
     res = portmon("list", f":{server.tcp_port}", "--csv")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
-    assert lines[0].split(",") == KEYS
+    assert lines[0].split(",") == [*KEYS, "pids"]
     assert len(lines) == 2 and f",{server.tcp_port}," in lines[1] and ",LISTEN," in lines[1]
     res = portmon("list", f"lport:{server.udp_port}", "proto:udp")
     assert res.returncode == 0
@@ -153,7 +153,7 @@ def test_who_names_every_holder_of_a_shared_listener() -> None:
         res = portmon("who", f"{s.tcp_port}/tcp", "--json")
         assert res.returncode == 0, res.stderr
         doc = json.loads(res.stdout)
-        assert list(doc) == ["port", "proto", "service", "range", "holders"]
+        assert list(doc) == ["port", "proto", "service", "range", "holders", "manager"]
         assert doc["port"] == s.tcp_port and doc["proto"] == "tcp"
         assert {h["pid"] for h in doc["holders"]} == {s.proc.pid, s.child}
         assert all(list(h) == KEYS and h["state"] == "LISTEN" for h in doc["holders"])

@@ -104,6 +104,33 @@ def test_table_rows_never_carry_control_characters() -> None:
             assert cell.isprintable(), cell
 
 
+def _extra(sock: Socket) -> dict[str, object]:
+    # Shaped like ownership's holders and manager keys: nested lists and dicts, untrusted text, null.
+    holders = sock.holders
+    return {
+        "holders": [{"pid": h.pid, "process": h.name, "user": h.user, "role": "main" if i == 0 else "worker"}
+                    for i, h in enumerate(holders)],
+        "manager": {"kind": "systemd-unit", "name": f"{holders[0].name}\u2028.service", "details": {"a": [1, None]}}
+        if holders else None,
+    }
+
+
+def test_same_text_with_extra_keys_as_json_dumps() -> None:
+    sockets = sample()
+    assert sockets_json(sockets, _extra) == to_json([socket_record(s, extra=_extra) for s in sockets])
+    records = json.loads(sockets_json(sockets, _extra))
+    assert [list(r) for r in records] == [[*RECORD_KEYS, "holders", "manager"]] * len(sockets)
+    assert [h["pid"] for h in records[0]["holders"]] == [101, 102] and records[2]["manager"] is None
+
+
+def test_csv_has_a_pids_column_in_holder_order() -> None:
+    from portmon.output import CSV_KEYS, sockets_csv
+
+    lines = sockets_csv(sample()).splitlines()
+    assert lines[0].split(",") == list(CSV_KEYS) and CSV_KEYS[-1] == "pids"
+    assert lines[1].endswith(",101 102") and lines[3].endswith(",")
+
+
 def test_same_text_with_traffic_counters() -> None:
     counted = [
         s._replace(bytes_sent=123456789012, bytes_received=0, rtt_ms=0.031, retransmits=2, cookie=99)
@@ -119,3 +146,10 @@ def test_same_text_with_traffic_counters() -> None:
     assert listeners == {(129, 128)}
     traffic = ["bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog"]
     assert all(list(r)[-7:-1] == traffic and list(r)[-1] == "host" for r in records)
+
+
+def test_same_text_with_traffic_counters_and_extra_keys() -> None:
+    counted = [s._replace(bytes_sent=5, rtt_ms=0.25) if s.state == ESTABLISHED else s for s in sample()]
+    counted[0] = counted[0]._replace(host="db1")
+    assert sockets_json(counted, _extra) == to_json([socket_record(s, extra=_extra) for s in counted])
+    assert all(list(r)[-3:] == ["host", "holders", "manager"] for r in json.loads(sockets_json(counted, _extra)))

@@ -243,7 +243,10 @@ def test_the_live_monitor_shows_this_machine_and_the_host_in_one_table(servers: 
 
         def sshd_row(screen: object) -> str | None:
             lines = screen.text.splitlines()  # type: ignore[attr-defined]
-            return next((ln for ln in lines if ln.lstrip(" +~×").startswith(a.host) and f" {a.port} " in ln and "LISTEN" in ln), None)
+            return next(
+                (ln for ln in lines if ln.lstrip(" +~×").startswith(a.host) and f" {a.port} " in ln and "LISTEN" in ln),
+                None,
+            )
 
         screen = term.wait_for(lambda s: sshd_row(s) is not None, "the sshd row, filtered to the host")
         assert "sshd" in (sshd_row(screen) or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from portmon.collect.fake import DEMO_TIME, HOSTILE_NAME, demo_snapshot, synthetic_snapshot
 from portmon.model import CLOSE_WAIT, ESTABLISHED, LISTEN, OWNER_HIDDEN, OWNER_KERNEL, Snapshot, Socket
 from portmon.query.filters import parse_filter
-from portmon.ui.columns import TABLE_COLUMNS, fit, layout_columns
+from portmon.ui.columns import TABLE_COLUMNS, TRAFFIC_COLUMNS, fit, layout_columns
 from portmon.ui.detail import held_lines, held_sockets
 from portmon.ui.status import CountHistory, StatusInfo, banner_text, seconds_text, status_text
 from portmon.ui.view import (
@@ -109,7 +109,9 @@ def test_neighbour_prefers_the_row_that_followed() -> None:
 def test_layout_keeps_every_column_when_wide() -> None:
     view = derive_view(demo_snapshot(), NO_MARKS, ViewSpec(), DEMO_TIME)
     layout = layout_columns(200, view.widths)
-    assert [c.name for c, _ in layout] == [c.name for c in TABLE_COLUMNS]
+    assert [c.name for c, _ in layout] == [c.name for c in TABLE_COLUMNS if c.name not in TRAFFIC_COLUMNS]
+    with_rates = layout_columns(240, view.widths, hidden=())
+    assert [c.name for c, _ in with_rates] == [c.name for c in TABLE_COLUMNS]
     widths = {c.name: w for c, w in layout}
     assert widths["process"] >= len(HOSTILE_NAME)
     assert widths["local_addr"] >= len("192.168.1.20")

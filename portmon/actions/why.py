@@ -21,8 +21,11 @@ from portmon.actions.binds import (
 from portmon.actions.kill.text import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
 from portmon.actions.ownerless import backlog_of, unreadable_fd_tables, unreadable_text
 from portmon.collect.base import is_privileged
-from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Socket
+from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Holder, Socket
 from portmon.output import socket_record
+from portmon.ownership.preflight import Preflight, preflight_record
+from portmon.ownership.reuseport import ReuseportCheck, reuseport_record
+from portmon.ownership.view import PortOwnership, managers_json
 from portmon.portspec import PortSpec
 from portmon.procinfo import ProcessDetail, ProcessReader, read_process, uptime_text
 from portmon.textsafe import safe
@@ -116,6 +119,10 @@ class PortAnswer:
     kill_command: str | None = None
     running_as_root: bool = False
     """Whether portmon ran with root's privileges (not the PRIVILEGED reason: that is about the port)."""
+    preflight: Preflight | None = None
+    """Ownership: what manages the main holder and what a kill would lead to (when asked for)."""
+    reuseport: ReuseportCheck | None = None
+    """Ownership: SO_REUSEPORT groups on the port and whether a new server could join (when asked for)."""
 
     @property
     def label(self) -> str:
@@ -171,7 +178,13 @@ class WhyReport:
         return 0 if self.free else 1
 
 
-def _holder_infos(owned: Sequence[Socket], reader: ProcessReader, now: float) -> tuple[HolderInfo, ...]:
+HolderOrder = Callable[[Sequence[Holder]], list[int]]
+"""``order(holders) -> pids``: the order to list a port's holders in (ownership's family order)."""
+
+
+def _holder_infos(
+    owned: Sequence[Socket], reader: ProcessReader, now: float, order: HolderOrder | None = None
+) -> tuple[HolderInfo, ...]:
     # Labels kept in a dict: in order, each once, without a list scan per socket (a server can
     # hold thousands on one port).
     by_pid: dict[int, tuple[Any, dict[str, None]]] = {}
@@ -180,7 +193,7 @@ def _holder_infos(owned: Sequence[Socket], reader: ProcessReader, now: float) ->
         for holder in sock.holders:
             by_pid.setdefault(holder.pid, (holder, {}))[1][label] = None
     infos: list[HolderInfo] = []
-    for pid in sorted(by_pid):
+    for pid in order([h for h, _ in by_pid.values()]) if order is not None else sorted(by_pid):
         holder, labels = by_pid[pid]
         detail: ProcessDetail = reader(pid, holder.create_time)
         created = detail.create_time if detail.error is None and detail.create_time is not None else holder.create_time
@@ -372,9 +385,11 @@ def _untested_answer(ev: _Evidence) -> PortAnswer:
     return ev.answer(free=False, reason=UNKNOWN, message=f"port {ev.label}: no test bind could be made ({why})")
 
 
-def _held_answer(ev: _Evidence, reader: ProcessReader, now: float, user: str | None) -> PortAnswer:
+def _held_answer(
+    ev: _Evidence, reader: ProcessReader, now: float, user: str | None, order: HolderOrder | None = None
+) -> PortAnswer:
     """Visible processes hold the port: who, on which addresses, and the kill command (with sudo when needed)."""
-    holders = _holder_infos(ev.owned, reader, now)
+    holders = _holder_infos(ev.owned, reader, now, order)
     bound = sorted({s.local_addr for s in ev.owned})
     specific = all(addr not in WILDCARDS for addr in bound)
     if specific and ev.plain_ok:
@@ -539,6 +554,7 @@ def judge(
     user: str | None = None,
     port_start: int = 1024,
     unreadable: Callable[[], int] = unreadable_fd_tables,
+    order: HolderOrder | None = None,
 ) -> PortAnswer:
     """The verdict for ``port``/``proto`` from the test binds and the socket table (pure but for ``reader``).
 
@@ -546,7 +562,7 @@ def judge(
     ``user`` is the invoking user (to tell when killing needs sudo); ``port_start`` the lowest
     port unprivileged users may bind; ``unreadable`` counts the processes whose fds cannot be read
     (called only when some socket has no visible holder). The test binds decide whether the port is free; the socket
-    table explains why not, the most telling cause first.
+    table explains why not, the most telling cause first. ``order`` lists the holders (default: by pid).
     """
     ev = _evidence(port, proto, binds, sockets, privileged, port_start, unreadable)
     if ev.plain and len(ev.plain_ok) == len(ev.plain):
@@ -554,7 +570,7 @@ def judge(
     if not ev.plain:
         return _untested_answer(ev)
     if ev.owned:
-        return _held_answer(ev, reader, _time.time() if now is None else now, user)
+        return _held_answer(ev, reader, _time.time() if now is None else now, user, order)
     if ev.inherited:
         return _inherited_answer(ev)
     if ev.hidden:
@@ -576,18 +592,58 @@ def explain(
     reader: ProcessReader = read_process,
     privileged: bool | None = None,
     now: float | None = None,
+    ownership: PortOwnership | None = None,
 ) -> WhyReport:
-    """Answer "why is this port busy?" for ``spec``: its protocol, or TCP first and then UDP when none is given."""
+    """Answer "why is this port busy?" for ``spec``: its protocol, or TCP first and then UDP when none is given.
+
+    With ``ownership`` the holders are listed main holder first, and each answer names what manages
+    them and the SO_REUSEPORT situation (see :func:`with_ownership`).
+    """
     protos = (spec.proto,) if spec.proto else ("tcp", "udp")
     priv = is_privileged() if privileged is None else privileged
     user = _current_user()
     start = unprivileged_port_start()
+    order = ownership.order_pids if ownership is not None else None
     answers = tuple(
         judge(spec.port, proto, tuple(binder(spec.port, proto)), sockets, privileged=priv, reader=reader,
-              now=now, user=user, port_start=start)
+              now=now, user=user, port_start=start, order=order)
         for proto in protos
     )
+    if ownership is not None:
+        answers = tuple(with_ownership(a, ownership) for a in answers)
     return WhyReport(spec, answers)
+
+
+# -- ownership: managers and SO_REUSEPORT (portmon.ownership) ---------------------------------------
+
+
+def with_ownership(answer: PortAnswer, ownership: PortOwnership) -> PortAnswer:
+    """The answer with its holders' manager (a preflight of killing them) and the SO_REUSEPORT check."""
+    from dataclasses import replace
+
+    pre = ownership.preflight([h.pid for h in answer.holders], answer.port) if answer.holders else None
+    check = ownership.reuseport(answer.port, answer.proto, answer.sockets)
+    return replace(answer, preflight=pre, reuseport=check)
+
+
+def ownership_lines(answer: PortAnswer) -> list[str]:
+    """The manager's prediction and the SO_REUSEPORT lines of an answer (empty without ownership)."""
+    lines = []
+    if answer.preflight is not None and answer.preflight.managers:
+        lines.append(answer.preflight.message)
+    if answer.reuseport is not None:
+        lines.extend(answer.reuseport.lines)
+    return lines
+
+
+def ownership_record(answer: PortAnswer) -> dict[str, Any]:
+    """The ``manager``, ``preflight`` and ``reuseport`` keys of an answer's JSON (null without ownership)."""
+    pre = answer.preflight
+    return {
+        "manager": managers_json(pre.managers) if pre is not None else None,
+        "preflight": preflight_record(pre) if pre is not None else None,
+        "reuseport": reuseport_record(answer.reuseport) if answer.reuseport is not None else None,
+    }
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -636,6 +692,7 @@ def answer_lines(answer: PortAnswer, binds: bool = True) -> list[str]:
         lines.extend("  " + line for line in holder_lines(holder))
     if len(answer.holders) > len(shown):
         lines.append(f"  … and {len(answer.holders) - len(shown)} more processes")
+    lines.extend(ownership_lines(answer))
     lines.extend(answer.details)
     if answer.kill_command:
         lines.append(f"to free it: {answer.kill_command}   (shows the processes and asks first)")
@@ -691,6 +748,7 @@ def answer_record(answer: PortAnswer) -> dict[str, Any]:
         "running_as_root": answer.running_as_root,
         "binds": [bind_record(b) for b in answer.binds],
         "sockets": [dict(socket_record(s), owner_note=s.owner_note) for s in answer.sockets],
+        **ownership_record(answer),
     }
 
 

@@ -20,6 +20,7 @@ from portmon.textsafe import safe
 if TYPE_CHECKING:
     from portmon.actions.kill.model import KillOutcome, KillPlan, Target
     from portmon.model import Snapshot
+    from portmon.ownership.preflight import Preflight
 
 
 EXIT_FREED = 0
@@ -69,6 +70,14 @@ def add_parser(subs: Any) -> tuple[str, Any]:
         help=f"how long to wait for the holders to exit (default {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument("--force", action="store_true", help="send SIGKILL to holders that survive the first signal")
+    p.add_argument(
+        "--grace",
+        type=positive_float,
+        default=3.0,
+        metavar="SECONDS",
+        help="when a manager (systemd, a container, a supervisor, a shell loop) is expected to restart the holder, "
+        "wait up to this long for it to bind the port again before judging (default 3)",
+    )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
     p.add_argument("-n", "--dry-run", action="store_true", help="show who would be signalled; signal nothing")
     p.add_argument("--json", action="store_true", help="one JSON object describing the holders and what happened")
@@ -115,6 +124,8 @@ def _document(plan: KillPlan, sig: int, dry_run: bool) -> dict[str, Any]:
         "still_held_by": [],
         "rebound_by": [],
         "exit_code": None,
+        "manager": None,
+        "preflight": None,
     }
 
 
@@ -255,8 +266,13 @@ def _may_ask_again(ctx: Context) -> bool:
     )
 
 
-def _offer_sigkill(ctx: Context, outcomes: list[KillOutcome], rescan: Callable[[], Snapshot]) -> list[int] | None:
-    """Ask whether to SIGKILL the holders that ignored the signal; the new exit codes per outcome, or None."""
+def _offer_sigkill(
+    ctx: Context, outcomes: list[KillOutcome], rescans: list[Callable[[], Snapshot]]
+) -> list[int] | None:
+    """Ask whether to SIGKILL the holders that ignored the signal; the new exit codes per outcome, or None.
+
+    ``rescans[i]`` re-scans the port of ``outcomes[i]`` (waiting for a managed server's restart, when one is due).
+    """
     from portmon.actions.kill.execute import execute
 
     survivors: dict[int, str] = {}
@@ -273,7 +289,7 @@ def _offer_sigkill(ctx: Context, outcomes: list[KillOutcome], rescan: Callable[[
         ctx.stdout.write(f"not sent: {listed} still running (pass --force to send SIGKILL after the timeout)\n")
         return None
     codes = []
-    for outcome in outcomes:
+    for outcome, rescan in zip(outcomes, rescans, strict=True):
         pids = [t.pid for t in outcome.survivors]
         if not pids:
             codes.append(outcome.exit_code)
@@ -282,6 +298,23 @@ def _offer_sigkill(ctx: Context, outcomes: list[KillOutcome], rescan: Callable[[
         ctx.stdout.write("\n".join(_outcome_text(again, force=True)) + "\n")
         codes.append(again.exit_code)
     return codes
+
+
+def _preflight(plan: KillPlan) -> Preflight:
+    """What manages the holders and what the kill should lead to (ownership; systemd and engines time-boxed)."""
+    from portmon.ownership.enrich import Enricher
+    from portmon.ownership.view import PortOwnership
+
+    ownership = PortOwnership(enricher=Enricher())
+    targets = {t.pid for t in plan.targets}
+    holders = [h for s in plan.sockets for h in s.holders if h.pid in targets]
+    return ownership.preflight(ownership.order_pids(holders), plan.spec.port)
+
+
+def _preflight_lines(pre: Preflight) -> list[str]:
+    if not pre.managers:
+        return []
+    return [f"manager: {pre.message}"]
 
 
 def run(ctx: Context) -> int:
@@ -321,9 +354,17 @@ def run(ctx: Context) -> int:
             _emit(ctx, docs)
         return max(codes)
 
+    from portmon.ownership.preflight import preflight_record, rebind_rescan
+    from portmon.ownership.view import managers_json
+
     todo = [plans[i] for i in chosen]
+    pres = {i: _preflight(plans[i]) for i in chosen}
+    for i, pre in pres.items():
+        docs[i]["manager"] = managers_json(pre.managers)
+        docs[i]["preflight"] = preflight_record(pre)
     question, *warnings = confirmation_for(todo, sig)
-    listing = [line for plan in todo for line in _plan_text(plan)] + [f"warning: {w}" for w in warnings]
+    listing = [line for i in chosen for line in _plan_text(plans[i]) + _preflight_lines(pres[i])]
+    listing += [f"warning: {w}" for w in warnings]
     if not args.json:
         # With --json the human-facing listing and question go to stderr, keeping stdout JSON.
         ctx.stdout.write("\n".join(listing) + "\n")
@@ -341,15 +382,19 @@ def run(ctx: Context) -> int:
         if not args.json:
             ctx.stdout.write(message + "\n")
     else:
-        rescan = ctx.collector().scan
+        collector = ctx.collector()
         ask_again = _may_ask_again(ctx)
         outcomes = []
+        rescans = []
         for i in chosen:
+            restart = pres[i].restart_expected
+            rescan = rebind_rescan(collector.scan, plans[i].spec, args.grace) if restart else collector.scan
             outcome = execute(plans[i], sig, args.timeout, rescan=rescan, force=args.force)
             outcomes.append(outcome)
+            rescans.append(rescan)
             codes[i] = _report(ctx, docs[i], outcome, hint=not ask_again)
         if ask_again:
-            again = _offer_sigkill(ctx, outcomes, rescan)
+            again = _offer_sigkill(ctx, outcomes, rescans)
             for i, code in zip(chosen, again or (), strict=False):
                 codes[i] = code
     if args.json:

@@ -7,6 +7,7 @@ from typing import Any
 
 from portmon.cli.context import CommandFailed, Context, UsageError
 from portmon.output import iter_sockets_json, sockets_csv, sockets_table
+from portmon.ownership.families import family_labeller, order_sockets
 from portmon.query.filters import FilterError, parse_filter
 from portmon.query.sorting import parse_sort, sort_sockets
 
@@ -69,15 +70,18 @@ def run(ctx: Context) -> int:
         sockets = [s for s in sockets if not any(f.matches(s) for f in ignore)]
     if not flt.is_empty:
         sockets = flt.apply(sockets)
-    sockets = sort_sockets(sockets, column, descending)
+    # A shared socket's main holder (a pre-fork master) first: the row's pid, first in holders and pids.
+    sockets = order_sockets(sort_sockets(sockets, column, descending))
     if args.json:
+        from portmon.ownership.view import Ownership  # its managers are for JSON only
+
         write = ctx.stdout.write
-        for part in iter_sockets_json(sockets):
+        for part in iter_sockets_json(sockets, Ownership().record_extra):
             write(part)
         write("\n")
     elif args.csv:
         ctx.stdout.write(sockets_csv(sockets))
     else:
-        ctx.stdout.write(sockets_table(sockets, host_column=ctx.hosts_given) + "\n")
+        ctx.stdout.write(sockets_table(sockets, host_column=ctx.hosts_given, label=family_labeller()) + "\n")
     ctx.stdout.flush()
     return 0

@@ -97,8 +97,7 @@ def run(ctx: Context) -> int:
         )
         try:
             recorder.begin()
-            # Context.collector() is untyped (shared plumbing outside this module): it returns a Collector.
-            collector: Collector = ctx.collector()  # type: ignore[no-untyped-call]
+            collector: Collector = ctx.collector()
             what = "every socket" if args.all else "listening sockets"
             if not flt.is_empty:
                 what += f" matching {visible(flt.text)}"

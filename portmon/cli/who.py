@@ -10,6 +10,7 @@ from typing import Any
 from portmon.cli.context import Context, UsageError
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_NOTES, OWNER_UNSEEN, Holder, Socket
 from portmon.output import LOCAL_HOST_LABEL, endpoint, format_table, holder_records, to_json
+from portmon.ownership.view import Ownership, managed_by_text, managers_json
 from portmon.portspec import PORT_HELP, PortSpec, PortSpecError, parse_port_specs, sockets_on_port
 from portmon.query.sorting import sort_sockets
 from portmon.registry import Registry, port_range
@@ -52,18 +53,49 @@ def run(ctx: Context, command_line: CommandLines | None = None) -> int:
     except PortSpecError as exc:
         raise UsageError(str(exc)) from None
     snap = ctx.scan()
-    found = [(spec, sort_sockets(sockets_on_port(snap.sockets, spec), "proto")) for spec in specs]
+    own = Ownership()
+    found = [(spec, own.order(sort_sockets(sockets_on_port(snap.sockets, spec), "proto"))) for spec in specs]
     held = any(_is_held(sockets) for _, sockets in found)
     if ctx.args.json:
-        docs = [_document(spec, sockets, registry) for spec, sockets in found]
+        docs = [
+            dict(_document(spec, sockets, registry), manager=_manager_json(own, sockets)) for spec, sockets in found
+        ]
         ctx.stdout.write(to_json(docs[0] if len(docs) == 1 else docs) + "\n")
         return 0 if held else 1
     if command_line is None:
         command_line = _read_command_line
     width = _width(ctx)
-    sections = [_section(spec, sockets, registry, command_line, width) for spec, sockets in found]
+    sections = [
+        _section(spec, sockets, registry, command_line, width) + _manager_lines(own, sockets) for spec, sockets in found
+    ]
     ctx.stdout.write("\n\n".join("\n".join(lines) for lines in sections) + "\n")
     return 0 if held else 1
+
+
+def _main_holders(sockets: Sequence[Socket]) -> list[Socket]:
+    """One socket per distinct main holder, in order (ownership: whose managers to name)."""
+    seen: dict[int, Socket] = {}
+    for s in sockets:
+        if s.holders:
+            seen.setdefault(s.holders[0].pid, s)
+    return list(seen.values())
+
+
+def _manager_json(own: Ownership, sockets: Sequence[Socket]) -> dict[str, Any] | None:
+    """The ``manager`` of the first main holder on the port (ownership), or None."""
+    mains = _main_holders(sockets)
+    return managers_json(own.socket_managers(mains[0])) if mains else None
+
+
+def _manager_lines(own: Ownership, sockets: Sequence[Socket]) -> list[str]:
+    """``managed by systemd unit nginx.service`` per main holder that has a manager (ownership)."""
+    mains = _main_holders(sockets)
+    lines = []
+    for s in mains:
+        text = managed_by_text(own.socket_managers(s))
+        if text:
+            lines.append(f"managed by {text}" if len(mains) == 1 else f"pid {s.pid} managed by {text}")
+    return lines
 
 
 def _is_held(sockets: Sequence[Socket]) -> bool:

@@ -41,6 +41,8 @@ def run(ctx: Context) -> int:
     in tests/test_whycmd.py checks the plain version (imported up front) answers the same.
     """
     from portmon.actions.why import explain, report_lines, report_record
+    from portmon.ownership.enrich import Enricher
+    from portmon.ownership.view import PortOwnership
 
     try:
         specs = parse_port_specs(ctx.args.ports, ctx.registry())
@@ -51,7 +53,8 @@ def run(ctx: Context) -> int:
     if has_hosts(ctx):
         return max(why_on_hosts(ctx, spec) for spec in specs)
     snapshot = ctx.scan()
-    reports = [explain(spec, snapshot.sockets) for spec in specs]
+    ownership = PortOwnership(enricher=Enricher())
+    reports = [explain(spec, snapshot.sockets, ownership=ownership) for spec in specs]
     if ctx.args.json:
         docs = [report_record(report) for report in reports]
         ctx.stdout.write(to_json(docs[0] if len(docs) == 1 else docs) + "\n")

@@ -13,6 +13,7 @@ import psutil
 
 from portmon.history.redact import redact_cmdline
 from portmon.model import Holder
+from portmon.ownership.view import shared_ownership
 
 IDENTITY_TOLERANCE = 1.0
 """Seconds two start times of one pid may differ and still name one process (clock rounding, boot-time jitter)."""
@@ -29,7 +30,9 @@ class ProcessFacts(NamedTuple):
     cmdline: tuple[str, ...] | None
     exe: str | None
     manager: str | None = None
-    """The service manager unit or supervisor that runs it, where known (not read yet: always None)."""
+    """What manages it, innermost first, as ``kind name`` (``systemd nginx.service``, ``docker web``), where known.
+
+    No pid: a baseline compares it across restarts."""
 
 
 def read_facts(holder: Holder) -> ProcessFacts:
@@ -53,7 +56,15 @@ def read_facts(holder: Holder) -> ProcessFacts:
                     pass
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         pass
-    return ProcessFacts(holder.pid, holder.create_time, holder.name, holder.user, cmdline, exe)
+    return ProcessFacts(holder.pid, holder.create_time, holder.name, holder.user, cmdline, exe, manager_text(holder))
+
+
+def manager_text(holder: Holder) -> str | None:
+    """The holder's innermost manager as ``kind name``, or None when nothing manages it (cheap sources only)."""
+    managers = shared_ownership().managers(holder)
+    if not managers:
+        return None
+    return f"{managers[0].kind} {managers[0].name}"
 
 
 class FactsCache:

@@ -453,6 +453,14 @@ def _compile_service(parts: Sequence[str], whole: str) -> Predicate:
     return lambda sock: _contains_any(sock.local_service, needles) or _contains_any(sock.remote_service, needles)
 
 
+def _compile_managed(parts: Sequence[str], whole: str) -> Predicate:
+    # Reads /proc (cgroup, environment, parent chain) per main holder, remembered per process: imported
+    # only when the key is used.
+    from portmon.ownership.view import managed_matcher
+
+    return managed_matcher(parts)
+
+
 LOCAL_HOST = "local"
 """``host:local`` matches this machine's sockets (those without a host)."""
 
@@ -574,6 +582,7 @@ _COMPILERS: dict[str, tuple[Callable[[Sequence[str], str], Predicate], int]] = {
     "addr": (_compile_addr, 2),
     "host": (_compile_host, 1),
     "lport": (_compile_lport, 1),
+    "managed": (_compile_managed, 4),
     "pid": (_compile_pid, 2),
     "port": (_compile_port, 1),
     "proc": (_compile_proc, 2),

@@ -22,9 +22,11 @@ from portmon.query.events import DEFAULT_EVENT_LIMIT
 from portmon.query.filters import parse_filter
 from portmon.query.sorting import COLUMNS
 from portmon.ui.background import reverse_lookup
+from portmon.ui.closemodal import Closer, default_closer
 from portmon.ui.help import key_label
 from portmon.ui.keys import QUIT_BINDINGS, once_per_key
 from portmon.ui.monitor import MonitorScreen
+from portmon.ui.traffic import ListenReader
 from portmon.ui.view import COLUMN_TITLES, ViewSpec
 
 # The palette runs a toggle's action, whichever state it is in.
@@ -58,6 +60,8 @@ class PortmonApp(App[int]):
     "why is this port busy?" dialog (a simulation in tests); ``privileged`` says whether to answer as
     root (None: ask the OS). ``history_db`` is the history database the history view reads (None: no
     history), ``history_note`` why the monitor does not record, ``past_events`` the event log's start.
+    ``listen`` reads the host's listen-queue counters (None: /proc/net/netstat while polling); ``closer``
+    closes one connection for the close dialog (a fake in tests).
     """
 
     CSS_PATH = "portmon.tcss"
@@ -84,6 +88,8 @@ class PortmonApp(App[int]):
         history_db: Path | None = None,
         history_note: str | None = None,
         past_events: Sequence[Event] = (),
+        listen: ListenReader | None = None,
+        closer: Closer = default_closer,
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")
@@ -103,6 +109,8 @@ class PortmonApp(App[int]):
             event_limit=event_limit,
             binder=binder,
             privileged=privileged,
+            listen=listen,
+            closer=closer,
         )
         self.history_db = history_db
         self.history_note = history_note

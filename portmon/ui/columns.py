@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from rich.cells import cell_len, chop_cells
@@ -43,6 +43,9 @@ TABLE_COLUMNS: tuple[Column, ...] = (
     Column("remote_service", "Service", cap=14, soft=8, hard=5),
     # Never cut: "ESTABLIS…" reads as nothing; other columns give way first.
     Column("state", "State", fixed=11, soft=11, hard=11),
+    # Traffic since the last scan (portmon.ui.traffic); only shown when the collector gives byte counters.
+    Column("tx_bps", "TX/s", fixed=8, soft=8, hard=8, right=True),
+    Column("rx_bps", "RX/s", fixed=8, soft=8, hard=8, right=True),
     Column("pid", "PID", fixed=7, soft=6, hard=5, right=True),
     Column("process", "Process", cap=24, soft=15, hard=6),
     Column("user", "User", cap=14, soft=8, hard=4),
@@ -51,12 +54,16 @@ TABLE_COLUMNS: tuple[Column, ...] = (
 HOST_COLUMN = Column("host", "Host", cap=24, soft=8, hard=5)
 """The remote host of a row (``--host``): first after the mark gutter, shown only when some row has one."""
 
+TRAFFIC_COLUMNS = ("tx_bps", "rx_bps")
+"""The rate columns: the first to go on a narrow terminal, and hidden altogether by the traffic toggle."""
+
 # Which columns go, in this order, when the terminal is too narrow for all of them.
 _DROP_PLANS: tuple[tuple[str, ...], ...] = (
     (),
-    ("remote_service",),
-    ("remote_service", "local_service"),
-    ("remote_service", "local_service", "user"),
+    TRAFFIC_COLUMNS,
+    (*TRAFFIC_COLUMNS, "remote_service"),
+    (*TRAFFIC_COLUMNS, "remote_service", "local_service"),
+    (*TRAFFIC_COLUMNS, "remote_service", "local_service", "user"),
 )
 # Which columns give up width, and down to what, in order: first down to comfortable widths (then
 # the least useful columns are dropped), then, on very narrow terminals, to the minimum. Addresses
@@ -68,8 +75,11 @@ _HARD_STEPS: tuple[tuple[str, int], ...] = (
 )
 
 
-def layout_columns(available: int, data_widths: Mapping[str, int]) -> list[tuple[Column, int]]:
-    """Pick the columns and their widths for ``available`` cells (one space between columns).
+def layout_columns(
+    available: int, data_widths: Mapping[str, int], hidden: Collection[str] = TRAFFIC_COLUMNS
+) -> list[tuple[Column, int]]:
+    """Pick the columns and their widths for ``available`` cells (one space between columns); the
+    ``hidden`` columns are never shown (by default the rate columns, shown only with traffic data).
 
     Columns start at their data width (capped), shrink to a comfortable width, then the least
     useful columns are dropped, and only then do the rest shrink to their minimum. The result
@@ -89,7 +99,7 @@ def layout_columns(available: int, data_widths: Mapping[str, int]) -> list[tuple
     widths: dict[str, int] = {}
     excess = 0
     for dropped in _DROP_PLANS:
-        columns = [c for c in table if c.name not in dropped]
+        columns = [c for c in table if c.name not in dropped and c.name not in hidden]
         widths = {c.name: natural[c.name] for c in columns}
         excess = sum(widths.values()) + len(columns) - 1 - available
         for name in _SOFT_STEPS:
@@ -130,9 +140,9 @@ def _shrink(widths: dict[str, int], name: str, excess: int, floor: Callable[[str
     return excess
 
 
-def natural_width(data_widths: Mapping[str, int]) -> int:
+def natural_width(data_widths: Mapping[str, int], hidden: Collection[str] = TRAFFIC_COLUMNS) -> int:
     """Cells the table wants for ``data_widths`` when nothing has to give way (gaps included)."""
-    layout = layout_columns(1 << 20, data_widths)
+    layout = layout_columns(1 << 20, data_widths, hidden)
     return sum(w for _, w in layout) + len(layout) - 1
 
 

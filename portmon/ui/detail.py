@@ -18,7 +18,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Sparkline, Static
 
 from portmon.model import (
     OWNER_HIDDEN,
@@ -327,12 +327,23 @@ class DetailPane(VerticalScroll, can_focus=True):
         Binding("escape", "back", "Back to the table", show=False),
     ]
 
+    DEFAULT_CSS = """
+    DetailPane #detail-traffic { height: auto; display: none; }
+    DetailPane #detail-traffic.shown { display: block; }
+    DetailPane #detail-rate { height: 2; display: none; }
+    DetailPane #detail-rate.shown { display: block; }
+    """
+
     class BackRequested(Message):
         """Escape in the pane: the screen moves focus back to the table."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-text", markup=False)
         yield HeldList(id="detail-held")
+        # Traffic last: the head ends with the heading of the held sockets' list, which stays right
+        # above it, and the process's identity stays where the reader finds it without traffic.
+        yield Static(id="detail-traffic", markup=False)
+        yield Sparkline([], id="detail-rate")
 
     def show(self, content: RenderableType, held: list[Text] | None = None) -> None:
         """Replace the pane's content: ``content`` on top, then the ``held`` lines (see :func:`held_lines`)."""
@@ -344,6 +355,22 @@ class DetailPane(VerticalScroll, can_focus=True):
         self._content = content
         self.query_one("#detail-text", Static).update(content, layout=layout)
 
+    def show_traffic(self, content: RenderableType | None, series: Sequence[float] | None) -> None:
+        """Show the traffic section (None: none) and the process's rate history (None or too short: no sparkline)."""
+        self._traffic = content
+        section = self.query_one("#detail-traffic", Static)
+        section.set_class(content is not None, "shown")
+        section.update(content if content is not None else "")
+        spark = self.query_one("#detail-rate", Sparkline)
+        shown = series is not None and len(series) >= 2
+        spark.set_class(shown, "shown")
+        spark.data = list(series) if shown and series is not None else []
+
+    @property
+    def rate_series(self) -> list[float]:
+        """The sparkline's data (for tests)."""
+        return list(self.query_one("#detail-rate", Sparkline).data or [])
+
     def show_held(self, lines: list[Text]) -> None:
         """Replace the list of held sockets."""
         self.query_one("#detail-held", HeldList).set_lines(lines)
@@ -353,7 +380,9 @@ class DetailPane(VerticalScroll, can_focus=True):
         """The plain text shown (for tests)."""
         head = plain_text(getattr(self, "_content", Text()), width=400)
         lines = self.query_one("#detail-held", HeldList).lines
-        return head + "".join(line.plain + "\n" for line in lines)
+        traffic = getattr(self, "_traffic", None)
+        tail = plain_text(traffic, width=400) if traffic is not None else ""
+        return head + "".join(line.plain + "\n" for line in lines) + tail
 
     def action_back(self) -> None:
         """Go back to the table."""

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Input, Sparkline, Static
 
 from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
+from portmon.collect.netstat import read_listen_counters
 from portmon.model import Snapshot, Socket
 from portmon.procinfo import ProcessReader
 from portmon.query.diff import Event
@@ -25,6 +26,7 @@ from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog
 from portmon.query.sorting import COLUMNS
 from portmon.textsafe import visible
 from portmon.ui.background import HostNames
+from portmon.ui.closemodal import CloseModal, Closer, default_closer
 from portmon.ui.detail import DetailPane
 from portmon.ui.detailfeed import DetailFeed, ProcessRead
 from portmon.ui.dialogs import Dialogs, why_prober
@@ -34,6 +36,8 @@ from portmon.ui.keys import MONITOR_BINDINGS, key_groups
 from portmon.ui.scans import ScanCompleted, ScanSource, freeze_long_lived_objects
 from portmon.ui.sockettable import SocketTable
 from portmon.ui.status import NOTICE_FADE_SECONDS, NOTICE_SECONDS, Banner, CountHistory, StatusInfo, StatusLine
+from portmon.ui.traffic import HISTORY_SCANS, RATE_COLUMNS, ListenReader, Traffic, process_totals
+from portmon.ui.traffictext import detail_section
 from portmon.ui.view import NO_MARKS, Marks, Update, View, ViewSpec, derive_view, state_counts
 
 TYPED_IN_FILTER = frozenset(b.action.partition("(")[0] for b in MONITOR_BINDINGS if isinstance(b, Binding))
@@ -78,7 +82,11 @@ class MonitorScreen(Screen[None]):
         event_limit: int = DEFAULT_EVENT_LIMIT,
         binder: Binder = probe_binds,
         privileged: bool | None = None,
+        listen: ListenReader | None = None,
+        closer: Closer = default_closer,
     ) -> None:
+        """``listen`` reads the host's listen-queue counters (None: /proc/net/netstat while polling, else
+        nothing); ``closer`` closes one connection (a fake in tests)."""
         super().__init__()
         self.collector = collector
         self.requested_interval = interval
@@ -111,6 +119,7 @@ class MonitorScreen(Screen[None]):
             clock=clock,
             post=self.post_message,
             apply=self._apply,
+            listen=listen if listen is not None else (read_listen_counters if poll else None),
         )
         """The scans: a poller thread while polling, else one scan at start and one per refresh key."""
         self.detail_feed = DetailFeed(process_reader, self.post_message, background=poll)
@@ -124,6 +133,13 @@ class MonitorScreen(Screen[None]):
         self.why_probe = why_prober(binder, process_reader, privileged, clock)
         """Test-binds a port and explains it (runs on a worker thread while polling)."""
         self.dialogs = Dialogs(self)
+        self.traffic: Traffic | None = None
+        """Rates between the last two scans and the listen counters (from the poller's pipeline)."""
+        self.traffic_columns = True
+        """The user's TX/s and RX/s toggle (the columns show only when the scan has byte counters, too)."""
+        self.closer = closer
+        """Closes one connection for the close dialog."""
+        self._traffic_detail: tuple[object, ...] | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -207,10 +223,11 @@ class MonitorScreen(Screen[None]):
         self.snapshot = update.snapshot
         self.marks = update.marks
         self.interval = update.interval
+        self.traffic = update.traffic
         view = update.view
         if view.spec != self.spec:
             # The user changed the view while the poller was deriving: derive again with what they asked.
-            view = derive_view(update.snapshot, update.marks, self.spec, self.clock(), view.states)
+            view = derive_view(update.snapshot, update.marks, self.spec, self.clock(), view.states, self.traffic)
         if update.snapshot.error is None:
             self.history.add(update.snapshot.taken_at, len(update.snapshot.sockets))
             self.query_one("#sparkline", Sparkline).data = self.history.counts
@@ -224,6 +241,7 @@ class MonitorScreen(Screen[None]):
     def _show(self, view: View) -> None:
         self.view = view
         self._ghosts_shown = len(view.rows) - view.shown
+        self.table.set_traffic(self.traffic, self.traffic_shown)
         self.table.set_rows(view.rows, view.index, view.widths, self.marks, view.spec.column, view.spec.descending)
         self._fit_table(grow_only=True)
         self._show_status()
@@ -251,7 +269,7 @@ class MonitorScreen(Screen[None]):
             self._show_status()
             return
         states = self.view.states if self.view is not None else state_counts(self.snapshot.sockets)
-        self._show(derive_view(self.snapshot, self.marks, self.spec, self.clock(), states))
+        self._show(derive_view(self.snapshot, self.marks, self.spec, self.clock(), states, self.traffic))
 
     def _set_spec(self, spec: ViewSpec) -> None:
         if spec != self.spec:
@@ -293,6 +311,7 @@ class MonitorScreen(Screen[None]):
             resolving=self.resolving,
             outcome=self.outcome,
             outcome_age=self.clock() - self.outcome_at,
+            traffic=self.traffic,
         )
         self.query_one("#status", StatusLine).show(info)
 
@@ -378,7 +397,7 @@ class MonitorScreen(Screen[None]):
 
     @on(SocketTable.HeaderClicked)
     def _header_clicked(self, event: SocketTable.HeaderClicked) -> None:
-        if event.column in COLUMNS:  # not the mark gutter
+        if event.column in COLUMNS or event.column in RATE_COLUMNS:  # not the mark gutter
             self.sort_by(event.column)
 
     def action_toggle_pause(self) -> None:
@@ -430,7 +449,63 @@ class MonitorScreen(Screen[None]):
             self._show_detail(reread=True)
 
     def _show_detail(self, reread: bool) -> None:
-        self.detail_feed.show(self.detail, self.table.cursor_socket, self.snapshot, self.marks, self.clock(), reread)
+        sock = self.table.cursor_socket
+        self.detail_feed.show(self.detail, sock, self.snapshot, self.marks, self.clock(), reread)
+        self._show_traffic_detail(sock)
+
+    def _show_traffic_detail(self, sock: Socket | None) -> None:
+        """The detail pane's traffic section and its process's rate sparkline (redrawn only when they changed)."""
+        traffic = self.traffic
+        shown = (sock, traffic)
+        if shown == self._traffic_detail:
+            return
+        self._traffic_detail = shown
+        totals = None
+        if traffic is not None and traffic.counters and sock is not None and sock.holders and self.snapshot:
+            # One pass over the snapshot, only while the pane is open and only when the scan or the selection changed.
+            totals = process_totals(self.snapshot.sockets, sock.holders[0].pid)
+        series = None
+        if traffic is not None and totals is not None and sock is not None and sock.holders:
+            history = traffic.series(sock.holders[0].pid)
+            # A fixed time axis from zero: the bars move left scan by scan, and a first burst reads as one.
+            series = [0.0] * (HISTORY_SCANS - len(history)) + history
+        self.detail.show_traffic(detail_section(sock, traffic, totals), series)
+
+    # -- traffic ---------------------------------------------------------------------------------
+
+    @property
+    def traffic_shown(self) -> bool:
+        """Whether the table shows the rate columns: the user's toggle, and byte counters in the scan."""
+        return self.traffic_columns and self.traffic is not None and self.traffic.counters
+
+    def action_toggle_traffic(self) -> None:
+        """Show or hide the TX/s and RX/s columns."""
+        self.traffic_columns = not self.traffic_columns
+        if self.traffic is None or not self.traffic.counters:
+            self.notify("No traffic counters from this collector (Linux sock_diag gives them).", markup=False)
+        if self.view is not None:
+            self._show(self.view)
+        self._fit_table()
+
+    def action_close_connection(self) -> None:
+        """Ask to close the selected TCP connection (not its process); never offered on a listener."""
+        sock = self.selected
+        if sock is None:
+            self.notify("No socket selected.", severity="warning")
+            return
+        if sock.listening:
+            self.notify(
+                "Close is for one connection, never a listening socket (k kills its holders).", severity="warning"
+            )
+            return
+        # The connection is captured now: the dialog acts on it, whatever the table shows by the time of "y".
+        self.app.push_screen(CloseModal(sock, self.closer), self._close_reported)
+
+    def _close_reported(self, result: str | None) -> None:
+        if result is None:
+            return
+        self.notify(visible(result), title="close", markup=False)
+        self.action_refresh_now()
 
     def on_process_read(self, message: ProcessRead) -> None:
         self.detail_feed.received(message)

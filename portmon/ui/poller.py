@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from portmon.collect.base import Collector, guarded_scan
+from portmon.ui.traffic import ListenReader
 from portmon.ui.view import Pipeline, Update, ViewSpec
 
 SLOW_SCAN_SHARE = 3.0
@@ -32,6 +33,7 @@ class Poller:
         *,
         interval: float,
         clock: Callable[[], float] = time.time,
+        listen: ListenReader | None = None,
     ) -> None:
         self._collector = collector
         self._deliver = deliver
@@ -39,7 +41,7 @@ class Poller:
         self._clock = clock
         self.interval = interval
         """The interval the user asked for."""
-        self.pipeline = Pipeline()
+        self.pipeline = Pipeline(listen)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._paused = False

@@ -20,12 +20,13 @@ from portmon.model import (
 from portmon.output import LOCAL_HOST_LABEL
 from portmon.textsafe import visible
 from portmon.ui.columns import MARK_COLUMN, Column, fit
+from portmon.ui.traffic import TX_COLUMN, rate_text
 from portmon.ui.view import MARK_CHANGED, MARK_CLOSED, MARK_NEW, MARK_NONE
 
 SORT_UP = "▲"
 SORT_DOWN = "▼"
 
-ROW_STYLES = frozenset({"header", "header-sorted", "cursor", "new", "closed", "changed"})
+ROW_STYLES = frozenset({"header", "header-sorted", "cursor", "new", "closed", "changed", "backlog-full"})
 """Styles of whole rows (marks, cursor, header): they keep their background."""
 CELL_STYLES = frozenset(
     {"listen", "established", "time-wait", "close-wait", "other-state", "dim", "no-owner"}
@@ -55,7 +56,13 @@ def process_text(sock: Socket) -> str:
     return text
 
 
-def cell(sock: Socket, column: str, host_name: HostName | None) -> tuple[str, str | None]:
+Rate = tuple[float, float]
+"""A connection's (TX, RX) bytes per second."""
+
+
+def cell(
+    sock: Socket, column: str, host_name: HostName | None, rate: Rate | None = None
+) -> tuple[str, str | None]:
     """The text of one cell (untrusted parts made visible) and the name of its own style, if any."""
     if column == "proto":
         return sock.proto_label, None
@@ -93,6 +100,11 @@ def cell(sock: Socket, column: str, host_name: HostName | None) -> tuple[str, st
         return process_text(sock), (None if sock.holders else "no-owner")
     if column == "user":
         return visible(sock.user or ""), "dim"
+    if column in ("tx_bps", "rx_bps"):
+        if rate is None:
+            return "", None
+        bps = rate[0] if column == TX_COLUMN else rate[1]
+        return rate_text(bps), ("dim" if bps < 0.5 else None)
     if column == "host":
         return (LOCAL_HOST_LABEL, "dim") if sock.host is None else (visible(sock.host), None)
     return "", None
@@ -131,9 +143,16 @@ def row_strip(
     style_of: StyleOf,
     host_name: HostName | None,
     width: int,
+    rate: Rate | None = None,
 ) -> Strip:
-    """One socket's row: ``base`` plus its mark's style, the cursor's on top; marked rows fill ``width``."""
+    """One socket's row: ``base`` plus its mark's style, the cursor's on top; marked rows fill ``width``.
+
+    A listener whose accept queue is full is highlighted as a whole row; ``rate`` fills the rate columns.
+    """
     row_style = base
+    full = sock.accept_queue_full
+    if full:
+        row_style = row_style + style_of("backlog-full")
     if mark != MARK_NONE:
         row_style = row_style + style_of(mark)
     cursor = style_of("cursor") if is_cursor else None
@@ -145,14 +164,14 @@ def row_strip(
         if column.name == MARK_COLUMN:
             text, extra = MARK_SIGNS.get(mark, " "), None
         else:
-            text, extra = cell(sock, column.name, host_name)
+            text, extra = cell(sock, column.name, host_name, rate)
         style = row_style + style_of(extra) if extra is not None else row_style
         if cursor is not None:
             style = style + cursor
         segments.append(Segment(fit(text, cells, column.right), style))
     total = layout_width(layout)
     strip = Strip(segments, total)
-    if cursor is not None or mark != MARK_NONE:
+    if cursor is not None or mark != MARK_NONE or full:
         fill = row_style + cursor if cursor is not None else row_style
         strip = strip.extend_cell_length(max(total, width), fill)
     return strip

@@ -11,6 +11,7 @@ from portmon.collect.base import Collector, guarded_scan
 from portmon.query.diff import Event
 from portmon.query.events import EventStream
 from portmon.ui.poller import Poller
+from portmon.ui.traffic import ListenReader
 from portmon.ui.view import Pipeline, Update, ViewSpec
 
 
@@ -54,13 +55,14 @@ class ScanSource:
         clock: Callable[[], float],
         post: Callable[[Message], object],
         apply: Callable[[Update, tuple[Event, ...]], None],
+        listen: ListenReader | None = None,
     ) -> None:
         self._collector = collector
         self._spec = spec
         self._interval = interval
         self._clock = clock
         self._apply = apply
-        self._pipeline = Pipeline()
+        self._pipeline = Pipeline(listen)
         # Fed by whoever scans: the poller thread while polling, else the event loop (never both).
         self.events = EventStream()
         self.poller: Poller | None = None
@@ -74,6 +76,7 @@ class ScanSource:
                 spec,
                 interval=interval,
                 clock=clock,
+                listen=listen,
             )
 
     def start(self) -> None:

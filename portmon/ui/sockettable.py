@@ -14,8 +14,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from portmon.model import Socket, SocketKey
-from portmon.ui.columns import Column, column_at, layout_columns, natural_width
-from portmon.ui.rows import CELL_STYLES, ROW_STYLES, header_strip, layout_width, row_strip
+from portmon.ui.columns import TRAFFIC_COLUMNS, Column, column_at, layout_columns, natural_width
+from portmon.ui.rows import CELL_STYLES, ROW_STYLES, Rate, header_strip, layout_width, row_strip
+from portmon.ui.traffic import Traffic
 from portmon.ui.view import MARK_NONE, NO_MARKS, Marks, RowIndex, cursor_after
 
 ROW_CACHE_LIMIT = 1024
@@ -58,6 +59,7 @@ class SocketTable(ScrollView, can_focus=True):
     SocketTable > .socket-table--new { background: $success 25%; }
     SocketTable > .socket-table--closed { color: $error; text-style: strike; }
     SocketTable > .socket-table--changed { background: $warning 20%; }
+    SocketTable > .socket-table--backlog-full { background: $error 35%; text-style: bold; }
     SocketTable > .socket-table--listen { color: $success; }
     SocketTable > .socket-table--established { color: $primary-lighten-2; }
     SocketTable > .socket-table--time-wait { color: $text-muted; }
@@ -113,8 +115,12 @@ class SocketTable(ScrollView, can_focus=True):
         self._layout: list[tuple[Column, int]] = []
         self._layout_width = -1
         self._generation = 0
-        # key -> (socket, mark, is cursor, generation, strip): a row is rendered again only when one changed.
-        self._cache: dict[SocketKey, tuple[Socket, str, bool, int, Strip]] = {}
+        # key -> (socket, mark, is cursor, generation, strip, rate): a row is rendered again only when one changed.
+        self._cache: dict[SocketKey, tuple[Socket, str, bool, int, Strip, Rate | None]] = {}
+        self.traffic: Traffic | None = None
+        """The rates shown in the TX/s and RX/s columns."""
+        self.show_traffic = False
+        """Whether the rate columns are in the layout (the screen decides: a toggle, and counters present)."""
         self._styles: dict[str, Style] = {}
 
     # -- the model ---------------------------------------------------------------------------
@@ -200,6 +206,20 @@ class SocketTable(ScrollView, can_focus=True):
     def _available_width(self) -> int:
         return self.scrollable_content_region.width
 
+    def set_traffic(self, traffic: Traffic | None, show: bool) -> None:
+        """Take the rates of the latest scan; ``show`` puts the TX/s and RX/s columns in or out of the layout.
+
+        Rows are repainted only where their rate changed (the row cache compares it), and only when shown.
+        """
+        self.traffic = traffic
+        if show != self.show_traffic:
+            self.show_traffic = show
+            self._layout_width = -1
+            self.refresh()
+
+    def _hidden(self) -> tuple[str, ...]:
+        return () if self.show_traffic else TRAFFIC_COLUMNS
+
     def _wanted_widths(self) -> dict[str, int]:
         widths = dict(self._data_widths)
         if self.host_name is not None:
@@ -208,12 +228,12 @@ class SocketTable(ScrollView, can_focus=True):
 
     def natural_width(self) -> int:
         """Cells the table wants for its rows when no column has to give way (its scrollbar included)."""
-        return natural_width(self._wanted_widths()) + 1
+        return natural_width(self._wanted_widths(), self._hidden()) + 1
 
     def _ensure_layout(self) -> None:
         width = self._available_width()
         if width != self._layout_width:
-            self._layout = layout_columns(width, self._wanted_widths())
+            self._layout = layout_columns(width, self._wanted_widths(), self._hidden())
             self._layout_width = width
             self._generation += 1
 
@@ -297,22 +317,32 @@ class SocketTable(ScrollView, can_focus=True):
         key = sock.key
         mark = self.marks.mark(key, self._clock()) if self.marks else MARK_NONE
         is_cursor = row == self.cursor_row
+        rate = self.traffic.rate(sock) if self.show_traffic and self.traffic is not None else None
         cached = self._cache.get(key)
         if (
             cached is not None
             and cached[3] == self._generation
             and cached[1] == mark
             and cached[2] == is_cursor
+            and cached[5] == rate
             and cached[0] == sock
         ):
             return cached[4]
-        strip = self._render_row(sock, mark, is_cursor)
-        self._cache[key] = (sock, mark, is_cursor, self._generation, strip)
+        strip = self._render_row(sock, mark, is_cursor, rate)
+        self._cache[key] = (sock, mark, is_cursor, self._generation, strip, rate)
         return strip
 
-    def _render_row(self, sock: Socket, mark: str, is_cursor: bool) -> Strip:
+    def _render_row(self, sock: Socket, mark: str, is_cursor: bool, rate: Rate | None = None) -> Strip:
         return row_strip(
-            sock, mark, is_cursor, self._layout, self.rich_style, self._style, self.host_name, self._available_width()
+            sock,
+            mark,
+            is_cursor,
+            self._layout,
+            self.rich_style,
+            self._style,
+            self.host_name,
+            self._available_width(),
+            rate,
         )
 
     # -- cursor and scrolling ------------------------------------------------------------------

@@ -13,6 +13,8 @@ from textual.widgets import Static
 from portmon.model import Snapshot
 from portmon.query.sorting import STATE_ORDER
 from portmon.textsafe import visible
+from portmon.ui.traffic import Traffic
+from portmon.ui.traffictext import status_units
 from portmon.ui.view import COLUMN_TITLES, ViewSpec
 
 HISTORY_SECONDS = 300.0
@@ -76,6 +78,8 @@ class StatusInfo:
     outcome: str | None = None
     outcome_age: float = 0.0
     """Seconds since the outcome was reported: it fades, then goes."""
+    traffic: Traffic | None = None
+    """Machine TX/RX totals and listen overflows/drops since the last scan."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,7 @@ def status_parts(info: StatusInfo) -> list[Part]:
         style = "bold" if info.outcome_age < NOTICE_SECONDS else "dim"
         label = ("last kill: ", "" if style == "bold" else "dim")
         parts.append(Part(Text.assemble(label, (visible(info.outcome), style)), 3))
+    parts.extend(Part(text, priority) for text, priority in status_units(info.traffic))
     arrow = "▼" if info.spec.descending else "▲"
     parts.append(Part(Text(f"sort: {COLUMN_TITLES.get(info.spec.column, info.spec.column)} {arrow}"), 4))
     every = f"every {seconds_text(info.interval)} s"

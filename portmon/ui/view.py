@@ -18,6 +18,7 @@ from portmon.model import Snapshot, Socket, SocketKey
 from portmon.query.diff import changed_objects, changes
 from portmon.query.filters import SocketFilter, parse_filter
 from portmon.query.sorting import COLUMNS, PORT_COLUMNS, port_order_key, sort_sockets
+from portmon.ui.traffic import RATE_COLUMNS, RATE_TITLES, ListenReader, Traffic, TrafficTracker, sort_by_rate
 
 NEW_SECONDS = 5.0
 """How long a new row stays highlighted."""
@@ -44,6 +45,7 @@ COLUMN_TITLES: dict[str, str] = {
     "process": "process",
     "user": "user",
     "host": "host",
+    **RATE_TITLES,
 }
 """How the status line and the help name each sort column."""
 
@@ -61,8 +63,14 @@ class ViewSpec:
 
     def with_column_step(self, step: int) -> ViewSpec:
         """The spec sorted by the column ``step`` places to the right (wrapping)."""
-        # The Host column (remote hosts) is sortable by a click but not in the cycle: step from its edge.
-        at = COLUMNS.index(self.column) if self.column in COLUMNS else (-1 if step > 0 else 0)
+        if self.column in COLUMNS:
+            at = COLUMNS.index(self.column)
+        elif self.column in RATE_COLUMNS:
+            # A rate column (sorted by a header click, not in the cycle) sits between State and PID.
+            at = COLUMNS.index("state") + (0 if step > 0 else 1)
+        else:
+            # The Host column (remote hosts) is sortable by a click but not in the cycle: step from its edge.
+            at = -1 if step > 0 else 0
         index = (at + step) % len(COLUMNS)
         return ViewSpec(self.filter, self.listening_only, COLUMNS[index], self.descending)
 
@@ -407,9 +415,17 @@ def _state_counts(
 
 
 def derive_view(
-    snapshot: Snapshot, marks: Marks, spec: ViewSpec, now: float, states: Mapping[str, int] | None = None
+    snapshot: Snapshot,
+    marks: Marks,
+    spec: ViewSpec,
+    now: float,
+    states: Mapping[str, int] | None = None,
+    traffic: Traffic | None = None,
 ) -> View:
-    """Filter and sort a snapshot (plus the closed rows still shown) into the table's rows."""
+    """Filter and sort a snapshot (plus the closed rows still shown) into the table's rows.
+
+    ``traffic`` gives the rates when the sort column is a rate column (:data:`RATE_COLUMNS`).
+    """
     global _last_derived
     ghosts = marks.ghosts(now) if marks.closed else []
     if ghosts:
@@ -438,7 +454,10 @@ def derive_view(
     widths = _merge_widths(live_widths, column_widths(ghosts)) if ghosts else live_widths
     if ghosts:
         live.extend(ghosts)
-    rows = tuple(sort_sockets(live, spec.column, spec.descending))
+    if spec.column in RATE_COLUMNS:
+        rows = tuple(sort_by_rate(sort_sockets(live, "local_port"), traffic, spec.column, spec.descending))
+    else:
+        rows = tuple(sort_sockets(live, spec.column, spec.descending))
     view = View(
         spec=spec,
         rows=rows,
@@ -501,6 +520,8 @@ class Update:
     view: View
     interval: float
     """The refresh interval in effect (longer than asked when scans are slow)."""
+    traffic: Traffic | None = None
+    """Rates between the last two good scans, listen counters (computed by whoever scans)."""
 
 
 class Pipeline:
@@ -510,14 +531,17 @@ class Pipeline:
     returns are immutable, so they can cross to the UI thread as they are.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, listen: ListenReader | None = None) -> None:
         self.last_good: Snapshot | None = None
         self.marks: Marks = NO_MARKS
+        self.traffic = TrafficTracker(listen)
+        """The rates between scans (``listen`` reads the host's listen-queue counters; None: not read)."""
 
     def step(self, snapshot: Snapshot, spec: ViewSpec, now: float, interval: float) -> Update:
         """Account for one scan result and derive its view with ``spec``."""
         if snapshot.error is None:
             self.marks = advance_marks(self.marks, self.last_good, snapshot, now)
             self.last_good = snapshot
-        view = derive_view(snapshot, self.marks, spec, now)
-        return Update(snapshot=snapshot, marks=self.marks, view=view, interval=interval)
+        traffic = self.traffic.step(snapshot)
+        view = derive_view(snapshot, self.marks, spec, now, traffic=traffic)
+        return Update(snapshot=snapshot, marks=self.marks, view=view, interval=interval, traffic=traffic)
