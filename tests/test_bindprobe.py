@@ -281,15 +281,36 @@ def test_hostile_names_and_command_lines_are_escaped() -> None:
 # -- reports, text and JSON ---------------------------------------------------------------------
 
 
-def test_without_a_protocol_both_are_checked_and_tcp_decides() -> None:
+def test_without_a_protocol_a_udp_holder_makes_the_port_busy() -> None:
     sockets = [listener(port=5353, proto="udp")]
     report = explain(PortSpec(5353), sockets, binder=simulated_binder(sockets), reader=reader, privileged=True, now=NOW)
     assert [a.proto for a in report.answers] == ["tcp", "udp"]
-    assert report.primary.free and report.exit_code == 0
-    assert report.answers[1].reason == HELD
+    assert report.primary.proto == "udp" and not report.primary.free and report.primary.reason == HELD
+    assert report.exit_code == 1 and report.held_protocols == ("udp",)
     lines = report_lines(report)
-    assert lines[0] == "port 5353/tcp is free: a server can bind it now"
+    assert lines[0] == "port 5353 is in use over udp; free over tcp"
+    assert lines[1].startswith("port 5353/udp is in use: held by ")
+    assert lines[-1] == (
+        "also checked 5353/tcp (give 5353/tcp or /udp to check one): port 5353/tcp is free: a server can bind it now"
+    )
+    doc = report_record(report)
+    assert doc["proto"] == "udp" and doc["port_free"] is False and doc["held_protocols"] == ["udp"]
+    assert [a["proto"] for a in doc["also_checked"]] == ["tcp"]
+
+
+def test_without_a_protocol_both_held_names_both_and_tcp_leads() -> None:
+    sockets = [listener(port=5353, proto="udp"), listener(port=5353)]
+    report = explain(PortSpec(5353), sockets, binder=simulated_binder(sockets), reader=reader, privileged=True, now=NOW)
+    assert report.primary.proto == "tcp" and report.exit_code == 1
+    lines = report_lines(report)
+    assert lines[0] == "port 5353 is in use over tcp and udp"
     assert lines[-1].startswith("also checked 5353/udp (give 5353/tcp or /udp to check one): port 5353/udp is in use")
+
+
+def test_without_a_protocol_free_over_both_is_free() -> None:
+    report = explain(PortSpec(5353), [], binder=simulated_binder([]), reader=reader, privileged=True, now=NOW)
+    assert report.free and report.exit_code == 0 and report.headline is None
+    assert report_lines(report)[0] == "port 5353/tcp is free: a server can bind it now"
 
 
 def test_a_given_protocol_is_the_only_one_checked() -> None:

@@ -216,7 +216,16 @@ def test_nobody_holds_the_port_exits_1() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["99999"], ["80/sctp"], ["http"], ["80", "--signal", "USR1"], ["80", "--timeout", "0"], ["80", "--timeout", "x"]],
+    [
+        ["99999"],
+        ["80/sctp"],
+        ["no-such-service-xq"],
+        ["0"],
+        ["80", "0"],
+        ["80", "--signal", "USR1"],
+        ["80", "--timeout", "0"],
+        ["80", "--timeout", "x"],
+    ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str]) -> None:
     res = kill(*args)
@@ -353,7 +362,7 @@ def test_a_port_with_thousands_of_connections_lists_the_listener_and_a_few(spawn
     assert listed[-1] == f"  … and {2501 - MAX_SOCKETS_LISTED:,} more on this port (--json lists them all)"
 
 
-def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
+def test_thousands_of_time_wait_sockets_give_one_line_with_the_count() -> None:
     from portmon.actions.kill.plan import plan_kill
     from portmon.actions.kill.text import MAX_SOCKETS_LISTED
     from portmon.cli.kill import _plan_text
@@ -367,9 +376,35 @@ def test_thousands_of_time_wait_sockets_give_a_few_notes() -> None:
     assert plan.targets == () and len(plan.notes) + len(plan.refusals) == 3000
     lines = _plan_text(plan)
     about = [line for line in lines if line.startswith(("note: ", "refused: "))]
-    assert len(about) == MAX_SOCKETS_LISTED + 1
-    assert about[-1].endswith(f"… and {3000 - MAX_SOCKETS_LISTED:,} more like these (--json lists them all)")
-    assert sum(line == "sockets:" for line in lines) == 1 and len(lines) <= 2 * MAX_SOCKETS_LISTED + 4
+    assert about == [
+        "refused: 3,000 sockets (3,000 TIME_WAIT): kernel-owned, no process holds it; it clears by itself within "
+        "the kernel's TIME_WAIT period (60 s on Linux), and a new server can bind the port now with SO_REUSEADDR"
+    ]
+    assert sum(line == "sockets:" for line in lines) == 1 and len(lines) <= MAX_SOCKETS_LISTED + 4
+
+
+def test_repeated_notes_are_said_once_and_distinct_ones_each() -> None:
+    from portmon.actions.kill.text import grouped_lines
+
+    same = "kernel-owned, no process holds it; the kernel finishes and drops it by itself"
+    lines = grouped_lines(
+        [
+            f"tcp4 127.0.0.1:8000 -> 127.0.0.1:40001 FIN_WAIT2: {same}",
+            "pid 7 (a) has exited since the scan",
+            f"tcp6 [::1]:8000 -> [::1]:40002 LAST_ACK: {same}",
+            f"tcp4 127.0.0.1:8000 -> 127.0.0.1:40003 FIN_WAIT2: {same}",
+            "pid 8 (b) belongs to bob: permission denied",
+            "pid 9 (c) belongs to bob: permission denied",
+            "udp4 127.0.0.1:8000: alone",
+        ]
+    )
+    assert lines == [
+        f"3 sockets (2 FIN_WAIT2, 1 LAST_ACK): {same}",
+        "pid 7 (a) has exited since the scan",
+        "pid 8 (b) belongs to bob: permission denied",  # about a process, not a socket: never merged
+        "pid 9 (c) belongs to bob: permission denied",
+        "udp4 127.0.0.1:8000: alone",
+    ]
 
 
 # -- the deferred import of the kill engine ----------------------------------------------------------
@@ -471,3 +506,155 @@ def test_the_walk_child_is_not_the_holder_of_a_socket_portmon_inherited() -> Non
         out, err = proc.communicate(timeout=60)
     (row,) = json.loads(out)
     assert row["pid"] in (os.getpid(), proc.pid), err
+
+
+# -- several ports, service names ----------------------------------------------------------------------
+
+
+def test_several_ports_are_planned_in_one_question_and_all_freed(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    a = spawn(f"record={record_file}")
+    b = spawn(f"record={record_file}")
+    res = kill(str(a.port), f":{b.port}", "--yes", "--timeout", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"port {a.port}/tcp freed" in res.stdout and f"port {b.port}/tcp freed" in res.stdout
+    assert record_file.read_text() == "SIGTERM\nSIGTERM\n"
+    assert not a.alive() and not b.alive()
+
+
+def test_several_ports_ask_once_naming_them_all(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    a = spawn(f"record={record_file}")
+    b = spawn(f"record={record_file}")
+    code, out = _interactive(["kill", str(a.port), str(b.port)], b"n\n")
+    assert out.count("[y/N]") == 1
+    assert f"send SIGTERM to 2 processes holding ports {a.port}/tcp, {b.port}/tcp? [y/N]" in out
+    assert code == 1 and a.alive() and b.alive() and record_file.read_text() == ""
+
+
+def test_the_exit_code_is_the_worst_ports(spawn) -> None:  # type: ignore[no-untyped-def]
+    held = spawn()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    nobody = probe.getsockname()[1]
+    probe.close()  # bound, never listened: nobody holds it once closed
+    res = kill(str(held.port), str(nobody), "--yes", "--timeout", "2", "--json")
+    docs = json.loads(res.stdout)
+    assert [d["port"] for d in docs] == [held.port, nobody]
+    assert docs[0]["verdict"] == "freed" and docs[0]["exit_code"] == 0
+    if docs[1]["verdict"] != "nobody":
+        pytest.skip(f"something else took port {nobody} meanwhile")
+    assert docs[1]["exit_code"] == 1 and res.returncode == 1
+    assert not held.alive()
+
+
+def test_a_service_name_kills_every_port_registered_under_it(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a = spawn()
+    b = spawn()
+    registry = tmp_path / "services"
+    registry.write_text(f"pmtest-svc {a.port}/tcp\npmtest-svc {b.port}/tcp\n")
+    res = kill("--registry", str(registry), "pmtest-svc", "--yes", "--timeout", "2", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(d["port"] for d in json.loads(res.stdout)) == sorted([a.port, b.port])
+    assert not a.alive() and not b.alive()
+
+
+def test_a_bad_port_among_several_points_at_kill_help() -> None:
+    res = kill("80", "nope-not-a-service-xq")
+    assert res.returncode == 2 and len(res.stderr.splitlines()) == 1
+    assert "nope-not-a-service-xq" in res.stderr and "(see 'portmon kill --help')" in res.stderr
+
+
+def test_time_wait_remnants_give_one_note_with_the_count() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    for _ in range(5):
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the active close: this side ends in TIME_WAIT
+        client.recv(1)
+        client.close()
+    server.close()
+    res = kill(str(port), "--yes")
+    about = [line for line in res.stdout.splitlines() if "TIME_WAIT period" in line]
+    if not about:
+        pytest.skip(f"no TIME_WAIT socket seen on the port: {res.stdout!r}")
+    assert len(about) == 1, res.stdout
+    assert about[0].startswith("refused: ") and "TIME_WAIT)" in about[0]
+    assert res.returncode == 1
+
+
+# -- the second question: SIGKILL for a holder that ignores SIGTERM -----------------------------------
+
+
+def _interactive_answers(args: list[str], answers: list[bytes]) -> tuple[int, str]:
+    """Like _interactive, answering each ``[y/N]`` question in turn with the next of ``answers``."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portmon", *args], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    out = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+                if pending and out.count(b"[y/N]") > len(answers) - len(pending):
+                    os.write(master, pending.pop(0))
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(10)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code, out.decode(errors="replace")
+
+
+def test_on_a_terminal_a_sigterm_ignoring_holder_brings_the_sigkill_question(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    name = psutil.Process(child.pid).name()
+    code, out = _interactive_answers(["kill", str(child.port), "--timeout", "1"], [b"y\n", b"y\n"])
+    assert f"pid {child.pid} ignores SIGTERM (still running after 1 s)" in out
+    assert f"{child.pid} ({name}) ignores SIGTERM: send SIGKILL now? [y/N]" in out
+    assert "hint: pass --force" not in out
+    assert f"pid {child.pid} exited after SIGKILL" in out
+    assert code == 0, out
+    assert not child.alive()
+
+
+def test_answering_no_to_sigkill_leaves_the_holder_running(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    code, out = _interactive_answers(["kill", str(child.port), "--timeout", "1"], [b"y\n", b"n\n"])
+    assert "send SIGKILL now? [y/N]" in out
+    assert f"not sent: {child.pid} still running" in out
+    assert code == 1 and child.alive()
+
+
+def test_without_a_terminal_the_hint_stays_and_nothing_is_asked(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("ignore-term")
+    res = kill(str(child.port), "--yes", "--timeout", "1")
+    assert "send SIGKILL now?" not in res.stdout
+    assert f"hint: pass --force to send SIGKILL to {child.pid}" in res.stdout
+    assert res.returncode == 1 and child.alive()
+
+
+def test_several_ports_without_a_terminal_need_yes_and_signal_nothing(spawn, record_file) -> None:  # type: ignore[no-untyped-def]
+    a = spawn(f"record={record_file}")
+    b = spawn(f"record={record_file}")
+    res = kill(str(a.port), str(b.port), "--json")
+    assert res.returncode == 2
+    assert f"holding ports {a.port}/tcp, {b.port}/tcp" in res.stderr and len(res.stderr.splitlines()) == 1
+    docs = json.loads(res.stdout)
+    assert [d["verdict"] for d in docs] == ["confirmation-needed"] * 2
+    assert a.alive() and b.alive() and record_file.read_text() == ""

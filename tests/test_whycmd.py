@@ -272,3 +272,77 @@ def test_portmon_itself_is_never_named_as_a_holder() -> None:
     shared = only_me._replace(holders=(me, Holder(4_000_000, "srv")))
     answer = judge(7000, "tcp", binds, [shared], privileged=True, reader=lambda pid, ct: ProcessDetail(pid))
     assert [h.pid for h in answer.holders] == [4_000_000]
+
+
+# -- both protocols, several ports, service names, the JSON fields ------------------------------------
+
+
+def test_without_a_protocol_a_udp_holder_makes_the_port_busy(spawn) -> None:  # type: ignore[no-untyped-def]
+    child = spawn("proto=udp")
+    res = portmon("why", str(child.port))
+    doc = json.loads(portmon("why", str(child.port), "--json").stdout)
+    if doc["held_protocols"] != ["udp"]:
+        pytest.skip(f"something else holds {child.port}/tcp here: {doc['held_protocols']}")
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"port {child.port} is in use over udp; free over tcp"
+    assert lines[1].startswith(f"port {child.port}/udp is ")
+    assert f"also checked {child.port}/tcp" in lines[-1] and "is free" in lines[-1]
+    assert doc["proto"] == "udp" and doc["free"] is False and doc["port_free"] is False
+    assert doc["holders"][0]["pid"] == child.pid
+    assert [a["proto"] for a in doc["also_checked"]] == ["tcp"] and doc["also_checked"][0]["free"] is True
+
+
+def test_a_free_port_over_both_protocols_has_no_headline() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = portmon("why", f":{port}", "--json")
+    doc = json.loads(res.stdout)
+    if not doc["port_free"]:
+        pytest.skip(f"something took port {port} meanwhile")
+    assert res.returncode == 0 and doc["held_protocols"] == [] and doc["proto"] == "tcp"
+
+
+def test_several_ports_get_one_answer_each_and_the_worst_exit_code(server: Any) -> None:
+    srv = server()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    res = portmon("why", f"{free}/tcp", f"{srv.port}/tcp")
+    assert res.returncode == 1, res.stdout + res.stderr
+    blocks = res.stdout.split("\n\n")
+    assert len(blocks) == 2
+    assert blocks[0].startswith(f"port {free}/tcp is ")
+    assert blocks[1].startswith(f"port {srv.port}/tcp is taken on 127.0.0.1")
+    docs = json.loads(portmon("why", f"{free}/tcp", f"{srv.port}/tcp", "--json").stdout)
+    assert [d["port"] for d in docs] == [free, srv.port]
+    assert docs[1]["free"] is False and docs[1]["holders"][0]["pid"] == srv.proc.pid
+
+
+def test_a_service_name_answers_for_each_of_its_ports(server: Any, tmp_path: Path) -> None:
+    a, b = server(), server()
+    registry = tmp_path / "services"
+    registry.write_text(f"pmtest-why {a.port}/tcp\npmtest-why {b.port}/tcp\n")
+    res = portmon("why", "--registry", str(registry), "pmtest-why", "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    docs = json.loads(res.stdout)
+    assert sorted(d["port"] for d in docs) == sorted([a.port, b.port])
+    assert all(d["proto"] == "tcp" and not d["free"] for d in docs)
+
+
+def test_running_as_root_is_its_own_field_apart_from_the_privileged_reason() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    doc = json.loads(portmon("why", f"{port}/tcp", "--json").stdout)
+    assert "privileged" not in doc
+    assert doc["running_as_root"] is (os.geteuid() == 0)
+    assert doc["time_wait_seconds"] == 60
+
+
+@pytest.mark.parametrize("args", [["0"], ["80", "0"], ["nope-not-a-service-xq"]])
+def test_bad_ports_point_at_why_help(args: list[str]) -> None:
+    res = portmon("why", *args)
+    assert res.returncode == 2 and res.stdout == "" and len(res.stderr.splitlines()) == 1
+    assert "(see 'portmon why --help')" in res.stderr

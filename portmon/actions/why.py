@@ -117,7 +117,8 @@ class PortAnswer:
     reuseaddr_ok: bool | None = None
     """Whether the SO_REUSEADDR bind on the wildcard succeeded (None when it was not tried)."""
     kill_command: str | None = None
-    privileged: bool = False
+    running_as_root: bool = False
+    """Whether portmon ran with root's privileges (not the PRIVILEGED reason: that is about the port)."""
     preflight: Preflight | None = None
     """Ownership: what manages the main holder and what a kill would lead to (when asked for)."""
     reuseport: ReuseportCheck | None = None
@@ -131,20 +132,50 @@ class PortAnswer:
 
 @dataclass(frozen=True, slots=True)
 class WhyReport:
-    """The answer to ``portmon why PORT``: the asked (or default TCP) protocol first, then any other checked."""
+    """The answer to ``portmon why PORT``: one answer per protocol checked (the asked one, else TCP then UDP)."""
 
     spec: PortSpec
     answers: tuple[PortAnswer, ...]
 
     @property
     def primary(self) -> PortAnswer:
-        """The answer the verdict and exit code follow: the protocol asked for, else TCP."""
-        return self.answers[0]
+        """The answer shown in full: the protocol asked for; else the first protocol on which the port is held.
+
+        Without a protocol the port is free only when it is free over both TCP and UDP, so a UDP-only
+        holder is the answer that counts (TCP, checked first, leads when both or neither are held).
+        """
+        return next((a for a in self.answers if not a.free), self.answers[0])
+
+    @property
+    def others(self) -> tuple[PortAnswer, ...]:
+        """The answers for the other protocols checked, in checking order."""
+        main = self.primary
+        return tuple(a for a in self.answers if a is not main)
+
+    @property
+    def held_protocols(self) -> tuple[str, ...]:
+        """The protocols over which the port is not free, in checking order."""
+        return tuple(a.proto for a in self.answers if not a.free)
+
+    @property
+    def free(self) -> bool:
+        """True when the port is free over every protocol checked."""
+        return not self.held_protocols
+
+    @property
+    def headline(self) -> str | None:
+        """Without a protocol, when the port is held: which protocols hold it and which are free (else None)."""
+        if self.spec.proto is not None or len(self.answers) < 2 or self.free:
+            return None
+        held = " and ".join(self.held_protocols)
+        free = [a.proto for a in self.answers if a.free]
+        rest = f"; free over {' and '.join(free)}" if free else ""
+        return f"port {self.spec.port} is in use over {held}{rest}"
 
     @property
     def exit_code(self) -> int:
-        """0 when the port is free, 1 otherwise."""
-        return 0 if self.primary.free else 1
+        """0 when the port is free (over both protocols when none was given), 1 otherwise."""
+        return 0 if self.free else 1
 
 
 HolderOrder = Callable[[Sequence[Holder]], list[int]]
@@ -278,7 +309,7 @@ class _Evidence:
             taken=tuple(b.address for b in self.plain_in_use),
             free_addresses=tuple(b.address for b in self.plain_ok),
             reuseaddr_ok=self.reuseaddr_ok,
-            privileged=self.privileged,
+            running_as_root=self.privileged,
             **fields,
         )
 
@@ -671,9 +702,11 @@ def answer_lines(answer: PortAnswer, binds: bool = True) -> list[str]:
 
 
 def report_lines(report: WhyReport) -> list[str]:
-    """The whole report: the main answer in full, then one line per other protocol checked."""
-    lines = answer_lines(report.primary)
-    for other in report.answers[1:]:
+    """The whole report: the headline (which protocols hold the port), the main answer in full, then one line
+    per other protocol checked."""
+    headline = report.headline
+    lines = ([headline] if headline else []) + answer_lines(report.primary)
+    for other in report.others:
         lines.append("")
         lines.append(f"also checked {other.label} (give {report.spec.port}/tcp or /udp to check one): {other.message}")
     return lines
@@ -712,7 +745,7 @@ def answer_record(answer: PortAnswer) -> dict[str, Any]:
         "free_addresses": list(answer.free_addresses),
         "reuseaddr_bind_ok": answer.reuseaddr_ok,
         "time_wait_seconds": TIME_WAIT_SECONDS,
-        "privileged": answer.privileged,
+        "running_as_root": answer.running_as_root,
         "binds": [bind_record(b) for b in answer.binds],
         "sockets": [dict(socket_record(s), owner_note=s.owner_note) for s in answer.sockets],
         **ownership_record(answer),
@@ -720,8 +753,11 @@ def answer_record(answer: PortAnswer) -> dict[str, Any]:
 
 
 def report_record(report: WhyReport) -> dict[str, Any]:
-    """The ``why --json`` document: the main answer's fields, plus ``also_checked`` for the other protocol."""
+    """The ``why --json`` document: the main answer's fields, ``also_checked`` for the other protocol, and
+    ``port_free`` / ``held_protocols`` over every protocol checked (what the exit code follows)."""
     doc = answer_record(report.primary)
     doc["proto_given"] = report.spec.proto is not None
-    doc["also_checked"] = [answer_record(a) for a in report.answers[1:]]
+    doc["port_free"] = report.free
+    doc["held_protocols"] = list(report.held_protocols)
+    doc["also_checked"] = [answer_record(a) for a in report.others]
     return doc

@@ -5,25 +5,30 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from portmon.actions.kill.signals import DEFAULT_TIMEOUT, SIGNALS, parse_signal, signal_name
-from portmon.actions.kill.text import first_listed, socket_label
+from portmon.actions.kill.text import first_listed, grouped_lines, socket_label
 from portmon.actions.ownerless import backlog_of
 from portmon.cli.context import Context, UsageError, positive_float
 from portmon.model import OWNER_NOTES
 from portmon.output import to_json
-from portmon.portspec import PortSpecError, parse_port_spec, sockets_on_port
+from portmon.portspec import PORT_HELP, PortSpecError, parse_port_specs, sockets_on_port
 from portmon.textsafe import safe
 
 if TYPE_CHECKING:
     from portmon.actions.kill.model import KillOutcome, KillPlan, Target
+    from portmon.model import Snapshot
     from portmon.ownership.preflight import Preflight
 
 
 EXIT_FREED = 0
 EXIT_NOT_FREED = 1
 EXIT_USAGE = 2
+
+_SIGKILL: int = getattr(signal, "SIGKILL", signal.SIGTERM)
+"""SIGKILL (on Windows, where every signal is already a hard kill, SIGTERM)."""
 
 _WIDTH = 300
 """Characters of an executable path or command line shown before it is cut."""
@@ -40,14 +45,16 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     """Register ``kill`` and return its runner."""
     p = subs.add_parser(
         "kill",
-        help="free a port: signal every process holding it, then check",
-        description="Signal every process holding PORT (all holders of a shared listener), wait for them to exit "
-        "and re-scan the port. Shows the holders and asks first; refuses pid 1, portmon and its ancestors, kernel "
-        "threads and kernel-owned sockets (TIME_WAIT). Exit 0 when the port was freed (or, with --dry-run, when "
-        "holders were found), 1 when nobody holds it, holders survived or a holder is refused, 2 on bad input or "
-        "when confirmation is needed but there is no terminal to ask on.",
+        help="free ports: signal every process holding them, then check",
+        description="Signal every process holding each PORT (all holders of a shared listener; a service name "
+        "means all its ports), wait for them to exit and re-scan. Shows the holders of every port and asks once; "
+        "refuses pid 1, portmon and its ancestors, kernel threads and kernel-owned sockets (TIME_WAIT). On a "
+        "terminal, a holder that ignores the signal brings a second question: send SIGKILL now. Exit 0 when "
+        "every port was freed (or, with --dry-run, when holders were found), 1 when nobody holds a port, holders "
+        "survived or a holder is refused, 2 on bad input or when confirmation is needed but there is no terminal "
+        "to ask on. With several ports, the worst of these; --json then prints a list of documents.",
     )
-    p.add_argument("port", metavar="PORT[/tcp|/udp]")
+    p.add_argument("ports", nargs="+", metavar="PORT", help=PORT_HELP + "; several may be given")
     p.add_argument(
         "--signal",
         type=_signal_arg,
@@ -122,12 +129,16 @@ def _document(plan: KillPlan, sig: int, dry_run: bool) -> dict[str, Any]:
     }
 
 
-def _finish(ctx: Context, doc: dict[str, Any], verdict: str, message: str, code: int) -> int:
+def _settle(doc: dict[str, Any], verdict: str, message: str, code: int) -> int:
     doc["verdict"] = verdict
     doc["message"] = message
     doc["exit_code"] = code
-    ctx.stdout.write(to_json(doc) + "\n")
     return code
+
+
+def _emit(ctx: Context, docs: list[dict[str, Any]]) -> None:
+    """The JSON output: one document for one port, a list of them for several."""
+    ctx.stdout.write(to_json(docs[0] if len(docs) == 1 else docs) + "\n")
 
 
 def _plan_text(plan: KillPlan) -> list[str]:
@@ -154,9 +165,10 @@ def _plan_text(plan: KillPlan) -> list[str]:
             lines.append(f"  {socket_label(s)}  {who}")
         if left:
             lines.append(f"  … and {left:,} more on this port (--json lists them all)")
-    # One refusal or note per socket (every TIME_WAIT left by a busy server, say): the first few.
+    # One refusal or note per socket (every TIME_WAIT left by a busy server, say): a repeated explanation
+    # is said once with its count, and of the distinct ones the first few are shown.
     for title, texts in (("refused", [r.reason for r in plan.refusals]), ("note", list(plan.notes))):
-        shown_texts, left = first_listed(texts, lambda _: False)
+        shown_texts, left = first_listed(grouped_lines(texts), lambda _: False)
         lines.extend(f"{title}: {text}" for text in shown_texts)
         if left:
             lines.append(f"{title}: … and {left:,} more like these (--json lists them all)")
@@ -173,24 +185,24 @@ def _ask(question: str, out: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _outcome_text(outcome: KillOutcome, force: bool) -> list[str]:
+def _outcome_text(outcome: KillOutcome, force: bool, hint: bool = True) -> list[str]:
     lines = [r.detail for r in outcome.results]
     lines.append(outcome.message)
     survivors = [t.pid for t in outcome.survivors]
-    if survivors and not force and outcome.signal != getattr(signal, "SIGKILL", None):
+    if hint and survivors and not force and outcome.signal != _SIGKILL:
         lines.append(f"hint: pass --force to send SIGKILL to {', '.join(map(str, survivors))} after the timeout")
     return lines
 
 
 def _not_actionable(ctx: Context, plan: KillPlan, doc: dict[str, Any]) -> int:
-    """Say why nothing will be signalled (refused, nobody, only kernel-owned sockets)."""
+    """Say why nothing will be signalled on this port (refused, nobody, only kernel-owned sockets)."""
     reasons = plan.reasons()
     if ctx.args.json:
         verdict = "refused" if plan.refusals else ("nothing-to-do" if plan.held else "nobody")
-        return _finish(ctx, doc, verdict, reasons[0], EXIT_NOT_FREED)
+        return _settle(doc, verdict, reasons[0], EXIT_NOT_FREED)
     lines = _plan_text(plan)
     if not plan.refusals:
-        lines.extend(r for r in reasons if f"note: {r}" not in lines)
+        lines.extend(r for r in reasons if r not in plan.notes)  # the notes are in the listing already
     elif plan.targets:
         lines.append("nothing was signalled: the port cannot be freed while a refused holder keeps it")
     else:
@@ -199,17 +211,24 @@ def _not_actionable(ctx: Context, plan: KillPlan, doc: dict[str, Any]) -> int:
     return EXIT_NOT_FREED
 
 
-def _confirmed(ctx: Context, plan: KillPlan, doc: dict[str, Any], question: str, listing: list[str]) -> bool:
+def _ports_text(plans: list[KillPlan]) -> str:
+    return ("port " if len(plans) == 1 else "ports ") + ", ".join(p.label for p in plans)
+
+
+def _confirmed(
+    ctx: Context, plans: list[KillPlan], docs: list[dict[str, Any]], question: str, listing: list[str]
+) -> bool:
     """Ask on the terminal (the listing first, on stderr with --json); UsageError when there is none."""
     sig: int = ctx.args.signal
     if not sys.stdin.isatty():
-        n = len(plan.targets)
+        n = len({t.pid for plan in plans for t in plan.targets})
         message = (
             f"confirmation needed: stdin is not a terminal; pass --yes to send {signal_name(sig)} to "
-            f"{n} process{'es' if n != 1 else ''} holding port {plan.label}"
+            f"{n} process{'es' if n != 1 else ''} holding {_ports_text(plans)}"
         )
         if ctx.args.json:
-            _finish(ctx, doc, "confirmation-needed", message, EXIT_USAGE)
+            for doc in docs:
+                _settle(doc, "confirmation-needed", message, EXIT_USAGE)
         raise UsageError(message)
     talk = ctx.stderr if ctx.args.json else ctx.stdout
     if ctx.args.json:
@@ -217,10 +236,10 @@ def _confirmed(ctx: Context, plan: KillPlan, doc: dict[str, Any], question: str,
     return _ask(question, talk)
 
 
-def _report(ctx: Context, doc: dict[str, Any], outcome: KillOutcome) -> int:
+def _report(ctx: Context, doc: dict[str, Any], outcome: KillOutcome, hint: bool) -> int:
     """The per-target results and the verdict, as text or in the JSON document."""
     if not ctx.args.json:
-        ctx.stdout.write("\n".join(_outcome_text(outcome, ctx.args.force)) + "\n")
+        ctx.stdout.write("\n".join(_outcome_text(outcome, ctx.args.force, hint)) + "\n")
         return outcome.exit_code
     doc["results"] = [
         {"pid": r.target.pid, "result": r.result, "signals": list(r.signals), "detail": r.detail}
@@ -231,7 +250,54 @@ def _report(ctx: Context, doc: dict[str, Any], outcome: KillOutcome) -> int:
         {"pid": h.pid, "name": h.name, "parent_pid": h.parent_pid, "parent_name": h.parent_name}
         for h in outcome.verdict.rebound_by
     ]
-    return _finish(ctx, doc, outcome.verdict.kind, outcome.message, outcome.exit_code)
+    return _settle(doc, outcome.verdict.kind, outcome.message, outcome.exit_code)
+
+
+def _may_ask_again(ctx: Context) -> bool:
+    """True when a second question (SIGKILL for survivors) can be asked: a person at a terminal, in text mode."""
+    args = ctx.args
+    return (
+        not args.json
+        and not args.yes
+        and not args.force
+        and args.signal != _SIGKILL
+        and sys.stdin.isatty()
+        and ctx.stdout.isatty()
+    )
+
+
+def _offer_sigkill(
+    ctx: Context, outcomes: list[KillOutcome], rescans: list[Callable[[], Snapshot]]
+) -> list[int] | None:
+    """Ask whether to SIGKILL the holders that ignored the signal; the new exit codes per outcome, or None.
+
+    ``rescans[i]`` re-scans the port of ``outcomes[i]`` (waiting for a managed server's restart, when one is due).
+    """
+    from portmon.actions.kill.execute import execute
+
+    survivors: dict[int, str] = {}
+    for outcome in outcomes:
+        for target in outcome.survivors:
+            survivors.setdefault(target.pid, target.label)
+    if not survivors:
+        return None
+    named = ", ".join(survivors.values())
+    verb = "ignores" if len(survivors) == 1 else "ignore"
+    question = f"{named} {verb} {signal_name(ctx.args.signal)}: send SIGKILL now?"
+    if not _ask(question, ctx.stdout):
+        listed = ", ".join(map(str, survivors))
+        ctx.stdout.write(f"not sent: {listed} still running (pass --force to send SIGKILL after the timeout)\n")
+        return None
+    codes = []
+    for outcome, rescan in zip(outcomes, rescans, strict=True):
+        pids = [t.pid for t in outcome.survivors]
+        if not pids:
+            codes.append(outcome.exit_code)
+            continue
+        again = execute(outcome.plan.narrowed(pids), _SIGKILL, ctx.args.timeout, rescan=rescan)
+        ctx.stdout.write("\n".join(_outcome_text(again, force=True)) + "\n")
+        codes.append(again.exit_code)
+    return codes
 
 
 def _preflight(plan: KillPlan) -> Preflight:
@@ -252,7 +318,7 @@ def _preflight_lines(pre: Preflight) -> list[str]:
 
 
 def run(ctx: Context) -> int:
-    """Plan, show, confirm, signal, verify; the exit code says whether the port was freed.
+    """Plan, show, confirm, signal, verify, for every port given; the exit code is the worst port's.
 
     A start-up trick, kept in this one place: planning and signalling (and psutil under them) are imported
     here, not at the top, since every command imports this module to build its parser. Deferring them saves
@@ -261,49 +327,93 @@ def run(ctx: Context) -> int:
     in tests/test_killcmd.py checks the plain version (engine imported up front) answers the same.
     """
     from portmon.actions.kill.execute import execute
-    from portmon.actions.kill.plan import confirmation_lines, plan_kill
+    from portmon.actions.kill.plan import confirmation_for, plan_kill
 
     args = ctx.args
     try:
-        spec = parse_port_spec(args.port)
+        specs = parse_port_specs(args.ports, ctx.registry())
     except PortSpecError as exc:
         raise UsageError(str(exc)) from None
     sig: int = args.signal
     from portmon.cli.remote_actions import has_hosts, kill_on_hosts  # --host: the kill runs on those hosts
 
     if has_hosts(ctx):
-        return kill_on_hosts(ctx, spec)
+        return max(kill_on_hosts(ctx, spec) for spec in specs)
     snap = ctx.scan()
-    plan = plan_kill(sockets_on_port(snap.sockets, spec), spec)
-    doc = _document(plan, sig, args.dry_run)
-    if not plan.actionable:
-        return _not_actionable(ctx, plan, doc)
+    plans = [plan_kill(sockets_on_port(snap.sockets, spec), spec) for spec in specs]
+    docs = [_document(plan, sig, args.dry_run) for plan in plans]
+    codes = [EXIT_FREED] * len(plans)
+    chosen: list[int] = []
+    for i, plan in enumerate(plans):
+        if plan.actionable:
+            chosen.append(i)
+        else:
+            codes[i] = _not_actionable(ctx, plan, docs[i])
+    if not chosen:
+        if args.json:
+            _emit(ctx, docs)
+        return max(codes)
 
     from portmon.ownership.preflight import preflight_record, rebind_rescan
     from portmon.ownership.view import managers_json
 
-    pre = _preflight(plan)
-    doc["manager"] = managers_json(pre.managers)
-    doc["preflight"] = preflight_record(pre)
-    question, *warnings = confirmation_lines(plan, sig)
-    listing = _plan_text(plan) + _preflight_lines(pre) + [f"warning: {w}" for w in warnings]
+    todo = [plans[i] for i in chosen]
+    pres = {i: _preflight(plans[i]) for i in chosen}
+    for i, pre in pres.items():
+        docs[i]["manager"] = managers_json(pre.managers)
+        docs[i]["preflight"] = preflight_record(pre)
+    question, *warnings = confirmation_for(todo, sig)
+    listing = [line for i in chosen for line in _plan_text(plans[i]) + _preflight_lines(pres[i])]
+    listing += [f"warning: {w}" for w in warnings]
     if not args.json:
-        # With --json the human-facing listing and question go to stderr, keeping stdout one JSON document.
+        # With --json the human-facing listing and question go to stderr, keeping stdout JSON.
         ctx.stdout.write("\n".join(listing) + "\n")
     if args.dry_run:
-        pids = ", ".join(str(t.pid) for t in plan.targets)
-        message = f"dry run: would send {signal_name(sig)} to {pids} on port {plan.label}; nothing signalled"
-        if args.json:
-            return _finish(ctx, doc, "dry-run", message, EXIT_FREED)
-        ctx.stdout.write(message + "\n")
-        return EXIT_FREED
-    if not args.yes and not _confirmed(ctx, plan, doc, question, listing):
+        for i in chosen:
+            pids = ", ".join(str(t.pid) for t in plans[i].targets)
+            message = f"dry run: would send {signal_name(sig)} to {pids} on port {plans[i].label}; nothing signalled"
+            codes[i] = _settle(docs[i], "dry-run", message, EXIT_FREED)
+            if not args.json:
+                ctx.stdout.write(message + "\n")
+    elif not args.yes and not _confirmed_or_emit(ctx, todo, [docs[i] for i in chosen], docs, question, listing):
         message = "cancelled: nothing was signalled"
-        if args.json:
-            return _finish(ctx, doc, "cancelled", message, EXIT_NOT_FREED)
-        ctx.stdout.write(message + "\n")
-        return EXIT_NOT_FREED
+        for i in chosen:
+            codes[i] = _settle(docs[i], "cancelled", message, EXIT_NOT_FREED)
+        if not args.json:
+            ctx.stdout.write(message + "\n")
+    else:
+        collector = ctx.collector()
+        ask_again = _may_ask_again(ctx)
+        outcomes = []
+        rescans = []
+        for i in chosen:
+            restart = pres[i].restart_expected
+            rescan = rebind_rescan(collector.scan, plans[i].spec, args.grace) if restart else collector.scan
+            outcome = execute(plans[i], sig, args.timeout, rescan=rescan, force=args.force)
+            outcomes.append(outcome)
+            rescans.append(rescan)
+            codes[i] = _report(ctx, docs[i], outcome, hint=not ask_again)
+        if ask_again:
+            again = _offer_sigkill(ctx, outcomes, rescans)
+            for i, code in zip(chosen, again or (), strict=False):
+                codes[i] = code
+    if args.json:
+        _emit(ctx, docs)
+    return max(codes)
 
-    collector = ctx.collector()
-    rescan = rebind_rescan(collector.scan, spec, args.grace) if pre.restart_expected else collector.scan
-    return _report(ctx, doc, execute(plan, sig, args.timeout, rescan=rescan, force=args.force))
+
+def _confirmed_or_emit(
+    ctx: Context,
+    plans: list[KillPlan],
+    docs: list[dict[str, Any]],
+    all_docs: list[dict[str, Any]],
+    question: str,
+    listing: list[str],
+) -> bool:
+    """:func:`_confirmed`; when it cannot ask, the JSON documents are printed before the usage error."""
+    try:
+        return _confirmed(ctx, plans, docs, question, listing)
+    except UsageError:
+        if ctx.args.json:
+            _emit(ctx, all_docs)
+        raise

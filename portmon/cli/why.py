@@ -6,7 +6,7 @@ from typing import Any
 
 from portmon.cli.context import Context, UsageError
 from portmon.output import to_json
-from portmon.portspec import PortSpecError, parse_port_spec
+from portmon.portspec import PORT_HELP, PortSpecError, parse_port_specs
 
 
 def add_parser(subs: Any) -> tuple[str, Any]:
@@ -14,15 +14,19 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     p = subs.add_parser(
         "why",
         help="why is this port busy? test-binds it and explains who or what holds it",
-        description="Answer whether a server could bind PORT right now and, if not, why: real test binds (on "
+        description="Answer whether a server could bind each PORT right now and, if not, why: real test binds (on "
         "0.0.0.0, 127.0.0.1, :: and ::1, without and with SO_REUSEADDR; each closed at once) read together with "
         "the socket table. Names the processes holding the port and the command that frees it, or explains "
-        "TIME_WAIT remnants, hidden owners and privileged ports. Without /tcp or /udp both are checked and the "
-        "verdict follows TCP. Exit 0 when the port is free, 1 when it is not, 2 on bad input.",
+        "TIME_WAIT remnants, hidden owners and privileged ports. Without /tcp or /udp both are checked, and the "
+        "port is free only when both are; the first line then names the protocol that holds it. A service name "
+        "means all its ports; several ports give one answer each. Exit 0 when every port is free, 1 when one is "
+        "not, 2 on bad input.",
     )
-    p.add_argument("port", metavar="PORT[/tcp|/udp]")
+    p.add_argument("ports", nargs="+", metavar="PORT", help=PORT_HELP + "; several may be given")
     p.add_argument(
-        "--json", action="store_true", help="one JSON object: port, proto, free, reason, holders, binds, ..."
+        "--json",
+        action="store_true",
+        help="one JSON object per port (a list for several): port, proto, free, reason, holders, binds, ...",
     )
     return "why", run
 
@@ -41,20 +45,20 @@ def run(ctx: Context) -> int:
     from portmon.ownership.view import PortOwnership
 
     try:
-        spec = parse_port_spec(ctx.args.port)
+        specs = parse_port_specs(ctx.args.ports, ctx.registry())
     except PortSpecError as exc:
         raise UsageError(str(exc)) from None
-    if spec.port == 0:
-        raise UsageError("invalid port '0': binding port 0 means 'any free port', so it is never busy")
     from portmon.cli.remote_actions import has_hosts, why_on_hosts  # --host: the answers come from those hosts
 
     if has_hosts(ctx):
-        return why_on_hosts(ctx, spec)
+        return max(why_on_hosts(ctx, spec) for spec in specs)
     snapshot = ctx.scan()
-    report = explain(spec, snapshot.sockets, ownership=PortOwnership(enricher=Enricher()))
+    ownership = PortOwnership(enricher=Enricher())
+    reports = [explain(spec, snapshot.sockets, ownership=ownership) for spec in specs]
     if ctx.args.json:
-        ctx.stdout.write(to_json(report_record(report)) + "\n")
+        docs = [report_record(report) for report in reports]
+        ctx.stdout.write(to_json(docs[0] if len(docs) == 1 else docs) + "\n")
     else:
-        ctx.stdout.write("\n".join(report_lines(report)) + "\n")
+        ctx.stdout.write("\n\n".join("\n".join(report_lines(report)) for report in reports) + "\n")
     ctx.stdout.flush()
-    return report.exit_code
+    return max(report.exit_code for report in reports)

@@ -287,3 +287,18 @@ def confirmation_lines(plan: KillPlan, sig: int) -> list[str]:
         lines.append(f"as root, this signals processes of other users: {named}")
     return lines
 
+
+
+def confirmation_for(plans: Sequence[KillPlan], sig: int) -> list[str]:
+    """One question for the plans of several ports (each process counted once), then every plan's warnings."""
+    if len(plans) == 1:
+        return confirmation_lines(plans[0], sig)
+    pids = {t.pid for plan in plans for t in plan.targets}
+    n = len(pids)
+    ports = ", ".join(plan.label for plan in plans)
+    lines = [f"send {signal_name(sig)} to {n} process{'es' if n != 1 else ''} holding ports {ports}?"]
+    others = {pid: user for plan in plans for pid, user in plan.other_users}
+    if others:
+        named = ", ".join(f"{user} (pid {pid})" for pid, user in sorted(others.items()))
+        lines.append(f"as root, this signals processes of other users: {named}")
+    return lines

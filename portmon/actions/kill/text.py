@@ -100,3 +100,40 @@ def kernel_owned_note(sock: Socket, port_sockets: Sequence[Socket] = (), unreada
         "PID namespace): there is nothing here portmon can signal"
     )
 
+
+
+_SOCKET_KINDS = frozenset(f"{proto}{family}" for proto in ("tcp", "udp") for family in (4, 6))
+"""How a socket label begins (its ``proto_label``)."""
+
+
+def _state_of(label: str) -> str | None:
+    """The state a socket label ends with (``TIME_WAIT``), None for a stateless (UDP) label."""
+    last = label.rsplit(" ", 1)[-1]
+    return last if last and last.replace("_", "").isalnum() and last.isupper() else None
+
+
+def grouped_lines(texts: Sequence[str]) -> list[str]:
+    """Per-socket lines (``LABEL: explanation``) with the same explanation said once, with the count.
+
+    300 TIME_WAIT remnants give one line, ``300 sockets (300 TIME_WAIT): kernel-owned, ...``; a line
+    whose explanation no other line shares is kept as it is. Order: each explanation where it first appears.
+    """
+    groups: dict[str, list[str]] = {}
+    for text in texts:
+        label, sep, why = text.partition(": ")
+        # Only lines about a socket (``tcp4 ...: why``) are merged; a line about a pid stays its own.
+        about_socket = sep and label.split(" ", 1)[0] in _SOCKET_KINDS
+        groups.setdefault(why if about_socket else "\0" + text, []).append(text)
+    lines: list[str] = []
+    for why, members in groups.items():
+        if len(members) == 1:
+            lines.append(members[0])
+            continue
+        states: dict[str, int] = {}
+        for member in members:
+            state = _state_of(member.partition(": ")[0])
+            if state is not None:
+                states[state] = states.get(state, 0) + 1
+        counts = ", ".join(f"{n:,} {state}" for state, n in states.items())
+        lines.append(f"{len(members):,} sockets{f' ({counts})' if counts else ''}: {why}")
+    return lines
