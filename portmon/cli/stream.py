@@ -45,6 +45,9 @@ def run(ctx: Context) -> int:
             same = sent is not None and snap.sockets == sent
             out.write(snapshot_line(snap, same=same) + "\n")
             out.flush()
+            if ctx.output_lost():
+                # The ssh session (the reader) is gone: a stream nobody reads must not scan on forever.
+                return 0
             sent = snap.sockets
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
     except KeyboardInterrupt:

@@ -189,6 +189,8 @@ def run(ctx: Context) -> int:
                 text = sample_text(sample, args.limit)
                 out.write(CLEAR + text + "\n" if terminal else text + "\n\n")
             out.flush()
+            if ctx.output_lost():
+                return 0  # the reader went away (a closed pipe): stop sampling
             if args.count is not None and n >= args.count:
                 return 0
     except KeyboardInterrupt:
