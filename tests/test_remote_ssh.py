@@ -236,8 +236,14 @@ def test_the_live_monitor_shows_this_machine_and_the_host_in_one_table(servers: 
     term = Terminal(["--host", a.host, "--interval", "0.5"], env)
     try:
         # The host's sshd listener, on a row of its own under the Host column, beside this machine's rows.
-        screen = term.wait_for(lambda s: f"hosts: {a.host} portmon" in s.text, "the host's mode", timeout=300)
-        assert screen.find("Host") is not None and screen.find("local") is not None
+        # The status line can name the host's mode a frame before the table shows its column: wait for both.
+        term.wait_for(
+            lambda s: f"hosts: {a.host} portmon" in s.text
+            and s.find("Host") is not None
+            and s.find("local") is not None,
+            "the host's mode, the Host column and this machine's rows",
+            timeout=300,
+        )
         term.send("/")
         term.send(f"host:{a.host.split('@')[1].split(':')[0]} :{a.port}\r")
 
