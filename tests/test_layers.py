@@ -24,7 +24,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "ownership": frozenset({SHARED, "collect", "ownership"}),
     "query": frozenset({SHARED, "collect", "ownership", "query"}),
     "history": frozenset({SHARED, "collect", "ownership", "query", "history"}),
-    "export": frozenset({SHARED, "collect", "query", "export"}),
+    "export": frozenset({SHARED, "collect", "ownership", "query", "export"}),
     "remote": frozenset({SHARED, "collect", "remote"}),
     "actions": frozenset({SHARED, "collect", "ownership", "query", "actions"}),
     "ui": frozenset({SHARED, "collect", "ownership", "query", "history", "export", "actions", "remote", "ui"}),

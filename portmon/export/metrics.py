@@ -18,7 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector as PromCollector
 
 from portmon.collect.base import Collector, guarded_scan
-from portmon.model import LISTEN, TCP_STATES, Snapshot
+from portmon.model import LISTEN, TCP_STATES, Snapshot, Socket
+from portmon.ownership.view import shared_ownership
 from portmon.query.diff import CLOSE, OPEN, STATE
 from portmon.query.events import EventStream
 
@@ -35,7 +36,16 @@ _STATE = attrgetter("state")
 
 INFO_LABELS = ("host", "proto", "family", "address", "port", "service", "process", "user", "manager")
 """Labels of ``portmon_listening_socket_info``: ``host`` is empty for this machine (so absent in PromQL);
-``manager`` (systemd unit, container) stays empty until portmon learns who manages a process."""
+``manager`` is the main holder's innermost manager as ``kind name`` (``systemd nginx.service``), empty when
+nothing manages it or the socket is on another host."""
+
+
+def _manager_label(sock: Socket) -> str:
+    """``kind name`` of the socket's innermost manager on this machine (no pid: a bounded label), or ""."""
+    if sock.host is not None or not sock.holders:
+        return ""
+    managers = shared_ownership().socket_managers(sock)
+    return f"{managers[0].kind} {managers[0].name}" if managers else ""
 
 
 class MetricsState:
@@ -119,7 +129,7 @@ def build_families(state: MetricsState) -> list[Metric]:
                 s.local_service or "",
                 s.process or "",
                 s.user or "",
-                "",
+                _manager_label(s),
             )
             if labels not in seen:  # SO_REUSEPORT groups are one series
                 seen.add(labels)
