@@ -84,6 +84,17 @@ async def _in_app(rows: int) -> None:
         paint = await cpu_of(lambda: screen.refresh())
         _line("layout pass skipped (detail open)", layout, paint, "refresh")
 
+        # The detail pane's class: the whole screen restyled, or only the panes its rules reach.
+        from portmon.ui.restyle import set_screen_class
+
+        def plain_toggle() -> None:
+            screen.set_class(not screen.has_class("with-detail"), "with-detail")
+
+        def trick_toggle() -> None:
+            set_screen_class(screen, not screen.has_class("with-detail"), "with-detail", screen._panes())
+
+        _line("restyle only the panes (d key)", await cpu_of(plain_toggle), await cpu_of(trick_toggle), "d")
+
         # gc.freeze: a full collection with the app and the snapshot alive, walked or frozen.
         gc.collect()
         walked = _ms(gc.collect, 9)

@@ -178,3 +178,27 @@ def test_frozen_objects_still_live_and_later_garbage_is_still_collected() -> Non
         assert gone() is None  # a cycle made after the freeze is collected as without it
     finally:
         gc.unfreeze()
+
+
+def _all_styles(screen: MonitorScreen) -> dict[int, str]:
+    return {id(node): node.styles.css for node in screen.walk_children(with_self=True)}
+
+
+def test_toggling_a_pane_restyles_as_a_full_restyle_does() -> None:
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        for size in ((160, 50), (80, 24)):  # beside the table, and under it (the "narrow" rules)
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            for key in ("d", "e", "d", "e", "e", "d"):  # every combination of the two panes
+                await pilot.press(key)
+                await pilot.pause()
+                trick, shown = _all_styles(screen), screen_text(pilot.app)
+                screen.update_node_styles()  # the plain way: restyle every widget on the screen
+                await pilot.pause()
+                assert _all_styles(screen) == trick
+                assert screen_text(pilot.app) == shown
+                assert screen.detail.display == screen.detail_visible
+                assert screen.query_one("#events").display == screen.events_visible
+
+    app = PortmonApp(ScriptedCollector([demo_snapshot()]), poll=False, clock=Clock(), process_reader=demo_process)
+    run(app, body)

@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Input, Sparkline, Static
 
 from portmon.actions.binds import Binder, probe_binds
@@ -33,6 +34,7 @@ from portmon.ui.dialogs import Dialogs, why_prober
 from portmon.ui.eventlog import EventLogPane, pane_content
 from portmon.ui.filterbox import FilterInput
 from portmon.ui.keys import MONITOR_BINDINGS, key_groups
+from portmon.ui.restyle import set_screen_class
 from portmon.ui.scans import ScanCompleted, ScanSource, freeze_long_lived_objects
 from portmon.ui.sockettable import SocketTable
 from portmon.ui.status import NOTICE_FADE_SECONDS, NOTICE_SECONDS, Banner, CountHistory, StatusInfo, StatusLine
@@ -211,6 +213,10 @@ class MonitorScreen(Screen[None]):
 
     def on_resize(self, event: Resize) -> None:
         self._set_narrow(event.size.width)
+
+    def _panes(self) -> tuple[Widget, ...]:
+        """The widgets the style sheet's "with-detail" and "with-events" rules reach (portmon.tcss)."""
+        return (self.detail, self.query_one("#events", EventLogPane))
 
     def _set_narrow(self, width: int) -> None:
         narrow = width < NARROW_WIDTH
@@ -437,7 +443,7 @@ class MonitorScreen(Screen[None]):
     def set_detail(self, visible_: bool, focus: bool = False) -> None:
         """Show or hide the detail pane (and focus it)."""
         self.detail_visible = visible_
-        self.set_class(visible_, "with-detail")
+        set_screen_class(self, visible_, "with-detail", self._panes())
         self._fit_table()
         if visible_:
             self._show_detail(reread=True)
@@ -535,7 +541,7 @@ class MonitorScreen(Screen[None]):
     def set_events(self, visible_: bool) -> None:
         """Show or hide the event log pane (focus stays where it is, unless it was in the pane)."""
         self.events_visible = visible_
-        self.set_class(visible_, "with-events")
+        set_screen_class(self, visible_, "with-events", self._panes())
         pane = self.query_one("#events", EventLogPane)
         if visible_:
             self._show_events()
