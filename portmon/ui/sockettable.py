@@ -264,7 +264,8 @@ class SocketTable(ScrollView, can_focus=True):
         self.virtual_size = Size(layout_width(self._layout), len(self.rows) + 1)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._layout_width = -1
+        # The layout is redone only if the width changed (_ensure_layout compares it): often the
+        # first frame at the new size already did it, and doing it again would render every row twice.
         self._update_virtual_size()
         self._keep_cursor_visible()
 
