@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from portmon.collect.fake import (
@@ -24,11 +25,12 @@ from portmon.collect.fake import (
 )
 from portmon.model import Snapshot
 from portmon.procinfo import ProcessDetail
+from portmon.query.sorting import sort_sockets
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
 from portmon.ui.scans import freeze_long_lived_objects
 from portmon.ui.status import Banner, banner_text
-from portmon.ui.view import NEW_SECONDS, RowIndex, column_widths, column_widths_plain
+from portmon.ui.view import NEW_SECONDS, RowIndex, ViewSpec, column_widths, column_widths_plain, port_order
 
 SIZE = (160, 50)
 
@@ -67,6 +69,30 @@ def test_row_index_finds_what_a_dict_finds() -> None:
     for sock in other:
         assert index.get(sock.key) == plain.get(sock.key)
         assert (sock.key in index) == (sock.key in plain)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_row_index_by_binary_search_finds_what_a_dict_finds(descending: bool) -> None:
+    # Many rows per local port (a server's connections), and some without a remote port (listeners).
+    base = synthetic_snapshot(3000, seed=4).sockets
+    sockets = [s._replace(local_port=8080 + i % 3) if i % 4 == 0 else s for i, s in enumerate(base)]
+    sockets += [s._replace(remote_addr=None, remote_port=None, inode=10_000 + i) for i, s in enumerate(base[:40])]
+    rows = sort_sockets(sockets, "local_port", descending)
+    index = RowIndex(rows, port_order(ViewSpec(column="local_port", descending=descending)))
+    plain = {s.key: i for i, s in enumerate(rows)}
+    assert len(plain) == len(rows)
+    for key, row in plain.items():
+        assert index.get(key) == row
+    for sock in synthetic_snapshot(50, seed=5).sockets:
+        assert index.get(sock.key) == plain.get(sock.key)
+        assert (sock.key in index) == (sock.key in plain)
+
+
+def test_the_view_finds_rows_by_binary_search_only_when_sorted_by_local_port() -> None:
+    assert port_order(ViewSpec(column="local_port")) == 1
+    assert port_order(ViewSpec(column="local_port", descending=True)) == -1
+    assert port_order(ViewSpec(column="remote_port")) == 0
+    assert port_order(ViewSpec(column="process")) == 0
 
 
 def test_column_widths_equal_the_plain_loop() -> None:
