@@ -25,12 +25,25 @@ from portmon.collect.fake import (
 )
 from portmon.model import Snapshot
 from portmon.procinfo import ProcessDetail
+from portmon.query.filters import parse_filter
 from portmon.query.sorting import sort_sockets
+from portmon.ui import view as view_module
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
 from portmon.ui.scans import freeze_long_lived_objects
 from portmon.ui.status import Banner, banner_text
-from portmon.ui.view import NEW_SECONDS, RowIndex, ViewSpec, column_widths, column_widths_plain, port_order
+from portmon.ui.view import (
+    NEW_SECONDS,
+    NO_MARKS,
+    RowIndex,
+    View,
+    ViewSpec,
+    advance_marks,
+    column_widths,
+    column_widths_plain,
+    derive_view,
+    port_order,
+)
 
 SIZE = (160, 50)
 
@@ -228,3 +241,25 @@ def test_toggling_a_pane_restyles_as_a_full_restyle_does() -> None:
 
     app = PortmonApp(ScriptedCollector([demo_snapshot()]), poll=False, clock=Clock(), process_reader=demo_process)
     run(app, body)
+
+
+def _fields(view: View) -> tuple[object, ...]:
+    return (view.spec, view.rows, dict(view.widths), view.total, view.shown, dict(view.states),
+            dict(view.shown_states))
+
+
+def test_a_sort_change_derives_the_view_a_derive_from_scratch_gives() -> None:
+    old = synthetic_snapshot(2000, seed=7)
+    new = synthetic_snapshot(0, base=old, churn=0.05, seed=8)
+    marks = advance_marks(NO_MARKS, old, new, DEMO_TIME)  # closed rows still shown
+    assert marks.ghosts(DEMO_TIME)
+    for listening_only in (False, True):
+        for filter_text in ("", "state:established", "!proc:nginx", ""):  # each after the one before
+            step = ViewSpec(filter=parse_filter(filter_text), listening_only=listening_only)
+            derive_view(new, marks, step, DEMO_TIME)
+            for column in ("process", "local_service", "state", "local_port", "remote_addr"):
+                for descending in (False, True):
+                    other = replace(step, column=column, descending=descending)
+                    reused = derive_view(new, marks, other, DEMO_TIME)  # after a derive of the same rows
+                    view_module._last_derived = None  # the plain way: measure and count from scratch
+                    assert _fields(derive_view(new, marks, other, DEMO_TIME)) == _fields(reused)
