@@ -160,6 +160,8 @@ def _plan_text(plan: KillPlan) -> list[str]:
                 who = "held by " + ", ".join(str(h.pid) for h in s.holders)
             elif listener is not None:
                 who = f"not yet accepted (in the backlog of pid {listener})"
+            elif socket_label(s) in plan.inherited:
+                who = "held only by portmon itself (an inherited copy): freed when portmon exits"
             else:
                 who = OWNER_NOTES.get(s.owner_note or "", "no owner")
             lines.append(f"  {socket_label(s)}  {who}")
