@@ -184,3 +184,26 @@ def test_the_walk_child_closes_every_inherited_fd_before_it_walks() -> None:
     assert got["sockets"] == [], got
     assert str(got["high"]) not in got["names"] and str(got["low"]) not in got["names"]
     assert {int(n) for n in got["names"]} <= {0, 1, 2, 3, 4, 5}, got
+
+
+@linux_only
+@pytest.mark.parametrize("search", ["_holders_by_inode", "_holders_by_address"])
+def test_the_psutil_collectors_holder_searches_find_the_other_holder(
+    connection: tuple[socket.socket, socket.socket, socket.socket], search: str
+) -> None:
+    # By inode (Linux) or by address (elsewhere): the other process holding a socket this process holds.
+    from portmon.collect import psutil_collector
+
+    listener, _, _ = connection
+    ident = ("tcp", 4, "127.0.0.1", listener.getsockname()[1], None, None)
+    find = getattr(psutil_collector, search)
+    assert find({ident}, fdwalk.own_pids()) == {}
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=(listener.fileno(),)
+    )
+    try:
+        assert find({ident}, fdwalk.own_pids()) == {ident: child.pid}
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(60)
