@@ -81,13 +81,31 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
     p.add_argument("-n", "--dry-run", action="store_true", help="show who would be signalled; signal nothing")
     p.add_argument("--json", action="store_true", help="one JSON object describing the holders and what happened")
+    p.add_argument(
+        "--pids",
+        type=_pids_arg,
+        metavar="PID:TICKS,...",
+        help="signal only these processes, each named by pid and start time in clock ticks as a dry run prints "
+        "them; one that now names another process is refused, a holder not listed is left alone "
+        "(what a remote kill confirms)",
+    )
     return "kill", run
+
+
+def _pids_arg(text: str) -> dict[int, int]:
+    from portmon.actions.kill.confirmed import parse_identities
+
+    try:
+        return parse_identities(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _target_record(t: Target) -> dict[str, Any]:
     return {
         "pid": t.pid,
         "create_time": t.identity.create_time,
+        "start_ticks": t.identity.start_ticks,
         "started": t.started,
         "name": t.name,
         "user": t.user,
@@ -160,6 +178,8 @@ def _plan_text(plan: KillPlan) -> list[str]:
                 who = "held by " + ", ".join(str(h.pid) for h in s.holders)
             elif listener is not None:
                 who = f"not yet accepted (in the backlog of pid {listener})"
+            elif socket_label(s) in plan.inherited:
+                who = "held only by portmon itself (an inherited copy): freed when portmon exits"
             else:
                 who = OWNER_NOTES.get(s.owner_note or "", "no owner")
             lines.append(f"  {socket_label(s)}  {who}")
@@ -341,6 +361,12 @@ def run(ctx: Context) -> int:
         return max(kill_on_hosts(ctx, spec) for spec in specs)
     snap = ctx.scan()
     plans = [plan_kill(sockets_on_port(snap.sockets, spec), spec) for spec in specs]
+    if args.pids is not None:  # exactly the processes confirmed (a remote kill's second step)
+        from portmon.actions.kill.confirmed import keep_confirmed
+        from portmon.actions.kill.identity import system_clock
+
+        clock = system_clock()
+        plans = [keep_confirmed(plan, args.pids, clock) for plan in plans]
     docs = [_document(plan, sig, args.dry_run) for plan in plans]
     codes = [EXIT_FREED] * len(plans)
     chosen: list[int] = []
@@ -369,6 +395,11 @@ def run(ctx: Context) -> int:
         # With --json the human-facing listing and question go to stderr, keeping stdout JSON.
         ctx.stdout.write("\n".join(listing) + "\n")
     if args.dry_run:
+        from portmon.actions.kill.confirmed import IDENTITIES_PREFIX, format_identities
+
+        identities = format_identities(t for plan in todo for t in plan.targets)
+        if identities and not args.json:
+            ctx.stdout.write(IDENTITIES_PREFIX + identities + "\n")
         for i in chosen:
             pids = ", ".join(str(t.pid) for t in plans[i].targets)
             message = f"dry run: would send {signal_name(sig)} to {pids} on port {plans[i].label}; nothing signalled"
