@@ -26,6 +26,7 @@ from portmon.actions.kill.signals import DEFAULT_TIMEOUT, parse_signal
 from portmon.model import Snapshot
 from portmon.ownership.manager import Manager
 from portmon.ownership.preflight import Preflight
+from portmon.ownership.view import PortOwnership
 from portmon.textsafe import safe
 
 STOP_TIMEOUT = 30.0
@@ -112,6 +113,13 @@ class StopResult:
             "verdict": self.verdict.kind,
             "message": self.verdict.message,
         }
+
+
+def plan_preflight(plan: KillPlan, ownership: PortOwnership) -> Preflight:
+    """The preflight of a kill plan: its targets' managers, main holder first (what ``kill`` and the dialog show)."""
+    targets = {t.pid for t in plan.targets}
+    holders = [h for s in plan.sockets for h in s.holders if h.pid in targets]
+    return ownership.preflight(ownership.order_pids(holders), plan.spec.port)
 
 
 def stop_argv(pre: Preflight) -> tuple[str, ...] | None:

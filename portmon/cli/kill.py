@@ -311,13 +311,11 @@ def _offer_sigkill(
 
 def _preflight(plan: KillPlan) -> Preflight:
     """What manages the holders and what the kill should lead to (ownership; systemd and engines time-boxed)."""
+    from portmon.actions.managerstop import plan_preflight
     from portmon.ownership.enrich import Enricher
     from portmon.ownership.view import PortOwnership
 
-    ownership = PortOwnership(enricher=Enricher())
-    targets = {t.pid for t in plan.targets}
-    holders = [h for s in plan.sockets for h in s.holders if h.pid in targets]
-    return ownership.preflight(ownership.order_pids(holders), plan.spec.port)
+    return plan_preflight(plan, PortOwnership(enricher=Enricher()))
 
 
 def _preflight_lines(pre: Preflight) -> list[str]:

@@ -1,0 +1,176 @@
+"""Ownership in the TUI with real processes the tests start: the kill dialog's preflight, grace and verdict,
+the manager's stop command as a second action, the Managed by column and the detail pane's manager and family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import shutil
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ownership_procs import Tree, ready_pids, wait_for
+from test_managerstop import restart_loop, stub_systemctl, unit_preflight
+from textual.app import App, ComposeResult
+from textual.widgets import Button, Static
+
+from portmon.collect.choose import default_collector
+from portmon.model import Snapshot, Socket
+from portmon.portspec import PortSpec, sockets_on_port
+from portmon.ui.killmodal import READY, STOP_ASK, KillModal
+
+BASH = shutil.which("bash")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="ownership reads Linux /proc"),
+    pytest.mark.skipif(BASH is None, reason="bash is not installed"),
+]
+
+
+def sync(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test body with asyncio."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+@pytest.fixture
+def trees() -> Iterator[list[Tree]]:
+    started: list[Tree] = []
+    yield started
+    for tree in started:
+        tree.stop()
+
+
+class Host(App[None]):
+    """The kill dialog pushed over an empty screen; its results kept."""
+
+    def __init__(self, modal: KillModal) -> None:
+        super().__init__()
+        self.modal = modal
+        self.results: list[str | None] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="table")
+
+    def on_mount(self) -> None:
+        self.push_screen(self.modal, self.results.append)
+
+
+def listener(port: int) -> tuple[Socket, Snapshot]:
+    """The listening socket on ``port`` as the real collector sees it now, and its snapshot."""
+    snap = default_collector().scan()
+    socks = [s for s in sockets_on_port(snap.sockets, PortSpec(port, "tcp")) if s.listening and s.holders]
+    assert socks, f"nobody listens on {port}"
+    return socks[0], snap
+
+
+async def settle(pilot: Any, condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (AssertionError naming ``what`` past the deadline)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+# -- the kill dialog -----------------------------------------------------------------------------------
+
+
+@sync
+async def test_the_kill_dialog_predicts_a_restart_loop_and_names_the_new_pid(
+    tmp_path: Path, child_script: Path, trees: list[Tree]
+) -> None:
+    tree, port, pid = restart_loop(tmp_path, child_script, trees, delay="1")
+    shell = tree.proc.pid
+    sock, snap = listener(port)
+    modal = KillModal(sock, snap, timeout=5, settle=0, grace=30)
+    app = Host(modal)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await settle(pilot, lambda: modal.preflight is not None, "the preflight")
+        # Whatever runs the tests may add "; inside ..." (a CI script is a shell too).
+        assert modal.manager_line.startswith(
+            f"manager: supervised by bash loop (pid {shell}): it will probably restart; stop the loop first: "
+            f"`kill {shell}`"
+        )
+        assert modal.has_class("with-stop") and "m: stop the manager" in modal.status_line
+        await pilot.press("y")
+        await settle(pilot, lambda: bool(app.results), "the verdict", timeout=60)
+    (again,) = ready_pids(tree.proc)
+    (verdict,) = app.results
+    assert verdict is not None and again != pid
+    # The CLI's judge and words: the 1 s restart is waited for (grace), the new pid and its parent named.
+    assert verdict.startswith(f"port {port}/tcp re-bound by new pid {again} (")
+    assert f"child of {shell} (bash)" in verdict
+
+
+@sync
+async def test_stop_manager_on_a_shell_loop_then_the_kill_frees_the_port(
+    tmp_path: Path, child_script: Path, trees: list[Tree]
+) -> None:
+    tree, port, pid = restart_loop(tmp_path, child_script, trees)
+    shell = tree.proc.pid
+    sock, snap = listener(port)
+    modal = KillModal(sock, snap, timeout=5, settle=0, grace=30)
+    app = Host(modal)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await settle(pilot, lambda: modal.preflight is not None, "the preflight")
+        await pilot.press("m")
+        await pilot.pause()
+        # Its own confirmation first: nothing is run on the first press.
+        assert modal.state == STOP_ASK and tree.proc.poll() is None
+        assert f"run `kill {shell}`?" in modal.status_line
+        assert str(modal.query_one("#stop-manager", Button).label) == f"Run: kill {shell}"
+        await pilot.press("y")
+        await settle(pilot, lambda: modal.stopped is not None and modal.state == READY, "the stop's verdict")
+        assert modal.stopped is not None
+        assert modal.stopped.message == f"ran `kill {shell}` (exit 0): port {port}/tcp still held by {pid}"
+        assert modal.status_line.startswith(modal.stopped.message)
+        wait_for(lambda: tree.proc.poll() is not None, what="the loop to be gone")
+        # The loop is gone: the preflight is worked out again and expects nothing to start the listener.
+        await settle(pilot, lambda: "checking" not in modal.manager_line, "the new preflight")
+        assert modal.manager_line == "manager: no manager found: nothing should start it again"
+        assert not modal.has_class("with-stop")
+        await pilot.press("y")
+        await settle(pilot, lambda: bool(app.results), "the kill's verdict")
+    assert app.results == [f"port {port}/tcp freed"]
+
+
+@sync
+async def test_stop_manager_runs_the_units_stop_command_and_judges_freed(
+    tmp_path: Path, child_script: Path, trees: list[Tree], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree, port, pid = restart_loop(tmp_path, child_script, trees)
+    bindir, log = stub_systemctl(tmp_path, tree.proc.pid)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    sock, snap = listener(port)
+    # The holder's cgroup says loop.service (as on a systemd host); systemctl (the stub) is asked the rest.
+    modal = KillModal(sock, snap, timeout=5, settle=0, grace=30, preflight_of=lambda plan: unit_preflight([pid]))
+    app = Host(modal)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await settle(pilot, lambda: modal.preflight is not None, "the preflight")
+        assert modal.manager_line == (
+            "manager: systemd will restart loop.service (Restart=always): stop the unit instead: "
+            "`systemctl stop loop.service`"
+        )
+        await pilot.click("#stop-manager")
+        await pilot.pause()
+        assert modal.state == STOP_ASK and "stop loop.service" not in log.read_text()
+        await pilot.press("escape")  # back: nothing run
+        await pilot.pause()
+        assert modal.state == READY and "stop loop.service" not in log.read_text()
+        await pilot.press("m")
+        await pilot.pause()
+        await pilot.click("#stop-manager")
+        await settle(pilot, lambda: bool(app.results), "the stop's verdict")
+    assert app.results == [f"ran `systemctl stop loop.service` (exit 0): port {port}/tcp freed"]
+    assert "stop loop.service" in log.read_text()
+    wait_for(lambda: tree.proc.poll() is not None, what="the loop to be gone")
