@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ pytestmark = [
 ]
 
 
-def sync(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     """Run an async test body with asyncio."""
 
     @functools.wraps(test)
