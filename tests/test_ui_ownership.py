@@ -8,24 +8,31 @@ import asyncio
 import functools
 import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ownership_procs import Tree, ready_pids, wait_for
+from ownership_procs import Tree, read_line, ready_pids, wait_for
 from test_managerstop import restart_loop, stub_systemctl, unit_preflight
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
 
 from portmon.collect.choose import default_collector
-from portmon.model import Snapshot, Socket
+from portmon.model import Holder, Snapshot, Socket
+from portmon.ownership.view import Ownership, managed_by_text
 from portmon.portspec import PortSpec, sockets_on_port
+from portmon.ui.app import PortmonApp
 from portmon.ui.killmodal import READY, STOP_ASK, KillModal
+from portmon.ui.owners import ManagerNames
+from portmon.ui.sockettable import SocketTable
 
 BASH = shutil.which("bash")
+ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="ownership reads Linux /proc"),
     pytest.mark.skipif(BASH is None, reason="bash is not installed"),
@@ -174,3 +181,139 @@ async def test_stop_manager_runs_the_units_stop_command_and_judges_freed(
     assert app.results == [f"ran `systemctl stop loop.service` (exit 0): port {port}/tcp freed"]
     assert "stop loop.service" in log.read_text()
     wait_for(lambda: tree.proc.poll() is not None, what="the loop to be gone")
+
+
+# -- the Managed by column and the detail pane, on the real machine ------------------------------------------
+
+PREFORK = r"""
+import os, socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen()
+pids = [os.getpid()]
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60); os._exit(0)
+    pids.append(pid)
+print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
+time.sleep(60)
+"""
+
+
+def live_app(port: int) -> PortmonApp:
+    """The monitor on this machine, the listener on ``port`` only, no poll timer (reads happen at once)."""
+    return PortmonApp(default_collector(), poll=False, filter_text=f"lport:{port} state:listen")
+
+
+def row_text(table: SocketTable, row: int = 0) -> str:
+    return table.render_line(row + 1).text
+
+
+def column_names(table: SocketTable) -> list[str]:
+    return [c.name for c, _ in table.columns]
+
+
+@sync
+async def test_the_managed_by_column_names_a_restart_loop_and_toggles(
+    tmp_path: Path, child_script: Path, trees: list[Tree]
+) -> None:
+    tree, port, _ = restart_loop(tmp_path, child_script, trees)
+    shell = tree.proc.pid
+    app = live_app(port)
+    async with app.run_test(size=(220, 30)) as pilot:
+        await pilot.pause()
+        table = app.monitor.table
+        assert len(table.rows) == 1
+        # Wide enough: the column is there by itself, with the text `who` prints after "managed by".
+        assert "managed_by" in column_names(table) and "Managed by" in table.render_line(0).text
+        expected = managed_by_text(Ownership().socket_managers(table.rows[0]))
+        assert expected.startswith(f"bash loop (pid {shell})")
+        assert expected in row_text(table)  # room enough for all of it
+        await pilot.press("m")
+        await pilot.pause()
+        assert "managed_by" not in column_names(table) and f"(pid {shell})" not in row_text(table)
+        await pilot.press("m")
+        await pilot.pause()
+        assert "managed_by" in column_names(table)
+    narrow = live_app(port)
+    async with narrow.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        table = narrow.monitor.table
+        assert "managed_by" not in column_names(table)  # too narrow: left out unless asked for
+        await pilot.press("m")
+        await pilot.pause()
+        assert "managed_by" in column_names(table)
+
+
+@sync
+async def test_the_detail_pane_names_the_loop_and_marks_it_in_the_parent_chain(
+    tmp_path: Path, child_script: Path, trees: list[Tree]
+) -> None:
+    tree, port, pid = restart_loop(tmp_path, child_script, trees)
+    shell = tree.proc.pid
+    app = live_app(port)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("d")
+        await pilot.pause()
+        text = app.monitor.detail.text
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert "Managed by" in lines
+    assert f"managed by bash loop (pid {shell})" in lines
+    assert any(line.startswith("command bash ") and line.endswith("serve.sh") for line in lines), lines
+    assert f"stop with kill {shell}" in lines
+    (parents,) = [line for line in lines if line.startswith("parents ")]
+    # The chain from the listener's parent up, the loop marked as its manager.
+    assert parents.startswith(f"parents {shell} bash ◂ manager ← ")
+    assert f"PID {pid}" in " ".join(lines)
+
+
+@sync
+async def test_the_detail_pane_lists_a_prefork_family_in_the_order_who_does(
+    tmp_path: Path, trees: list[Tree]
+) -> None:
+    script = tmp_path / "prefork.py"
+    script.write_text(PREFORK)
+    tree = Tree([sys.executable, str(script)])
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    port, (master, *workers) = int(words[1]), [int(p) for p in words[2].split(",")]
+    app = live_app(port)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("d")
+        await pilot.pause()
+        text = app.monitor.detail.text
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert "Held by 4 processes (+3 workers; all must exit to free it)" in lines
+    start = lines.index("Held by 4 processes (+3 workers; all must exit to free it)") + 1
+    family = [line.split()[0] for line in lines[start : start + 4]]
+    assert [line.split()[-1] for line in lines[start : start + 4]] == ["main", *[str(master)] * 3]
+    who = subprocess.run([sys.executable, "-m", "portmon", "who", f"{port}/tcp"], capture_output=True, text=True,
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60, check=False)
+    who_pids = [line.split()[0] for line in who.stdout.splitlines()[2:6]]
+    assert family == who_pids == [str(p) for p in (master, *sorted(workers))]
+    assert f"PID {master}" in " ".join(lines)  # the Process section is the master's
+
+
+def test_managed_by_texts_are_worked_out_off_the_calling_thread() -> None:
+    gate = threading.Event()
+    threads: list[str] = []
+    resolved = threading.Event()
+
+    class Slow:
+        def managed_by(self, sock: Socket) -> str:
+            threads.append(threading.current_thread().name)
+            gate.wait(10)
+            return f"unit of {sock.holders[0].pid}"
+
+    sock = Socket("tcp", 4, "127.0.0.1", 1, state="LISTEN", holders=(Holder(pid=7, name="x", create_time=1.0),))
+    names = ManagerNames(Slow(), resolved.set, background=True)  # type: ignore[arg-type]
+    try:
+        assert names.get(sock) is None and names.get(sock) is None  # asked once, answered later
+        gate.set()
+        assert resolved.wait(10)
+        assert names.get(sock) == "unit of 7"
+        assert threads == ["portmon-managers-0"]
+    finally:
+        names.shutdown()

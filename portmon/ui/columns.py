@@ -54,11 +54,12 @@ TABLE_COLUMNS: tuple[Column, ...] = (
 HOST_COLUMN = Column("host", "Host", cap=24, soft=8, hard=5)
 """The remote host of a row (``--host``): first after the mark gutter, shown only when some row has one."""
 
-MANAGED_COLUMN = Column("managed_by", "Managed by", cap=34, soft=14, hard=8)
+MANAGED_COLUMN = Column("managed_by", "Managed by", cap=44, soft=14, hard=8)
 """What manages the row's process (a unit, a container, a supervisor): last, shown only when the table is
 given a width for it (the monitor's toggle, or by itself when the terminal is wide enough)."""
 MANAGED_WIDTH = 30
-"""Cells the Managed by column asks for (its texts are worked out only for the rows on screen)."""
+"""Cells the Managed by column asks for at least (its texts are worked out only for the rows on screen, so
+its width cannot follow them): up to its cap when the terminal has the room."""
 
 TRAFFIC_COLUMNS = ("tx_bps", "rx_bps")
 """The rate columns: the first to go on a narrow terminal, and hidden altogether by the traffic toggle."""

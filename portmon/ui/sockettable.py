@@ -283,7 +283,8 @@ class SocketTable(ScrollView, can_focus=True):
             hidden = self._hidden()
             self.managed_shown = self._managed_wanted(width, widths, hidden)
             if self.managed_shown:
-                widths[MANAGED_COLUMN.name] = MANAGED_WIDTH
+                room = width - natural_width(widths, hidden) - 2  # its gap and the scrollbar
+                widths[MANAGED_COLUMN.name] = max(MANAGED_WIDTH, min(MANAGED_COLUMN.cap, room))
             self._layout = layout_columns(width, widths, hidden)
             self._layout_width = width
             self._generation += 1
