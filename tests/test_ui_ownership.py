@@ -296,6 +296,21 @@ async def test_the_detail_pane_lists_a_prefork_family_in_the_order_who_does(
     assert f"PID {master}" in " ".join(lines)  # the Process section is the master's
 
 
+@sync
+async def test_the_monitors_kill_dialog_takes_the_configured_grace(
+    tmp_path: Path, child_script: Path, trees: list[Tree]
+) -> None:
+    _, port, _ = restart_loop(tmp_path, child_script, trees)
+    app = PortmonApp(default_collector(), poll=False, filter_text=f"lport:{port} state:listen", kill_grace=7.5)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, KillModal) and modal.grace == 7.5
+        await pilot.press("escape")
+
+
 def test_managed_by_texts_are_worked_out_off_the_calling_thread() -> None:
     gate = threading.Event()
     threads: list[str] = []

@@ -74,10 +74,10 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     p.add_argument(
         "--grace",
         type=positive_float,
-        default=3.0,
+        default=None,
         metavar="SECONDS",
         help="when a manager (systemd, a container, a supervisor, a shell loop) is expected to restart the holder, "
-        "wait up to this long for it to bind the port again before judging (default 3)",
+        "wait up to this long for it to bind the port again before judging (default: the config file's grace, 3)",
     )
     p.add_argument(
         "--stop-manager",
@@ -324,6 +324,12 @@ def _preflight_lines(pre: Preflight) -> list[str]:
     return [f"manager: {pre.message}"]
 
 
+def _grace(ctx: Context) -> float:
+    """``--grace``, else the config file's ``grace`` setting (3 s by default)."""
+    grace: float | None = ctx.args.grace
+    return grace if grace is not None else float(ctx.settings["grace"])
+
+
 def _stop_dry_run(pre: Preflight) -> str:
     """What ``--stop-manager`` would run, for ``--dry-run``."""
     if pre.stop_command is None:
@@ -430,7 +436,7 @@ def run(ctx: Context) -> int:
                 continue
             # Once the manager was stopped, nothing is expected to start the holder again.
             restart = pres[i].restart_expected and (stop is None or not stop.ran)
-            rescan = rebind_rescan(collector.scan, plans[i].spec, args.grace) if restart else collector.scan
+            rescan = rebind_rescan(collector.scan, plans[i].spec, _grace(ctx)) if restart else collector.scan
             outcome = execute(plans[i], sig, args.timeout, rescan=rescan, force=args.force)
             outcomes.append(outcome)
             rescans.append(rescan)

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.config import ConfigError, remember
+from portmon.ownership.preflight import GRACE
 from portmon.procinfo import ProcessReader, read_process
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT
@@ -67,7 +68,8 @@ class PortmonApp(App[int]):
     history), ``history_note`` why the monitor does not record, ``past_events`` the event log's start.
     ``listen`` reads the host's listen-queue counters (None: /proc/net/netstat while polling); ``closer``
     closes one connection for the close dialog (a fake in tests). ``ownership`` says who manages each
-    row's process (None: this machine; ``owners.DemoOwnership`` for the demo data).
+    row's process (None: this machine; ``owners.DemoOwnership`` for the demo data); ``kill_grace`` is how
+    long the kill dialog waits for a re-bind when a restart is predicted (the config file's ``grace``).
     """
 
     CSS_PATH = "portmon.tcss"
@@ -102,6 +104,7 @@ class PortmonApp(App[int]):
         listen: ListenReader | None = None,
         closer: Closer = default_closer,
         ownership: OwnershipReader | None = None,
+        kill_grace: float = GRACE,
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")
@@ -140,6 +143,7 @@ class PortmonApp(App[int]):
             listen=listen,
             closer=closer,
             ownership=ownership,
+            kill_grace=kill_grace,
         )
         self.settings_path = settings_path
         self.remember_error: str | None = None

@@ -197,7 +197,8 @@ class KillModal(ModalScreen[str | None]):
         self._timeout = timeout
         self._settle = settle
         self._preflight_of = preflight_of
-        self._grace = grace
+        self.grace = grace
+        """Seconds the verdict waits for a re-bind when the preflight predicts a restart."""
         self._stop_timeout = stop_timeout
         self.preflight: Preflight | None = None
         """What manages the holders and what a kill should lead to (None until worked out, off the event loop)."""
@@ -453,7 +454,7 @@ class KillModal(ModalScreen[str | None]):
         n = len(plan.targets)
         sending = f"sending {signal_name(sig)} to {n} process{'es' if n != 1 else ''}…"
         if self._restart_expected():
-            sending += f" a restart is expected: waiting up to {self._grace:g} s for a re-bind before judging"
+            sending += f" a restart is expected: waiting up to {self.grace:g} s for a re-bind before judging"
         self._set_status(self._status_text(sending, "bold"))
         self.run_worker(lambda: self._kill(plan, sig), name="kill", group="kill", thread=True, exclusive=True)
 
@@ -468,7 +469,7 @@ class KillModal(ModalScreen[str | None]):
             self.preflight = self._preflight()
         collector = self._collector if self._collector is not None else default_collector()
         scan = collector.scan
-        rescan = rebind_rescan(scan, plan.spec, self._grace) if self._restart_expected() else scan
+        rescan = rebind_rescan(scan, plan.spec, self.grace) if self._restart_expected() else scan
         return execute(plan, sig, self._timeout, rescan=rescan, settle=self._settle)
 
     def _start_stop(self) -> None:

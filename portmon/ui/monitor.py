@@ -20,6 +20,7 @@ from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.collect.netstat import read_listen_counters
 from portmon.model import Snapshot, Socket
+from portmon.ownership.preflight import GRACE
 from portmon.procinfo import ProcessReader
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog
@@ -96,6 +97,7 @@ class MonitorScreen(Screen[None]):
         listen: ListenReader | None = None,
         closer: Closer = default_closer,
         ownership: OwnershipReader | None = None,
+        kill_grace: float = GRACE,
     ) -> None:
         """``listen`` reads the host's listen-queue counters (None: /proc/net/netstat while polling, else
         nothing); ``closer`` closes one connection (a fake in tests); ``ownership`` answers who manages a
@@ -140,6 +142,8 @@ class MonitorScreen(Screen[None]):
             listen=listen if listen is not None else (read_listen_counters if poll else None),
         )
         """The scans: a poller thread while polling, else one scan at start and one per refresh key."""
+        self.kill_grace = kill_grace
+        """Seconds the kill dialog waits for a re-bind when a restart is predicted (config ``grace``)."""
         self.ownership: OwnershipReader = ownership if ownership is not None else LiveOwnership()
         """Who manages each row's process: the Managed by column and the detail pane."""
         self.managers = ManagerNames(self.ownership, lambda: self.post_message(ManagersResolved()), background=poll)
