@@ -23,6 +23,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
 
 from portmon.collect.choose import default_collector
+from portmon.collect.fake import demo_process, demo_snapshot
 from portmon.model import Holder, Snapshot, Socket
 from portmon.ownership.view import Ownership, managed_by_text
 from portmon.portspec import PortSpec, sockets_on_port
@@ -30,6 +31,7 @@ from portmon.ui.app import PortmonApp
 from portmon.ui.killmodal import READY, STOP_ASK, KillModal
 from portmon.ui.owners import ManagerNames
 from portmon.ui.sockettable import SocketTable
+from portmon.ui.view import NO_MARKS
 
 BASH = shutil.which("bash")
 ROOT = Path(__file__).resolve().parent.parent
@@ -332,3 +334,36 @@ def test_managed_by_texts_are_worked_out_off_the_calling_thread() -> None:
         assert threads == ["portmon-managers-0"]
     finally:
         names.shutdown()
+
+
+def test_the_detail_pane_reads_a_rows_managers_again_only_after_their_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portmon.ui import detailfeed
+    from portmon.ui.owners import DemoOwnership, OwnershipDetail
+
+    calls: list[int] = []
+
+    class Counting(DemoOwnership):
+        def detail(self, holder: Holder, port: int | None) -> OwnershipDetail:
+            calls.append(holder.pid)
+            return super().detail(holder, port)
+
+    class Pane:
+        def show_head(self, content: object, layout: bool = True) -> None:
+            self.head = content
+
+        def show_held(self, lines: object) -> None:
+            self.held = lines
+
+    now = [1000.0]
+    monkeypatch.setattr(detailfeed.time, "monotonic", lambda: now[0])
+    sock = next(s for s in demo_snapshot().sockets if s.holders and s.holders[0].pid == 1290)
+    feed = detailfeed.DetailFeed(demo_process, lambda m: None, background=False, ownership=Counting())
+    pane = Pane()
+    feed.show(pane, sock, None, NO_MARKS, 0.0, reread=True)  # type: ignore[arg-type]
+    feed.show(pane, sock, None, NO_MARKS, 0.0, reread=True)  # type: ignore[arg-type]
+    assert calls == [1290]
+    now[0] += detailfeed.OWNER_TTL + 1
+    feed.show(pane, sock, None, NO_MARKS, 0.0, reread=False)  # type: ignore[arg-type]
+    assert calls == [1290]  # a redraw alone reads nothing
+    feed.show(pane, sock, None, NO_MARKS, 0.0, reread=True)  # type: ignore[arg-type]
+    assert calls == [1290, 1290]

@@ -6,6 +6,7 @@ process, and a change in the head's height is the only thing that needs a layout
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -21,6 +22,9 @@ from portmon.ui.view import MARK_CLOSED, Marks
 
 CHECKING = "checking what manages it…"
 UNREADABLE = "what manages it could not be read"
+OWNER_TTL = 30.0
+"""Seconds a row's managers stay as read before a refresh reads them again (restart counts, states change);
+the enricher keeps systemd's and the engines' answers as long."""
 MAX_DETAILS = 256
 """Process details kept before the cache starts over."""
 
@@ -84,6 +88,7 @@ class DetailFeed:
         """Managers and parent chains read so far (None: the read failed), by (pid, start time, port)."""
         self._owner_pool: DaemonPool | None = None
         self._owner_reading: set[OwnerKey] = set()
+        self._owner_at: dict[OwnerKey, float] = {}
         self._members: tuple[tuple[Holder, ...], tuple[Member, ...]] | None = None
         # The pane's list for (snapshot, pid), and what the pane shows now: a refresh that
         # changes neither redraws nothing.
@@ -121,7 +126,8 @@ class DetailFeed:
             held, total = self.held_by(snapshot, holder.pid)
             if self._ownership is not None and sock.host is None:
                 key = (holder.pid, holder.create_time, sock.local_port)
-                if key not in self.owners:
+                stale = reread and time.monotonic() - self._owner_at.get(key, 0.0) > OWNER_TTL
+                if key not in self.owners or stale:
                     self.read_ownership(key, holder)
                 if key not in self.owners:
                     owner = CHECKING
@@ -191,6 +197,7 @@ class DetailFeed:
         if reader is None or key in self._owner_reading:
             return
         self._owner_reading.add(key)
+        self._owner_at[key] = time.monotonic()
         port = key[2]
         if not self._background:
             self.received_ownership(OwnershipRead(key, reader.detail(holder, port)))
@@ -213,6 +220,7 @@ class DetailFeed:
         self._owner_reading.discard(message.key)
         if len(self.owners) > MAX_DETAILS:
             self.owners.clear()
+            self._owner_at = {k: v for k, v in self._owner_at.items() if k in self._owner_reading}
         self.owners[message.key] = message.detail
 
     def received(self, message: ProcessRead) -> None:
