@@ -25,6 +25,7 @@ from textual.widgets import Button, Static
 from portmon.collect.choose import default_collector
 from portmon.collect.fake import demo_process, demo_snapshot
 from portmon.model import Holder, Snapshot, Socket
+from portmon.ownership.ordered import FamilyOrdered
 from portmon.ownership.view import Ownership, managed_by_text
 from portmon.portspec import PortSpec, sockets_on_port
 from portmon.ui.app import PortmonApp
@@ -202,6 +203,17 @@ time.sleep(60)
 """
 
 
+def start_prefork(tmp_path: Path, trees: list[Tree]) -> tuple[int, int, list[int]]:
+    """A master and 3 forked workers sharing a loopback listener: (port, master pid, worker pids)."""
+    script = tmp_path / "prefork.py"
+    script.write_text(PREFORK)
+    tree = Tree([sys.executable, str(script)])
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    master, *workers = (int(p) for p in words[2].split(","))
+    return int(words[1]), master, workers
+
+
 def live_app(port: int) -> PortmonApp:
     """The monitor on this machine, the listener on ``port`` only, no poll timer (reads happen at once)."""
     return PortmonApp(default_collector(), poll=False, filter_text=f"lport:{port} state:listen")
@@ -274,12 +286,7 @@ async def test_the_detail_pane_names_the_loop_and_marks_it_in_the_parent_chain(
 async def test_the_detail_pane_lists_a_prefork_family_in_the_order_who_does(
     tmp_path: Path, trees: list[Tree]
 ) -> None:
-    script = tmp_path / "prefork.py"
-    script.write_text(PREFORK)
-    tree = Tree([sys.executable, str(script)])
-    trees.append(tree)
-    words = read_line(tree.proc).split()
-    port, (master, *workers) = int(words[1]), [int(p) for p in words[2].split(",")]
+    port, master, workers = start_prefork(tmp_path, trees)
     app = live_app(port)
     async with app.run_test(size=(200, 50)) as pilot:
         await pilot.pause()
@@ -296,6 +303,35 @@ async def test_the_detail_pane_lists_a_prefork_family_in_the_order_who_does(
     who_pids = [line.split()[0] for line in who.stdout.splitlines()[2:6]]
     assert family == who_pids == [str(p) for p in (master, *sorted(workers))]
     assert f"PID {master}" in " ".join(lines)  # the Process section is the master's
+
+
+class WorkerFirst:
+    """The machine's collector, with every shared socket's holders reversed (a collector that names a worker first)."""
+
+    name = "worker-first"
+
+    def __init__(self) -> None:
+        self.inner = default_collector()
+
+    def scan(self) -> Snapshot:
+        snap = self.inner.scan()
+        return snap._replace(sockets=tuple(s._replace(holders=s.holders[::-1]) for s in snap.sockets))
+
+
+@sync
+async def test_the_live_monitors_row_is_the_prefork_master_with_its_workers_marked(
+    tmp_path: Path, trees: list[Tree]
+) -> None:
+    port, master, _ = start_prefork(tmp_path, trees)
+    raw = WorkerFirst()
+    (listener,) = [s for s in raw.scan().sockets if s.local_port == port and s.state == "LISTEN"]
+    assert listener.holders[0].pid != master  # what the table would show without the ordering
+    app = PortmonApp(FamilyOrdered(raw), poll=False, filter_text=f"lport:{port} state:listen")
+    async with app.run_test(size=(200, 30)) as pilot:
+        await pilot.pause()
+        table = app.monitor.table
+        assert [s.holders[0].pid for s in table.rows] == [master]
+        assert f"{master} python" in row_text(table) and "+3 workers" in row_text(table)
 
 
 @sync

@@ -106,9 +106,11 @@ def run_live(ctx: Context) -> int:
     _scrub_environment_for_root()
     options = live_options(ctx)
     from portmon.cli.dbopts import live_history
+    from portmon.ownership.ordered import FamilyOrdered
     from portmon.ui.app import run_app
 
-    with live_history(ctx, ctx.collector()) as (collector, history):
+    # Main holder first in every shared socket, as who, kill and why list them (ordered on the poller thread).
+    with live_history(ctx, FamilyOrdered(ctx.collector())) as (collector, history):
         return run_app(collector, **options, **history)
 
 

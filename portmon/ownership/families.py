@@ -129,20 +129,20 @@ def family_order(holders: Sequence[Holder], lookup: ProcLookup) -> tuple[Holder,
 def order_sockets(sockets: Sequence[Socket], lookup: ProcLookup | None = None) -> list[Socket]:
     """The sockets with every shared socket's holders in family order, main holder first.
 
-    Sockets of one process share one holders tuple: each distinct tuple is ordered once, and a
-    socket whose order does not change is the same object.
+    Each distinct holders tuple (by value: a collector may build one per socket) is ordered once,
+    and a socket whose order does not change is the same object.
     """
     look = lookup or proc_lookup()
-    done: dict[int, tuple[Holder, ...]] = {}
+    done: dict[tuple[Holder, ...], tuple[Holder, ...]] = {}
     out: list[Socket] = []
     for sock in sockets:
         hs = sock.holders
         if len(hs) < 2 or getattr(sock, "host", None) is not None:  # another host's pids are not in our /proc
             out.append(sock)
             continue
-        ordered = done.get(id(hs))
+        ordered = done.get(hs)
         if ordered is None:
-            ordered = done[id(hs)] = family_order(hs, look)
+            ordered = done[hs] = family_order(hs, look)
         out.append(sock if ordered == hs else sock._replace(holders=ordered))
     return out
 

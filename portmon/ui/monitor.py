@@ -215,6 +215,7 @@ class MonitorScreen(Screen[None]):
         self.query_one("#filter", FilterInput).cursor_blink = self.poll
         self.table.shown_columns = self.shown_columns
         self.table.set_managed_by(self.managers.get, "auto")
+        self.table.family_label = self.managers.family_label
         if self.resolve_at_start:
             self.action_toggle_names()
         self._set_narrow(self.size.width)

@@ -173,6 +173,7 @@ class ManagerNames:
         self._on_resolved = on_resolved
         self._background = background
         self._texts: dict[Identity, str] = {}
+        self._families: dict[tuple[Holder, ...], str] = {}
         self._pending: set[Identity] = set()
         self._lock = threading.Lock()
         self._pool: DaemonPool | None = None
@@ -216,6 +217,26 @@ class ManagerNames:
             last = not self._pending
         if last:
             self._on_resolved()
+
+    def family_label(self, sock: Socket) -> str:
+        """``+3 workers`` for a shared socket's Process cell ("" for one holder), cached per holders tuple.
+
+        Asked only for the rows drawn; each new tuple costs one /proc/PID/stat read per holder (the
+        holders carry their start times, so a reused pid makes a new tuple).
+        """
+        holders = sock.holders
+        if len(holders) < 2 or sock.host is not None:
+            return ""
+        label = self._families.get(holders)
+        if label is None:
+            try:
+                label = workers_label(self._reader.members(holders))
+            except Exception:  # noqa: BLE001 - an unreadable process: the plain count
+                label = f"+{len(holders) - 1}"
+            if len(self._families) >= MAX_TEXTS:
+                self._families.clear()
+            self._families[holders] = label
+        return label
 
     def new_scan(self) -> None:
         """A new scan came (the reader forgets the parents it read: pids may be reused)."""

@@ -38,6 +38,8 @@ StyleOf = Callable[[str], Style]
 HostName = Callable[[str], "str | None"]
 ManagedBy = Callable[[Socket], "str | None"]
 """The Managed by cell of a row: its text, or None while it is being worked out (see portmon.ui.owners)."""
+FamilyLabel = Callable[[Socket], str]
+"""``+3 workers`` for a shared socket's Process cell (see ``portmon.ui.owners.ManagerNames.family_label``)."""
 PENDING = "…"
 """A Managed by cell not worked out yet."""
 Layout = Sequence[tuple[Column, int]]
@@ -49,14 +51,16 @@ _OWNER_LABELS = {OWNER_HIDDEN: "hidden", OWNER_UNSEEN: "unseen"}
 _STATE_STYLES = {LISTEN: "listen", ESTABLISHED: "established", TIME_WAIT: "time-wait", CLOSE_WAIT: "close-wait"}
 
 
-def process_text(sock: Socket) -> str:
-    """The Process cell: the first holder's name (+N more holders), or who owns an ownerless socket."""
+def process_text(sock: Socket, family: FamilyLabel | None = None) -> str:
+    """The Process cell: the main holder's name (``+3 workers``, or +N more holders without ``family``),
+    or who owns an ownerless socket."""
     if not sock.holders:
         return _OWNER_LABELS.get(sock.owner_note or "", "kernel")
     name = sock.holders[0].name
     text = visible(name) if name is not None else "?"
     if len(sock.holders) > 1:
-        text = f"{text} +{len(sock.holders) - 1}"
+        label = family(sock) if family is not None else ""
+        text = f"{text} {label or f'+{len(sock.holders) - 1}'}"
     return text
 
 
@@ -65,7 +69,12 @@ Rate = tuple[float, float]
 
 
 def cell(
-    sock: Socket, column: str, host_name: HostName | None, rate: Rate | None = None, managed_by: ManagedBy | None = None
+    sock: Socket,
+    column: str,
+    host_name: HostName | None,
+    rate: Rate | None = None,
+    managed_by: ManagedBy | None = None,
+    family: FamilyLabel | None = None,
 ) -> tuple[str, str | None]:
     """The text of one cell (untrusted parts made visible) and the name of its own style, if any."""
     if column == "proto":
@@ -101,7 +110,7 @@ def cell(
         pid = sock.pid
         return ("-" if pid is None else str(pid)), ("dim" if pid is None else None)
     if column == "process":
-        return process_text(sock), (None if sock.holders else "no-owner")
+        return process_text(sock, family), (None if sock.holders else "no-owner")
     if column == "user":
         return visible(sock.user or ""), "dim"
     if column in ("tx_bps", "rx_bps"):
@@ -152,6 +161,7 @@ def row_strip(
     width: int,
     rate: Rate | None = None,
     managed_by: ManagedBy | None = None,
+    family: FamilyLabel | None = None,
 ) -> Strip:
     """One socket's row: ``base`` plus its mark's style, the cursor's on top; marked rows fill ``width``.
 
@@ -172,7 +182,9 @@ def row_strip(
         if column.name == MARK_COLUMN:
             text, extra = MARK_SIGNS.get(mark, " "), None
         else:
-            text, extra = cell(sock, column.name, host_name, rate, managed_by)
+            text, extra = cell(sock, column.name, host_name, rate, managed_by, family)
+            if family is not None and column.name == "process" and len(text) > cells:
+                text = process_text(sock)  # too narrow for "+2 workers": the plain "+2" reads better than "+2 wo…"
         style = row_style + style_of(extra) if extra is not None else row_style
         if cursor is not None:
             style = style + cursor

@@ -26,7 +26,16 @@ from portmon.ui.columns import (
     layout_columns,
     natural_width,
 )
-from portmon.ui.rows import CELL_STYLES, ROW_STYLES, ManagedBy, Rate, header_strip, layout_width, row_strip
+from portmon.ui.rows import (
+    CELL_STYLES,
+    ROW_STYLES,
+    FamilyLabel,
+    ManagedBy,
+    Rate,
+    header_strip,
+    layout_width,
+    row_strip,
+)
 from portmon.ui.traffic import Traffic
 from portmon.ui.view import MARK_NONE, NO_MARKS, Marks, RowIndex, cursor_after
 
@@ -138,6 +147,8 @@ class SocketTable(ScrollView, can_focus=True):
         """Whether the rate columns are in the layout (the screen decides: a toggle, and counters present)."""
         self._styles: dict[str, Style] = {}
         self.managed_by: ManagedBy | None = None
+        self.family_label: FamilyLabel | None = None
+        """``+3 workers`` for a shared socket's Process cell (None: the plain ``+3``)."""
         """The Managed by cells' texts (None: no such column)."""
         self.managed_mode: str | bool = AUTO
         """The Managed by column: True (shown), False (hidden) or AUTO (shown when it fits)."""
@@ -397,6 +408,7 @@ class SocketTable(ScrollView, can_focus=True):
             self._available_width(),
             rate,
             self.managed_by if self.managed_shown else None,
+            self.family_label,
         )
 
     # -- cursor and scrolling ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from itertools import compress, repeat
 from operator import attrgetter, eq, itemgetter, not_
 from typing import Any, NamedTuple
 
-from portmon.model import Snapshot, Socket, SocketKey
+from portmon.model import Holder, Snapshot, Socket, SocketKey
 from portmon.query.diff import changed_objects, changes
 from portmon.query.filters import SocketFilter, parse_filter
 from portmon.query.sorting import COLUMNS, PORT_COLUMNS, port_order_key, sort_sockets
@@ -243,16 +243,28 @@ def column_widths(rows: Sequence[Socket]) -> dict[str, int]:
     sockets instead of 12-19 ms for :func:`column_widths_plain` (``python bench/bench_ui_tricks.py``),
     which tests/test_ui_tricks.py checks it equals.
     """
-    first_holders = list(map(_FIRST, filter(None, map(_HOLDERS, rows))))
+    held = list(filter(None, map(_HOLDERS, rows)))
+    first_holders = list(map(_FIRST, held))
     return {
         "local_addr": _longest(map(attrgetter("local_addr"), rows)),
         "remote_addr": _longest(map(attrgetter("remote_addr"), rows)),
         "local_service": _longest(map(attrgetter("local_service"), rows)),
         "remote_service": _longest(map(attrgetter("remote_service"), rows)),
-        "process": _longest(map(attrgetter("name"), first_holders)),
+        "process": max(_longest(map(attrgetter("name"), first_holders)), _longest_family(held)),
         "user": _longest(map(attrgetter("user"), first_holders)),
         "host": _longest(map(attrgetter("host"), rows)),
     }
+
+
+def family_suffix_width(count: int) -> int:
+    """Room for a shared socket's `` +3 workers`` (or ``others``) after the main holder's name."""
+    return len(f" +{count - 1} workers")
+
+
+def _longest_family(held: Sequence[tuple[Holder, ...]]) -> int:
+    # A shared socket's Process cell is the main holder's name and its family label.
+    shared = {(hs[0].name, len(hs)) for hs in held if len(hs) > 1}
+    return max((len(name or "?") + family_suffix_width(n) for name, n in shared), default=0)
 
 
 def column_widths_plain(rows: Sequence[Socket]) -> dict[str, int]:
@@ -274,6 +286,9 @@ def column_widths_plain(rows: Sequence[Socket]) -> dict[str, int]:
             holder = sock.holders[0]
             if holder.name is not None:
                 widths["process"] = max(widths["process"], len(holder.name))
+            if len(sock.holders) > 1:
+                shared = len(holder.name or "?") + family_suffix_width(len(sock.holders))
+                widths["process"] = max(widths["process"], shared)
             if holder.user is not None:
                 widths["user"] = max(widths["user"], len(holder.user))
     return widths
