@@ -7,8 +7,10 @@ an unchanged socket costs one dict lookup and only new keys are decoded (see ``p
 
 from __future__ import annotations
 
-from itertools import compress
-from operator import ne
+from bisect import bisect_right
+from collections.abc import Iterable
+from itertools import compress, repeat
+from operator import is_, itemgetter, ne, not_
 
 from portmon.collect.tables import TABLES, Decoded, Key, NetlinkReader, ProcNetReader, Raw, Table, Traffic, traffic
 from portmon.model import TRAFFIC_FIELDS, Socket
@@ -29,7 +31,7 @@ Reader = NetlinkReader | ProcNetReader
 class TableRead:
     """What one read of the four tables found, against the sockets of the last scan."""
 
-    __slots__ = ("out", "misses", "keys", "fresh", "dropped", "decoded", "new_inodes", "traffic")
+    __slots__ = ("out", "misses", "keys", "raws", "fresh", "dropped", "decoded", "new_inodes", "traffic")
 
     def __init__(self) -> None:
         self.out: list[Socket | None] = []
@@ -38,8 +40,10 @@ class TableRead:
         """Per table: (position in ``out``, key) of every key not seen in the last scan."""
         self.keys: list[list[Key]] = []
         """Per table: every key read."""
-        self.fresh: list[dict[Key, Socket | None]] = []
-        """Per table: the key -> socket map to keep."""
+        self.raws: list[list[Raw]] = []
+        """Per table: every key's ``Raw`` numbers (``()`` where the reader gives none)."""
+        self.fresh: list[dict[Key, Entry]] = []
+        """Per table: the key -> (socket, numbers) map to keep (new keys' sockets filled in by ``keep``)."""
         self.dropped: set[int] = set()
         """Inodes of the last scan's rows that are gone (or changed key)."""
         self.decoded: list[list[Decoded]] = []
@@ -53,6 +57,13 @@ class TableRead:
     def new_rows(self) -> int:
         """How many rows were not in the last scan."""
         return sum(map(len, self.misses))
+
+
+Entry = tuple[Socket | None, Raw]
+"""What the cache keeps per key: the socket built for it and the numbers it was built from."""
+_UNKNOWN: Entry = (None, ())
+_SOCKET = itemgetter(0)
+_NUMBERS = itemgetter(1)
 
 
 class TableCache:
@@ -72,11 +83,9 @@ class TableCache:
             netlink = NetlinkReader()
         self._force_netlink = tables == "netlink"
         self._readers: list[Reader] = [netlink or self._procnet for _ in TABLES]
-        self._caches: list[dict[Key, Socket | None]] = [{} for _ in TABLES]
-        """Per table: key -> the socket built for it (None only while a scan fills in new keys)."""
+        self._caches: list[dict[Key, Entry]] = [{} for _ in TABLES]
+        """Per table: key -> (the socket built for it, the numbers it was built from)."""
         self._counters = counters
-        self._raws: list[dict[Key, Raw]] = [{} for _ in TABLES]
-        """Per table: key -> its ``Raw`` numbers in the last read (netlink only)."""
 
     @property
     def source(self) -> str:
@@ -88,34 +97,47 @@ class TableCache:
         self._caches = [{} for _ in TABLES]
 
     def read(self) -> TableRead:
-        """Read the four tables, reuse the sockets of known keys, decode the new keys."""
+        """Read the four tables, reuse the sockets of known keys, decode the new keys.
+
+        Per row, three dict operations (the last scan's entry, the new map, whether a known key
+        is still there) and otherwise work in C (``map``, ``compress``): only new keys and known
+        ones whose numbers changed take a Python step.
+        """
         found = TableRead()
         out = found.out
         for ti, table in enumerate(TABLES):
             keys, raws = self._read_table(ti, table)
+            numbered = bool(raws) or not keys
+            if not numbered:
+                raws = [()] * len(keys)  # /proc/net: no numbers
             found.keys.append(keys)
+            found.raws.append(raws)
             cache = self._caches[ti]
             base = len(out)
-            if not cache:  # a first scan (or one after a fault): every key is new
-                found.misses[ti] = list(enumerate(keys, base))
-                out.extend([None] * len(keys))
-                found.fresh.append(dict.fromkeys(keys))
-                found.traffic[ti] = self._traffic_of(ti, found.misses[ti], raws, base)
-                self._raws[ti] = dict(zip(keys, raws, strict=True)) if raws else {}
-                continue
-            get = cache.get
-            socks = [get(k) for k in keys]
-            found.misses[ti] = [(base + j, keys[j]) for j, s in enumerate(socks) if s is None]
-            if raws:
-                self._refresh_traffic(ti, keys, raws, socks)
-            found.traffic[ti] = self._traffic_of(ti, found.misses[ti], raws, base)
+            cookie = self._readers[ti].cookie
+            entries = list(map(cache.get, keys, repeat(_UNKNOWN)))
+            socks: list[Socket | None] = list(map(_SOCKET, entries))
+            if cache and numbered:
+                # The known sockets whose numbers changed since the last read get new traffic fields.
+                for j in compress(range(len(keys)), map(ne, map(_NUMBERS, entries), raws)):
+                    sock = socks[j]
+                    if sock is not None:
+                        key = keys[j]
+                        socks[j] = with_traffic(sock, traffic(key[0], raws[j], cookie(key)))
+            misses = [(base + j, keys[j]) for j in compress(range(len(keys)), map(is_, socks, repeat(None)))]
+            found.misses[ti] = misses
+            if numbered:
+                found.traffic[ti] = [traffic(key[0], raws[pos - base], cookie(key)) for pos, key in misses]
+            else:
+                found.traffic[ti] = [traffic(0, None, cookie(key)) for _, key in misses]
             out.extend(socks)
-            fresh = dict(zip(keys, socks, strict=True))
-            for k in cache.keys() - fresh.keys():
-                old = cache[k]
-                if old is not None:
-                    found.dropped.add(old.inode)
+            fresh = dict(zip(keys, zip(socks, raws, strict=True), strict=True))
             found.fresh.append(fresh)
+            if len(cache) > len(fresh) - len(misses) or len(fresh) < len(keys):
+                for key in compress(cache, map(not_, map(fresh.__contains__, cache))):
+                    old = cache[key][0]
+                    if old is not None:
+                        found.dropped.add(old.inode)
         # The new keys are decoded before any process is walked, while a cold walk's child may
         # still be reading fds.
         found.decoded = [
@@ -127,40 +149,22 @@ class TableCache:
         found.dropped.discard(0)
         return found
 
-    def keep(self, found: TableRead, sockets: list[Socket], rebuilt: bool) -> None:
-        """Remember ``sockets`` (the scan's answer, in ``found``'s order) for the next read.
-
-        ``rebuilt``: some reused sockets were replaced (new holders), so every table's map is renewed.
-        """
+    def keep(self, found: TableRead, sockets: list[Socket], replaced: Iterable[int] = ()) -> None:
+        """Remember ``sockets`` (the scan's answer, in ``found``'s order) for the next read: the
+        sockets of new keys, and those at the ``replaced`` positions (rebuilt with new holders)."""
         fresh = found.fresh
-        if rebuilt:
-            fresh = []
-            base = 0
-            for keys in found.keys:
-                fresh.append(dict(zip(keys, sockets[base : base + len(keys)], strict=True)))
-                base += len(keys)
+        bases = [0]
+        for keys in found.keys:
+            bases.append(bases[-1] + len(keys))
+        for ti, misses in enumerate(found.misses):
+            table, raws, base = fresh[ti], found.raws[ti], bases[ti]
+            for pos, key in misses:
+                table[key] = (sockets[pos], raws[pos - base])
+        for pos in replaced:
+            ti = bisect_right(bases, pos) - 1
+            j = pos - bases[ti]
+            fresh[ti][found.keys[ti][j]] = (sockets[pos], found.raws[ti][j])
         self._caches = fresh
-
-    def _refresh_traffic(self, ti: int, keys: list[Key], raws: list[Raw], socks: list[Socket | None]) -> None:
-        """Give the known sockets whose numbers changed since the last read their new traffic fields."""
-        prev = self._raws[ti]
-        # All in C: the positions whose numbers differ from the last read's (new keys included).
-        changed = list(compress(range(len(keys)), map(ne, map(prev.get, keys), raws)))
-        cookie = self._readers[ti].cookie
-        for j in changed:
-            sock = socks[j]
-            if sock is not None:
-                key = keys[j]
-                socks[j] = with_traffic(sock, traffic(key[0], raws[j], cookie(key)))
-        self._raws[ti] = dict(zip(keys, raws, strict=True))
-
-    def _traffic_of(self, ti: int, misses: list[tuple[int, Key]], raws: list[Raw], base: int) -> list[Traffic]:
-        """The traffic fields of a table's new rows (``raws``: every row's numbers, or empty; ``base``:
-        the position of the table's first row in the scan)."""
-        cookie = self._readers[ti].cookie
-        if not raws:
-            return [traffic(0, None, cookie(key)) for _, key in misses]
-        return [traffic(key[0], raws[pos - base], cookie(key)) for pos, key in misses]
 
     def present(self, found: TableRead) -> set[int]:
         """Every inode in the tables ``found`` read."""
