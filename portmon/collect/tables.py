@@ -409,9 +409,11 @@ class NetlinkReader:
         ~8 ms of kernel time at 31,000 sockets even when it matches none, and the two tables share
         that hash: one walk instead of two. Only the older request (TCPDIAG_GETSOCK) takes
         AF_UNSPEC; where the kernel refuses it, each table is dumped on its own from then on.
-        Measured on issue 18's load (31,000 TCP sockets, 2-core VM, bench/bench_collect_tricks.py):
-        both tables in 45.7 ms of CPU instead of 57.9 ms with tcp_info, 33.6 ms instead of 45.3 ms
-        without (means of 30). The rows are the same (tests/test_collect_tricks.py).
+        Measured on issue 18's load (31,000 TCP sockets, a third of them TIME_WAIT; 2-core VM busy
+        with other work): the four tables read in 51.1 ms of CPU instead of 58.0 ms with tcp_info
+        (medians of 40 reads each, alternating, 0.3 s apart as scans are; read back to back, as
+        ``bench/bench_collect_tricks.py --load issue18`` does, the saving looks larger, ~20 ms). The
+        rows are the same (tests/test_collect_tricks.py).
         """
         if self._sock is None:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
