@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from itertools import compress, repeat
-from operator import is_, itemgetter, ne, not_
+from operator import is_, ne, not_
 
 from portmon.collect.tables import TABLES, Decoded, Key, NetlinkReader, ProcNetReader, Raw, Table, Traffic, traffic
 from portmon.model import TRAFFIC_FIELDS, Socket
@@ -31,7 +31,7 @@ Reader = NetlinkReader | ProcNetReader
 class TableRead:
     """What one read of the four tables found, against the sockets of the last scan."""
 
-    __slots__ = ("out", "misses", "keys", "raws", "fresh", "dropped", "decoded", "new_inodes", "traffic")
+    __slots__ = ("out", "misses", "keys", "raws", "fresh", "fresh_raws", "dropped", "decoded", "new_inodes", "traffic")
 
     def __init__(self) -> None:
         self.out: list[Socket | None] = []
@@ -42,8 +42,10 @@ class TableRead:
         """Per table: every key read."""
         self.raws: list[list[Raw]] = []
         """Per table: every key's ``Raw`` numbers (``()`` where the reader gives none)."""
-        self.fresh: list[dict[Key, Entry]] = []
-        """Per table: the key -> (socket, numbers) map to keep (new keys' sockets filled in by ``keep``)."""
+        self.fresh: list[dict[Key, Socket | None]] = []
+        """Per table: the key -> socket map to keep (new keys' sockets filled in by ``keep``)."""
+        self.fresh_raws: list[dict[Key, Raw]] = []
+        """Per table: the key -> ``Raw`` numbers map to keep (netlink only)."""
         self.dropped: set[int] = set()
         """Inodes of the last scan's rows that are gone (or changed key)."""
         self.decoded: list[list[Decoded]] = []
@@ -59,11 +61,6 @@ class TableRead:
         return sum(map(len, self.misses))
 
 
-Entry = tuple[Socket | None, Raw]
-"""What the cache keeps per key: the socket built for it and the numbers it was built from."""
-_UNKNOWN: Entry = (None, ())
-_SOCKET = itemgetter(0)
-_NUMBERS = itemgetter(1)
 
 
 class TableCache:
@@ -83,9 +80,11 @@ class TableCache:
             netlink = NetlinkReader()
         self._force_netlink = tables == "netlink"
         self._readers: list[Reader] = [netlink or self._procnet for _ in TABLES]
-        self._caches: list[dict[Key, Entry]] = [{} for _ in TABLES]
-        """Per table: key -> (the socket built for it, the numbers it was built from)."""
+        self._caches: list[dict[Key, Socket | None]] = [{} for _ in TABLES]
+        """Per table: key -> the socket built for it."""
         self._counters = counters
+        self._raws: list[dict[Key, Raw]] = [{} for _ in TABLES]
+        """Per table: key -> its ``Raw`` numbers in the last read (netlink only)."""
 
     @property
     def source(self) -> str:
@@ -99,9 +98,11 @@ class TableCache:
     def read(self) -> TableRead:
         """Read the four tables, reuse the sockets of known keys, decode the new keys.
 
-        Per row, three dict operations (the last scan's entry, the new map, whether a known key
-        is still there) and otherwise work in C (``map``, ``compress``): only new keys and known
-        ones whose numbers changed take a Python step.
+        Per row, four dict operations (the last scan's socket and numbers, the two new maps; which
+        old keys are gone is looked for only when the counts say some are) and otherwise work in C
+        (``map``, ``compress``): only new keys and known ones whose numbers changed take a Python
+        step. (One map of (socket, numbers) pairs would save a dict operation, but its 31,000 new
+        pairs a scan, holding sockets the collector of cycles tracks, cost more in collections.)
         """
         found = TableRead()
         out = found.out
@@ -115,11 +116,10 @@ class TableCache:
             cache = self._caches[ti]
             base = len(out)
             cookie = self._readers[ti].cookie
-            entries = list(map(cache.get, keys, repeat(_UNKNOWN)))
-            socks: list[Socket | None] = list(map(_SOCKET, entries))
+            socks: list[Socket | None] = list(map(cache.get, keys))
             if cache and numbered:
                 # The known sockets whose numbers changed since the last read get new traffic fields.
-                for j in compress(range(len(keys)), map(ne, map(_NUMBERS, entries), raws)):
+                for j in compress(range(len(keys)), map(ne, map(self._raws[ti].get, keys), raws)):
                     sock = socks[j]
                     if sock is not None:
                         key = keys[j]
@@ -131,11 +131,12 @@ class TableCache:
             else:
                 found.traffic[ti] = [traffic(0, None, cookie(key)) for _, key in misses]
             out.extend(socks)
-            fresh = dict(zip(keys, zip(socks, raws, strict=True), strict=True))
+            fresh = dict(zip(keys, socks, strict=True))
             found.fresh.append(fresh)
+            found.fresh_raws.append(dict(zip(keys, raws, strict=True)) if numbered and keys else {})
             if len(cache) > len(fresh) - len(misses) or len(fresh) < len(keys):
                 for key in compress(cache, map(not_, map(fresh.__contains__, cache))):
-                    old = cache[key][0]
+                    old = cache[key]
                     if old is not None:
                         found.dropped.add(old.inode)
         # The new keys are decoded before any process is walked, while a cold walk's child may
@@ -157,14 +158,14 @@ class TableCache:
         for keys in found.keys:
             bases.append(bases[-1] + len(keys))
         for ti, misses in enumerate(found.misses):
-            table, raws, base = fresh[ti], found.raws[ti], bases[ti]
+            table = fresh[ti]
             for pos, key in misses:
-                table[key] = (sockets[pos], raws[pos - base])
+                table[key] = sockets[pos]
         for pos in replaced:
             ti = bisect_right(bases, pos) - 1
-            j = pos - bases[ti]
-            fresh[ti][found.keys[ti][j]] = (sockets[pos], found.raws[ti][j])
+            fresh[ti][found.keys[ti][pos - bases[ti]]] = sockets[pos]
         self._caches = fresh
+        self._raws = found.fresh_raws
 
     def present(self, found: TableRead) -> set[int]:
         """Every inode in the tables ``found`` read."""
