@@ -502,7 +502,7 @@ def report(label: str, spec: LoadSpec, load_info: dict[str, Any], r: dict[str, A
         ("  TIME_WAIT at start / end of the run", f"{load_info['tw_start']:,} / {load_info['tw_end']:,}", "", ""),
         ("live: first rows (ms)", _num(r.get("first_ms"), "{:.0f}"), _num(t.get("first"), "< {:.0f}"),
          _verdict(r.get("first_ms"), t.get("first"), below=True)),
-        ("live: CPU % of a core over the run (process+children)", _num(r.get("cpu")), _num(t.get("cpu"), "<= {:.0f}"),
+        ("live: CPU % of a core over the run (process+children)", _num(r.get("cpu")), _num(t.get("cpu"), "<= {:g}"),
          _verdict(r.get("cpu"), t.get("cpu"))),
         ("  per second: median (p10-p90)", _spread(r.get("cpu_shares")), "", ""),
         ("live: RSS, largest seen (MB)", _num(r.get("rss_max")), _num(t.get("rss"), "<= {:.0f}"),
