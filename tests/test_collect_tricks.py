@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import struct
 import subprocess
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from portmon.collect.tables import TABLES, Key, NetlinkReader, Raw, netlink_works
+from portmon.collect.sockets import number_duplicates
+from portmon.collect.tablecache import TableCache, TableRead
+from portmon.collect.tables import TABLES, TCP_STATE_NAMES, Key, NetlinkReader, Raw, netlink_works, unpack_messages
+from portmon.model import Socket
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -179,3 +183,57 @@ def test_the_combined_dump_reads_what_one_dump_per_table_reads(counters: bool) -
     finally:
         for s in held:
             s.close()
+
+
+def _row(sport: int, dport: int, src: bytes, dst: bytes, inode: int = 0, state: int = 6) -> bytes:
+    ident = struct.pack(">HH", sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0") + bytes(12)
+    body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + ident + struct.pack("=IIIII", 0, 0, 0, 0, inode)
+    return struct.pack("=IHHII", 16 + len(body), 20, 2, 1, 0) + body
+
+
+def _twins_and_sockets(rows: list[bytes]) -> tuple[bool, list[Socket]]:
+    """What ``may_have_twins`` says of TCP/IPv4 rows, and the sockets they decode to."""
+    keys: list[Key] = []
+    unpack_messages(b"".join(rows), keys)
+    found = TableRead()
+    found.keys = [keys, [], [], []]
+    reader = NetlinkReader()
+    sockets = []
+    for laddr, lport, raddr, rport, state, _uid, inode in reader.decode_all(TABLES[0], keys):
+        sockets.append(Socket("tcp", 4, laddr, lport, raddr, rport, TCP_STATE_NAMES[state], inode=inode))
+    return TableCache("/proc", "netlink").may_have_twins(found), sockets
+
+
+def test_may_have_twins_is_false_only_where_there_is_nothing_to_number() -> None:
+    lo, other = socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.2")
+    rng = random.Random(18)
+    saw = {True: 0, False: 0}
+    for _ in range(300):
+        rows = []
+        for _ in range(rng.randrange(0, 12)):
+            rows.append(
+                _row(
+                    rng.choice((0, 80, 443, 8080)),
+                    rng.choice((0, 40000, 40001)),
+                    rng.choice((lo, other)),
+                    rng.choice((lo, other)),
+                    inode=rng.choice((0, 0, 0, rng.randrange(1, 10**6))),
+                    state=rng.choice((6, 12, 1)),
+                )
+            )
+        twins, sockets = _twins_and_sockets(rows)
+        numbered = number_duplicates(list(sockets))
+        if not twins:
+            assert numbered == sockets  # nothing to number: skipping number_duplicates changes nothing
+        saw[twins] += 1
+    assert saw[True] and saw[False]
+    # Twins (a TIME_WAIT and a request socket on one address pair) and a zero port are both noticed.
+    assert _twins_and_sockets([_row(80, 40000, lo, lo), _row(80, 40000, lo, lo, state=12)])[0]
+    assert _twins_and_sockets([_row(80, 0, lo, lo), _row(80, 0, lo, other)])[0]
+    assert not _twins_and_sockets([_row(80, 40000, lo, lo), _row(80, 40001, lo, lo), _row(80, 40000, lo, lo, 7)])[0]
+
+
+def test_may_have_twins_leaves_proc_net_tables_to_the_plain_way() -> None:
+    found = TableRead()
+    found.keys = [[], [], [], []]
+    assert TableCache("/proc", "procnet").may_have_twins(found)

@@ -233,4 +233,4 @@ class ProcfsCollector:
                     sockets[pos] = builder.with_holders(sock, hs, privileged)
                     replaced.append(pos)
         self._tables.keep(found, sockets, replaced)
-        return number_duplicates(sockets)
+        return number_duplicates(sockets) if self._tables.may_have_twins(found) else sockets
