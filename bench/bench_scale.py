@@ -73,7 +73,11 @@ TARGETS: dict[str, dict[str, float]] = {
 }
 LIVE_ARGS: dict[str, list[str]] = {"dense": ["--no-history"]}
 """Extra arguments of the live monitor per load (issue 15's figure was taken without the history)."""
-_STATUS = re.compile(r"(\d+)/(\d+) sockets.*?scan (\d+) ms.*?every ([\d.]+) s")
+_COUNT = re.compile(r"(\d+)/(\d+) sockets")
+_EVERY = re.compile(r"every ([\d.]+) s")
+_SCAN = re.compile(r"scan (\d+) ms")
+STATUS_ROWS = 4
+"""The bottom rows that hold the status line (two lines, in any order of parts) and the footer."""
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 _TOKENS = re.compile(r"(\x1b\[[0-9;?<=>$ ]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|[\r\n])")
 
@@ -231,12 +235,19 @@ def _cursor_at(style: str, row: int) -> Callable[[Screen], bool]:
 
 
 def status(screen: Screen) -> dict[str, float] | None:
-    """shown, total, scan ms and interval from the status line."""
-    for r in range(screen.rows - 1, -1, -1):
-        m = _STATUS.search(screen.line(r))
-        if m:
-            return {"shown": int(m[1]), "total": int(m[2]), "scan_ms": int(m[3]), "interval": float(m[4])}
-    return None
+    """shown, total, interval and (when the width leaves room for it) scan ms from the status line.
+
+    The status line packs its parts on two lines and drops the least important (the scan time
+    first) when they do not fit, so each is looked for on its own.
+    """
+    text = " ".join(screen.line(r) for r in range(max(0, screen.rows - STATUS_ROWS), screen.rows))
+    count, every, scan = _COUNT.search(text), _EVERY.search(text), _SCAN.search(text)
+    if count is None or every is None:
+        return None
+    out = {"shown": float(count[1]), "total": float(count[2]), "interval": float(every[1])}
+    if scan is not None:
+        out["scan_ms"] = float(scan[1])
+    return out
 
 
 def _poll(term: Terminal, what: Callable[[Screen], bool], timeout: float, step: float = 0.002) -> float | None:
@@ -315,7 +326,8 @@ def live_monitor(args: argparse.Namespace, big: bool, extra: list[str] | None = 
             st = status(term.screen())
             if st is not None:
                 intervals.append(st["interval"])
-                scans.append(st["scan_ms"])
+                if "scan_ms" in st:
+                    scans.append(st["scan_ms"])
 
         meter = CpuMeter(term.proc.pid, sample_status)
         meter.run(args.seconds)

@@ -84,6 +84,17 @@ async def _in_app(rows: int) -> None:
         paint = await cpu_of(lambda: screen.refresh())
         _line("layout pass skipped (detail open)", layout, paint, "refresh")
 
+        # The detail pane's class: the whole screen restyled, or only the panes its rules reach.
+        from portmon.ui.restyle import set_screen_class
+
+        def plain_toggle() -> None:
+            screen.set_class(not screen.has_class("with-detail"), "with-detail")
+
+        def trick_toggle() -> None:
+            set_screen_class(screen, not screen.has_class("with-detail"), "with-detail", screen._panes())
+
+        _line("restyle only the panes (d key)", await cpu_of(plain_toggle), await cpu_of(trick_toggle), "d")
+
         # gc.freeze: a full collection with the app and the snapshot alive, walked or frozen.
         gc.collect()
         walked = _ms(gc.collect, 9)
@@ -112,6 +123,48 @@ def _pure(rows: int) -> None:
             index.get(key)
 
     _line("RowIndex instead of a dict", _ms(by_dict, 30), _ms(by_row_index, 30), "refresh")
+
+    # Rows sorted by local port (the default order): a binary search instead of the C-level scan.
+    from portmon.query.sorting import sort_sockets
+
+    by_port = sort_sockets(sockets, "local_port")
+
+    def scanned() -> None:
+        index = RowIndex(by_port)
+        for key in keys:
+            index.get(key)
+
+    def searched() -> None:
+        index = RowIndex(by_port, 1)
+        for key in keys:
+            index.get(key)
+
+    _line("RowIndex by binary search", _ms(scanned, 30), _ms(searched, 30), "refresh")
+    # A sort change: the rows measured and counted again, or the last derive's figures reused.
+    from portmon.ui import view as view_module
+    from portmon.ui.view import NO_MARKS, ViewSpec, derive_view
+
+    now = snapshot.taken_at
+
+    def sort_change(reuse: bool) -> Callable[[], object]:
+        def run() -> None:
+            derive_view(snapshot, NO_MARKS, ViewSpec(), now)
+            if not reuse:
+                view_module._last_derived = None
+            started = time.perf_counter()
+            derive_view(snapshot, NO_MARKS, ViewSpec(column="process"), now)
+            timed.append((time.perf_counter() - started) * 1000)
+
+        return run
+
+    timed: list[float] = []
+    for _ in range(15):
+        sort_change(False)()
+    plain = statistics.median(timed)
+    timed.clear()
+    for _ in range(15):
+        sort_change(True)()
+    _line("sort change reuses widths/counts", plain, statistics.median(timed), "sort key")
     _line(
         "column widths with map/set",
         _ms(lambda: column_widths_plain(sockets), 30),

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from portmon.collect.fake import (
@@ -24,11 +25,25 @@ from portmon.collect.fake import (
 )
 from portmon.model import Snapshot
 from portmon.procinfo import ProcessDetail
+from portmon.query.filters import parse_filter
+from portmon.query.sorting import sort_sockets
+from portmon.ui import view as view_module
 from portmon.ui.app import PortmonApp
 from portmon.ui.monitor import MonitorScreen
 from portmon.ui.scans import freeze_long_lived_objects
 from portmon.ui.status import Banner, banner_text
-from portmon.ui.view import NEW_SECONDS, RowIndex, column_widths, column_widths_plain
+from portmon.ui.view import (
+    NEW_SECONDS,
+    NO_MARKS,
+    RowIndex,
+    View,
+    ViewSpec,
+    advance_marks,
+    column_widths,
+    column_widths_plain,
+    derive_view,
+    port_order,
+)
 
 SIZE = (160, 50)
 
@@ -67,6 +82,30 @@ def test_row_index_finds_what_a_dict_finds() -> None:
     for sock in other:
         assert index.get(sock.key) == plain.get(sock.key)
         assert (sock.key in index) == (sock.key in plain)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_row_index_by_binary_search_finds_what_a_dict_finds(descending: bool) -> None:
+    # Many rows per local port (a server's connections), and some without a remote port (listeners).
+    base = synthetic_snapshot(3000, seed=4).sockets
+    sockets = [s._replace(local_port=8080 + i % 3) if i % 4 == 0 else s for i, s in enumerate(base)]
+    sockets += [s._replace(remote_addr=None, remote_port=None, inode=10_000 + i) for i, s in enumerate(base[:40])]
+    rows = sort_sockets(sockets, "local_port", descending)
+    index = RowIndex(rows, port_order(ViewSpec(column="local_port", descending=descending)))
+    plain = {s.key: i for i, s in enumerate(rows)}
+    assert len(plain) == len(rows)
+    for key, row in plain.items():
+        assert index.get(key) == row
+    for sock in synthetic_snapshot(50, seed=5).sockets:
+        assert index.get(sock.key) == plain.get(sock.key)
+        assert (sock.key in index) == (sock.key in plain)
+
+
+def test_the_view_finds_rows_by_binary_search_only_when_sorted_by_local_port() -> None:
+    assert port_order(ViewSpec(column="local_port")) == 1
+    assert port_order(ViewSpec(column="local_port", descending=True)) == -1
+    assert port_order(ViewSpec(column="remote_port")) == 0
+    assert port_order(ViewSpec(column="process")) == 0
 
 
 def test_column_widths_equal_the_plain_loop() -> None:
@@ -178,3 +217,49 @@ def test_frozen_objects_still_live_and_later_garbage_is_still_collected() -> Non
         assert gone() is None  # a cycle made after the freeze is collected as without it
     finally:
         gc.unfreeze()
+
+
+def _all_styles(screen: MonitorScreen) -> dict[int, str]:
+    return {id(node): node.styles.css for node in screen.walk_children(with_self=True)}
+
+
+def test_toggling_a_pane_restyles_as_a_full_restyle_does() -> None:
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        for size in ((160, 50), (80, 24)):  # beside the table, and under it (the "narrow" rules)
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            for key in ("d", "e", "d", "e", "e", "d"):  # every combination of the two panes
+                await pilot.press(key)
+                await pilot.pause()
+                trick, shown = _all_styles(screen), screen_text(pilot.app)
+                screen.update_node_styles()  # the plain way: restyle every widget on the screen
+                await pilot.pause()
+                assert _all_styles(screen) == trick
+                assert screen_text(pilot.app) == shown
+                assert screen.detail.display == screen.detail_visible
+                assert screen.query_one("#events").display == screen.events_visible
+
+    app = PortmonApp(ScriptedCollector([demo_snapshot()]), poll=False, clock=Clock(), process_reader=demo_process)
+    run(app, body)
+
+
+def _fields(view: View) -> tuple[object, ...]:
+    return (view.spec, view.rows, dict(view.widths), view.total, view.shown, dict(view.states),
+            dict(view.shown_states))
+
+
+def test_a_sort_change_derives_the_view_a_derive_from_scratch_gives() -> None:
+    old = synthetic_snapshot(2000, seed=7)
+    new = synthetic_snapshot(0, base=old, churn=0.05, seed=8)
+    marks = advance_marks(NO_MARKS, old, new, DEMO_TIME)  # closed rows still shown
+    assert marks.ghosts(DEMO_TIME)
+    for listening_only in (False, True):
+        for filter_text in ("", "state:established", "!proc:nginx", ""):  # each after the one before
+            step = ViewSpec(filter=parse_filter(filter_text), listening_only=listening_only)
+            derive_view(new, marks, step, DEMO_TIME)
+            for column in ("process", "local_service", "state", "local_port", "remote_addr"):
+                for descending in (False, True):
+                    other = replace(step, column=column, descending=descending)
+                    reused = derive_view(new, marks, other, DEMO_TIME)  # after a derive of the same rows
+                    view_module._last_derived = None  # the plain way: measure and count from scratch
+                    assert _fields(derive_view(new, marks, other, DEMO_TIME)) == _fields(reused)
