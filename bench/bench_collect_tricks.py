@@ -8,6 +8,14 @@ gives the figures. A trick saving under 2 ms at 10,000 sockets is not worth its 
 * cold walk: a first scan and its JSON with a forked child walking the fds while this process
   reads the tables (what ``portmon list`` starts even before its imports) against none.
 * gc: the same with the cyclic garbage collector on (``portmon list`` turns it off).
+* TCP tables: ``NetlinkReader`` dumping both TCP tables at once (one walk of the kernel's
+  established hash) against one dump per table, with tcp_info and without.
+* rates: ``moving_rates`` against ``connection_rates`` filtered to the connections that moved
+  bytes, on two scans a second apart.
+
+``--load issue18`` runs them on issue 18's load instead (bench/loads.py: 3 x 3,400 connections,
+both ends held, and 200 short connections a second closed server-first: ~31,000 sockets, a third
+in TIME_WAIT); the fd figures then read the first holder's table.
 
 Wall times are the best run (the least disturbed on a shared machine), CPU times the median.
 The CPU time of a forked child is not counted: for the cold walk the wall time is the figure.
@@ -15,6 +23,7 @@ The CPU time of a forked child is not counted: for the cold walk the wall time i
 For figures of the sockets this load opens only, run it in a fresh network namespace (root)::
 
     unshare -n sh -c 'ip link set lo up && python bench/bench_collect_tricks.py --sockets 10000'
+    unshare -n sh -c 'ip link set lo up && python bench/bench_collect_tricks.py --load issue18 --only-scan'
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.loads import Load, issue18  # noqa: E402
 from bench.loopback import LoopbackLoad  # noqa: E402
 from portmon.collect.fdwalk import DIR_FLAGS, read_fd_table, socket_fds  # noqa: E402
 
@@ -116,6 +126,41 @@ def cold_scan_figures(runs: int) -> list[Figures]:
     ]
 
 
+def scan_figures(runs: int) -> list[Figures]:
+    """The steady scan's tricks: the combined TCP dump, and the rates of what moved."""
+    from portmon.collect.procfs import ProcfsCollector
+    from portmon.collect.tables import TABLES, NetlinkReader
+    from portmon.query.rates import Sample, connection_rates, moving_rates
+
+    def tcp_tables(reader: NetlinkReader, counters: bool) -> Callable[[], float]:
+        return cpu_of(lambda: [reader.read_rows(table, counters) for table in TABLES[:2]])
+
+    rows = [
+        compare(
+            f"TCP tables, tcp_info {'on' if counters else 'off'}: 1 dump vs 2",
+            tcp_tables(NetlinkReader(), counters),
+            tcp_tables(NetlinkReader(combine=False), counters),
+            runs,
+        )
+        for counters in (True, False)
+    ]
+    collector = ProcfsCollector()
+    collector.scan()
+    before = collector.scan()
+    time.sleep(1.0)
+    after = collector.scan()
+    pair = (Sample(before, before.taken_at), Sample(after, after.taken_at))
+    rows.append(
+        compare(
+            f"rates of {len(after.sockets)} sockets: moving_rates vs filtered",
+            cpu_of(lambda: moving_rates(*pair)),
+            cpu_of(lambda: [r for r in connection_rates(*pair) if r.tx_bps or r.rx_bps]),
+            runs,
+        )
+    )
+    return rows
+
+
 def command_figures(runs: int) -> list[Figures]:
     """``portmon list --json`` started as the console script does against the same without a cold walk."""
     import subprocess
@@ -145,10 +190,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=10000, help="loopback sockets to hold (default 10000)")
     parser.add_argument("--runs", type=int, default=15, help="runs of each side per figure")
+    parser.add_argument("--load", choices=["loopback", "issue18"], default="loopback", help="the load to run on")
+    parser.add_argument("--only-scan", action="store_true", help="only the steady scan's tricks (tables, rates)")
     args = parser.parse_args()
-    with LoopbackLoad(args.sockets) as load:
-        print(f"{load.sockets} loopback sockets in pid {load.pids[0]}; {args.runs} runs each, alternating")
-        rows = fd_figures(load.pids[0], args.runs) + cold_scan_figures(args.runs) + command_figures(args.runs)
+    load: LoopbackLoad | Load = LoopbackLoad(args.sockets) if args.load == "loopback" else Load(issue18())
+    with load:
+        print(f"{args.load} load, holder pid {load.pids[0]}; {args.runs} runs each, alternating", flush=True)
+        rows = scan_figures(args.runs)
+        if not args.only_scan:
+            rows = (
+                fd_figures(load.pids[0], args.runs)
+                + cold_scan_figures(args.runs)
+                + command_figures(args.runs)
+                + [*rows]
+            )
     print(f"{'trick':46} {'wall: with':>10} {'plain':>8} {'saves':>8}   {'CPU: with':>9} {'plain':>8} {'saves':>8}")
     for name, fast, plain, fast_cpu, plain_cpu in rows:
         print(

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from bench.loads import Load, realistic  # noqa: E402
 from portmon.collect.procfs import ProcfsCollector  # noqa: E402
-from portmon.query.rates import Sample, connection_rates  # noqa: E402
+from portmon.query.rates import Sample, connection_rates, moving_rates  # noqa: E402
 
 
 def spread(samples: list[float]) -> str:
@@ -74,7 +74,7 @@ def monitor_share(counters: bool, seconds: float) -> float:
         next_at += 1.0
         time.sleep(max(0.0, next_at - time.monotonic()))
         now = Sample(collector.scan(), time.monotonic())
-        connection_rates(last, now)
+        moving_rates(last, now)  # what the live monitor computes: the connections that moved bytes
         last = now
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -39,7 +39,7 @@ def test_table_cache_decodes_only_new_rows_and_reports_dropped_inodes(fake: Fake
     assert set(first.new_inodes) == {1000, 1001, 2000, 3000, 4000, 4001}
     # Stand-ins for what the builder makes of each row (its inode is what the cache reports back).
     built = [Socket("tcp", 4, "x", 0, inode=row[6]) for rows in first.decoded for row in rows]
-    tables.keep(first, built, rebuilt=True)
+    tables.keep(first, built)
     again = tables.read()
     assert again.new_rows == 0 and again.dropped == set()
     assert again.out == built  # the very sockets of the last scan, no decoding
@@ -97,9 +97,7 @@ def test_socket_builder_shares_holder_tuples_and_names_services(fake: FakeProc) 
     builder.new_scan()
     tables = TableCache(str(fake.root), "procnet")
     found = tables.read()
-    builder.build(
-        TABLES[0], found.misses[0], found.decoded[0], found.traffic[0], found.out, found.fresh[0], privileged=True
-    )
+    builder.build(TABLES[0], found.misses[0], found.decoded[0], found.traffic[0], found.out, privileged=True)
     tcp = {s.inode: s for s in found.out[: len(found.misses[0])] if s is not None}
     assert [h.pid for h in tcp[2000].holders] == [201, 150, 200]  # the highest pid first, as psutil names it
     assert tcp[1000].holders is tcp[1001].holders  # one tuple for every socket of a process

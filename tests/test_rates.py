@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
 from portmon.model import ESTABLISHED, LISTEN, TIME_WAIT, Holder, Snapshot, Socket
-from portmon.query.rates import Sample, busiest, busiest_processes, connection_rates, process_rates
+from portmon.query.rates import (
+    Sample,
+    busiest,
+    busiest_processes,
+    connection_rates,
+    moving_rates,
+    process_rates,
+)
 
 WEB = Holder(pid=10, name="web", user="www")
 DB = Holder(pid=20, name="db", user="pg")
@@ -68,3 +78,56 @@ def test_busiest_orders_by_total_rate_and_limits() -> None:
     before = sample(0.0, conn(1, 0, 0), conn(2, 0, 0, rport=2), conn(3, 0, 0, rport=3))
     after = sample(1.0, conn(1, 10, 0), conn(2, 0, 30, rport=2), conn(3, 20, 0, rport=3))
     assert [r.socket.cookie for r in busiest(connection_rates(before, after), 2)] == [2, 3]
+
+
+def _moving(before: Sample, after: Sample) -> list[tuple[int | None, float, float]]:
+    return [(r.socket.cookie, r.tx_bps, r.rx_bps) for r in moving_rates(before, after)]
+
+
+def _plain_moving(before: Sample, after: Sample) -> list[tuple[int | None, float, float]]:
+    return [(r.socket.cookie, r.tx_bps, r.rx_bps) for r in connection_rates(before, after) if r.tx_bps or r.rx_bps]
+
+
+def test_moving_rates_leave_out_shared_and_idle_sockets() -> None:
+    idle, busy, going_down = conn(1, 100, 100), conn(2, 0, 0, rport=50001), conn(3, 500, 500, rport=50002)
+    listener = Socket("tcp", 4, "0.0.0.0", 8080, state=LISTEN, accept_queue=0, backlog=128, cookie=4)
+    before = sample(0.0, idle, busy, going_down, listener)
+    # ``idle`` is the very object again (a collector hands back unchanged sockets); ``same`` is an
+    # equal copy that moved nothing; a new connection (cookie 5) counts from zero.
+    same = conn(1, 100, 100)
+    after = sample(2.0, idle, conn(2, 4000, 0, rport=50001), conn(3, 400, 600, rport=50002), listener, conn(5, 0, 60))
+    assert _moving(before, after) == [(2, 2000.0, 0.0), (5, 0.0, 30.0)]
+    assert _moving(before, after) == _plain_moving(before, after)
+    assert _moving(before, sample(1.0, same)) == [] == _plain_moving(before, sample(1.0, same))
+    with pytest.raises(ValueError):
+        moving_rates(after, before)
+
+
+def test_moving_rates_equal_the_filtered_plain_rates_on_random_scans() -> None:
+    rng = random.Random(18)
+    cookies = itertools.count(1)
+    live = [conn(next(cookies), 0, 0, rport=40000 + i) for i in range(200)]
+    before = sample(0.0, *live)
+    for step in range(1, 30):
+        after_socks: list[Socket] = []
+        for sock in before.snapshot.sockets:
+            roll = rng.random()
+            if roll < 0.6:
+                after_socks.append(sock)  # unchanged: the same object
+            elif roll < 0.7:
+                after_socks.append(sock._replace())  # an equal copy
+            elif roll < 0.9 and sock.bytes_sent is not None and sock.bytes_received is not None:
+                after_socks.append(
+                    sock._replace(
+                        bytes_sent=sock.bytes_sent + rng.choice((0, 10, 1000)),
+                        bytes_received=sock.bytes_received + rng.choice((0, 7)),
+                    )
+                )
+            elif roll < 0.95:
+                after_socks.append(sock._replace(bytes_sent=None, bytes_received=None, state=TIME_WAIT))
+            # else: closed and gone
+        after_socks += [conn(next(cookies), rng.choice((0, 5)), 0, rport=rng.randrange(1024, 65535)) for _ in range(5)]
+        rng.shuffle(after_socks)
+        after = sample(float(step), *after_socks)
+        assert _moving(before, after) == _plain_moving(before, after)
+        before = after

@@ -63,10 +63,21 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-def run_scripted(monkeypatch: pytest.MonkeyPatch, steps: list[Any], *argv: str) -> tuple[int, str, str]:
-    """Run ``watch`` in-process over scripted scans; the script ends with Ctrl-C (a KeyboardInterrupt)."""
+def run_scripted(
+    monkeypatch: pytest.MonkeyPatch, steps: list[Any], *argv: str, asked: list[bool] | None = None
+) -> tuple[int, str, str]:
+    """Run ``watch`` in-process over scripted scans; the script ends with Ctrl-C (a KeyboardInterrupt).
+
+    ``asked`` gets the ``counters`` argument of each collector the command asks for.
+    """
     collector = ScriptedCollector([*steps, KeyboardInterrupt()])
-    monkeypatch.setattr(cli.Context, "collector", lambda self: collector)
+
+    def make(self: object, counters: bool = True) -> ScriptedCollector:
+        if asked is not None:
+            asked.append(counters)
+        return collector
+
+    monkeypatch.setattr(cli.Context, "collector", make)
     monkeypatch.setattr(watchcmd.time, "sleep", lambda seconds: None)
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(["watch", *argv], stdout=out, stderr=err)
@@ -115,6 +126,17 @@ def test_json_lines_and_filter_terms(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(dt.datetime.fromisoformat(r["time"]).tzinfo is not None for r in records)
 
 
+@pytest.mark.parametrize(("argv", "counters"), [((), False), (("--all",), False), (("--json",), True)])
+def test_only_the_json_stream_asks_for_traffic_counters(
+    monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], counters: bool
+) -> None:
+    # The text lines show no counters, so the text stream saves reading tcp_info; --json prints them.
+    asked: list[bool] = []
+    code, _, _ = run_scripted(monkeypatch, [snap(WEB, at=T0)], *argv, asked=asked)
+    assert code == 0
+    assert asked == [counters]
+
+
 def test_a_failing_scan_is_one_line_on_stderr_and_watching_goes_on(monkeypatch: pytest.MonkeyPatch, utc: None) -> None:
     boom = RuntimeError("netlink socket closed")
     steps = [snap(at=T0), boom, boom, boom, snap(WEB, at=T0 + 5)]
@@ -138,7 +160,7 @@ def test_untrusted_names_are_escaped_in_text_mode(monkeypatch: pytest.MonkeyPatc
 
 def test_an_invalid_filter_is_exit_2_before_any_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     collector = ScriptedCollector([RuntimeError("must not be scanned")])
-    monkeypatch.setattr(cli.Context, "collector", lambda self: collector)
+    monkeypatch.setattr(cli.Context, "collector", lambda self, counters=True: collector)
     err = io.StringIO()
     assert cli.main(["watch", "port:99999"], stdout=io.StringIO(), stderr=err) == 2
     assert err.getvalue().startswith("portmon: invalid filter term 'port:99999'")

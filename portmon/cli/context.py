@@ -194,10 +194,13 @@ class Context:
             self._registry = reg
         return self._registry
 
-    def collector(self) -> Collector:
-        """The collector for this platform (procfs on Linux), naming services from the registry."""
+    def collector(self, counters: bool = True) -> Collector:
+        """The collector for this platform (procfs on Linux), naming services from the registry.
+
+        ``counters``: read TCP traffic counters (tcp_info); a command that shows none saves their cost.
+        """
         try:
-            local = default_collector(services=self.registry(), prefer=self.collector_name)
+            local = default_collector(services=self.registry(), prefer=self.collector_name, counters=counters)
         except (ValueError, ImportError) as exc:
             raise CommandFailed(str(exc), 2) from None
         # Remote hosts (--host, --hosts-file): the local collector merged with one ssh session per host.

@@ -68,7 +68,9 @@ def run(ctx: Context) -> int:
     except FilterError as exc:
         raise UsageError(str(exc)) from None
     ignore = ctx.ignore_filters()
-    collector = ctx.collector()
+    # Only --json prints the traffic counters (the socket's ``list --json`` keys): the text lines
+    # show none, so the text stream does without tcp_info (bench/bench_scale.py measures watch --all).
+    collector = ctx.collector(counters=bool(args.json))
     stream = EventStream(None if args.all else is_listening)
     render = event_json if args.json else event_line
     out = ctx.stdout
