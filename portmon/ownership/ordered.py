@@ -8,7 +8,7 @@ start from the same main holder as ``who``, ``kill`` and ``why``.
 from __future__ import annotations
 
 from portmon.collect.base import Collector
-from portmon.model import Snapshot
+from portmon.model import Snapshot, Socket
 from portmon.ownership.families import order_sockets, proc_lookup
 
 
@@ -16,20 +16,33 @@ class FamilyOrdered:
     """Wraps ``inner``: each scan's shared sockets get their holders in family order, main holder first.
 
     Costs one /proc/PID/stat read per holder of a shared socket per scan (memoised within the scan);
-    sockets held by one process, and other hosts' sockets, pass through as the same objects.
+    sockets held by one process, and other hosts' sockets, pass through as the same objects. A
+    reordered socket the inner collector hands back unchanged (the same object) stays the same
+    reordered object from scan to scan, so whatever compares scans by identity (the diff, the
+    traffic rates) still sees it as unchanged.
     """
 
     def __init__(self, inner: Collector, procfs: str = "/proc") -> None:
         self.inner = inner
         self.name = inner.name
         self._procfs = procfs
+        self._reordered: dict[int, tuple[Socket, Socket]] = {}
+        """id(the inner collector's socket) -> (that socket, its reordered copy), from the last scan."""
 
     def scan(self) -> Snapshot:
         snapshot = self.inner.scan()
         ordered = order_sockets(snapshot.sockets, proc_lookup(self._procfs))
-        if all(a is b for a, b in zip(ordered, snapshot.sockets, strict=True)):
-            return snapshot
-        return snapshot._replace(sockets=tuple(ordered))
+        previous, self._reordered = self._reordered, {}
+        changed = False
+        for i, (raw, new) in enumerate(zip(snapshot.sockets, ordered, strict=True)):
+            if raw is new:
+                continue
+            changed = True
+            kept = previous.get(id(raw))
+            if kept is not None and kept[0] is raw and kept[1] == new:
+                ordered[i] = new = kept[1]
+            self._reordered[id(raw)] = (raw, new)
+        return snapshot._replace(sockets=tuple(ordered)) if changed else snapshot
 
     def __getattr__(self, name: str) -> object:
         # Everything else (hosts, close(), listen readers...) is the inner collector's.

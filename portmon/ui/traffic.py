@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from portmon.collect.netstat import ListenCounters
 from portmon.model import Snapshot, Socket
-from portmon.query.rates import ProcessRate, Sample, connection_rates, process_rates
+from portmon.query.rates import ProcessRate, Sample, moving_rates, process_rates
 
 TX_COLUMN = "tx_bps"
 RX_COLUMN = "rx_bps"
@@ -96,7 +96,7 @@ class TrafficTracker:
             self.traffic = Traffic(0.0, counters=counters, listen=listen, history=tuple(self._history))
             return self.traffic
         seconds = sample.at - before.at
-        rates = [r for r in connection_rates(before, sample) if r.tx_bps or r.rx_bps]
+        rates = moving_rates(before, sample)
         by_cookie = {r.socket.cookie: (r.tx_bps, r.rx_bps) for r in rates if r.socket.cookie is not None}
         procs = {p.pid: p for p in process_rates(rates)}
         self._history.append({pid: p.tx_bps + p.rx_bps for pid, p in procs.items() if p.tx_bps or p.rx_bps})

@@ -1,0 +1,56 @@
+"""FamilyOrdered: the live monitor's collector wrapper that puts a shared socket's main holder first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from portmon.model import LISTEN, Holder, Snapshot, Socket
+from portmon.ownership.ordered import FamilyOrdered
+
+
+def fake_proc(root: Path, procs: dict[int, tuple[str, int, int]]) -> str:
+    """A /proc tree with a stat file per pid: {pid: (comm, parent pid, start ticks)}."""
+    for pid, (comm, ppid, ticks) in procs.items():
+        (root / str(pid)).mkdir(parents=True)
+        rest = ["S", str(ppid)] + ["0"] * 17 + [str(ticks)] + ["0"] * 10
+        (root / str(pid) / "stat").write_text(f"{pid} ({comm}) {' '.join(rest)}\n")
+    return str(root)
+
+
+MASTER = Holder(100, "gunicorn", "www", 1.0)
+W1, W2 = Holder(101, "gunicorn", "www", 2.0), Holder(102, "gunicorn", "www", 2.5)
+
+
+class Scripted:
+    """Hands back the same snapshot object (as the procfs collector hands back unchanged sockets)."""
+
+    name = "scripted"
+
+    def __init__(self, sockets: tuple[Socket, ...]) -> None:
+        self.snapshot = Snapshot(sockets, taken_at=1.0)
+        self.scans = 0
+
+    def scan(self) -> Snapshot:
+        self.scans += 1
+        return self.snapshot
+
+
+def test_the_master_comes_first_and_a_reordered_socket_keeps_its_identity(tmp_path: Path) -> None:
+    procfs = fake_proc(tmp_path, {1: ("init", 0, 1), 100: ("gunicorn", 1, 100), 101: ("gunicorn", 100, 200),
+                                  102: ("gunicorn", 100, 250)})  # fmt: skip
+    shared = Socket("tcp", 4, "0.0.0.0", 8000, state=LISTEN, holders=(W2, MASTER, W1))
+    alone = Socket("tcp", 4, "127.0.0.1", 9000, state=LISTEN, holders=(W1,))
+    inner = Scripted((shared, alone))
+    wrapped = FamilyOrdered(inner, procfs)
+    first = wrapped.scan()
+    assert [h.pid for h in first.sockets[0].holders] == [100, 101, 102]
+    assert first.sockets[1] is alone  # one holder: passed through as is
+    second = wrapped.scan()
+    assert second.sockets[0] is first.sockets[0]  # the same unchanged socket, the same reordered object
+    assert inner.scans == 2 and wrapped.name == "scripted"
+
+
+def test_a_snapshot_with_nothing_to_reorder_is_passed_through(tmp_path: Path) -> None:
+    procfs = fake_proc(tmp_path, {1: ("init", 0, 1), 100: ("gunicorn", 1, 100), 101: ("gunicorn", 100, 200)})
+    inner = Scripted((Socket("tcp", 4, "0.0.0.0", 8000, state=LISTEN, holders=(MASTER, W1)),))
+    assert FamilyOrdered(inner, procfs).scan() is inner.snapshot
