@@ -1,0 +1,359 @@
+"""Sockets of the host's other network namespaces (containers, ``ip netns``, ``unshare -n``), merged into each scan.
+
+``NetnsCollector`` wraps the live collector, which sees portmon's own namespace only. As root it
+also reads every other namespace's tables and labels their sockets with a :class:`NetnsRef`.
+
+Finding the namespaces
+    A process's namespace is the nsfs inode in ``readlink /proc/PID/ns/net`` ("net:[4026531840]"):
+    one readlink per process. Namespaces come and go far less often than sockets, so the listing is
+    kept and redone every ``every`` seconds (default 5), and sooner when it went stale: the process
+    it reads a namespace through is gone, or a socket there has a holder the listing does not know.
+    With no other namespace a scan adds one clock read to the inner collector's (the snapshot is
+    passed through untouched).
+
+Reading one
+    Its tables are ``/proc/PID/net/{tcp,tcp6,udp,udp6}`` of a process inside it (the kernel shows
+    each process its own namespace's), decoded as ``portmon.collect.tables`` decodes /proc/net; the
+    holders are found among that namespace's processes by their fds (host pids: portmon reads them
+    as root). A namespace is labelled by the injected ``labeller`` (the ownership layer names the
+    container or unit of its first process); without one, by its ``ip netns`` name if it has one.
+
+Without root
+    Other users' ``/proc/PID/ns/net`` cannot be read, nor their ``/proc/PID/net``: only the own
+    namespace is shown. ``note`` then says so, once, when there is a sign of another namespace
+    (an ``ip netns`` name, or one of our own processes in another namespace); with no sign at all
+    it stays quiet rather than repeating the same line on every command.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from portmon.collect.base import Collector, ServiceLookup, is_privileged, owner_note
+from portmon.collect.holders import ProcessDetails
+from portmon.collect.tables import TABLES, ProcNetReader, parse_proc_net
+from portmon.model import Holder, NetnsRef, Snapshot, Socket
+
+HOST_ONLY_NOTE = "only portmon's own network namespace is shown: run as root to see the others (containers)"
+
+NETNS_CHOICES = ("all", "host")
+"""``--netns``: every namespace (root), or portmon's own only."""
+
+Labeller = Callable[[int, tuple[int, ...]], "str | None"]
+"""``labeller(inode, pids) -> label``: what a namespace belongs to (untrusted text), or None."""
+
+
+class Namespace(NamedTuple):
+    """One network namespace and the processes in it (pids ascending)."""
+
+    inode: int
+    pids: tuple[int, ...]
+    own: bool
+    """Whether it is portmon's own namespace."""
+
+
+def ns_inode(link: str) -> int | None:
+    """The inode in a ``net:[4026531840]`` link text, or None."""
+    if link.startswith("net:[") and link.endswith("]"):
+        try:
+            return int(link[5:-1])
+        except ValueError:
+            return None
+    return None
+
+
+def _read_ns(path: str) -> int | None:
+    try:
+        return ns_inode(os.readlink(path))
+    except OSError:
+        return None
+
+
+def list_namespaces(procfs: str = "/proc") -> list[Namespace]:
+    """Every network namespace some readable process is in, portmon's own first, then by lowest pid."""
+    own = _read_ns(f"{procfs}/self/ns/net")
+    found: dict[int, list[int]] = {}
+    try:
+        names = os.listdir(procfs)
+    except OSError:
+        return []
+    for name in names:
+        if name.isdigit():
+            ino = _read_ns(f"{procfs}/{name}/ns/net")
+            if ino is not None:
+                found.setdefault(ino, []).append(int(name))
+    out = [Namespace(ino, tuple(sorted(pids)), ino == own) for ino, pids in found.items()]
+    out.sort(key=lambda ns: (not ns.own, ns.pids[0]))
+    return out
+
+
+def named_namespaces(run_dir: str = "/run/netns") -> dict[int, str]:
+    """``ip netns`` names by namespace inode (the files there are bind mounts of nsfs inodes)."""
+    names: dict[int, str] = {}
+    try:
+        entries = sorted(os.listdir(run_dir))
+    except OSError:
+        return names
+    for name in entries:
+        try:
+            ino = os.stat(os.path.join(run_dir, name)).st_ino
+        except OSError:
+            continue
+        names.setdefault(ino, name)
+    return names
+
+
+def ip_netns_labeller(run_dir: str = "/run/netns") -> Labeller:
+    """A labeller giving ``netns NAME`` for namespaces ``ip netns`` named (read at each listing)."""
+
+    def label(inode: int, pids: tuple[int, ...]) -> str | None:
+        name = named_namespaces(run_dir).get(inode)
+        return f"netns {name}" if name is not None else None
+
+    return label
+
+
+def socket_holders(pids: tuple[int, ...], procfs: str = "/proc") -> dict[int, list[int]]:
+    """socket inode -> pids holding it, among ``pids`` (each pid once per inode)."""
+    where: dict[int, list[int]] = {}
+    for pid in pids:
+        fd_dir = f"{procfs}/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        seen: set[int] = set()
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                ino = int(target[8:-1])
+                if ino not in seen:
+                    seen.add(ino)
+                    where.setdefault(ino, []).append(pid)
+    return where
+
+
+class NamespaceRead(NamedTuple):
+    """The sockets of one namespace, and why not all of them when something could not be read."""
+
+    sockets: tuple[Socket, ...]
+    error: str | None = None
+    unknown: frozenset[int] = frozenset()
+    """Inodes of sockets that should have a holder (not TIME_WAIT and the like) but have none in view."""
+
+
+class NamespaceReader:
+    """Reads namespaces' tables through /proc/PID/net and names their holders as the procfs collector does."""
+
+    def __init__(self, procfs: str = "/proc", services: ServiceLookup | None = None) -> None:
+        self._procfs = procfs
+        self._details = ProcessDetails(procfs)
+        self._info = self._details.info()
+        self._services = services
+
+    def _start(self, pid: int) -> float | None:
+        """The process's start time in seconds since boot (field 22 of /proc/PID/stat), or None."""
+        try:
+            with open(f"{self._procfs}/{pid}/stat", "rb") as f:
+                stat = f.read()
+            return int(stat[stat.rindex(b")") + 2 :].split(None, 20)[19]) / self._details.clock_ticks
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _holder(self, pid: int, memo: dict[int, Holder]) -> Holder:
+        found = memo.get(pid)
+        if found is None:
+            started = self._start(pid)
+            found = memo[pid] = Holder(pid) if started is None else self._info(pid, started)
+        return found
+
+    def read(self, ns: Namespace, ref: NetnsRef) -> NamespaceRead:
+        """The TCP and UDP sockets of ``ns``, labelled ``ref``, with their holders among its processes."""
+        data: list[tuple[int, bytes]] = []
+        error = None
+        for pid in ns.pids:
+            reader = ProcNetReader(f"{self._procfs}/{pid}")
+            try:
+                data = []
+                for ti, table in enumerate(TABLES):
+                    try:
+                        data.append((ti, reader.read_bytes(table)))
+                    except FileNotFoundError:
+                        if ti == 0:
+                            raise
+                        # IPv6 disabled in that namespace
+            except OSError as exc:
+                error = f"cannot read the tables of {ref} through pid {pid}: {exc.strerror or exc}"
+                data = []
+                continue
+            error = None
+            break
+        if not data:
+            return NamespaceRead((), error or f"no process to read the tables of {ref} through")
+        holders_of = socket_holders(ns.pids, self._procfs)
+        memo: dict[int, Holder] = {}
+        services = self._services
+        out: list[Socket] = []
+        unknown: set[int] = set()
+        for ti, raw in data:
+            table = TABLES[ti]
+            try:
+                rows = parse_proc_net(raw, table)
+            except ValueError as exc:
+                return NamespaceRead(tuple(out), f"{table.filename} of {ref}: {exc}")
+            for row in rows:
+                pids = holders_of.get(row.inode, ())
+                hs = tuple(self._holder(pid, memo) for pid in pids)
+                note = None
+                if not hs:
+                    note = owner_note(row.state, True)
+                    if row.inode and note != "kernel":
+                        unknown.add(row.inode)
+                out.append(
+                    Socket(
+                        table.proto,
+                        table.family,
+                        row.local_addr,
+                        row.local_port,
+                        row.remote_addr,
+                        row.remote_port,
+                        row.state,
+                        hs,
+                        note,
+                        row.inode,
+                        services(row.local_port, table.proto) if services and row.local_port else None,
+                        services(row.remote_port, table.proto) if services and row.remote_port else None,
+                        netns=ref,
+                    )
+                )
+        return NamespaceRead(tuple(out), None, frozenset(unknown))
+
+
+class NetnsCollector:
+    """``inner``'s snapshot of portmon's namespace plus, as root, the sockets of every other one (module doc).
+
+    ``netns``: "all" (the default) or "host" (the inner collector alone, and no note). Anything else
+    the inner collector offers (``start_cold_walk``, ``table_source``, ...) passes through.
+    """
+
+    def __init__(
+        self,
+        inner: Collector,
+        netns: str = "all",
+        *,
+        services: ServiceLookup | None = None,
+        labeller: Labeller | None = None,
+        procfs: str = "/proc",
+        every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        privileged: Callable[[], bool] = is_privileged,
+        run_dir: str = "/run/netns",
+    ) -> None:
+        if netns not in NETNS_CHOICES:
+            raise ValueError(f"unknown --netns {netns!r}: expected all or host")
+        self._inner = inner
+        self.name = inner.name
+        self.netns = netns
+        self._procfs = procfs.rstrip("/") or "/"
+        self._labeller = labeller or ip_netns_labeller(run_dir)
+        self._run_dir = run_dir
+        self._every = every
+        self._clock = clock
+        self._privileged = privileged
+        self._reader = NamespaceReader(self._procfs, services)
+        self._listed_at: float | None = None
+        self._foreign: list[tuple[Namespace, NetnsRef]] = []
+        self._unknown: frozenset[int] = frozenset()
+        self._note: str | None = None
+        self._note_checked = False
+        self.listings = 0
+        """How many times the namespaces were listed (for tests and benchmarks)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @property
+    def netns_note(self) -> str | None:
+        """Without root, one line saying other namespaces are not shown, when there is a sign of one (module doc)."""
+        if self.netns == "host" or self._privileged():
+            return None
+        if not self._note_checked:
+            self._note_checked = True
+            own = _read_ns(f"{self._procfs}/self/ns/net")
+            spaces = list_namespaces(self._procfs)
+            named = named_namespaces(self._run_dir)
+            if any(not ns.own for ns in spaces) or any(ino != own for ino in named):
+                self._note = HOST_ONLY_NOTE
+        return self._note
+
+    def _relist(self) -> None:
+        self.listings += 1
+        self._listed_at = self._clock()
+        self._foreign = [
+            (ns, NetnsRef(ns.inode, self._labeller(ns.inode, ns.pids)))
+            for ns in list_namespaces(self._procfs)
+            if not ns.own
+        ]
+
+    def _stale(self) -> bool:
+        if self._listed_at is None or self._clock() - self._listed_at >= self._every:
+            return True
+        procfs = self._procfs
+        return any(not os.path.exists(f"{procfs}/{ns.pids[0]}") for ns, _ in self._foreign)
+
+    def scan(self) -> Snapshot:
+        """The inner scan, with every other namespace's sockets appended (as root, unless ``netns`` is "host")."""
+        snap = self._inner.scan()
+        if self.netns == "host" or not self._privileged():
+            return snap
+        started = time.perf_counter()
+        if self._stale():
+            self._relist()
+        if not self._foreign:
+            return snap
+        return self._merge(snap, started)
+
+    def _merge(self, snap: Snapshot, started: float) -> Snapshot:
+        extra: list[Socket] = []
+        errors: list[str] = []
+        unknown: set[int] = set()
+        for ns, ref in self._foreign:
+            got = self._reader.read(ns, ref)
+            extra.extend(got.sockets)
+            unknown |= got.unknown
+            if got.error:
+                errors.append(got.error)
+        if unknown - self._unknown:
+            # A holder the listing does not know (a process that joined the namespace since): list again.
+            self._listed_at = None
+        self._unknown = frozenset(unknown)
+        warning = snap.warning
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            warning = "; ".join(w for w in (warning, errors[0] + more) if w)
+        return snap._replace(
+            sockets=snap.sockets + tuple(extra),
+            scan_ms=snap.scan_ms + (time.perf_counter() - started) * 1000.0,
+            warning=warning,
+            extra=snap.extra + (("netns", str(len(self._foreign) + 1)),),
+        )
+
+
+def with_namespaces(
+    inner: Collector,
+    netns: str = "all",
+    services: ServiceLookup | None = None,
+    labeller: Labeller | None = None,
+) -> Collector:
+    """``inner`` wrapped in a :class:`NetnsCollector` on Linux (where /proc/self/ns/net exists), else ``inner``."""
+    if netns not in NETNS_CHOICES:
+        raise ValueError(f"unknown --netns {netns!r}: expected all or host")
+    if not os.path.exists("/proc/self/ns/net"):
+        return inner
+    return NetnsCollector(inner, netns, services=services, labeller=labeller)
