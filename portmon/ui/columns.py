@@ -54,6 +54,10 @@ TABLE_COLUMNS: tuple[Column, ...] = (
 HOST_COLUMN = Column("host", "Host", cap=24, soft=8, hard=5)
 """The remote host of a row (``--host``): first after the mark gutter, shown only when some row has one."""
 
+NETNS_COLUMN = Column("netns", "NetNS", cap=32, soft=10, hard=5)
+"""The network namespace of a row (``net:[4026532283] container web``; ``-`` for portmon's own): last, shown
+only when some row is in another namespace than portmon's, i.e. when more than one namespace has sockets."""
+
 TRAFFIC_COLUMNS = ("tx_bps", "rx_bps")
 """The rate columns: the first to go on a narrow terminal, and hidden altogether by the traffic toggle."""
 
@@ -68,7 +72,9 @@ _DROP_PLANS: tuple[tuple[str, ...], ...] = (
 # Which columns give up width, and down to what, in order: first down to comfortable widths (then
 # the least useful columns are dropped), then, on very narrow terminals, to the minimum. Addresses
 # shrink together, the wider one first, so an IPv4 address stays whole as long as possible.
-_SOFT_STEPS: tuple[str, ...] = ("addresses", "host", "process", "local_service", "remote_service", "user", "pid")
+_SOFT_STEPS: tuple[str, ...] = (
+    "addresses", "host", "netns", "process", "local_service", "remote_service", "user", "pid",
+)
 _HARD_STEPS: tuple[tuple[str, int], ...] = (
     ("pid", 6), ("process", 12), ("addresses", 13), ("process", 8), ("addresses", 9),
     ("process", 6), ("addresses", 7), ("pid", 5),
@@ -79,9 +85,9 @@ def visible_columns(names: Sequence[str]) -> tuple[frozenset[str] | None, list[s
     """The columns named by ``names`` (ids such as ``local_port`` or unambiguous titles such as
     "State", any case) and the names that match none. None: show every column (no name matched).
     """
-    by_id = {c.name: c.name for c in (*TABLE_COLUMNS, HOST_COLUMN) if c.name != MARK_COLUMN}
+    by_id = {c.name: c.name for c in (*TABLE_COLUMNS, HOST_COLUMN, NETNS_COLUMN) if c.name != MARK_COLUMN}
     labels: dict[str, list[str]] = {}
-    for column in (*TABLE_COLUMNS, HOST_COLUMN):
+    for column in (*TABLE_COLUMNS, HOST_COLUMN, NETNS_COLUMN):
         if column.label:
             labels.setdefault(column.label.lower(), []).append(column.name)
     chosen: set[str] = set()
@@ -110,6 +116,8 @@ def layout_columns(
     """
     # The host goes right after the mark gutter, before everything it qualifies.
     table = (TABLE_COLUMNS[0], HOST_COLUMN, *TABLE_COLUMNS[1:]) if data_widths.get("host") else TABLE_COLUMNS
+    if data_widths.get("netns"):  # another network namespace than portmon's has rows
+        table = (*table, NETNS_COLUMN)
     natural = {}
     for column in table:
         if column.fixed:

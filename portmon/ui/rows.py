@@ -107,6 +107,8 @@ def cell(
         return rate_text(bps), ("dim" if bps < 0.5 else None)
     if column == "host":
         return (LOCAL_HOST_LABEL, "dim") if sock.host is None else (visible(sock.host), None)
+    if column == "netns":
+        return ("-", "dim") if sock.netns is None else (visible(str(sock.netns)), None)
     return "", None
 
 
