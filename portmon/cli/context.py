@@ -201,11 +201,12 @@ class Context:
             self._registry = reg
         return self._registry
 
-    def collector(self) -> Collector:
-        """The collector for this platform (procfs on Linux), naming services from the registry."""
+    def collector(self, netns: str | None = None) -> Collector:
+        """The collector for this platform (procfs on Linux), naming services from the registry; ``netns``
+        overrides --netns."""
         try:
             local = default_collector(
-                services=self.registry(), prefer=self.collector_name, netns=self.netns, labeller=_netns_label
+                services=self.registry(), prefer=self.collector_name, netns=netns or self.netns, labeller=_netns_label
             )
         except (ValueError, ImportError) as exc:
             raise CommandFailed(str(exc), 2) from None

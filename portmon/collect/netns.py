@@ -12,15 +12,21 @@ Finding the namespaces
     passed through untouched).
 
 Reading one
-    Its tables are ``/proc/PID/net/{tcp,tcp6,udp,udp6}`` of a process inside it (the kernel shows
-    each process its own namespace's), decoded as ``portmon.collect.tables`` decodes /proc/net; the
-    holders are found among that namespace's processes by their fds (host pids: portmon reads them
-    as root). A namespace is labelled by the injected ``labeller`` (the ownership layer names the
-    container or unit of its first process); without one, by its ``ip netns`` name if it has one.
+    Through sock_diag netlink in that namespace: a short-lived thread enters it (``setns``, which
+    moves only the calling thread) and dumps the four tables there, with the namespace's own
+    ``NetlinkReader`` kept for the next scan (its socket stays in the namespace it was made in).
+    Either way the kernel walks the whole host's TCP hash for each TCP table, whatever namespace
+    asks: measured with ~20,000 TCP sockets on the host, a namespace of 100 sockets costs ~16 ms
+    this way (~8 ms per TCP table, the same as the host's own dump pays) against ~31 ms through
+    ``/proc/PID/net/{tcp,tcp6,udp,udp6}`` of a process inside it. That text is the fallback (no
+    ``setns``, netlink refused, or an injected procfs root in tests). The holders are found among
+    that namespace's processes by their fds (host pids: portmon reads them as root). A
+    namespace is labelled by the injected ``labeller`` (the ownership layer names the container or
+    unit of its first process); without one, by its ``ip netns`` name if it has one.
 
 Without root
     Other users' ``/proc/PID/ns/net`` cannot be read, nor their ``/proc/PID/net``: only the own
-    namespace is shown. ``note`` then says so, once, when there is a sign of another namespace
+    namespace is shown. ``netns_note`` then says so, once, when there is a sign of another namespace
     (an ``ip netns`` name, or one of our own processes in another namespace); with no sign at all
     it stays quiet rather than repeating the same line on every command.
 """
@@ -28,13 +34,14 @@ Without root
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from portmon.collect.base import Collector, ServiceLookup, is_privileged, owner_note
 from portmon.collect.holders import ProcessDetails
-from portmon.collect.tables import TABLES, ProcNetReader, parse_proc_net
+from portmon.collect.tables import TABLES, TCP_STATE_NAMES, Decoded, NetlinkReader, ProcNetReader, Table
 from portmon.model import Holder, NetnsRef, Snapshot, Socket
 
 HOST_ONLY_NOTE = "only portmon's own network namespace is shown: run as root to see the others (containers)"
@@ -148,6 +155,63 @@ class NamespaceRead(NamedTuple):
     """Inodes of sockets that should have a holder (not TIME_WAIT and the like) but have none in view."""
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """Move the calling thread into the network namespace ``fd`` names (os.setns from Python 3.12)."""
+    setns = getattr(os, "setns", None)
+    if setns is not None:
+        setns(fd, CLONE_NEWNET)
+        return
+    import ctypes  # only when another namespace exists, and only before Python 3.12
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+Rows = list[tuple[Table, list[Decoded]]]
+"""Each table's decoded rows: (local_addr, local_port, remote_addr, remote_port, state number, uid, inode)."""
+
+
+def read_in_namespace(path: str, reader: NetlinkReader) -> Rows:
+    """The four tables of the namespace at ``path`` (``/proc/PID/ns/net``) through ``reader``'s netlink socket,
+    made in that namespace by a thread that entered it; OSError when it cannot be entered or read."""
+    result: list[Rows] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+            rows: Rows = []
+            for ti, table in enumerate(TABLES):
+                try:
+                    keys = reader.read(table)
+                except OSError:
+                    if ti in (1, 3):  # IPv6 disabled in that namespace
+                        continue
+                    raise
+                rows.append((table, reader.decode_all(table, keys)))
+            result.append(rows)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    # This thread alone enters the namespace, and ends there: the caller's threads stay where they are.
+    worker = threading.Thread(target=work, name="portmon-netns", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        exc = failure[0]
+        raise exc if isinstance(exc, OSError) else OSError(str(exc))
+    return result[0]
+
+
 class NamespaceReader:
     """Reads namespaces' tables through /proc/PID/net and names their holders as the procfs collector does."""
 
@@ -156,6 +220,10 @@ class NamespaceReader:
         self._details = ProcessDetails(procfs)
         self._info = self._details.info()
         self._services = services
+        self._netlink: dict[int, NetlinkReader] = {}
+        """Per namespace inode, the reader whose netlink socket was made in that namespace."""
+        self._procnet: set[int] = set()
+        """Namespaces netlink could not read: read through /proc/PID/net."""
 
     def _start(self, pid: int) -> float | None:
         """The process's start time in seconds since boot (field 22 of /proc/PID/stat), or None."""
@@ -175,64 +243,94 @@ class NamespaceReader:
 
     def read(self, ns: Namespace, ref: NetnsRef) -> NamespaceRead:
         """The TCP and UDP sockets of ``ns``, labelled ``ref``, with their holders among its processes."""
-        data: list[tuple[int, bytes]] = []
+        rows: Rows | None = None
+        error = None
+        if self._procfs == "/proc" and ns.inode not in self._procnet:
+            reader = self._netlink.get(ns.inode)
+            if reader is None:
+                reader = self._netlink[ns.inode] = NetlinkReader()
+            for pid in ns.pids:
+                try:
+                    rows = read_in_namespace(f"/proc/{pid}/ns/net", reader)
+                    break
+                except FileNotFoundError:
+                    continue  # that process is gone: another one of the namespace will do
+                except OSError:
+                    # setns or sock_diag refused here: /proc/PID/net for this namespace from now on.
+                    self._procnet.add(ns.inode)
+                    reader.close()
+                    del self._netlink[ns.inode]
+                    break
+        if rows is None:
+            rows, error = self._read_procnet(ns, ref)
+        if rows is None:
+            return NamespaceRead((), error or f"no process to read the tables of {ref} through")
+        return self._sockets(ns, ref, rows, error)
+
+    def forget(self, keep: set[int]) -> None:
+        """Close the netlink sockets of namespaces not in ``keep`` (gone since the last listing)."""
+        for inode in [i for i in self._netlink if i not in keep]:
+            self._netlink.pop(inode).close()
+        self._procnet &= keep
+
+    def _read_procnet(self, ns: Namespace, ref: NetnsRef) -> tuple[Rows | None, str | None]:
+        """The tables as /proc/PID/net text of a process in the namespace (see the module doc)."""
         error = None
         for pid in ns.pids:
             reader = ProcNetReader(f"{self._procfs}/{pid}")
+            rows: Rows = []
             try:
-                data = []
                 for ti, table in enumerate(TABLES):
                     try:
-                        data.append((ti, reader.read_bytes(table)))
+                        keys = reader.read(table)
                     except FileNotFoundError:
                         if ti == 0:
                             raise
-                        # IPv6 disabled in that namespace
-            except OSError as exc:
-                error = f"cannot read the tables of {ref} through pid {pid}: {exc.strerror or exc}"
-                data = []
+                        continue  # IPv6 disabled in that namespace
+                    rows.append((table, reader.decode_all(table, keys)))
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                error = f"cannot read the tables of {ref} through pid {pid}: {reason}"
                 continue
-            error = None
-            break
-        if not data:
-            return NamespaceRead((), error or f"no process to read the tables of {ref} through")
+            return rows, None
+        return None, error
+
+    def _sockets(self, ns: Namespace, ref: NetnsRef, rows: Rows, error: str | None) -> NamespaceRead:
         holders_of = socket_holders(ns.pids, self._procfs)
         memo: dict[int, Holder] = {}
         services = self._services
+        names = TCP_STATE_NAMES
         out: list[Socket] = []
         unknown: set[int] = set()
-        for ti, raw in data:
-            table = TABLES[ti]
-            try:
-                rows = parse_proc_net(raw, table)
-            except ValueError as exc:
-                return NamespaceRead(tuple(out), f"{table.filename} of {ref}: {exc}")
-            for row in rows:
-                pids = holders_of.get(row.inode, ())
+        for table, decoded in rows:
+            proto = table.proto
+            for laddr, lport, raddr, rport, state_no, _uid, inode in decoded:
+                state = (names.get(state_no) or f"UNKNOWN_{state_no:02X}") if proto == "tcp" else None
+                pids = holders_of.get(inode, ()) if inode else ()
                 hs = tuple(self._holder(pid, memo) for pid in pids)
                 note = None
                 if not hs:
-                    note = owner_note(row.state, True)
-                    if row.inode and note != "kernel":
-                        unknown.add(row.inode)
+                    note = owner_note(state, True)
+                    if inode and note != "kernel":
+                        unknown.add(inode)
                 out.append(
                     Socket(
-                        table.proto,
+                        proto,
                         table.family,
-                        row.local_addr,
-                        row.local_port,
-                        row.remote_addr,
-                        row.remote_port,
-                        row.state,
+                        laddr,
+                        lport,
+                        raddr,
+                        rport,
+                        state,
                         hs,
                         note,
-                        row.inode,
-                        services(row.local_port, table.proto) if services and row.local_port else None,
-                        services(row.remote_port, table.proto) if services and row.remote_port else None,
+                        inode,
+                        services(lport, proto) if services and lport else None,
+                        services(rport, proto) if services and rport else None,
                         netns=ref,
                     )
                 )
-        return NamespaceRead(tuple(out), None, frozenset(unknown))
+        return NamespaceRead(tuple(out), error, frozenset(unknown))
 
 
 class NetnsCollector:
@@ -300,6 +398,7 @@ class NetnsCollector:
             for ns in list_namespaces(self._procfs)
             if not ns.own
         ]
+        self._reader.forget({ns.inode for ns, _ in self._foreign})
 
     def _stale(self) -> bool:
         if self._listed_at is None or self._clock() - self._listed_at >= self._every:
