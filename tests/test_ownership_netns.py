@@ -19,8 +19,8 @@ from ownership_procs import Tree, ready_pids
 
 from portmon.cli.main import main
 from portmon.collect.choose import default_collector
-from portmon.collect.netns import NetnsCollector, list_namespaces
-from portmon.model import LISTEN
+from portmon.collect.netns import NamespaceReader, NetnsCollector, list_namespaces
+from portmon.model import LISTEN, NetnsRef
 from portmon.ownership.netns import namespace_label, namespace_labeller
 
 UNSHARE = shutil.which("unshare")
@@ -168,3 +168,18 @@ def test_labels_from_ip_netns_names_and_cgroups(tmp_path: Path) -> None:
     assert namespace_label(1, (6, 5), str(proc), str(run)) == "docker container " + "ab" * 6
     assert namespace_label(1, (6,), str(proc), str(run)) is None
     assert namespace_labeller(str(proc), str(run))(blue, ()) == "netns blue"
+
+
+def test_netlink_in_the_namespace_and_its_proc_net_agree(pair: Pair) -> None:
+    ns = next(n for n in list_namespaces() if pair.pid in n.pids)
+    reader = NamespaceReader()
+    ref = NetnsRef(ns.inode)
+    through_netlink = reader.read(ns, ref)
+    assert through_netlink.error is None and ns.inode not in reader._procnet  # noqa: SLF001 - netlink was used
+    rows, error = reader._read_procnet(ns, ref)  # noqa: SLF001 - the fallback, for comparison
+    assert error is None and rows is not None
+    listeners = {(s.local_addr, s.local_port, s.inode) for s in through_netlink.sockets if s.state == LISTEN}
+    from_text = {(d[0], d[1], d[6]) for table, decoded in rows if table.proto == "tcp" for d in decoded if d[4] == 0x0A}
+    assert listeners == from_text and (("127.0.0.1", pair.port) in {(a, p) for a, p, _ in listeners})
+    # The host's listener on the same port is not in that namespace's tables.
+    assert all(s.pid != pair.host.pid for s in through_netlink.sockets)
