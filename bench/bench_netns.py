@@ -107,7 +107,7 @@ def measure(sockets: int, runs: int) -> None:
     with LoopbackLoad(sockets):
         for label, every in (("listing every scan", 0.0), ("5 s cadence", 5.0)):
             inner = Timed(ProcfsCollector(counters=False))
-            wrapped = NetnsCollector(inner, every=every)  # type: ignore[arg-type]
+            wrapped = NetnsCollector(inner, every=every)
             wrapped.scan()
             seen = len(wrapped.scan().sockets)
             whole, own = overhead(wrapped, inner, runs)
@@ -123,7 +123,7 @@ def measure(sockets: int, runs: int) -> None:
                 print("1 extra: - (the namespace did not come up)")
                 return
             inner = Timed(ProcfsCollector(counters=False))
-            one = NetnsCollector(inner)  # type: ignore[arg-type]
+            one = NetnsCollector(inner)
             one.scan()
             extra = sum(1 for s in one.scan().sockets if s.netns is not None)
             whole, own = overhead(one, inner, runs)

@@ -137,9 +137,13 @@ class Socket(NamedTuple):
 
     @property
     def key(self) -> SocketKey:
-        """A value that stays the same for this socket across refreshes (and differs between hosts)."""
+        """A value that stays the same for this socket across refreshes (and differs between hosts and network
+        namespaces: a TIME_WAIT socket has no inode, and two namespaces can hold the same endpoints)."""
+        proto = self.proto if self.host is None else f"{self.proto}@{self.host}"
+        if self.netns is not None:
+            proto = f"{proto}%{self.netns.inode}"
         return (
-            self.proto if self.host is None else f"{self.proto}@{self.host}",
+            proto,
             self.family,
             self.local_addr,
             self.local_port,

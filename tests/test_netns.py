@@ -10,17 +10,18 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from portmon.collect.fake import DEMO_TIME, ScriptedCollector, demo_process, demo_snapshot
 from portmon.collect.netns import (
     HOST_ONLY_NOTE,
+    NamespaceOwners,
     NetnsCollector,
     list_namespaces,
     named_namespaces,
     ns_inode,
-    socket_holders,
 )
 from portmon.model import LISTEN, Holder, NetnsRef, Snapshot, Socket
 from portmon.output import netns_notes, socket_record, sockets_csv, sockets_json, sockets_table, to_json
@@ -86,11 +87,11 @@ class Clock:
         return self.now
 
 
-def _collector(proc: Path, clock: Clock, privileged: bool = True, **kw: object) -> NetnsCollector:
+def _collector(proc: Path, clock: Clock, privileged: bool = True, **kw: Any) -> NetnsCollector:
     inner = ScriptedCollector([Snapshot((HOST_SOCKET,), taken_at=DEMO_TIME, collector="fake")])
     return NetnsCollector(
         inner, procfs=str(proc), clock=clock, privileged=lambda: privileged, run_dir=str(proc / "no-run"), **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_namespace_links_and_listing(tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_foreign_sockets_are_merged_labelled_with_their_holders(tmp_path: Path) 
     give_tables(proc, 3, {5: 555})
     os.symlink("socket:[555]", proc / "4" / "fd" / "9")  # a forked worker shares the listener
     os.symlink("/dev/null", proc / "4" / "fd" / "0")
-    assert socket_holders((3, 4), str(proc)) == {555: [3, 4]}
+    assert NamespaceOwners(str(proc)).update((3, 4), {555}) == {555: [3, 4]}
     labels: list[tuple[int, tuple[int, ...]]] = []
 
     def label(inode: int, pids: tuple[int, ...]) -> str | None:
@@ -157,17 +158,35 @@ def test_namespaces_are_listed_again_only_at_the_cadence_or_when_stale(tmp_path:
     clock.now = 5.0
     collector.scan()
     assert collector.listings == 2
-    # A socket whose holder the listing does not know (pid 8 joined the namespace since): listed again.
+    # A new socket whose holder the listing does not know (pid 8 joined the namespace since): listed again.
     (proc / "8" / "ns").mkdir(parents=True)
     (proc / "8" / "fd").mkdir()
     os.symlink(f"net:[{OTHER}]", proc / "8" / "ns" / "net")
     (proc / "8" / "stat").write_text(_stat(8, "late", 99))
-    os.remove(proc / "3" / "fd" / "6")
-    os.symlink("socket:[556]", proc / "8" / "fd" / "3")
-    orphan = [s for s in collector.scan().sockets if s.inode == 556]
-    assert orphan[0].holders == () and collector.listings == 2
-    found = [s for s in collector.scan().sockets if s.inode == 556]
+    os.symlink("socket:[557]", proc / "8" / "fd" / "3")
+    (proc / "3" / "net" / "tcp").write_text(TCP_TEXT + TCP_TEXT.splitlines(True)[1].replace(" 555 ", " 557 "))
+    orphan = [s for s in collector.scan().sockets if s.inode == 557]
+    assert orphan[0].holders == () and orphan[0].owner_note == "unseen" and collector.listings == 2
+    found = [s for s in collector.scan().sockets if s.inode == 557]
     assert collector.listings == 3 and [h.pid for h in found[0].holders] == [8]
+
+
+def test_holders_follow_fds_between_full_walks(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {3: OTHER, 4: OTHER})
+    for pid, fd, ino in ((3, 5, 555), (3, 6, 556), (4, 7, 556)):
+        os.symlink(f"socket:[{ino}]", proc / str(pid) / "fd" / str(fd))
+    owners = NamespaceOwners(str(proc))
+    assert owners.update((3, 4), {555, 556}) == {555: [3], 556: [3, 4]}
+    walked = owners.readlinks
+    assert owners.update((3, 4), {555, 556}) == {555: [3], 556: [3, 4]}
+    assert owners.readlinks == walked  # nothing changed: no fd read again
+    # 555 closed and a new socket took its fd: only that fd is read again.
+    os.remove(proc / "3" / "fd" / "5")
+    os.symlink("socket:[558]", proc / "3" / "fd" / "5")
+    assert owners.update((3, 4), {556, 558}) == {556: [3, 4], 558: [3]}
+    assert owners.readlinks == walked + 1
+    # pid 4 is gone: its sockets lose it.
+    assert owners.update((3,), {556, 558}) == {556: [3], 558: [3]}
 
 
 def test_with_no_other_namespace_the_inner_snapshot_passes_untouched(tmp_path: Path) -> None:
@@ -298,3 +317,13 @@ def test_netns_column_in_the_live_monitor() -> None:
     assert f"net:[{OTHER}] container web" in cells
     assert host_cells.rstrip().endswith("-")
     assert "NetNS" not in plain_header
+
+
+def test_keys_tell_namespaces_apart() -> None:
+    from portmon.query.diff import identity
+
+    wait = Socket("tcp", 4, "127.0.0.1", 40000, "127.0.0.1", 8080, "TIME_WAIT")
+    theirs = wait._replace(netns=NetnsRef(OTHER))
+    assert wait.key != theirs.key and identity(wait) != identity(theirs)
+    assert theirs.key == theirs._replace(netns=NetnsRef(OTHER, "container web")).key  # the label may change
+    assert wait.key == Socket("tcp", 4, "127.0.0.1", 40000, "127.0.0.1", 8080, "TIME_WAIT").key
