@@ -327,3 +327,26 @@ def test_keys_tell_namespaces_apart() -> None:
     assert wait.key != theirs.key and identity(wait) != identity(theirs)
     assert theirs.key == theirs._replace(netns=NetnsRef(OTHER, "container web")).key  # the label may change
     assert wait.key == Socket("tcp", 4, "127.0.0.1", 40000, "127.0.0.1", 8080, "TIME_WAIT").key
+
+
+def test_list_without_root_says_once_that_other_namespaces_are_not_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portmon.cli import context
+    from portmon.cli.main import main
+
+    proc = fake_proc(tmp_path, {1: OWN, 3: OTHER})
+    made: list[NetnsCollector] = []
+
+    def fake_default(**kw: Any) -> NetnsCollector:
+        made.append(_collector(proc, Clock(), privileged=False, netns=kw["netns"]))
+        return made[-1]
+
+    monkeypatch.setattr(context, "default_collector", fake_default)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["list", "--json"], stdout=out, stderr=err) == 0
+    assert [r["local_port"] for r in json.loads(out.getvalue())] == [8080]
+    assert err.getvalue().count(HOST_ONLY_NOTE) == 1
+    err = io.StringIO()
+    assert main(["list", "--netns", "host"], stdout=io.StringIO(), stderr=err) == 0
+    assert HOST_ONLY_NOTE not in err.getvalue() and made[-1].netns == "host"
