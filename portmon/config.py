@@ -82,6 +82,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "columns": ((), _texts, "the live monitor's visible columns (empty: all)"),
     "reverse_dns": (False, _flag, "show host names for remote addresses (live monitor)"),
     "history": (True, _flag, "record listening sockets into the history database while the live monitor runs"),
+    "grace": (3.0, _interval, "seconds a kill (kill, the live monitor's dialog) waits for a re-bind when a manager "
+              "is expected to restart the holder"),
 }
 """name -> (default, check, what it does). A check returns the value or raises ValueError with the reason."""
 

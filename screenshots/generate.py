@@ -27,6 +27,7 @@ from portmon.collect.fake import (  # noqa: E402
     demo_snapshot_after,
 )
 from portmon.ui.app import PortmonApp  # noqa: E402
+from portmon.ui.owners import DemoOwnership  # noqa: E402
 
 # name: (terminal size, snapshots to play, keys to press, app options)
 VIEWS: dict[str, tuple[tuple[int, int], list[Any], Sequence[str], dict[str, Any]]] = {
@@ -49,7 +50,8 @@ async def shoot(
 ) -> Path:
     """Run one view headless and save its SVG."""
     app = PortmonApp(
-        ScriptedCollector(steps), poll=False, clock=lambda: DEMO_TIME + 1.0, process_reader=demo_process, **options
+        ScriptedCollector(steps), poll=False, clock=lambda: DEMO_TIME + 1.0, process_reader=demo_process,
+        ownership=DemoOwnership(), **options
     )
     async with app.run_test(size=size) as pilot:
         await pilot.pause()

@@ -14,14 +14,16 @@ from listener_child import CHILD, ListenerChild
 
 
 @pytest.fixture(autouse=True)
-def private_config_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test (and every portmon it starts) gets an empty $XDG_CONFIG_HOME of its own.
+def private_xdg_homes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every portmon it starts) gets empty XDG config, state, data and cache homes.
 
-    The live monitor writes the theme and sort chosen in it back to the config file: without this, a
-    test pressing a sort key would write the host's ~/.config/portmon/config.toml, and the settings
-    there would change what the other tests see. Tests of the config file set their own.
+    The live monitor writes the theme and sort chosen in it back to the config file and records
+    history to $XDG_STATE_HOME/portmon/history.sqlite3: without this, a test pressing a sort key would
+    write the host's ~/.config/portmon/config.toml, and every test that starts the monitor would add
+    its (hostile-named) test processes to the user's own history. Tests of these files set their own.
     """
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(name, str(tmp_path_factory.mktemp(name.lower().replace("_", "-"))))
 
 
 @pytest.fixture

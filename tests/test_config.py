@@ -50,7 +50,8 @@ def test_the_file_sets_values_and_an_unknown_key_is_a_warning(home: Path) -> Non
     assert values == (2.0, "-pid", True, ("port:5353",))
     assert config.source("interval") == f"config file '{home}'"
     assert config.warnings == [f"config file '{home}', line 6: unknown setting 'colour' ignored ("
-                               "interval, sort, listening, ignore, theme, columns, reverse_dns, history)"]  # fmt: skip
+                               "interval, sort, listening, ignore, theme, columns, reverse_dns, history, "
+                               "grace)"]  # fmt: skip
     config.override("interval", 5.0)
     config.override("sort", None)
     assert config.settings["interval"] == (5.0, COMMAND_LINE) and config.source("sort") != COMMAND_LINE
@@ -176,6 +177,19 @@ def test_the_live_monitor_takes_theme_columns_names_and_ignore_from_the_file(hom
     assert options["reverse_dns"] is True
     assert [f.text for f in options["ignore"]] == [":5353"]
     assert options["settings_path"] == str(home)
+
+
+def test_the_grace_setting_reaches_kill_and_the_live_monitors_kill_dialog(home: Path) -> None:
+    home.write_text("grace = 7\n")
+    parser, _ = cli.build_parser()
+    ctx = cli.Context(parser.parse_args([]), io.StringIO(), io.StringIO())
+    assert cli.live_options(ctx)["kill_grace"] == 7.0
+    from portmon.cli.kill import _grace
+
+    kill_ctx = cli.Context(parser.parse_args(["kill", "80"]), io.StringIO(), io.StringIO())
+    assert _grace(kill_ctx) == 7.0
+    kill_ctx = cli.Context(parser.parse_args(["kill", "80", "--grace", "0.5"]), io.StringIO(), io.StringIO())
+    assert _grace(kill_ctx) == 0.5
 
 
 def test_remember_updates_lines_in_place_and_adds_missing_keys_above_the_first_table(tmp_path: Path) -> None:

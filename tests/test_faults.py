@@ -251,7 +251,7 @@ class _FakeProcess:
 
 
 def test_access_denied_for_the_whole_call_falls_back_to_own_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    me = os.getpid()
+    me = 999_997  # one of this user's processes (not the test's own: portmon's pid is never a holder)
     own = Conn(
         fd=3, family=socket.AF_INET, type=socket.SOCK_STREAM, laddr=Addr("127.0.0.1", 45678), raddr=(),
         status=psutil.CONN_LISTEN,

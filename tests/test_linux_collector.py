@@ -651,6 +651,16 @@ def _has_ipv6_loopback() -> bool:
 
 
 @pytest.fixture
+def sees_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the collector name the test process as a holder: these tests hold their sockets themselves.
+
+    portmon's own pid is never a holder (tests/test_self_holder.py); here the test process stands for
+    any other process, so the collector is told it is not portmon.
+    """
+    monkeypatch.setattr(owners, "own_pids", frozenset)
+
+
+@pytest.fixture
 def open_sockets() -> Iterator[list[socket.socket]]:
     held: list[socket.socket] = []
     yield held
@@ -662,6 +672,7 @@ def _table_sources() -> list[str]:
     return ["procnet", "netlink"] if LINUX and netlink_works() else ["procnet"]
 
 
+@pytest.mark.usefixtures("sees_itself")
 @linux_only
 @pytest.mark.parametrize("tables", _table_sources())
 def test_real_loopback_sockets(open_sockets: list[socket.socket], tables: str) -> None:
@@ -689,6 +700,7 @@ def test_real_loopback_sockets(open_sockets: list[socket.socket], tables: str) -
     assert mine[os.fstat(udp.fileno()).st_ino].remote_addr is None
 
 
+@pytest.mark.usefixtures("sees_itself")
 @linux_only
 def test_real_incremental_open_close_fork(open_sockets: list[socket.socket]) -> None:
     c = ProcfsCollector()
@@ -767,6 +779,7 @@ def test_a_socket_gone_before_the_next_scan_costs_no_full_search(fake: FakeProc)
     assert int(dict(c.scan().extra)["fd_reads"]) < 2000
 
 
+@pytest.mark.usefixtures("sees_itself")
 @linux_only
 def test_big_fd_table_is_read_by_two_threads(open_sockets: list[socket.socket], fd_room: Callable[[int], None]) -> None:
     need = fdwalk.PARALLEL_FDS + 200

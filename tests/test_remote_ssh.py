@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from handoff_listener import Handoff
 from ptyterm import HAVE_PTY, Terminal
 from sshd import MISSING, Sshd
 
@@ -258,3 +260,82 @@ def test_the_live_monitor_shows_this_machine_and_the_host_in_one_table(servers: 
         assert "sshd" in (sshd_row(screen) or "")
     finally:
         term.close()
+
+
+def _read_until(fd: int, text: str, seconds: float = 300) -> str:
+    """What ``fd`` gives until ``text`` appears in it (or fail at the deadline)."""
+    got = b""
+    deadline = time.monotonic() + seconds
+    while text.encode() not in got:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"no {text!r} within {seconds} s; got {got.decode(errors='replace')!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                pytest.fail(f"output ended before {text!r}: {got.decode(errors='replace')!r}")
+            got += chunk
+    return got.decode(errors="replace")
+
+
+@pytest.mark.skipif(not HAVE_PTY, reason="needs a pseudo-terminal to answer the question on")
+def test_a_remote_kill_signals_only_the_processes_confirmed(servers: tuple[Sshd, Sshd]) -> None:
+    # The user confirms the holders the remote dry run listed; before the answer, the listener passes to
+    # a new process. The remote kill must not signal that one (it used to plan again and signal it).
+    import pty
+
+    a = servers[0]
+    holder = Handoff()
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "portmon", "kill", f"{holder.port}/tcp", "--host", a.host],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), PORTMON_SSH_COMMAND=a.ssh_command),
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        shown = _read_until(proc.stdout.fileno(), "[y/N] ")
+        assert f"pid {holder.pid}" in shown and a.host in shown and "exact identities" not in shown
+        heir = holder.hand_off()
+        os.write(master, b"y\n")
+        rest = proc.stdout.read().decode(errors="replace")
+        code = proc.wait(300)
+        err = proc.stderr.read().decode(errors="replace")
+        assert code == 1, rest + err
+        assert "holds the port now but was not among the processes confirmed: left alone" in rest, rest + err
+        assert f"pid {heir} (python" in rest and f"pid {holder.pid} (confirmed) has exited" in rest
+        assert holder.heir_alive()  # never signalled
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        holder.close()
+
+
+def test_a_remote_kill_refuses_a_pid_replaced_since_the_confirmation(servers: tuple[Sshd, Sshd]) -> None:
+    # kill --pids on the host's portmon (what a confirmed remote kill sends): the pid with another start
+    # time than the one confirmed is a reused pid to portmon; refused, nothing signalled, exit 1.
+    a = servers[0]
+    holder = Handoff()
+    try:
+        ticks = int(Path(f"/proc/{holder.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19])
+        res = portmon(
+            "kill", f"{holder.port}/tcp", "--host", a.host, "--yes", "--pids", f"{holder.pid}:{ticks + 7}",
+            ssh_command=a.ssh_command,
+        )  # fmt: skip
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert res.stdout.startswith(f"host {a.host}:\n")
+        assert f"pid {holder.pid} (python" in res.stdout and "is not the process confirmed" in res.stdout
+        assert f"the one confirmed at tick {ticks + 7}" in res.stdout and "nothing was signalled" in res.stdout
+        assert holder.proc.poll() is None  # never signalled
+        res = portmon(
+            "kill", f"{holder.port}/tcp", "--host", a.host, "--yes", "--pids", f"{holder.pid}:{ticks}",
+            ssh_command=a.ssh_command,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"port {holder.port}/tcp freed" in res.stdout and holder.proc.wait(60) != 0
+    finally:
+        holder.close()

@@ -498,10 +498,11 @@ class RecordingKillModal(ModalScreen[str | None]):
 
     instances: list[RecordingKillModal] = []
 
-    def __init__(self, socket: Socket, snapshot: Snapshot) -> None:
+    def __init__(self, socket: Socket, snapshot: Snapshot, *, grace: float | None = None) -> None:
         super().__init__()
         self.socket = socket
         self.snapshot = snapshot
+        self.grace = grace
         RecordingKillModal.instances.append(self)
 
 
@@ -521,6 +522,7 @@ def test_kill_captures_the_socket_at_key_press_and_reports_the_outcome(monkeypat
         modal = RecordingKillModal.instances[-1]
         assert screen.app.screen is modal
         assert modal.socket == selected and modal.snapshot is screen.snapshot
+        assert modal.grace == screen.kill_grace == 3.0  # the config file's grace, by default
         screen.action_refresh_now()  # the table re-sorts behind the modal
         await pilot.pause()
         assert table.rows[target] != selected

@@ -21,7 +21,7 @@ from portmon.collect.fake import (
 )
 from portmon.model import LISTEN, Holder, Snapshot, Socket
 from portmon.ui.app import PortmonApp
-from portmon.ui.eventlog import EventLogPane
+from portmon.ui.eventlog import EventLogPane, fitted_widths
 from portmon.ui.help import HelpScreen
 from portmon.ui.monitor import MonitorScreen
 from portmon.ui.whymodal import WhyModal
@@ -98,6 +98,27 @@ def test_e_toggles_the_pane_which_lists_the_refreshs_events_newest_first() -> No
         assert not screen.events_visible and not pane(screen).display
 
     run(make_app([demo_snapshot(), demo_snapshot_after()]), body)
+
+
+def test_at_80_columns_a_state_change_keeps_its_was_and_the_endpoints_give_way() -> None:
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        await pilot.press("e", "r")
+        log = pane(screen)
+        assert log.scrollable_content_region.width <= 80
+        line = next(text for text in log.lines if " state " in text)
+        state_at = line.index("CLOSE_WAIT (was ESTABLISHED)")
+        assert state_at + len("CLOSE_WAIT (was ESTABLISHED)") <= log.scrollable_content_region.width
+        assert "192.168.1.20:443 ->" in line and "…" in line
+
+    run(make_app([demo_snapshot(), demo_snapshot_after()]), body, size=(80, 24))
+
+
+def test_the_endpoints_column_shrinks_only_as_far_as_it_must() -> None:
+    natural = (8, 5, 5, 40, 28, 20, 7)
+    assert fitted_widths(natural, 200) == natural
+    assert fitted_widths(natural, 80)[3] == 80 - (8 + 5 + 5 + 28 + 8)
+    assert fitted_widths(natural, 40)[3] == 21
+    assert fitted_widths((8, 5, 5, 12, 5, 5, 7), 30)[3] == 12
 
 
 def test_newer_refreshes_go_on_top() -> None:

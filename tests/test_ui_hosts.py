@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from textual.pilot import Pilot
 
+from portmon.actions.kill.confirmed import IDENTITIES_PREFIX
 from portmon.collect.fake import DEMO_TIME, ScriptedCollector, demo_process, demo_snapshot
 from portmon.model import LISTEN, Holder, Snapshot, Socket
 from portmon.remote.actions import RemoteRun
@@ -43,7 +44,9 @@ class FakeSession:
 
     def run_portmon(self, words: Sequence[str], timeout: float) -> RemoteRun:
         self.calls.append(tuple(words))
-        return RemoteRun(self.label, 0, ("port 5432/tcp is held by 1 process:", "  pid 77  user postgres"))
+        # As a host's portmon answers a dry run: the holders, then their exact identities (kill --pids).
+        lines = ("port 5432/tcp is held by 1 process:", "  pid 77  user postgres", f"{IDENTITIES_PREFIX}77:4242")
+        return RemoteRun(self.label, 0, lines)
 
 
 REMOTE = [
@@ -80,7 +83,7 @@ def test_host_column_modes_and_a_remote_kill_that_asks_naming_the_host() -> None
             assert isinstance(app.screen, RemoteActionModal) and app.screen.kind == "why"
 
     asyncio.run(main())
-    assert session.calls[0] == ("kill", "5432/tcp", "--dry-run") and ("kill", "5432/tcp", "--yes") not in session.calls
+    assert session.calls[0] == ("kill", "5432/tcp", "--dry-run") and not any("--yes" in c for c in session.calls)
     assert session.calls[-1] == ("why", "5432/tcp")
 
 

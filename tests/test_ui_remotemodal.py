@@ -11,6 +11,7 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
 
+from portmon.actions.kill.confirmed import IDENTITIES_PREFIX
 from portmon.remote.actions import RemoteRun
 from portmon.ui.remotemodal import KILL, WHY, RemoteActionModal
 
@@ -54,7 +55,20 @@ class Host(App[None]):
         self.push_screen(self.modal, self.results.append)
 
 
-DRY = RemoteRun(HOST, 0, ("port 8080/tcp is held by 1 process:", "  pid 42  user www", "dry run: would send SIGTERM"))
+DRY = RemoteRun(
+    HOST,
+    0,
+    (
+        "port 8080/tcp is held by 1 process:",
+        "  pid 42  user www",
+        f"{IDENTITIES_PREFIX}42:123456",
+        "dry run: would send SIGTERM",
+    ),
+)
+OLD_DRY = RemoteRun(
+    HOST, 0, ("port 8080/tcp is held by 1 process:", "  pid 42  user www", "dry run: would send SIGTERM")
+)
+"""A dry run by a portmon that names no exact identities (before --pids existed)."""
 KILLED = RemoteRun(HOST, 0, ("pid 42 exited after SIGTERM", "port 8080/tcp freed"))
 
 
@@ -83,8 +97,29 @@ async def test_kill_shows_the_remote_plan_then_asks_naming_the_host_and_kills_th
             if app.results:
                 break
             await pilot.pause(0.02)
-    assert fake.calls[-1] == ("kill", "8080/tcp", "--yes")
+    # The kill signals exactly the process the dry run named, by pid and start ticks (not a new plan's holders).
+    assert fake.calls[-1] == ("kill", "8080/tcp", "--yes", "--pids", "42:123456")
     assert app.results == [f"host {HOST}: port 8080/tcp freed"]
+
+
+@sync
+async def test_the_identities_line_is_not_shown_and_a_host_without_it_cannot_be_confirmed() -> None:
+    fake = FakeHost({"dry": DRY, "kill": KILLED})
+    modal = RemoteActionModal(KILL, HOST, "8080/tcp", fake)
+    app = Host(modal)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot, modal, "ready")
+        assert "pid 42" in modal.lines_text and IDENTITIES_PREFIX not in modal.lines_text
+    old = FakeHost({"dry": OLD_DRY, "kill": KILLED})
+    modal = RemoteActionModal(KILL, HOST, "8080/tcp", old)
+    app = Host(modal)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(pilot, modal, "explained")
+        assert "no exact process identities" in modal.status_line and HOST in modal.status_line
+        assert modal.query_one("#confirm", Button).disabled
+        await pilot.press("y")
+        await pilot.pause()
+    assert old.calls == [("kill", "8080/tcp", "--dry-run")]  # nothing signalled
 
 
 @sync

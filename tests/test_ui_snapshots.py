@@ -10,6 +10,7 @@ import pytest
 
 from portmon.collect.fake import DEMO_TIME, ScriptedCollector, demo_process, demo_snapshot, demo_snapshot_after
 from portmon.ui.app import PortmonApp
+from portmon.ui.owners import DemoOwnership
 
 WIDE = (160, 45)
 NARROW = (80, 24)
@@ -29,6 +30,7 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def demo_app(steps: list[Any] | None = None, **options: Any) -> PortmonApp:
     collector = ScriptedCollector(steps or [demo_snapshot()])
+    options.setdefault("ownership", DemoOwnership())
     return PortmonApp(collector, poll=False, clock=lambda: DEMO_TIME + 1.0, process_reader=demo_process, **options)
 
 

@@ -24,6 +24,7 @@ from portmon.model import ESTABLISHED, LISTEN, Snapshot, Socket
 from portmon.ui.app import PortmonApp
 from portmon.ui.closemodal import CloseModal, close_refusal
 from portmon.ui.monitor import MonitorScreen
+from portmon.ui.owners import DemoOwnership
 from portmon.ui.sockettable import SocketTable
 from portmon.ui.traffic import HISTORY_SCANS, RATE_COLUMNS, TrafficTracker, process_totals, rate_text, sort_by_rate
 
@@ -75,6 +76,7 @@ def make_app(steps: list[Any] | None = None, **options: Any) -> PortmonApp:
     options.setdefault("poll", False)
     counters = (ListenCounters(10, 12), ListenCounters(13, 15), ListenCounters(13, 15))
     options.setdefault("listen", scripted_listen(*counters))
+    options.setdefault("ownership", DemoOwnership())
     return PortmonApp(ScriptedCollector(steps or SCANS), clock=Clock(), process_reader=demo_process, **options)
 
 

@@ -21,6 +21,7 @@ from portmon.actions.binds import (
 from portmon.actions.kill.text import TIME_WAIT_SECONDS, first_listed, format_start, socket_label
 from portmon.actions.ownerless import backlog_of, unreadable_fd_tables, unreadable_text
 from portmon.collect.base import is_privileged
+from portmon.collect.fdwalk import own_socket_inodes
 from portmon.model import ORPHAN_STATES, OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Holder, Socket
 from portmon.output import socket_record
 from portmon.ownership.preflight import Preflight, preflight_record
@@ -327,7 +328,12 @@ def _evidence(
     mine = tuple(b for b in binds if b.proto == proto)
     on_port = tuple(s for s in sockets if s.local_port == port and s.proto == proto)
     me = os.getpid()
-    inherited = [s for s in on_port if s.holders and all(h.pid == me for h in s.holders)]
+    # The collectors name no holder for portmon's own inherited copy: it is found in portmon's fds.
+    own = own_socket_inodes() if any(s.host is None and s.inode and not s.holders for s in on_port) else frozenset()
+    inherited = [
+        s for s in on_port
+        if (s.holders and all(h.pid == me for h in s.holders)) or (not s.holders and s.host is None and s.inode in own)
+    ]
     # Every verdict below is drawn from the sockets as held by processes other than portmon itself.
     view = tuple(
         s if all(h.pid != me for h in s.holders) else s._replace(holders=tuple(h for h in s.holders if h.pid != me))
@@ -340,7 +346,8 @@ def _evidence(
         if listener is not None:
             backlog[listener] = backlog.get(listener, 0) + 1
             waiting.add(sock)
-    loose = [s for s in view if not s.holders and s not in waiting and not _is_remnant(s)]
+    copies = {s.key for s in inherited}
+    loose = [s for s in view if not s.holders and s not in waiting and s.key not in copies and not _is_remnant(s)]
     unseen = [s for s in loose if s.owner_note == OWNER_UNSEEN]
     plain = [b for b in mine if not b.reuseaddr and b.result != BIND_UNAVAILABLE]
     reuse_wild = [b for b in mine if b.reuseaddr and b.address in WILDCARDS and b.result != BIND_UNAVAILABLE]

@@ -19,6 +19,7 @@ from portmon.textsafe import safe
 
 if TYPE_CHECKING:
     from portmon.actions.kill.model import KillOutcome, KillPlan, Target
+    from portmon.actions.managerstop import StopResult
     from portmon.model import Snapshot
     from portmon.ownership.preflight import Preflight
 
@@ -73,21 +74,46 @@ def add_parser(subs: Any) -> tuple[str, Any]:
     p.add_argument(
         "--grace",
         type=positive_float,
-        default=3.0,
+        default=None,
         metavar="SECONDS",
         help="when a manager (systemd, a container, a supervisor, a shell loop) is expected to restart the holder, "
-        "wait up to this long for it to bind the port again before judging (default 3)",
+        "wait up to this long for it to bind the port again before judging (default: the config file's grace, 3)",
+    )
+    p.add_argument(
+        "--stop-manager",
+        action="store_true",
+        help="when the holder's manager has a stop command (`systemctl stop UNIT`, `docker stop NAME`, `kill PID` "
+        "for a shell loop), run it first, without a shell, after its own question (or with --yes), then signal "
+        "whatever still holds the port; --json adds a manager_stop record",
     )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
     p.add_argument("-n", "--dry-run", action="store_true", help="show who would be signalled; signal nothing")
     p.add_argument("--json", action="store_true", help="one JSON object describing the holders and what happened")
+    p.add_argument(
+        "--pids",
+        type=_pids_arg,
+        metavar="PID:TICKS,...",
+        help="signal only these processes, each named by pid and start time in clock ticks as a dry run prints "
+        "them; one that now names another process is refused, a holder not listed is left alone "
+        "(what a remote kill confirms)",
+    )
     return "kill", run
+
+
+def _pids_arg(text: str) -> dict[int, int]:
+    from portmon.actions.kill.confirmed import parse_identities
+
+    try:
+        return parse_identities(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _target_record(t: Target) -> dict[str, Any]:
     return {
         "pid": t.pid,
         "create_time": t.identity.create_time,
+        "start_ticks": t.identity.start_ticks,
         "started": t.started,
         "name": t.name,
         "user": t.user,
@@ -126,6 +152,7 @@ def _document(plan: KillPlan, sig: int, dry_run: bool) -> dict[str, Any]:
         "exit_code": None,
         "manager": None,
         "preflight": None,
+        "manager_stop": None,
     }
 
 
@@ -160,6 +187,8 @@ def _plan_text(plan: KillPlan) -> list[str]:
                 who = "held by " + ", ".join(str(h.pid) for h in s.holders)
             elif listener is not None:
                 who = f"not yet accepted (in the backlog of pid {listener})"
+            elif socket_label(s) in plan.inherited:
+                who = "held only by portmon itself (an inherited copy): freed when portmon exits"
             else:
                 who = OWNER_NOTES.get(s.owner_note or "", "no owner")
             lines.append(f"  {socket_label(s)}  {who}")
@@ -303,19 +332,49 @@ def _offer_sigkill(
 
 def _preflight(plan: KillPlan) -> Preflight:
     """What manages the holders and what the kill should lead to (ownership; systemd and engines time-boxed)."""
+    from portmon.actions.managerstop import plan_preflight
     from portmon.ownership.enrich import Enricher
     from portmon.ownership.view import PortOwnership
 
-    ownership = PortOwnership(enricher=Enricher())
-    targets = {t.pid for t in plan.targets}
-    holders = [h for s in plan.sockets for h in s.holders if h.pid in targets]
-    return ownership.preflight(ownership.order_pids(holders), plan.spec.port)
+    return plan_preflight(plan, PortOwnership(enricher=Enricher()))
 
 
 def _preflight_lines(pre: Preflight) -> list[str]:
     if not pre.managers:
         return []
     return [f"manager: {pre.message}"]
+
+
+def _grace(ctx: Context) -> float:
+    """``--grace``, else the config file's ``grace`` setting (3 s by default)."""
+    grace: float | None = ctx.args.grace
+    return grace if grace is not None else float(ctx.settings["grace"])
+
+
+def _stop_dry_run(pre: Preflight) -> str:
+    """What ``--stop-manager`` would run, for ``--dry-run``."""
+    if pre.stop_command is None:
+        return "dry run: no manager stop command known; nothing would be run"
+    return f"dry run: would first run the manager's stop command `{pre.stop_command}`"
+
+
+def _manager_stop(
+    ctx: Context, plan: KillPlan, pre: Preflight, scan: Callable[[], Snapshot], doc: dict[str, Any]
+) -> StopResult | None:
+    """``--stop-manager``: ask, run the manager's stop command and judge the port; None when nothing was run."""
+    from portmon.actions.managerstop import stop_argv, stop_manager
+
+    talk = ctx.stderr if ctx.args.json else ctx.stdout
+    if not stop_argv(pre):
+        talk.write(f"manager: no stop command known for port {plan.label}; nothing run\n")
+        return None
+    if not ctx.args.yes and not _ask(f"run the manager's stop command `{pre.stop_command}` first?", talk):
+        talk.write("manager stop: not run\n")
+        return None
+    result = stop_manager(plan, pre, scan, wait=ctx.args.timeout)
+    doc["manager_stop"] = result.record()
+    talk.write(f"manager stop: {result.message}\n")
+    return result
 
 
 def run(ctx: Context) -> int:
@@ -342,6 +401,12 @@ def run(ctx: Context) -> int:
         return max(kill_on_hosts(ctx, spec) for spec in specs)
     snap = ctx.scan()
     plans = [plan_kill(sockets_on_port(snap.sockets, spec), spec) for spec in specs]
+    if args.pids is not None:  # exactly the processes confirmed (a remote kill's second step)
+        from portmon.actions.kill.confirmed import keep_confirmed
+        from portmon.actions.kill.identity import system_clock
+
+        clock = system_clock()
+        plans = [keep_confirmed(plan, args.pids, clock) for plan in plans]
     docs = [_document(plan, sig, args.dry_run) for plan in plans]
     # A port number names portmon's own network namespace's port: the same port in a container's namespace is
     # another socket, never signalled here; it is named so nobody thinks it was (JSON: "other_netns").
@@ -376,12 +441,19 @@ def run(ctx: Context) -> int:
         # With --json the human-facing listing and question go to stderr, keeping stdout JSON.
         ctx.stdout.write("\n".join(listing) + "\n")
     if args.dry_run:
+        from portmon.actions.kill.confirmed import IDENTITIES_PREFIX, format_identities
+
+        identities = format_identities(t for plan in todo for t in plan.targets)
+        if identities and not args.json:
+            ctx.stdout.write(IDENTITIES_PREFIX + identities + "\n")
         for i in chosen:
             pids = ", ".join(str(t.pid) for t in plans[i].targets)
             message = f"dry run: would send {signal_name(sig)} to {pids} on port {plans[i].label}; nothing signalled"
             codes[i] = _settle(docs[i], "dry-run", message, EXIT_FREED)
             if not args.json:
                 ctx.stdout.write(message + "\n")
+                if args.stop_manager:
+                    ctx.stdout.write(_stop_dry_run(pres[i]) + "\n")
     elif not args.yes and not _confirmed_or_emit(ctx, todo, [docs[i] for i in chosen], docs, question, listing):
         message = "cancelled: nothing was signalled"
         for i in chosen:
@@ -393,16 +465,24 @@ def run(ctx: Context) -> int:
         ask_again = _may_ask_again(ctx)
         outcomes = []
         rescans = []
+        signalled = []
         for i in chosen:
-            restart = pres[i].restart_expected
-            rescan = rebind_rescan(collector.scan, plans[i].spec, args.grace) if restart else collector.scan
+            stop = _manager_stop(ctx, plans[i], pres[i], collector.scan, docs[i]) if args.stop_manager else None
+            if stop is not None and stop.verdict.freed:
+                # The manager's own stop freed the port: nothing is left to signal.
+                codes[i] = _settle(docs[i], stop.verdict.kind, stop.verdict.message, EXIT_FREED)
+                continue
+            # Once the manager was stopped, nothing is expected to start the holder again.
+            restart = pres[i].restart_expected and (stop is None or not stop.ran)
+            rescan = rebind_rescan(collector.scan, plans[i].spec, _grace(ctx)) if restart else collector.scan
             outcome = execute(plans[i], sig, args.timeout, rescan=rescan, force=args.force)
             outcomes.append(outcome)
             rescans.append(rescan)
+            signalled.append(i)
             codes[i] = _report(ctx, docs[i], outcome, hint=not ask_again)
         if ask_again:
             again = _offer_sigkill(ctx, outcomes, rescans)
-            for i, code in zip(chosen, again or (), strict=False):
+            for i, code in zip(signalled, again or (), strict=False):
                 codes[i] = code
     if args.json:
         _emit(ctx, docs)

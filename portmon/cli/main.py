@@ -139,6 +139,7 @@ def live_options(ctx: Context) -> dict[str, Any]:
         "theme": settings["theme"],
         "columns": tuple(settings["columns"]),
         "reverse_dns": bool(settings["reverse_dns"]),
+        "kill_grace": float(settings["grace"]),
         "ignore": tuple(ctx.ignore_filters()),
         "settings_path": settings.path,
     }

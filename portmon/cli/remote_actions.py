@@ -77,10 +77,16 @@ def why_on_hosts(ctx: Context, port: PortSpec) -> int:
 
 
 def kill_on_hosts(ctx: Context, port: PortSpec) -> int:
-    """``kill PORT`` on every named host: the remote dry run, a question here naming the host, the remote kill."""
+    """``kill PORT`` on every named host: the remote dry run, a question here naming the host, the remote kill.
+
+    The remote kill signals exactly the processes its dry run listed and the user confirmed (``--pids``
+    with their start times in clock ticks): one replaced since is refused, a new holder left alone.
+    """
+    from portmon.actions.kill.confirmed import identities_from_lines
     from portmon.actions.kill.signals import signal_name
 
     args = ctx.args
+    given = ["--pids", ",".join(f"{pid}:{ticks}" for pid, ticks in args.pids.items())] if args.pids else []
     if args.json:
         raise UsageError("--json cannot be combined with --host for kill (one document per host)")
     sig = signal_name(args.signal)
@@ -92,15 +98,24 @@ def kill_on_hosts(ctx: Context, port: PortSpec) -> int:
         for spec in _specs(ctx):
             label = spec.label
             out.write(f"host {label}:\n")
-            plan = _run(ctx, ssh, spec, ["kill", str(port), "--dry-run", "--signal", sig], timeout)
+            plan = _run(ctx, ssh, spec, ["kill", str(port), "--dry-run", "--signal", sig, *given], timeout)
             if plan is None:
                 code = 1
                 continue
             status, lines = plan
-            out.write("".join(f"  {line}\n" for line in lines))
+            # The dry run names its targets by (pid, start ticks): the kill signals exactly those.
+            identities, shown = identities_from_lines(lines)
+            out.write("".join(f"  {line}\n" for line in (lines if args.dry_run else shown)))
             out.flush()
             if status != 0 or args.dry_run:
                 code = max(code, min(status, 1))
+                continue
+            if identities is None:
+                ctx.warn(
+                    f"host {label}: its portmon named no exact process identities to confirm (an older portmon, "
+                    "or no start times in clock ticks there): nothing was signalled"
+                )
+                code = 1
                 continue
             if not args.yes:
                 if not sys.stdin.isatty():
@@ -114,7 +129,8 @@ def kill_on_hosts(ctx: Context, port: PortSpec) -> int:
                     out.write(f"cancelled: nothing was signalled on host {label}\n")
                     code = 1
                     continue
-            words = ["kill", str(port), "--yes", "--signal", sig, "--timeout", f"{args.timeout:g}"]
+            words = ["kill", str(port), "--yes", "--pids", identities, "--signal", sig]
+            words += ["--timeout", f"{args.timeout:g}"]
             done = _run(ctx, ssh, spec, [*words, *(["--force"] if args.force else [])], timeout)
             if done is None:
                 code = 1

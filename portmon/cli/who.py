@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from portmon.cli.context import Context, UsageError
+from portmon.collect.fdwalk import own_socket_inodes
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_NOTES, OWNER_UNSEEN, Holder, Socket
 from portmon.output import LOCAL_HOST_LABEL, endpoint, format_table, holder_records, netns_label, netns_notes, to_json
 from portmon.ownership.view import Ownership, managed_by_text, managers_json
@@ -165,12 +166,23 @@ def _section(
     return lines
 
 
+INHERITED_NOTE = "held only by portmon itself (an inherited copy): freed when portmon exits"
+
+
+def _ownerless_note(sock: Socket, own: frozenset[int]) -> str:
+    """Why ``sock`` has no holder: portmon's own inherited copy, or the collector's owner note."""
+    if sock.host is None and sock.inode in own:
+        return INHERITED_NOTE
+    return OWNER_NOTES.get(sock.owner_note or "", "")
+
 
 def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | None) -> list[str]:
     rows: list[list[str]] = []
     hosts: list[str] = []
     spaces: list[str] = []
     commands: dict[tuple[int, float | None], str] = {}
+    # portmon is no socket's holder: a socket only its inherited copy holds is said to be that, not unseen.
+    own = own_socket_inodes() if any(s.host is None and s.inode and not s.holders for s in sockets) else frozenset()
     for s in sockets:
         for h in s.holders or (None,):
             command = ""
@@ -191,7 +203,7 @@ def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | N
                     endpoint(s.local_addr, s.local_port, s.family),
                     endpoint(s.remote_addr, s.remote_port, s.family),
                     s.state or "",
-                    "" if h is not None else OWNER_NOTES.get(s.owner_note or "", ""),
+                    "" if h is not None else _ownerless_note(s, own),
                     command,
                 ]
             )

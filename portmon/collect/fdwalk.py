@@ -160,6 +160,54 @@ stops reading when it has it all, without waiting for the child to exit."""
 _unreaped: list[int] = []
 """Children that had answered but not yet exited when their answer was read: reaped later."""
 
+_walking: set[int] = set()
+"""Children started and not yet answered or cancelled (their pids cannot be reused meanwhile)."""
+
+
+def own_pids() -> frozenset[int]:
+    """portmon's own pid and its fd-walk children not yet reaped: never holders of a socket.
+
+    A socket portmon inherited (socket activation, a leaked fd) is in its fd table, and in a walk
+    child's until it closes it: neither is a process that holds the socket in any useful sense. An
+    unreaped child's pid cannot name another process, so leaving it out never hides a real holder.
+    """
+    return frozenset((os.getpid(), *_walking, *_unreaped))
+
+
+def own_socket_inodes(procfs: str = "/proc") -> frozenset[int]:
+    """Inodes of the sockets portmon itself has open now (empty when its fd table cannot be read).
+
+    The collectors leave portmon out of every socket's holders; this is how ``who``, ``why`` and
+    ``kill`` tell a socket held only by portmon's inherited copy from one whose owner is unseen.
+    """
+    try:
+        dfd = os.open(f"{procfs}/{os.getpid()}/fd", DIR_FLAGS)
+    except OSError:
+        return frozenset()
+    try:
+        return frozenset(read_fd_table(dfd)[1].values())
+    except OSError:
+        return frozenset()
+    finally:
+        os.close(dfd)
+
+
+def _close_inherited(keep: int) -> None:
+    """Close every fd above ``keep`` (the walk child's answer pipe), however high it is numbered.
+
+    RLIMIT_NOFILE's soft limit is no bound: a fd opened before the limit was lowered may lie above it.
+    """
+    top = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
+    try:
+        dfd = os.open("/proc/self/fd", DIR_FLAGS)
+        try:
+            top = max(top, *(int(name) + 1 for name in os.listdir(dfd)))
+        finally:
+            os.close(dfd)
+    except (OSError, ValueError):
+        pass
+    os.closerange(keep + 1, top)
+
 
 def _reap(pid: int) -> None:
     """Reap ``pid`` if it has exited, else remember to try again (with the next cold walk)."""
@@ -225,7 +273,7 @@ class ColdWalk:
                 if write_end != 3:
                     os.dup2(write_end, 3)
                     write_end = 3
-                os.closerange(4, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+                _close_inherited(3)
                 payload = marshal.dumps(walk_all_fds(procfs))
                 data = memoryview(len(payload).to_bytes(_LENGTH_BYTES, "little") + payload)
                 while data:
@@ -234,6 +282,7 @@ class ColdWalk:
             finally:
                 os._exit(code)
         os.close(write_end)
+        _walking.add(pid)
         self._pid = pid
         self._fd = read_end
 
@@ -256,6 +305,7 @@ class ColdWalk:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
+        _walking.discard(pid)
 
     def result(self) -> dict[int, ColdProcess] | None:
         """The child's answer (waiting for it), or None when there is none (fork or walk failed)."""
@@ -271,7 +321,8 @@ class ColdWalk:
             payload = None
         finally:
             os.close(self._fd)
-            _reap(pid)
+            _walking.discard(pid)
+            _reap(pid)  # one not yet exited waits in _unreaped (still one of portmon's own)
         if payload is None:
             return None
         try:

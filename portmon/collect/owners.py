@@ -4,7 +4,8 @@ The rules, cheapest evidence first, are described in ``portmon.collect.procfs``'
 new processes walked fully, fd-count changes walked by difference, the fds of vanished sockets
 read again, a new child's parent probed, a budgeted search for sockets nobody is known to hold,
 and a rolling full rescan spread over ``full_rescan_every`` scans. A reused pid (same pid, new
-start time) never inherits the old process's inodes.
+start time) never inherits the old process's inodes. portmon itself and its fd-walk children are
+left out: a socket they alone hold has no holder.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Collection
 
-from portmon.collect.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, read_fd_table, start_and_parent
+from portmon.collect.fdwalk import DIR_FLAGS, ColdProcess, ColdWalk, own_pids, read_fd_table, start_and_parent
 from portmon.model import Holder
 
 _GONE = (FileNotFoundError, ProcessLookupError)
@@ -164,8 +165,10 @@ class OwnerIndex:
         # Every process is stat'ed before any is walked: with a cold walk pending, the stats run
         # while its child still reads fds (the first walk waits for the child's answer).
         listed: list[tuple[int, os.stat_result | None, int, int]] = []
+        # portmon and its walk children are never holders (fdwalk.own_pids): as if not there.
+        own = {str(pid) for pid in own_pids()} if procfs == "/proc" else set()
         for name in os.listdir(procfs):
-            if not name.isdigit():
+            if not name.isdigit() or name in own:
                 continue
             try:
                 st = os.stat(f"{procfs}/{name}/fd")

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.config import ConfigError, remember
+from portmon.ownership.preflight import GRACE
 from portmon.procinfo import ProcessReader, read_process
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT
@@ -30,6 +31,7 @@ from portmon.ui.columns import visible_columns
 from portmon.ui.help import key_label
 from portmon.ui.keys import QUIT_BINDINGS, once_per_key
 from portmon.ui.monitor import MonitorScreen
+from portmon.ui.owners import OwnershipReader
 from portmon.ui.traffic import ListenReader
 from portmon.ui.view import COLUMN_TITLES, ViewSpec
 
@@ -65,7 +67,9 @@ class PortmonApp(App[int]):
     root (None: ask the OS). ``history_db`` is the history database the history view reads (None: no
     history), ``history_note`` why the monitor does not record, ``past_events`` the event log's start.
     ``listen`` reads the host's listen-queue counters (None: /proc/net/netstat while polling); ``closer``
-    closes one connection for the close dialog (a fake in tests).
+    closes one connection for the close dialog (a fake in tests). ``ownership`` says who manages each
+    row's process (None: this machine; ``owners.DemoOwnership`` for the demo data); ``kill_grace`` is how
+    long the kill dialog waits for a re-bind when a restart is predicted (the config file's ``grace``).
     """
 
     CSS_PATH = "portmon.tcss"
@@ -99,6 +103,8 @@ class PortmonApp(App[int]):
         settings_path: str | None = None,
         listen: ListenReader | None = None,
         closer: Closer = default_closer,
+        ownership: OwnershipReader | None = None,
+        kill_grace: float = GRACE,
     ) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be greater than 0")
@@ -139,6 +145,8 @@ class PortmonApp(App[int]):
             ignored=" ".join(f.text for f in ignore),
             listen=listen,
             closer=closer,
+            ownership=ownership,
+            kill_grace=kill_grace,
         )
         self.settings_path = settings_path
         self.remember_error: str | None = None

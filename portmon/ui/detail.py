@@ -26,8 +26,11 @@ from portmon.model import (
     TIME_WAIT,
     Socket,
 )
+from portmon.ownership.families import Member, workers_label
+from portmon.ownership.view import manager_facts
 from portmon.procinfo import ProcessDetail, uptime_text
 from portmon.textsafe import safe, visible
+from portmon.ui.owners import OwnershipDetail, role_text
 
 LABEL_WIDTH = 10
 MAX_SOCKETS_LISTED = 200
@@ -166,6 +169,8 @@ def describe(
     *,
     held_total: int | None = None,
     list_held: bool = True,
+    members: Sequence[Member] = (),
+    owner: OwnershipDetail | str | None = None,
 ) -> Group:
     """The detail pane's content for ``sock``: ``held`` are the sockets of its primary holder, ``process``
     what was read about that holder (None while the read is in flight); ``closed`` says the socket
@@ -173,6 +178,8 @@ def describe(
 
     ``held_total`` is how many sockets the holder has when ``held`` is only the first of them. With
     ``list_held`` False the list itself is left out (the pane shows it with :class:`HeldList`).
+    ``members`` are the holders in family order with their roles (the main holder first, as ``who``
+    lists them); ``owner`` what manages the main holder (a note while it is read; None: no section).
     Everything that comes from other processes is added as plain text, never parsed as markup.
     """
     parts: list[RenderableType] = []
@@ -191,19 +198,24 @@ def describe(
         return Group(*parts)
     if len(sock.holders) > 1:
         parts.append(Text())
-        parts.append(_heading(f"Held by {len(sock.holders)} processes", "(all must exit to free it)"))
+        family = workers_label(members) if members else ""
+        note = f"({family}; all must exit to free it)" if family else "(all must exit to free it)"
+        parts.append(_heading(f"Held by {len(sock.holders)} processes", note))
         holders = Table.grid(padding=(0, 2))
         holders.add_column(justify="right", style="bold", no_wrap=True)
         holders.add_column(overflow="fold")
         holders.add_column(style="dim", overflow="fold")
-        for holder in sock.holders:
+        holders.add_column(style="italic", overflow="fold")
+        roles = {m.holder.pid: role_text(m) for m in members}
+        for holder in [m.holder for m in members] if members else sock.holders:
             holders.add_row(
                 Text(str(holder.pid)),
                 Text(safe(holder.name, MAX_NAME_CHARS) if holder.name is not None else "?"),
                 Text(safe(holder.user, MAX_NAME_CHARS) if holder.user else ""),
+                Text(roles.get(holder.pid, "")),
             )
         parts.append(holders)
-    holder = sock.holders[0]
+    holder = members[0].holder if members else sock.holders[0]
     parts.append(Text())
     parts.append(_heading("Process"))
     fields = _Fields()
@@ -218,12 +230,39 @@ def describe(
     else:
         _process_fields(fields, process, now)
         parts.append(fields.table)
+    if owner is not None:
+        parts.append(Text())
+        parts.append(_heading("Managed by"))
+        parts.extend(_owner_parts(owner))
     total = len(held) if held_total is None else held_total
     parts.append(Text())
     parts.append(_heading(f"Sockets held by pid {holder.pid}", f"({total})"))
     if list_held:
         parts.append(Text("\n").join(held_lines(held, total)))
     return Group(*parts)
+
+
+def _owner_parts(owner: OwnershipDetail | str) -> list[RenderableType]:
+    """The managers' facts (unit, restart policy, container, stop command) and the parent chain, supervisors marked."""
+    if isinstance(owner, str):
+        return [Text(owner, "dim italic")]
+    parts: list[RenderableType] = []
+    if not owner.managers:
+        parts.append(Text("nothing found that starts it again (no unit, container or supervisor)", "dim italic"))
+    fields = _Fields()
+    for label, value in manager_facts(owner.managers):
+        fields.add(label, safe(value, MAX_FIELD_CHARS))
+    if owner.chain:
+        chain = Text()
+        for i, (pid, name, supervisor) in enumerate(owner.chain):
+            if i:
+                chain.append("  ←  ")
+            chain.append(f"{pid} {safe(name, MAX_NAME_CHARS)}", "bold" if supervisor else "")
+            if supervisor:
+                chain.append(" ◂ manager", "italic")
+        fields.table.add_row(Text("parents"), chain)
+    parts.append(fields.table)
+    return parts
 
 
 def _process_fields(fields: _Fields, process: ProcessDetail, now: float) -> None:

@@ -60,15 +60,15 @@ def holder_of(sockets: Sequence[Socket], spec: PortSpec) -> Socket | None:
     return first[0] if first else None
 
 
-def kill_dialog(sock: Socket, snapshot: Snapshot) -> KillModal:
-    """The kill dialog for ``sock``'s holders as they were in ``snapshot``.
+def kill_dialog(sock: Socket, snapshot: Snapshot, grace: float | None = None) -> KillModal:
+    """The kill dialog for ``sock``'s holders as they were in ``snapshot`` (``grace``: see KillModal).
 
     The dialogs' modules (and the kill planner they pull in) are imported on first use, not at
     start: ``python -X importtime`` puts them at 5-10 ms of a start that is not waiting for them.
     """
     from portmon.ui.killmodal import KillModal
 
-    return KillModal(sock, snapshot)
+    return KillModal(sock, snapshot) if grace is None else KillModal(sock, snapshot, grace=grace)
 
 
 class Monitor(Protocol):
@@ -134,7 +134,7 @@ class Dialogs:
         if sock.host is not None:  # a remote host's row: never planned or signalled here
             self._remote("kill", sock)
             return
-        monitor.app.push_screen(kill_dialog(sock, snapshot), self._killed)
+        monitor.app.push_screen(kill_dialog(sock, snapshot, getattr(monitor, "kill_grace", None)), self._killed)
 
     def _remote(self, kind: str, sock: Socket) -> None:
         """Kill or why on a remote host's row: a dialog naming the host, run there by its portmon."""
@@ -153,7 +153,8 @@ class Dialogs:
         if sock is None or snapshot is None:
             return False
         # After the why dialog has closed: the kill dialog goes on top of the monitor.
-        monitor.app.call_later(monitor.app.push_screen, kill_dialog(sock, snapshot), self._killed)
+        dialog = kill_dialog(sock, snapshot, getattr(monitor, "kill_grace", None))
+        monitor.app.call_later(monitor.app.push_screen, dialog, self._killed)
         return True
 
     def _killed(self, outcome: str | None) -> None:

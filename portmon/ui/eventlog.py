@@ -35,6 +35,24 @@ _CAPS = {"endpoints": 64, "state": 32, "owner": 32}
 
 _Cells = tuple[str, str, str, str, str, str, str]
 
+_ENDPOINTS_MIN = 21
+"""Narrowest the endpoints column gets when it gives way to the state column (an IPv4 address and port)."""
+
+
+def fitted_widths(natural: Sequence[int], width: int) -> tuple[int, ...]:
+    """Column widths for a view ``width`` cells wide: the endpoints column gives way so State stays whole.
+
+    At 80 columns a state change (``CLOSE_WAIT (was ESTABLISHED)``) would otherwise fall off the right
+    edge behind a long ``local -> remote`` pair; the columns after State (owner, service) may still
+    run off the edge, where horizontal scrolling reaches them.
+    """
+    widths = list(natural)
+    through_state = sum(widths[:5]) + 2 * 4
+    excess = through_state - width
+    if excess > 0 and width > 0:
+        widths[3] = max(min(widths[3], _ENDPOINTS_MIN), widths[3] - excess)
+    return tuple(widths)
+
 
 def event_cells(item: LoggedEvent) -> _Cells:
     """The text of one row (every untrusted field escaped)."""
@@ -125,7 +143,7 @@ class EventLogPane(ScrollView, can_focus=True):
         self.empty_text = "No events yet."
         """Shown when there are no rows."""
         self._cells: dict[int, _Cells] = {}
-        self._widths: tuple[int, ...] = tuple(len(h) for h in HEADER)
+        self._natural: tuple[int, ...] = tuple(len(h) for h in HEADER)
         self._styles: dict[str, Style] = {}
 
     # -- content --------------------------------------------------------------------------------
@@ -154,7 +172,7 @@ class EventLogPane(ScrollView, can_focus=True):
         widths[4] = min(widths[4], _CAPS["state"])
         widths[5] = min(widths[5], _CAPS["owner"])
         widths[6] = min(widths[6], 16)
-        self._widths = tuple(widths)
+        self._natural = tuple(widths)
         self.virtual_size = Size(self._total_width(), len(self.rows) + 1)
         if old_top is not None:
             # Rows are ordered by descending sequence number: find where the old top row went.
@@ -174,6 +192,10 @@ class EventLogPane(ScrollView, can_focus=True):
         if lo < len(self.rows) and self.rows[lo].seq == seq:
             return lo
         return None
+
+    @property
+    def _widths(self) -> tuple[int, ...]:
+        return fitted_widths(self._natural, self.scrollable_content_region.width)
 
     def _total_width(self) -> int:
         return sum(self._widths) + 2 * (len(self._widths) - 1)

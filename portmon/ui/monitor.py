@@ -20,6 +20,7 @@ from portmon.actions.binds import Binder, probe_binds
 from portmon.collect.base import Collector
 from portmon.collect.netstat import read_listen_counters
 from portmon.model import Snapshot, Socket
+from portmon.ownership.preflight import GRACE
 from portmon.procinfo import ProcessReader
 from portmon.query.diff import Event
 from portmon.query.events import DEFAULT_EVENT_LIMIT, EventLog
@@ -28,11 +29,12 @@ from portmon.textsafe import visible
 from portmon.ui.background import HostNames
 from portmon.ui.closemodal import CloseModal, Closer, default_closer
 from portmon.ui.detail import DetailPane
-from portmon.ui.detailfeed import DetailFeed, ProcessRead
+from portmon.ui.detailfeed import DetailFeed, OwnershipRead, ProcessRead
 from portmon.ui.dialogs import Dialogs, why_prober
 from portmon.ui.eventlog import EventLogPane, pane_content
 from portmon.ui.filterbox import FilterInput
 from portmon.ui.keys import MONITOR_BINDINGS, key_groups
+from portmon.ui.owners import LiveOwnership, ManagerNames, OwnershipReader
 from portmon.ui.scans import ScanCompleted, ScanSource, freeze_long_lived_objects
 from portmon.ui.sockettable import SocketTable
 from portmon.ui.status import NOTICE_FADE_SECONDS, NOTICE_SECONDS, Banner, CountHistory, StatusInfo, StatusLine
@@ -64,6 +66,13 @@ class HostResolved(Message):
         self.addr = addr
 
 
+class ManagersResolved(Message):
+    """Managed by texts were worked out in the background: the table redraws its rows."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ManagersResolved)
+
+
 class MonitorScreen(Screen[None]):
     """The live socket table with its filter box, detail pane, status line and sparkline."""
 
@@ -87,9 +96,12 @@ class MonitorScreen(Screen[None]):
         ignored: str = "",
         listen: ListenReader | None = None,
         closer: Closer = default_closer,
+        ownership: OwnershipReader | None = None,
+        kill_grace: float = GRACE,
     ) -> None:
         """``listen`` reads the host's listen-queue counters (None: /proc/net/netstat while polling, else
-        nothing); ``closer`` closes one connection (a fake in tests)."""
+        nothing); ``closer`` closes one connection (a fake in tests); ``ownership`` answers who manages a
+        row's process (None: this machine's /proc, systemd and container engines)."""
         super().__init__()
         self.collector = collector
         self.shown_columns = columns
@@ -130,7 +142,13 @@ class MonitorScreen(Screen[None]):
             listen=listen if listen is not None else (read_listen_counters if poll else None),
         )
         """The scans: a poller thread while polling, else one scan at start and one per refresh key."""
-        self.detail_feed = DetailFeed(process_reader, self.post_message, background=poll)
+        self.kill_grace = kill_grace
+        """Seconds the kill dialog waits for a re-bind when a restart is predicted (config ``grace``)."""
+        self.ownership: OwnershipReader = ownership if ownership is not None else LiveOwnership()
+        """Who manages each row's process: the Managed by column and the detail pane."""
+        self.managers = ManagerNames(self.ownership, lambda: self.post_message(ManagersResolved()), background=poll)
+        """The Managed by texts, worked out for the rows on screen (off the event loop while polling)."""
+        self.detail_feed = DetailFeed(process_reader, self.post_message, background=poll, ownership=self.ownership)
         """Reads the detail pane's process and hands the pane what changed."""
         self._table_width: int | str = "1fr"
         self._names: HostNames | None = None
@@ -194,6 +212,7 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#filter", FilterInput).cursor_blink = self.poll
         self.table.shown_columns = self.shown_columns
+        self.table.set_managed_by(self.managers.get, "auto")
         if self.resolve_at_start:
             self.action_toggle_names()
         self._set_narrow(self.size.width)
@@ -206,6 +225,7 @@ class MonitorScreen(Screen[None]):
     def on_unmount(self) -> None:
         self.source.stop()
         self.detail_feed.shutdown()
+        self.managers.shutdown()
         if self._names is not None:
             self._names.shutdown()
 
@@ -234,6 +254,7 @@ class MonitorScreen(Screen[None]):
         if events:
             self.events.add(events)
         self.snapshot = update.snapshot
+        self.managers.new_scan()
         self.marks = update.marks
         self.interval = update.interval
         self.traffic = update.traffic
@@ -519,6 +540,19 @@ class MonitorScreen(Screen[None]):
             return
         self.notify(visible(result), title="close", markup=False)
         self.action_refresh_now()
+
+    def on_managers_resolved(self, message: ManagersResolved) -> None:
+        self.table.invalidate()
+
+    def action_toggle_managers(self) -> None:
+        """Show or hide the Managed by column (by default it shows when the terminal is wide enough)."""
+        self.table.set_managed_by(self.managers.get, not self.table.managed_shown)
+        self._fit_table()
+
+    def on_ownership_read(self, message: OwnershipRead) -> None:
+        self.detail_feed.received_ownership(message)
+        if self.detail_visible:
+            self._show_detail(reread=False)
 
     def on_process_read(self, message: ProcessRead) -> None:
         self.detail_feed.received(message)

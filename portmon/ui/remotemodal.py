@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
+from portmon.actions.kill.confirmed import identities_from_lines
 from portmon.remote.actions import RemoteRun
 
 RemoteRunner = Callable[[Sequence[str]], RemoteRun]
@@ -25,10 +26,11 @@ WHY = "why"
 class RemoteActionModal(ModalScreen[str | None]):
     """``kill`` or ``why`` for one port on one remote host, naming the host in every question.
 
-    For a kill, the remote portmon's dry run lists who would be signalled; only after the user
-    confirms does the remote portmon send SIGTERM and judge the outcome. The remote portmon
-    plans again when it kills: what it signals is who holds the port then, and its verdict
-    says so. Dismisses with the outcome line, or None when cancelled or only explained.
+    For a kill, the remote portmon's dry run lists who would be signalled, each by pid and start
+    time in clock ticks; only after the user confirms does the remote portmon send SIGTERM, to
+    exactly those processes (``kill --pids``: a pid reused since is refused, a new holder left
+    alone), and judge the outcome. Dismisses with the outcome line, or None when cancelled or only
+    explained.
     """
 
     AUTO_FOCUS: ClassVar[str | None] = "#cancel"
@@ -81,6 +83,8 @@ class RemoteActionModal(ModalScreen[str | None]):
         self._run = run
         self.state = "planning"
         self.result: RemoteRun | None = None
+        self.identities: str | None = None
+        """The dry run's targets as ``PID:TICKS,...``: what a confirmation signals, and nothing else."""
 
     def compose(self) -> ComposeResult:
         """Title naming the host, the remote output, a status line, Cancel and (for kill) Confirm."""
@@ -138,7 +142,7 @@ class RemoteActionModal(ModalScreen[str | None]):
         self.query_one("#confirm", Button).disabled = True
         self.query_one("#cancel", Button).disabled = True
         self._status(f"sending SIGTERM on {self.host}…", "bold")
-        words = ["kill", self.port, "--yes"]
+        words = ["kill", self.port, "--yes", "--pids", self.identities or ""]
         self.run_worker(lambda: self._run(words), name="kill", group="remote", thread=True, exclusive=True)
 
     def action_cancel(self) -> None:
@@ -162,6 +166,9 @@ class RemoteActionModal(ModalScreen[str | None]):
         result = event.worker.result if event.state == WorkerState.SUCCESS else None
         if not isinstance(result, RemoteRun):
             result = RemoteRun(self.host, None, (), f"failed: {event.worker.error}")
+        if event.worker.name == "plan" and self.kind == KILL:
+            self.identities, lines = identities_from_lines(result.lines)
+            result = result._replace(lines=tuple(lines))
         self.result = result
         self._show(result)
         if result.code is None:
@@ -173,7 +180,14 @@ class RemoteActionModal(ModalScreen[str | None]):
             self.state = "done"
             self.dismiss(self._outcome)
             return
-        if self.kind == KILL and result.code == 0:
+        if self.kind == KILL and result.code == 0 and self.identities is None:
+            self.state = "explained"
+            self._status(
+                f"host {self.host}: its portmon named no exact process identities to confirm "
+                "(an older portmon, or no start times in clock ticks there): cannot kill from here",
+                "bold red",
+            )
+        elif self.kind == KILL and result.code == 0:
             self.state = "ready"
             self.query_one("#confirm", Button).disabled = False
             self._status(f"y / Confirm: SIGTERM to the processes above, on host {self.host}   n / escape: cancel")

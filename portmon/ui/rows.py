@@ -36,6 +36,10 @@ CELL_STYLES = frozenset(
 StyleOf = Callable[[str], Style]
 """A component's style by its short name ("dim", "listen", "cursor", ...): see ``SocketTable._style``."""
 HostName = Callable[[str], "str | None"]
+ManagedBy = Callable[[Socket], "str | None"]
+"""The Managed by cell of a row: its text, or None while it is being worked out (see portmon.ui.owners)."""
+PENDING = "…"
+"""A Managed by cell not worked out yet."""
 Layout = Sequence[tuple[Column, int]]
 
 MARK_SIGNS = {MARK_NEW: "+", MARK_CHANGED: "~", MARK_CLOSED: "×", MARK_NONE: " "}
@@ -61,7 +65,7 @@ Rate = tuple[float, float]
 
 
 def cell(
-    sock: Socket, column: str, host_name: HostName | None, rate: Rate | None = None
+    sock: Socket, column: str, host_name: HostName | None, rate: Rate | None = None, managed_by: ManagedBy | None = None
 ) -> tuple[str, str | None]:
     """The text of one cell (untrusted parts made visible) and the name of its own style, if any."""
     if column == "proto":
@@ -109,6 +113,9 @@ def cell(
         return (LOCAL_HOST_LABEL, "dim") if sock.host is None else (visible(sock.host), None)
     if column == "netns":
         return ("-", "dim") if sock.netns is None else (visible(str(sock.netns)), None)
+    if column == "managed_by":
+        text = managed_by(sock) if managed_by is not None else ""
+        return (PENDING, "dim") if text is None else (text, None)  # managed_by_text escapes it already
     return "", None
 
 
@@ -146,6 +153,7 @@ def row_strip(
     host_name: HostName | None,
     width: int,
     rate: Rate | None = None,
+    managed_by: ManagedBy | None = None,
 ) -> Strip:
     """One socket's row: ``base`` plus its mark's style, the cursor's on top; marked rows fill ``width``.
 
@@ -166,7 +174,7 @@ def row_strip(
         if column.name == MARK_COLUMN:
             text, extra = MARK_SIGNS.get(mark, " "), None
         else:
-            text, extra = cell(sock, column.name, host_name, rate)
+            text, extra = cell(sock, column.name, host_name, rate, managed_by)
         style = row_style + style_of(extra) if extra is not None else row_style
         if cursor is not None:
             style = style + cursor

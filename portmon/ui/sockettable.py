@@ -16,6 +16,8 @@ from textual.strip import Strip
 from portmon.model import Socket, SocketKey
 from portmon.ui.columns import (
     HOST_COLUMN,
+    MANAGED_COLUMN,
+    MANAGED_WIDTH,
     MARK_COLUMN,
     TABLE_COLUMNS,
     TRAFFIC_COLUMNS,
@@ -24,10 +26,12 @@ from portmon.ui.columns import (
     layout_columns,
     natural_width,
 )
-from portmon.ui.rows import CELL_STYLES, ROW_STYLES, Rate, header_strip, layout_width, row_strip
+from portmon.ui.rows import CELL_STYLES, ROW_STYLES, ManagedBy, Rate, header_strip, layout_width, row_strip
 from portmon.ui.traffic import Traffic
 from portmon.ui.view import MARK_NONE, NO_MARKS, Marks, RowIndex, cursor_after
 
+AUTO = "auto"
+"""The Managed by column's default: shown when the terminal is wide enough for every other column and it."""
 ROW_CACHE_LIMIT = 1024
 """Rendered rows kept (~3 KB each): some twenty screens to scroll back through without rendering again.
 A larger cache only makes a long session's memory grow further before it is cleared (bench/soak.py)."""
@@ -133,6 +137,12 @@ class SocketTable(ScrollView, can_focus=True):
         self.show_traffic = False
         """Whether the rate columns are in the layout (the screen decides: a toggle, and counters present)."""
         self._styles: dict[str, Style] = {}
+        self.managed_by: ManagedBy | None = None
+        """The Managed by cells' texts (None: no such column)."""
+        self.managed_mode: str | bool = AUTO
+        """The Managed by column: True (shown), False (hidden) or AUTO (shown when it fits)."""
+        self.managed_shown = False
+        """Whether the current layout has the Managed by column."""
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -228,6 +238,23 @@ class SocketTable(ScrollView, can_focus=True):
             self._layout_width = -1
             self.refresh()
 
+    def set_managed_by(self, managed_by: ManagedBy | None, mode: str | bool) -> None:
+        """Where the Managed by texts come from, and whether the column shows (True, False or AUTO)."""
+        self.managed_by = managed_by
+        self.managed_mode = mode
+        self._layout_width = -1
+        self.invalidate()
+
+    def _managed_wanted(self, available: int, widths: dict[str, int], hidden: tuple[str, ...]) -> bool:
+        if self.managed_by is None or self.managed_mode is False:
+            return False
+        if self.managed_mode is True:
+            return True
+        if self.shown_columns is not None and MANAGED_COLUMN.name not in self.shown_columns:
+            return False
+        # AUTO: only when every other column keeps its natural width beside it.
+        return natural_width(widths, hidden) + 1 + MANAGED_WIDTH <= available
+
     def _hidden(self) -> tuple[str, ...]:
         hidden = () if self.show_traffic else TRAFFIC_COLUMNS
         if self.shown_columns is not None:
@@ -244,12 +271,21 @@ class SocketTable(ScrollView, can_focus=True):
 
     def natural_width(self) -> int:
         """Cells the table wants for its rows when no column has to give way (its scrollbar included)."""
-        return natural_width(self._wanted_widths(), self._hidden()) + 1
+        widths = self._wanted_widths()
+        if self.managed_by is not None and self.managed_mode is True:
+            widths[MANAGED_COLUMN.name] = MANAGED_WIDTH
+        return natural_width(widths, self._hidden()) + 1
 
     def _ensure_layout(self) -> None:
         width = self._available_width()
         if width != self._layout_width:
-            self._layout = layout_columns(width, self._wanted_widths(), self._hidden())
+            widths = self._wanted_widths()
+            hidden = self._hidden()
+            self.managed_shown = self._managed_wanted(width, widths, hidden)
+            if self.managed_shown:
+                room = width - natural_width(widths, hidden) - 2  # its gap and the scrollbar
+                widths[MANAGED_COLUMN.name] = max(MANAGED_WIDTH, min(MANAGED_COLUMN.cap, room))
+            self._layout = layout_columns(width, widths, hidden)
             self._layout_width = width
             self._generation += 1
 
@@ -359,6 +395,7 @@ class SocketTable(ScrollView, can_focus=True):
             self.host_name,
             self._available_width(),
             rate,
+            self.managed_by if self.managed_shown else None,
         )
 
     # -- cursor and scrolling ------------------------------------------------------------------

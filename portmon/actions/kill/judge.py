@@ -27,6 +27,7 @@ from portmon.actions.kill.model import (
     Verdict,
 )
 from portmon.actions.kill.text import TIME_WAIT_SECONDS
+from portmon.collect.fdwalk import own_socket_inodes
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.portspec import sockets_on_port
 from portmon.textsafe import safe
@@ -116,9 +117,12 @@ def _sort_holders(plan: KillPlan, results: Sequence[TargetResult], now: Sequence
             old.setdefault(h.pid, h.create_time)
     out = _Holding()
     me = os.getpid()
+    own = own_socket_inodes() if any(s.host is None and s.inode and not s.holders for s in now) else frozenset()
     for sock in now:
         if not sock.holders:
-            if sock.owner_note not in (OWNER_KERNEL, OWNER_UNSEEN):
+            if sock.host is None and sock.inode in own:
+                out.inherited = True  # portmon's own inherited copy: the collectors name no holder
+            elif sock.owner_note not in (OWNER_KERNEL, OWNER_UNSEEN):
                 out.hidden = True
             continue
         if all(h.pid == me for h in sock.holders):

@@ -118,6 +118,8 @@ class KillPlan:
     """When the identities were captured (wall clock): a holder started later is a new process."""
     captured_ticks: int | None = None
     """The same moment in clock ticks since boot (Linux), the unit of process start times."""
+    inherited: tuple[str, ...] = ()
+    """Labels of the sockets portmon itself holds an inherited copy of (no holder: it is never signalled)."""
 
     @property
     def actionable(self) -> bool:

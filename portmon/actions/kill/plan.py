@@ -36,6 +36,7 @@ from portmon.actions.kill.process import (
 from portmon.actions.kill.signals import signal_name
 from portmon.actions.kill.text import first_listed, format_start, kernel_owned_note, port_label, socket_label
 from portmon.actions.ownerless import backlog_of, unreadable_fd_tables
+from portmon.collect.fdwalk import own_socket_inodes
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Holder, Snapshot, Socket
 from portmon.portspec import PortSpec, sockets_on_port, spec_of
 from portmon.textsafe import safe
@@ -66,7 +67,14 @@ def _gather(sockets: Sequence[Socket], spec: PortSpec, port_sockets: Sequence[So
     found = _Gathered()
     unreadable: int | None = None
     me = os.getpid()
+    # The collectors leave portmon out of the holders: its inherited copies are found in its own fds.
+    own = own_socket_inodes() if any(s.host is None and s.inode for s in sockets) else frozenset()
     for sock in sockets:
+        label = socket_label(sock)
+        if sock.host is None and sock.inode in own:
+            found.inherited.append(label)
+            if not sock.holders:
+                continue
         if not sock.holders:
             backlog = backlog_of(sock, port_sockets) is not None
             if sock.owner_note == OWNER_UNSEEN and not backlog and unreadable is None:
@@ -83,8 +91,9 @@ def _gather(sockets: Sequence[Socket], spec: PortSpec, port_sockets: Sequence[So
                 )
             continue
         for holder in sock.holders:
-            if holder.pid == me:
-                found.inherited.append(socket_label(sock))
+            if holder.pid == me:  # a snapshot that still names portmon (not one of its collectors')
+                if label not in found.inherited:
+                    found.inherited.append(label)
                 continue
             found.holders.setdefault(holder.pid, holder)
             found.labels.setdefault(holder.pid, []).append(socket_label(sock))
@@ -260,6 +269,7 @@ def plan_kill(
         sockets=tuple(sockets),
         captured_at=time.time(),
         captured_ticks=clock.now_ticks(),
+        inherited=tuple(found.inherited),
     )
 
 
