@@ -75,6 +75,22 @@ class Holder(NamedTuple):
     """Process start time (seconds since the epoch): with the pid, the process's identity."""
 
 
+class NetnsRef(NamedTuple):
+    """A network namespace other than portmon's own: its nsfs inode and, where known, what it belongs to.
+
+    ``str()`` gives ``net:[4026532283] container web``: the form ``readlink /proc/PID/ns/net`` prints, then
+    the label. The label (an ``ip netns`` name, a container or unit) is untrusted text.
+    """
+
+    inode: int
+    """The nsfs inode: what ``lsns`` and ``ip netns identify`` print as the namespace's id."""
+    label: str | None = None
+    """``netns NAME`` for ``ip netns`` names, else the container or unit of a process in it; None if unknown."""
+
+    def __str__(self) -> str:
+        return f"net:[{self.inode}] {self.label}" if self.label else f"net:[{self.inode}]"
+
+
 class Socket(NamedTuple):
     """One TCP or UDP socket as the kernel reports it."""
 
@@ -116,12 +132,18 @@ class Socket(NamedTuple):
     """The kernel's socket cookie (Linux sock_diag): unique per socket, never reused while the host is up."""
     host: str | None = None
     """The remote host the socket lives on, as the user named it (``--host``); None for this machine."""
+    netns: NetnsRef | None = None
+    """The network namespace the socket lives in; None for portmon's own (the host's, usually)."""
 
     @property
     def key(self) -> SocketKey:
-        """A value that stays the same for this socket across refreshes (and differs between hosts)."""
+        """A value that stays the same for this socket across refreshes (and differs between hosts and network
+        namespaces: a TIME_WAIT socket has no inode, and two namespaces can hold the same endpoints)."""
+        proto = self.proto if self.host is None else f"{self.proto}@{self.host}"
+        if self.netns is not None:
+            proto = f"{proto}%{self.netns.inode}"
         return (
-            self.proto if self.host is None else f"{self.proto}@{self.host}",
+            proto,
             self.family,
             self.local_addr,
             self.local_port,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from portmon.model import Holder, Socket
+from portmon.model import Holder, NetnsRef, Socket
 from portmon.registry import port_range
 from portmon.textsafe import safe, visible
 
@@ -35,8 +35,12 @@ RECORD_KEYS = (
     "local_range",
     *TRAFFIC_KEYS,
     "host",
+    "netns",
 )
-"""The keys of one socket in ``--json`` output, and the CSV header, in order."""
+"""The keys of one socket in ``--json`` output, and the CSV header, in order.
+
+``netns`` is null for portmon's own network namespace, else ``{"inode": N, "label": TEXT-or-null}``;
+the CSV cell is ``net:[N] label`` (empty for the own namespace)."""
 
 CSV_KEYS = (*RECORD_KEYS, "pids")
 """The CSV header: the record's keys, then every holder's pid (space-separated, main holder first)."""
@@ -71,10 +75,16 @@ def socket_record(sock: Socket, holder: Holder | None = None, extra: RecordExtra
         "accept_queue": sock.accept_queue,
         "backlog": sock.backlog,
         "host": sock.host,
+        "netns": netns_record(sock.netns),
     }
     if extra is not None:
         record.update(extra(sock))
     return record
+
+
+def netns_record(ref: NetnsRef | None) -> dict[str, Any] | None:
+    """A socket's network namespace in JSON: null for portmon's own, else its inode and label."""
+    return None if ref is None else {"inode": ref.inode, "label": ref.label}
 
 
 def holder_records(sockets: Iterable[Socket]) -> list[dict[str, Any]]:
@@ -128,6 +138,13 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
     tails: dict[tuple[str | None, int, str | None, str | None, str], str] = {}
     ranges: dict[int, str] = {}
     extras: dict[int, str] = {}
+    spaces: dict[NetnsRef | None, str] = {None: "null"}
+
+    def netns_text(ref: NetnsRef) -> str:
+        done = spaces.get(ref)
+        if done is None:
+            done = spaces[ref] = f'{{"inode": {int(ref.inode)}, "label": {quoted(ref.label)}}}'
+        return done
 
     def extra_text(sock: Socket) -> str:
         done = extras.get(id(sock.holders))
@@ -146,6 +163,7 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
         for sock in sockets[first : first + JSON_CHUNK]:
             proto, family, laddr, lport, raddr, rport, state, hs, _, _, lsvc, rsvc = sock[:12]
             host = sock.host
+            ns = sock.netns
             head = heads.get((proto, family, laddr))
             if head is None:
                 head = heads[(proto, family, laddr)] = (
@@ -174,7 +192,8 @@ def iter_sockets_json(sockets: Sequence[Socket], extra: RecordExtra | None = Non
                 f'{head}{lport}, "remote_addr": {known(raddr) or quoted(raddr)}, '
                 f'"remote_port": {"null" if rport is None else rport}{tail}'
                 f"{_NO_TRAFFIC_JSON if counters == _NONE else _traffic_json(counters)}"
-                f', "host": {quoted(host)}{extra_text(sock) if extra is not None else ""}}}'
+                f', "host": {quoted(host)}, "netns": {"null" if ns is None else netns_text(ns)}'
+                f'{extra_text(sock) if extra is not None else ""}}}'
             )
         yield (", " if first else "") + ", ".join(records)
     yield "]"
@@ -200,6 +219,7 @@ def sockets_csv(sockets: Sequence[Socket]) -> str:
     writer.writerow(CSV_KEYS)
     for sock in sockets:
         rec = socket_record(sock)
+        rec["netns"] = sock.netns
         cells = ["" if rec[k] is None else visible(str(rec[k])) for k in RECORD_KEYS]
         cells.append(" ".join(str(h.pid) for h in sock.holders))
         writer.writerow(cells)
@@ -302,9 +322,37 @@ LOCAL_HOST_LABEL = "local"
 def sockets_table(
     sockets: Sequence[Socket], host_column: bool = False, label: Callable[[Socket], str] = process_label
 ) -> str:
-    """The default ``portmon list`` output; a HOST column first when asked or when any socket is a remote host's."""
+    """The default ``portmon list`` output; a HOST column first when asked or when any socket is a remote host's,
+    a NETNS column last when any socket is in another network namespace than portmon's (``-`` for its own)."""
     rows = table_rows(sockets, label)
+    headers: tuple[str, ...] = TABLE_HEADERS
+    if any(s.netns is not None for s in sockets):
+        headers = (*headers, "NETNS")
+        rows = [(*r, netns_label(s.netns)) for r, s in zip(rows, sockets, strict=True)]
     if not host_column and not any(s.host is not None for s in sockets):
-        return format_table(TABLE_HEADERS, rows)
+        return format_table(headers, rows)
     hosts = [LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32) for s in sockets]
-    return format_table(("HOST", *TABLE_HEADERS), [(h, *r) for h, r in zip(hosts, rows, strict=True)])
+    return format_table(("HOST", *headers), [(h, *r) for h, r in zip(hosts, rows, strict=True)])
+
+
+def netns_label(ref: NetnsRef | None, width: int = 48) -> str:
+    """A socket's network namespace for text output: ``net:[4026532283] container web``, ``-`` for portmon's own."""
+    return "-" if ref is None else safe(str(ref), width)
+
+
+def netns_notes(sockets: Iterable[Socket]) -> list[str]:
+    """One line per other network namespace with sockets among ``sockets`` (one port's): that namespace's port,
+    which does not keep the port busy in portmon's own (``who``, ``why``, ``kill``)."""
+    spaces: dict[NetnsRef, list[int]] = {}
+    for s in sockets:
+        if s.netns is not None:
+            pids = spaces.setdefault(s.netns, [])
+            pids.extend(h.pid for h in s.holders if h.pid not in pids)
+    out = []
+    for ref, pids in spaces.items():
+        held = f"pid {', '.join(map(str, pids))}" if pids else "no visible process"
+        out.append(
+            f"also bound in network namespace {netns_label(ref)} ({held}): that namespace's port, "
+            "it does not keep this one busy"
+        )
+    return out

@@ -29,12 +29,26 @@ class PortSpec(NamedTuple):
 
     port: int
     proto: str | None = None
+    netns: int | None = None
+    """The network namespace (nsfs inode) the port is in; None for portmon's own. A port typed on the command
+    line is always portmon's own namespace's: the same number in a container's namespace is another port."""
 
     def __str__(self) -> str:
-        return f"{self.port}/{self.proto}" if self.proto else str(self.port)
+        text = f"{self.port}/{self.proto}" if self.proto else str(self.port)
+        return text if self.netns is None else f"{text} in net:[{self.netns}]"
 
     def matches(self, sock: Socket) -> bool:
-        """True when the socket is bound to exactly this local port (and protocol, when given)."""
+        """True when the socket is bound to exactly this local port (and protocol, when given) in the spec's
+        network namespace."""
+        ns = sock.netns
+        return (
+            sock.local_port == self.port
+            and (self.proto is None or sock.proto == self.proto)
+            and (ns.inode if ns is not None else None) == self.netns
+        )
+
+    def matches_in_any_netns(self, sock: Socket) -> bool:
+        """:meth:`matches` in whichever network namespace the socket is."""
         return sock.local_port == self.port and (self.proto is None or sock.proto == self.proto)
 
 
@@ -132,6 +146,14 @@ def _named(name: str, proto: str | None, text: str, services: ServiceNames | Non
     return out
 
 
-def sockets_on_port(sockets: Iterable[Socket], spec: PortSpec) -> list[Socket]:
-    """Every socket bound locally to exactly the given port (8080 never matches 18080 or 80800)."""
+def sockets_on_port(sockets: Iterable[Socket], spec: PortSpec, every_netns: bool = False) -> list[Socket]:
+    """Every socket bound locally to exactly the given port (8080 never matches 18080 or 80800), in the spec's
+    network namespace, or in any with ``every_netns``."""
+    if every_netns:
+        return [s for s in sockets if spec.matches_in_any_netns(s)]
     return [s for s in sockets if spec.matches(s)]
+
+
+def spec_of(sock: Socket) -> PortSpec:
+    """The port spec naming ``sock``'s local port and protocol in its own network namespace."""
+    return PortSpec(sock.local_port, sock.proto, sock.netns.inode if sock.netns is not None else None)

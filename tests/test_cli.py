@@ -35,6 +35,7 @@ KEYS = [
     "accept_queue",
     "backlog",
     "host",
+    "netns",
 ]
 
 SERVER = textwrap.dedent(
@@ -120,8 +121,9 @@ def test_list_json_reports_the_childs_sockets(server: Server) -> None:
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
     assert rows and all(list(r) == [*KEYS, "holders", "manager"] for r in rows)
-    tcp = [r for r in rows if r["proto"] == "tcp" and r["local_port"] == server.tcp_port]
-    udp = [r for r in rows if r["proto"] == "udp" and r["local_port"] == server.udp_port]
+    # Another network namespace (a container, as root) may use the same port numbers: ours are netns null.
+    tcp = [r for r in rows if r["proto"] == "tcp" and r["local_port"] == server.tcp_port and r["netns"] is None]
+    udp = [r for r in rows if r["proto"] == "udp" and r["local_port"] == server.udp_port and r["netns"] is None]
     assert len(tcp) == 1 and len(udp) == 1
     assert tcp[0]["state"] == "LISTEN" and tcp[0]["pid"] == server.proc.pid
     assert tcp[0]["local_addr"] == "127.0.0.1" and tcp[0]["remote_addr"] is None and tcp[0]["remote_port"] is None

@@ -396,7 +396,8 @@ ADDR_EXPECTED = "expected an IP address or CIDR network like 10.0.0.0/8 or fe80:
         (
             "nosuchkey:1",
             "invalid filter term 'nosuchkey:1': unknown key 'nosuchkey' "
-            "(valid keys: addr, host, lport, managed, pid, port, proc, proto, range, rport, service, state, user)",
+            "(valid keys: addr, host, lport, managed, netns, pid, port, proc, proto, range, rport, service, state, "
+            "user)",
         ),
         ("!", "invalid filter term '!': nothing to negate after '!'"),
         ('"my app', "invalid filter term '\"my app': unterminated quote"),
@@ -504,6 +505,6 @@ def test_holder_text_cache_is_per_holder_object() -> None:
 
 def test_keys_constant() -> None:
     assert filters.KEYS == (
-        "addr", "host", "lport", "managed", "pid", "port", "proc", "proto", "range", "rport", "service", "state",
-        "user",
+        "addr", "host", "lport", "managed", "netns", "pid", "port", "proc", "proto", "range", "rport", "service",
+        "state", "user",
     )  # fmt: skip

@@ -40,7 +40,7 @@ def test_json_writer_matches_json_dumps_with_hosts() -> None:
     assert sockets_json(socks) == to_json([socket_record(s) for s in socks])
     records = json.loads(sockets_json(socks))
     assert [r["host"] for r in records] == [None, "db1.example", 'we"ird\x1b[31mhost', "alice@db2:2222"]
-    assert list(records[0]) == list(RECORD_KEYS) and RECORD_KEYS[-1] == "host"
+    assert list(records[0]) == list(RECORD_KEYS) and RECORD_KEYS[-2:] == ("host", "netns")
 
 
 def test_host_filter_matches_substrings_and_local_names_this_machine() -> None:

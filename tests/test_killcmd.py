@@ -241,7 +241,7 @@ def test_json_shape(spawn) -> None:  # type: ignore[no-untyped-def]
     assert set(doc) == {
         "port", "proto", "label", "signal", "dry_run", "sockets", "targets", "refusals", "notes",
         "other_users", "results", "verdict", "message", "still_held_by", "rebound_by", "exit_code",
-        "manager", "preflight", "manager_stop",
+        "manager", "preflight", "manager_stop", "other_netns",
     }
     assert doc["port"] == child.port and doc["proto"] is None and doc["label"] == f"{child.port}/tcp"
     assert doc["signal"] == "SIGTERM" and doc["dry_run"] is False

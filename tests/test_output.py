@@ -145,11 +145,12 @@ def test_same_text_with_traffic_counters() -> None:
     listeners = {(r["accept_queue"], r["backlog"]) for r in records if r["state"] == LISTEN}
     assert listeners == {(129, 128)}
     traffic = ["bytes_sent", "bytes_received", "rtt_ms", "retransmits", "accept_queue", "backlog"]
-    assert all(list(r)[-7:-1] == traffic and list(r)[-1] == "host" for r in records)
+    assert all(list(r)[-8:-2] == traffic and list(r)[-2:] == ["host", "netns"] for r in records)
 
 
 def test_same_text_with_traffic_counters_and_extra_keys() -> None:
     counted = [s._replace(bytes_sent=5, rtt_ms=0.25) if s.state == ESTABLISHED else s for s in sample()]
     counted[0] = counted[0]._replace(host="db1")
     assert sockets_json(counted, _extra) == to_json([socket_record(s, extra=_extra) for s in counted])
-    assert all(list(r)[-3:] == ["host", "holders", "manager"] for r in json.loads(sockets_json(counted, _extra)))
+    records = json.loads(sockets_json(counted, _extra))
+    assert all(list(r)[-4:] == ["host", "netns", "holders", "manager"] for r in records)

@@ -185,6 +185,13 @@ class Context:
         value = sub if sub is not None else self.args.collector
         return str(value)
 
+    @property
+    def netns(self) -> str:
+        """--netns, given before or after the subcommand (default all)."""
+        sub = getattr(self.args, "netns_sub", None)
+        value = sub if sub is not None else getattr(self.args, "netns", None)
+        return str(value or "all")
+
     def registry(self) -> Registry:
         """The service registry (loaded once; warnings about missing files go to stderr)."""
         if self._registry is None:
@@ -194,13 +201,20 @@ class Context:
             self._registry = reg
         return self._registry
 
-    def collector(self, counters: bool = True) -> Collector:
+    def collector(self, counters: bool = True, netns: str | None = None) -> Collector:
         """The collector for this platform (procfs on Linux), naming services from the registry.
 
         ``counters``: read TCP traffic counters (tcp_info); a command that shows none saves their cost.
+        ``netns`` overrides --netns.
         """
         try:
-            local = default_collector(services=self.registry(), prefer=self.collector_name, counters=counters)
+            local = default_collector(
+                services=self.registry(),
+                prefer=self.collector_name,
+                counters=counters,
+                netns=netns or self.netns,
+                labeller=_netns_label,
+            )
         except (ValueError, ImportError) as exc:
             raise CommandFailed(str(exc), 2) from None
         # Remote hosts (--host, --hosts-file): the local collector merged with one ssh session per host.
@@ -254,7 +268,18 @@ class Context:
             self.warn(snap.warning)
         if snap.hidden_note:
             self.warn(snap.hidden_note)
+        note = getattr(collector, "netns_note", None)
+        if note:
+            self.note(note)
         return snap
+
+
+def _netns_label(inode: int, pids: tuple[int, ...]) -> str | None:
+    """What another network namespace belongs to (its container or unit); the ownership layer is loaded only when
+    such a namespace exists."""
+    from portmon.ownership.netns import namespace_label
+
+    return namespace_label(inode, pids)
 
 
 Runner = Callable[[Context], int]

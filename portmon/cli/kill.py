@@ -13,7 +13,7 @@ from portmon.actions.kill.text import first_listed, grouped_lines, socket_label
 from portmon.actions.ownerless import backlog_of
 from portmon.cli.context import Context, UsageError, positive_float
 from portmon.model import OWNER_NOTES
-from portmon.output import to_json
+from portmon.output import holder_records, netns_notes, to_json
 from portmon.portspec import PORT_HELP, PortSpecError, parse_port_specs, sockets_on_port
 from portmon.textsafe import safe
 
@@ -223,8 +223,9 @@ def _outcome_text(outcome: KillOutcome, force: bool, hint: bool = True) -> list[
     return lines
 
 
-def _not_actionable(ctx: Context, plan: KillPlan, doc: dict[str, Any]) -> int:
-    """Say why nothing will be signalled on this port (refused, nobody, only kernel-owned sockets)."""
+def _not_actionable(ctx: Context, plan: KillPlan, doc: dict[str, Any], notes: list[str]) -> int:
+    """Say why nothing will be signalled on this port (refused, nobody, only kernel-owned sockets); ``notes``
+    name the port's sockets in other network namespaces, which are not this port."""
     reasons = plan.reasons()
     if ctx.args.json:
         verdict = "refused" if plan.refusals else ("nothing-to-do" if plan.held else "nobody")
@@ -236,7 +237,7 @@ def _not_actionable(ctx: Context, plan: KillPlan, doc: dict[str, Any]) -> int:
         lines.append("nothing was signalled: the port cannot be freed while a refused holder keeps it")
     else:
         lines.append("nothing was signalled")
-    ctx.stdout.write("\n".join(lines) + "\n")
+    ctx.stdout.write("\n".join(lines + notes) + "\n")
     return EXIT_NOT_FREED
 
 
@@ -407,13 +408,19 @@ def run(ctx: Context) -> int:
         clock = system_clock()
         plans = [keep_confirmed(plan, args.pids, clock) for plan in plans]
     docs = [_document(plan, sig, args.dry_run) for plan in plans]
+    # A port number names portmon's own network namespace's port: the same port in a container's namespace is
+    # another socket, never signalled here; it is named so nobody thinks it was (JSON: "other_netns").
+    elsewhere = [[s for s in sockets_on_port(snap.sockets, spec, every_netns=True) if s.netns] for spec in specs]
+    for doc, other in zip(docs, elsewhere, strict=True):
+        doc["other_netns"] = holder_records(other)
+    notes = [netns_notes(other) for other in elsewhere]
     codes = [EXIT_FREED] * len(plans)
     chosen: list[int] = []
     for i, plan in enumerate(plans):
         if plan.actionable:
             chosen.append(i)
         else:
-            codes[i] = _not_actionable(ctx, plan, docs[i])
+            codes[i] = _not_actionable(ctx, plan, docs[i], notes[i])
     if not chosen:
         if args.json:
             _emit(ctx, docs)
@@ -428,7 +435,7 @@ def run(ctx: Context) -> int:
         docs[i]["manager"] = managers_json(pre.managers)
         docs[i]["preflight"] = preflight_record(pre)
     question, *warnings = confirmation_for(todo, sig)
-    listing = [line for i in chosen for line in _plan_text(plans[i]) + _preflight_lines(pres[i])]
+    listing = [line for i in chosen for line in _plan_text(plans[i]) + _preflight_lines(pres[i]) + notes[i]]
     listing += [f"warning: {w}" for w in warnings]
     if not args.json:
         # With --json the human-facing listing and question go to stderr, keeping stdout JSON.

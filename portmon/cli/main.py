@@ -60,6 +60,14 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool, live: bool = Tru
         default=None if sub else "auto",
         help="how sockets are read: auto (procfs on Linux), procfs, or psutil",
     )
+    parser.add_argument(
+        "--netns",
+        dest="netns" + suffix,
+        choices=("all", "host"),
+        default=None if sub else "all",
+        help="network namespaces: all (as root, every namespace on the host: containers, 'ip netns', "
+        "'unshare -n') or host (portmon's own only)",
+    )
     add_host_options(parser, sub, positive_float)  # remote hosts over ssh: portmon.cli.hosts
 
 

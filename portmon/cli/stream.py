@@ -30,7 +30,9 @@ def run(ctx: Context) -> int:
     if ctx.args.probe:
         out.write(hello_line("probe", __version__) + "\n")
         return 0
-    collector = ctx.collector()
+    # The stream's socket encoding has no namespace field: keep to the remote host's own namespace, as the
+    # agentless mode (which reads /proc/net) does.
+    collector = ctx.collector(netns="host")
     out.write(hello_line(collector.name, __version__) + "\n")
     out.flush()
     last_good = None

@@ -95,6 +95,9 @@ def run(ctx: Context) -> int:
                     failing = None
                 if last_good is None:
                     _first_scan_notes(ctx, snapshot, args.all, flt)
+                    netns_note = getattr(collector, "netns_note", None)  # without root: once, not per scan
+                    if netns_note:
+                        ctx.note(netns_note)
                 last_good = snapshot
                 for event in stream.feed(snapshot):
                     if any(f.matches(event.socket) for f in ignore):

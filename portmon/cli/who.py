@@ -10,7 +10,7 @@ from typing import Any
 from portmon.cli.context import Context, UsageError
 from portmon.collect.fdwalk import own_socket_inodes
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_NOTES, OWNER_UNSEEN, Holder, Socket
-from portmon.output import LOCAL_HOST_LABEL, endpoint, format_table, holder_records, to_json
+from portmon.output import LOCAL_HOST_LABEL, endpoint, format_table, holder_records, netns_label, netns_notes, to_json
 from portmon.ownership.view import Ownership, managed_by_text, managers_json
 from portmon.portspec import PORT_HELP, PortSpec, PortSpecError, parse_port_specs, sockets_on_port
 from portmon.query.sorting import sort_sockets
@@ -55,7 +55,11 @@ def run(ctx: Context, command_line: CommandLines | None = None) -> int:
         raise UsageError(str(exc)) from None
     snap = ctx.scan()
     own = Ownership()
-    found = [(spec, own.order(sort_sockets(sockets_on_port(snap.sockets, spec), "proto"))) for spec in specs]
+    # Every network namespace's sockets on the port (each row says which): "who holds 8080?" in a container too.
+    found = [
+        (spec, own.order(sort_sockets(sockets_on_port(snap.sockets, spec, every_netns=True), "proto")))
+        for spec in specs
+    ]
     held = any(_is_held(sockets) for _, sockets in found)
     if ctx.args.json:
         docs = [
@@ -158,6 +162,7 @@ def _section(
             lines.append(f"and {summary}")
     if not _is_held(sockets):
         lines.append(f"no process holds this port: only {summary}" if summary else "no process holds this port")
+    lines.extend(netns_notes(sockets))
     return lines
 
 
@@ -174,6 +179,7 @@ def _ownerless_note(sock: Socket, own: frozenset[int]) -> str:
 def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | None) -> list[str]:
     rows: list[list[str]] = []
     hosts: list[str] = []
+    spaces: list[str] = []
     commands: dict[tuple[int, float | None], str] = {}
     # portmon is no socket's holder: a socket only its inherited copy holds is said to be that, not unseen.
     own = own_socket_inodes() if any(s.host is None and s.inode and not s.holders for s in sockets) else frozenset()
@@ -181,6 +187,7 @@ def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | N
         for h in s.holders or (None,):
             command = ""
             hosts.append(LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32))
+            spaces.append(netns_label(s.netns))
             if h is not None and s.host is None:  # a remote host's pid is not this machine's to read
                 key = (h.pid, h.create_time)
                 if key not in commands:
@@ -203,8 +210,14 @@ def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | N
     # The command line takes what the other columns leave of the width (at least 20 characters).
     others = [max(len(HEADERS[i]), *(len(r[i]) for r in rows)) for i in range(len(HEADERS) - 1)]
     room = PIPE_WIDTH if width is None else max(20, width - sum(others) - 2 * (len(HEADERS) - 1))
+    headers: tuple[str, ...] = HEADERS
+    if any(s.netns is not None for s in sockets):  # another network namespace: which one each row is in
+        # Before the command line, which takes the room left: the namespace's label is cut to 48 characters.
+        headers = (*HEADERS[:-1], "NETNS", HEADERS[-1])
+        room = max(20, room - max(len("NETNS"), *map(len, spaces)) - 2)
+        rows = [[*r[:-1], ns, r[-1]] for r, ns in zip(rows, spaces, strict=True)]
     for r in rows:
         r[-1] = safe(r[-1], room)
     if any(s.host is not None for s in sockets):  # remote hosts (--host): which one each row is on
-        return format_table(("HOST", *HEADERS), [(h, *r) for h, r in zip(hosts, rows, strict=True)]).split("\n")
-    return format_table(HEADERS, [tuple(r) for r in rows]).split("\n")
+        return format_table(("HOST", *headers), [(h, *r) for h, r in zip(hosts, rows, strict=True)]).split("\n")
+    return format_table(headers, [tuple(r) for r in rows]).split("\n")

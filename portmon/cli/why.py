@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from portmon.cli.context import Context, UsageError
-from portmon.output import to_json
-from portmon.portspec import PORT_HELP, PortSpecError, parse_port_specs
+from portmon.output import holder_records, netns_notes, to_json
+from portmon.portspec import PORT_HELP, PortSpecError, parse_port_specs, sockets_on_port
 
 
 def add_parser(subs: Any) -> tuple[str, Any]:
@@ -54,11 +54,19 @@ def run(ctx: Context) -> int:
         return max(why_on_hosts(ctx, spec) for spec in specs)
     snapshot = ctx.scan()
     ownership = PortOwnership(enricher=Enricher())
-    reports = [explain(spec, snapshot.sockets, ownership=ownership) for spec in specs]
+    # The test bind happens in portmon's own network namespace: only its sockets can make it fail. Other
+    # namespaces' sockets on the port are named after the answer (and under "other_netns" in JSON).
+    own = [s for s in snapshot.sockets if s.netns is None]
+    reports = [explain(spec, own, ownership=ownership) for spec in specs]
+    others = [[s for s in sockets_on_port(snapshot.sockets, spec, every_netns=True) if s.netns] for spec in specs]
     if ctx.args.json:
-        docs = [report_record(report) for report in reports]
+        docs = [
+            dict(report_record(report), other_netns=holder_records(other))
+            for report, other in zip(reports, others, strict=True)
+        ]
         ctx.stdout.write(to_json(docs[0] if len(docs) == 1 else docs) + "\n")
     else:
-        ctx.stdout.write("\n\n".join("\n".join(report_lines(report)) for report in reports) + "\n")
+        texts = [report_lines(report) + netns_notes(other) for report, other in zip(reports, others, strict=True)]
+        ctx.stdout.write("\n\n".join("\n".join(lines) for lines in texts) + "\n")
     ctx.stdout.flush()
     return max(report.exit_code for report in reports)

@@ -30,7 +30,9 @@ def identity(sock: Socket) -> SocketKey:
     endpoint (SO_REUSEPORT), so they keep ``Socket.key``, inode included.
     """
     if sock.remote_port:
-        return (sock.proto, sock.family, sock.local_addr, sock.local_port, sock.remote_addr or "", sock.remote_port, 0)
+        # Another network namespace's connection can have the very same endpoints (127.0.0.1 in both).
+        proto = sock.proto if sock.netns is None else f"{sock.proto}%{sock.netns.inode}"
+        return (proto, sock.family, sock.local_addr, sock.local_port, sock.remote_addr or "", sock.remote_port, 0)
     return sock.key
 
 

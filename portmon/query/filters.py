@@ -478,6 +478,45 @@ def _compile_host(parts: Sequence[str], whole: str) -> Predicate:
     return host
 
 
+NETNS_HOST = "host"
+"""``netns:host`` matches sockets of portmon's own network namespace."""
+
+
+def _compile_netns(parts: Sequence[str], whole: str) -> Predicate:
+    # A number is a namespace inode (exact, as ``lsns`` prints it, or ``net:[N]``); "host" is portmon's own
+    # namespace; anything else is a substring of the label (``container web``, ``netns blue``), any case.
+    inodes: set[int] = set()
+    words: list[str] = []
+    own = False
+    for part in parts:
+        text = part.strip().lower()
+        if text.startswith("net:[") and text.endswith("]"):
+            text = text[5:-1]
+        if not text:
+            raise FilterError(whole, "netns: needs a namespace inode, 'host', or part of its label")
+        if text == NETNS_HOST:
+            own = True
+        elif _NUMBER_RE.fullmatch(text):
+            inodes.add(int(text))
+        else:
+            words.append(text)
+    needles = tuple(words)
+    labels: dict[object, bool] = {}
+
+    def netns(sock: Socket) -> bool:
+        ref = sock.netns
+        if ref is None:
+            return own
+        if ref.inode in inodes:
+            return True
+        found = labels.get(ref)
+        if found is None:
+            found = labels[ref] = bool(needles) and _contains_any(ref.label, needles)
+        return found
+
+    return netns
+
+
 def _ranges_by_port() -> list[str]:
     # One list index per socket instead of a function call; built once, 64 KiB of pointers.
     if not _range_table:
@@ -583,6 +622,7 @@ _COMPILERS: dict[str, tuple[Callable[[Sequence[str], str], Predicate], int]] = {
     "host": (_compile_host, 1),
     "lport": (_compile_lport, 1),
     "managed": (_compile_managed, 4),
+    "netns": (_compile_netns, 1),
     "pid": (_compile_pid, 2),
     "port": (_compile_port, 1),
     "proc": (_compile_proc, 2),

@@ -157,6 +157,9 @@ _COLUMN_SPECS: dict[str, tuple[Callable[[Socket], Any], Callable[[Any], Any]]] =
     # Sortable (a click on the live table's Host header, list --sort host), not in COLUMNS' cycle:
     # the Host column shows only with remote hosts. This machine (None) sorts last, as unknowns do.
     "host": (attrgetter("host"), _text_key),
+    # Likewise the NetNS column, shown only when another network namespace has sockets; portmon's own
+    # namespace (None) sorts last. Namespaces in the order the kernel made them (inode numbers).
+    "netns": (attrgetter("netns"), _identity),
 }
 
 _LOCAL_PORT = attrgetter("local_port")

@@ -124,6 +124,9 @@ class PortmonApp(App[int]):
         shown, unknown = visible_columns(columns)
         if unknown:
             self._warnings.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(echo, unknown))}")
+        # Without root, a one-time notice that other network namespaces are not shown (portmon.collect.netns).
+        netns_note = getattr(collector, "netns_note", None)
+        self._notes: list[str] = [netns_note] if isinstance(netns_note, str) else []
         if ignore:
             collector = IgnoringCollector(collector, ignore)
         self._monitor = MonitorScreen(
@@ -163,6 +166,8 @@ class PortmonApp(App[int]):
     def on_mount(self) -> None:
         for warning in self._warnings:
             self.notify(warning, title="config", severity="warning", markup=False)
+        for note in self._notes:
+            self.notify(note, title="network namespaces", markup=False)
 
     def _chosen(self) -> dict[str, str]:
         """The settings the user may change in the TUI and portmon remembers, as the config file spells them."""

@@ -54,6 +54,10 @@ TABLE_COLUMNS: tuple[Column, ...] = (
 HOST_COLUMN = Column("host", "Host", cap=24, soft=8, hard=5)
 """The remote host of a row (``--host``): first after the mark gutter, shown only when some row has one."""
 
+NETNS_COLUMN = Column("netns", "NetNS", cap=32, soft=10, hard=5)
+"""The network namespace of a row (``net:[4026532283] container web``; ``-`` for portmon's own): after the
+others but Managed by, shown only when some row is in another namespace than portmon's, i.e. when more than
+one namespace has sockets."""
 MANAGED_COLUMN = Column("managed_by", "Managed by", cap=44, soft=14, hard=8)
 """What manages the row's process (a unit, a container, a supervisor): last, shown only when the table is
 given a width for it (the monitor's toggle, or by itself when the terminal is wide enough)."""
@@ -76,7 +80,7 @@ _DROP_PLANS: tuple[tuple[str, ...], ...] = (
 # the least useful columns are dropped), then, on very narrow terminals, to the minimum. Addresses
 # shrink together, the wider one first, so an IPv4 address stays whole as long as possible.
 _SOFT_STEPS: tuple[str, ...] = (
-    "managed_by", "addresses", "host", "process", "local_service", "remote_service", "user", "pid",
+    "managed_by", "addresses", "host", "netns", "process", "local_service", "remote_service", "user", "pid",
 )
 _HARD_STEPS: tuple[tuple[str, int], ...] = (
     ("pid", 6), ("process", 12), ("addresses", 13), ("process", 8), ("addresses", 9),
@@ -88,9 +92,11 @@ def visible_columns(names: Sequence[str]) -> tuple[frozenset[str] | None, list[s
     """The columns named by ``names`` (ids such as ``local_port`` or unambiguous titles such as
     "State", any case) and the names that match none. None: show every column (no name matched).
     """
-    by_id = {c.name: c.name for c in (*TABLE_COLUMNS, HOST_COLUMN, MANAGED_COLUMN) if c.name != MARK_COLUMN}
+    by_id = {
+        c.name: c.name for c in (*TABLE_COLUMNS, HOST_COLUMN, NETNS_COLUMN, MANAGED_COLUMN) if c.name != MARK_COLUMN
+    }
     labels: dict[str, list[str]] = {}
-    for column in (*TABLE_COLUMNS, HOST_COLUMN, MANAGED_COLUMN):
+    for column in (*TABLE_COLUMNS, HOST_COLUMN, NETNS_COLUMN, MANAGED_COLUMN):
         if column.label:
             labels.setdefault(column.label.lower(), []).append(column.name)
     chosen: set[str] = set()
@@ -119,6 +125,8 @@ def layout_columns(
     """
     # The host goes right after the mark gutter, before everything it qualifies.
     table = (TABLE_COLUMNS[0], HOST_COLUMN, *TABLE_COLUMNS[1:]) if data_widths.get("host") else TABLE_COLUMNS
+    if data_widths.get("netns"):  # another network namespace than portmon's has rows
+        table = (*table, NETNS_COLUMN)
     if data_widths.get(MANAGED_COLUMN.name):
         table = (*table, MANAGED_COLUMN)
     natural = {}

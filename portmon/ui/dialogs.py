@@ -30,7 +30,9 @@ def why_prober(
     """The dialog's probe: test-bind a port with ``binder`` and explain it against the sockets given."""
 
     def probe(spec: PortSpec, sockets: Sequence[Socket]) -> WhyReport:
-        return explain(spec, sockets, binder=binder, reader=reader, privileged=privileged, now=clock())
+        # The test bind is in portmon's own network namespace: only its sockets can make it fail.
+        own = [s for s in sockets if s.netns is None]
+        return explain(spec, own, binder=binder, reader=reader, privileged=privileged, now=clock())
 
     return probe
 

@@ -120,6 +120,8 @@ def cell(
         return rate_text(bps), ("dim" if bps < 0.5 else None)
     if column == "host":
         return (LOCAL_HOST_LABEL, "dim") if sock.host is None else (visible(sock.host), None)
+    if column == "netns":
+        return ("-", "dim") if sock.netns is None else (visible(str(sock.netns)), None)
     if column == "managed_by":
         text = managed_by(sock) if managed_by is not None else ""
         return (PENDING, "dim") if text is None else (text, None)  # managed_by_text escapes it already

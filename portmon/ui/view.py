@@ -14,7 +14,7 @@ from itertools import compress, repeat
 from operator import attrgetter, eq, itemgetter, not_
 from typing import Any, NamedTuple
 
-from portmon.model import Holder, Snapshot, Socket, SocketKey
+from portmon.model import Holder, NetnsRef, Snapshot, Socket, SocketKey
 from portmon.query.diff import changed_objects, changes
 from portmon.query.filters import SocketFilter, parse_filter
 from portmon.query.sorting import COLUMNS, PORT_COLUMNS, port_order_key, sort_sockets
@@ -45,6 +45,7 @@ COLUMN_TITLES: dict[str, str] = {
     "process": "process",
     "user": "user",
     "host": "host",
+    "netns": "network namespace",
     **RATE_TITLES,
 }
 """How the status line and the help name each sort column."""
@@ -253,6 +254,7 @@ def column_widths(rows: Sequence[Socket]) -> dict[str, int]:
         "process": max(_longest(map(attrgetter("name"), first_holders)), _longest_family(held)),
         "user": _longest(map(attrgetter("user"), first_holders)),
         "host": _longest(map(attrgetter("host"), rows)),
+        "netns": _netns_width(map(attrgetter("netns"), rows)),
     }
 
 
@@ -267,10 +269,17 @@ def _longest_family(held: Sequence[tuple[Holder, ...]]) -> int:
     return max((len(name or "?") + family_suffix_width(n) for name, n in shared), default=0)
 
 
+def _netns_width(refs: Iterable[NetnsRef | None]) -> int:
+    """The longest namespace text (0 when every row is in portmon's own namespace)."""
+    distinct = set(refs)
+    distinct.discard(None)
+    return max((len(str(ref)) for ref in distinct), default=0)
+
+
 def column_widths_plain(rows: Sequence[Socket]) -> dict[str, int]:
     """:func:`column_widths` as a plain loop (for the equivalence test and the benchmark)."""
     widths = dict.fromkeys(
-        ("local_addr", "remote_addr", "local_service", "remote_service", "process", "user", "host"), 0
+        ("local_addr", "remote_addr", "local_service", "remote_service", "process", "user", "host", "netns"), 0
     )
     for sock in rows:
         for name, value in (
@@ -282,6 +291,8 @@ def column_widths_plain(rows: Sequence[Socket]) -> dict[str, int]:
         ):
             if value is not None:
                 widths[name] = max(widths[name], len(value))
+        if sock.netns is not None:
+            widths["netns"] = max(widths["netns"], len(str(sock.netns)))
         if sock.holders:
             holder = sock.holders[0]
             if holder.name is not None:

@@ -38,7 +38,7 @@ from portmon.actions.kill.text import first_listed, format_start, kernel_owned_n
 from portmon.actions.ownerless import backlog_of, unreadable_fd_tables
 from portmon.collect.fdwalk import own_socket_inodes
 from portmon.model import OWNER_KERNEL, OWNER_UNSEEN, Holder, Snapshot, Socket
-from portmon.portspec import PortSpec, sockets_on_port
+from portmon.portspec import PortSpec, sockets_on_port, spec_of
 from portmon.textsafe import safe
 
 
@@ -281,7 +281,7 @@ def plan_for_port(snapshot: Snapshot, spec: PortSpec) -> KillPlan:
 
 def plan_for_socket(sock: Socket, snapshot: Snapshot | None = None) -> KillPlan:
     """The plan for the holders of one socket (the TUI's selected row), its port and protocol as context."""
-    spec = PortSpec(sock.local_port, sock.proto)
+    spec = spec_of(sock)  # in the socket's own network namespace: the verdict re-scans that one
     context = sockets_on_port(snapshot.sockets, spec) if snapshot is not None else [sock]
     if sock not in context:
         context = [sock, *context]
