@@ -26,6 +26,21 @@ def private_xdg_homes(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
         monkeypatch.setenv(name, str(tmp_path_factory.mktemp(name.lower().replace("_", "-"))))
 
 
+@pytest.fixture(autouse=True)
+def host_namespace_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every portmon a test runs keeps to the test's own network namespace (PORTMON_NETNS=host).
+
+    As root portmon also lists every other namespace's sockets: on a host running containers (or a
+    benchmark load inside ``unshare -n``) a test's ephemeral port can be bound there too, and its
+    output gains a line about that namespace. Tests marked ``all_namespaces`` (the namespace
+    tests) see the default.
+    """
+    if request.node.get_closest_marker("all_namespaces") is None:
+        monkeypatch.setenv("PORTMON_NETNS", "host")
+    else:
+        monkeypatch.delenv("PORTMON_NETNS", raising=False)
+
+
 @pytest.fixture
 def fd_room() -> Iterator[Callable[[int], None]]:
     """``fd_room(n)`` raises this process's soft RLIMIT_NOFILE to at least ``n`` open fds (skips the

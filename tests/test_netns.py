@@ -30,6 +30,8 @@ from portmon.query.filters import FilterError, parse_filter
 from portmon.ui.columns import layout_columns
 from portmon.ui.view import column_widths, column_widths_plain
 
+pytestmark = pytest.mark.all_namespaces
+
 OWN, OTHER, THIRD = 4026531840, 4026532283, 4026532999
 
 # A LISTEN row on 127.0.0.1:8080 (inode 555) and a UDP row, as /proc/PID/net/{tcp,udp} print them.
@@ -351,3 +353,28 @@ def test_list_without_root_says_once_that_other_namespaces_are_not_shown(
     err = io.StringIO()
     assert main(["list", "--netns", "host"], stdout=io.StringIO(), stderr=err) == 0
     assert HOST_ONLY_NOTE not in err.getvalue() and made[-1].netns == "host"
+
+
+def test_portmon_netns_sets_the_default_the_flag_wins_and_a_bad_value_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portmon.cli import context
+    from portmon.cli.main import main
+
+    asked: list[str] = []
+
+    def fake_default(**kw: Any) -> ScriptedCollector:
+        asked.append(kw["netns"])
+        return ScriptedCollector([demo_snapshot()])
+
+    monkeypatch.setattr(context, "default_collector", fake_default)
+    for env, argv, expected in (("host", [], "host"), ("all", [], "all"), ("", [], "all"),
+                                ("host", ["--netns", "all"], "all"), ("all", ["--netns", "host"], "host")):
+        monkeypatch.setenv("PORTMON_NETNS", env)
+        assert main(["list", *argv], stdout=io.StringIO(), stderr=io.StringIO()) == 0
+        assert asked[-1] == expected, (env, argv)
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setenv("PORTMON_NETNS", "containers")
+    assert main(["list"], stdout=out, stderr=err) == 2
+    assert err.getvalue().startswith("portmon: PORTMON_NETNS must be 'all' or 'host', not 'containers'")
+    assert err.getvalue().count("\n") == 1 and out.getvalue() == ""

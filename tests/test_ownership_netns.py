@@ -23,6 +23,8 @@ from portmon.collect.netns import NamespaceReader, NetnsCollector, list_namespac
 from portmon.model import LISTEN, NetnsRef
 from portmon.ownership.netns import namespace_label, namespace_labeller
 
+pytestmark = pytest.mark.all_namespaces
+
 UNSHARE = shutil.which("unshare")
 
 # Bring lo up inside the new namespace (SIOCGIFFLAGS / SIOCSIFFLAGS), then become the listener.

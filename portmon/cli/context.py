@@ -187,10 +187,15 @@ class Context:
 
     @property
     def netns(self) -> str:
-        """--netns, given before or after the subcommand (default all)."""
+        """--netns, given before or after the subcommand; else $PORTMON_NETNS; else all."""
         sub = getattr(self.args, "netns_sub", None)
         value = sub if sub is not None else getattr(self.args, "netns", None)
-        return str(value or "all")
+        if value is not None:
+            return str(value)
+        env = os.environ.get("PORTMON_NETNS", "").strip()
+        if env not in ("", "all", "host"):
+            raise UsageError(f"PORTMON_NETNS must be 'all' or 'host', not {echo(env)}")
+        return env or "all"
 
     def registry(self) -> Registry:
         """The service registry (loaded once; warnings about missing files go to stderr)."""

@@ -64,9 +64,9 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool, live: bool = Tru
         "--netns",
         dest="netns" + suffix,
         choices=("all", "host"),
-        default=None if sub else "all",
+        default=None,
         help="network namespaces: all (as root, every namespace on the host: containers, 'ip netns', "
-        "'unshare -n') or host (portmon's own only)",
+        "'unshare -n') or host (portmon's own only); default $PORTMON_NETNS, else all",
     )
     add_host_options(parser, sub, positive_float)  # remote hosts over ssh: portmon.cli.hosts
 
