@@ -84,6 +84,11 @@ def test_list_json_and_csv_name_the_family_master_first(tmp_path: Path, trees: l
     assert [h["pid"] for h in json.loads(res.stdout)["holders"]] == [master, *sorted(workers)]
     (line,) = portmon("list", f"lport:{port}", "state:listen").stdout.splitlines()[1:]
     assert f" {master}  {row['process']} +3 workers " in f"{line} "
+    # who marks each holder's place in the family: the master "main", each worker "worker of MASTER".
+    who = portmon("who", f"{port}/tcp").stdout.splitlines()
+    notes = {int(line.split()[0]): line for line in who if line.split() and line.split()[0].isdigit()}
+    assert list(notes) == [master, *sorted(workers)]
+    assert " main " in notes[master] and all(f" worker of {master} " in notes[w] for w in workers)
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")

@@ -11,6 +11,7 @@ from portmon.cli.context import Context, UsageError
 from portmon.collect.fdwalk import own_socket_inodes
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_NOTES, OWNER_UNSEEN, Holder, Socket
 from portmon.output import LOCAL_HOST_LABEL, endpoint, format_table, holder_records, netns_label, netns_notes, to_json
+from portmon.ownership.families import family, proc_lookup, role_text
 from portmon.ownership.view import Ownership, managed_by_text, managers_json
 from portmon.portspec import PORT_HELP, PortSpec, PortSpecError, parse_port_specs, sockets_on_port
 from portmon.query.sorting import sort_sockets
@@ -183,7 +184,13 @@ def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | N
     commands: dict[tuple[int, float | None], str] = {}
     # portmon is no socket's holder: a socket only its inherited copy holds is said to be that, not unseen.
     own = own_socket_inodes() if any(s.host is None and s.inode and not s.holders for s in sockets) else frozenset()
+    lookup = proc_lookup()  # for a shared socket's roles: "main", "worker of 1290" (memoised for this run)
     for s in sockets:
+        roles = (
+            {m.holder.pid: role_text(m) for m in family(s.holders, lookup)}
+            if len(s.holders) > 1 and s.host is None
+            else {}
+        )
         for h in s.holders or (None,):
             command = ""
             hosts.append(LOCAL_HOST_LABEL if s.host is None else safe(s.host, 32))
@@ -203,7 +210,7 @@ def _table(sockets: Sequence[Socket], command_line: CommandLines, width: int | N
                     endpoint(s.local_addr, s.local_port, s.family),
                     endpoint(s.remote_addr, s.remote_port, s.family),
                     s.state or "",
-                    "" if h is not None else _ownerless_note(s, own),
+                    roles.get(h.pid, "") if h is not None else _ownerless_note(s, own),
                     command,
                 ]
             )

@@ -147,6 +147,15 @@ def order_sockets(sockets: Sequence[Socket], lookup: ProcLookup | None = None) -
     return out
 
 
+def role_text(member: Member) -> str:
+    """``main``, ``worker of 1290``, ``other``, ``activator``: a holder's place in its family."""
+    if member.role == MAIN:
+        return "main"
+    if member.parent is not None:
+        return f"worker of {member.parent}"
+    return member.role
+
+
 def workers_label(members: Sequence[Member]) -> str:
     """``+3 workers``, ``+1 worker, +1 other``, or "" for a socket with one holder."""
     workers = sum(1 for m in members if m.role == WORKER)

@@ -26,11 +26,11 @@ from portmon.model import (
     TIME_WAIT,
     Socket,
 )
-from portmon.ownership.families import Member, workers_label
+from portmon.ownership.families import Member, role_text, workers_label
 from portmon.ownership.view import manager_facts
 from portmon.procinfo import ProcessDetail, uptime_text
 from portmon.textsafe import safe, visible
-from portmon.ui.owners import OwnershipDetail, role_text
+from portmon.ui.owners import OwnershipDetail
 
 LABEL_WIDTH = 10
 MAX_SOCKETS_LISTED = 200

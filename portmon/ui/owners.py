@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 from portmon.collect.fake import demo_process
 from portmon.model import Holder, Socket
 from portmon.ownership.enrich import Enricher
-from portmon.ownership.families import MAIN, Member, family, proc_lookup, workers_label
+from portmon.ownership.families import Member, family, proc_lookup, workers_label
 from portmon.ownership.manager import (
     RESTART_LIKELY,
     RESTART_NO,
@@ -149,15 +149,6 @@ class DemoOwnership:
 def family_note(members: Sequence[Member]) -> str:
     """``+2 workers``: what the detail pane's heading says of a shared socket's family."""
     return workers_label(members)
-
-
-def role_text(member: Member) -> str:
-    """``main``, ``worker of 1290``, ``other``, ``activator``: a holder's place in its family."""
-    if member.role == MAIN:
-        return "main"
-    if member.parent is not None:
-        return f"worker of {member.parent}"
-    return member.role
 
 
 class ManagerNames:
