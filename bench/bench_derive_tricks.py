@@ -1,4 +1,4 @@
-"""What the live monitor's per-scan tricks after the scan save (the event diff): each against its plain version.
+"""What the live monitor's per-scan tricks after the scan save (event diff, column widths): each against its plain one.
 
 Two real scans a second apart are taken with the procfs collector in the network namespace this
 runs in, then each trick and its plain version are timed on that pair, alternately, with what a
@@ -27,6 +27,7 @@ from bench.bench_collect_tricks import Figures, compare  # noqa: E402
 from bench.loads import Load, issue18  # noqa: E402
 from portmon.model import Snapshot  # noqa: E402
 from portmon.query import diff  # noqa: E402
+from portmon.ui.view import LiveMeasures, column_widths  # noqa: E402
 
 
 def _forget_caches() -> None:
@@ -61,6 +62,25 @@ def event_diff_figures(old: Snapshot, new: Snapshot, runs: int) -> list[Figures]
     return [compare(name, fast, plain, runs)]
 
 
+def widths_figures(old: Snapshot, new: Snapshot, runs: int) -> list[Figures]:
+    """``LiveMeasures`` of the last scan moved on to this one against ``column_widths`` of every row."""
+    gone, came = diff.changed_objects(old.sockets, new.sockets)
+    measures = LiveMeasures(old.sockets)
+    assert measures.advanced(came, gone).widths() == column_widths(new.sockets)
+
+    def fast() -> float:
+        started = time.process_time()
+        measures.advanced(came, gone).widths()
+        return time.process_time() - started
+
+    def plain() -> float:
+        started = time.process_time()
+        column_widths(new.sockets)
+        return time.process_time() - started
+
+    return [compare(f"column widths, {len(new.sockets)} rows ({len(came) + len(gone)} changed)", fast, plain, runs)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=31, help="runs of each side per figure")
@@ -81,6 +101,7 @@ def main() -> None:
             time.sleep(1.0)
             after = collector.scan()
             rows += event_diff_figures(before, after, args.runs)
+            rows += widths_figures(before, after, args.runs)
             before = after
     print(f"{'trick':56} {'wall: with':>10} {'plain':>8} {'saves':>8}   {'CPU: with':>9} {'plain':>8} {'saves':>8}")
     for name, fast_ms, plain_ms, fast_cpu, plain_cpu in rows:
