@@ -1,4 +1,4 @@
-"""What the live monitor's per-scan tricks after the scan save (event diff, column widths): each against its plain one.
+"""What the live monitor's per-scan tricks after the scan save (event diff, widths, states): each against its plain one.
 
 Two real scans a second apart are taken with the procfs collector in the network namespace this
 runs in, then each trick and its plain version are timed on that pair, alternately, with what a
@@ -27,7 +27,7 @@ from bench.bench_collect_tricks import Figures, compare  # noqa: E402
 from bench.loads import Load, issue18  # noqa: E402
 from portmon.model import Snapshot  # noqa: E402
 from portmon.query import diff  # noqa: E402
-from portmon.ui.view import LiveMeasures, column_widths  # noqa: E402
+from portmon.ui.view import LiveMeasures, column_widths, moved_state_counts, state_counts  # noqa: E402
 
 
 def _forget_caches() -> None:
@@ -78,7 +78,24 @@ def widths_figures(old: Snapshot, new: Snapshot, runs: int) -> list[Figures]:
         column_widths(new.sockets)
         return time.process_time() - started
 
-    return [compare(f"column widths, {len(new.sockets)} rows ({len(came) + len(gone)} changed)", fast, plain, runs)]
+    counts = state_counts(old.sockets)
+    assert moved_state_counts(counts, came, gone) == state_counts(new.sockets)
+
+    def fast_states() -> float:
+        started = time.process_time()
+        moved_state_counts(counts, came, gone)
+        return time.process_time() - started
+
+    def plain_states() -> float:
+        started = time.process_time()
+        state_counts(new.sockets)
+        return time.process_time() - started
+
+    changed = len(came) + len(gone)
+    return [
+        compare(f"column widths, {len(new.sockets)} rows ({changed} changed)", fast, plain, runs),
+        compare(f"state counts, {len(new.sockets)} rows ({changed} changed)", fast_states, plain_states, runs),
+    ]
 
 
 def main() -> None:

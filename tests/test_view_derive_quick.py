@@ -20,6 +20,8 @@ from portmon.ui.view import (
     column_widths,
     column_widths_plain,
     derive_view,
+    moved_state_counts,
+    state_counts,
 )
 
 
@@ -221,3 +223,16 @@ def test_refreshes_in_a_row_keep_the_widths_of_a_full_derive(spec: ViewSpec, sor
         view_module._last_derived = kept  # go on from the incremental derive
     assert len(sorts) == n + len(steps) - 1  # only the fresh derives sorted
     assert kept is not None and kept.measures is not None
+
+
+def test_moved_state_counts_equal_a_fresh_count() -> None:
+    old = synthetic_snapshot(2000, seed=6)
+    new = synthetic_snapshot(2000, seed=7, churn=0.05, base=old)
+    came = [s for s in new.sockets if s not in old.sockets]
+    gone = [s for s in old.sockets if s not in new.sockets]
+    assert came and gone and state_counts(old.sockets) != state_counts(new.sockets)
+    assert moved_state_counts(state_counts(old.sockets), came, gone) == state_counts(new.sockets)
+    # A state whose last socket went is left out, as a fresh count leaves it out.
+    only = [s for s in old.sockets if s.state is None][:1]
+    assert only and state_counts(only) == {"UDP": 1}
+    assert moved_state_counts(state_counts(only), [], only) == {} == state_counts(())

@@ -421,6 +421,22 @@ def state_counts(sockets: Sequence[Socket]) -> dict[str, int]:
     return dict(counts)
 
 
+def moved_state_counts(counts: Mapping[str, int], came: Sequence[Socket], gone: Sequence[Socket]) -> dict[str, int]:
+    """``state_counts`` of some sockets, from ``counts`` (theirs before) and the sockets that came and went.
+
+    Speed trick for the refresh of the live table (``_with_changed_rows``): only the changed sockets
+    are counted. Equals ``state_counts`` of the sockets after (tests/test_view_derive_quick.py; the
+    keys may come in another order, which the status line does not follow). Saving on issue 18's
+    load (30,800 sockets, 700-1,400 changed between two scans a second apart; ``python
+    bench/bench_derive_tricks.py`` on a busy 2-core VM, medians of 31): 0.1 ms of CPU per scan
+    instead of 1.5-1.6 ms.
+    """
+    moved = Counter(counts)
+    moved.update(state_counts(came))
+    moved.subtract(state_counts(gone))
+    return {state: n for state, n in moved.items() if n > 0}
+
+
 _ROW_ORDER_BY_ELEMENT = PORT_COLUMNS
 """Sort columns whose order of any subset of rows is the full order with the other rows left out.
 
@@ -548,6 +564,9 @@ def _with_changed_rows(
         live = spec.filter.apply(snapshot.sockets)
         if spec.listening_only:
             live = [s for s in live if s.listening]
+    if states is None:
+        # The last view's counts are of the last snapshot's sockets (a caller passes a snapshot's own).
+        states = moved_state_counts(last.view.states, new_only, old_only)
     totals, shown_states = _state_counts(snapshot, spec, live, states)
     if last.measures is None:
         measures = LiveMeasures(live)
