@@ -79,7 +79,7 @@ def _plain_and_fast_chain(snaps: list[Snapshot]) -> list[list[Event]]:
     for old, new in zip(snaps, snaps[1:], strict=False):
         fast, tally = diff_changed_objects(old.sockets, new.sockets, new.taken_at, tally)
         assert fast == diff_snapshots(_full(old), _full(new), time=new.taken_at)
-        assert tally.sockets is new.sockets
+        assert tally is not None and tally.sockets is new.sockets
         steps.append(fast)
     return steps
 
@@ -123,5 +123,14 @@ def test_a_tally_of_another_tuple_is_counted_afresh() -> None:
     stale = IdentityTally(new.sockets)
     events, tally = diff_changed_objects(old.sockets, new.sockets, new.taken_at, stale)
     assert events == diff_snapshots(old, new)
-    assert tally.sockets is new.sockets
+    assert tally is not None and tally.sockets is new.sockets
     assert tally.counts == IdentityTally(new.sockets).counts
+
+
+def test_sockets_built_anew_take_the_plain_diff() -> None:
+    old = synthetic_snapshot(800, seed=8)
+    churned = synthetic_snapshot(800, seed=9, churn=0.05, base=old, taken_at=101.0)
+    rebuilt = tuple(s._replace() for s in churned.sockets)  # equal values, every object new (psutil)
+    events, tally = diff_changed_objects(old.sockets, rebuilt, 101.0, IdentityTally(old.sockets))
+    assert events == diff_snapshots(old, churned) and events
+    assert tally is None

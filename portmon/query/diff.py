@@ -286,9 +286,13 @@ class IdentityTally:
         self.sockets = sockets
 
 
+CHANGED_SHARE = 4
+"""``diff_changed_objects`` runs the plain diff when more than 1/4 of the sockets are new objects."""
+
+
 def diff_changed_objects(
     old: tuple[Socket, ...], new: tuple[Socket, ...], time: float, tally: IdentityTally | None = None
-) -> tuple[list[Event], IdentityTally]:
+) -> tuple[list[Event], IdentityTally | None]:
     """``diff_snapshots(old, new, time)``, looking only at the sockets that are not the same object on both sides.
 
     Speed trick for the event stream of the live monitor. The procfs collector hands back the very
@@ -297,15 +301,20 @@ def diff_changed_objects(
     in C (``changed_objects``, whose answer the change marks already asked for). That is exact
     while every identity names one socket on each side, which ``tally`` (the counts of identities
     of ``old``, brought up to ``new`` here and returned for the next call; None or a tally of
-    another tuple: counted afresh) tells; otherwise the plain diff runs. tests/test_diff_identity.py
-    compares the two. Saving on issue 18's load (31,100 sockets, 270-1,800 changed objects between
-    two scans a second apart; ``python bench/bench_derive_tricks.py`` on a busy 2-core VM, medians
-    of 31): 0.6-3.6 ms of CPU per scan instead of 17-27 ms.
+    another tuple: counted afresh) tells; otherwise the plain diff runs, as it does when many
+    sockets are new objects (a collector that builds every socket anew; no tally returned then).
+    tests/test_diff_identity.py compares the two. Saving on issue 18's load (31,100 sockets,
+    270-1,800 changed objects between two scans a second apart; ``python
+    bench/bench_derive_tricks.py`` on a busy 2-core VM, medians of 31): 0.6-3.9 ms of CPU per
+    scan instead of 17-32 ms.
     """
+    gone, came = changed_objects(old, new)
+    if len(gone) + len(came) > len(new) // CHANGED_SHARE:
+        # A collector that builds every socket anew (psutil): nothing to skip, and counting costs.
+        return diff_snapshots(old, new, time), None
     if tally is None or tally.sockets is not old:
         tally = IdentityTally(old)
     unique = tally.shared == 0
-    gone, came = changed_objects(old, new)
     tally.advance(new, gone, came)
     if not (unique and tally.shared == 0):
         return diff_snapshots(old, new, time), tally
