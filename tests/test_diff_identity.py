@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from portmon.collect.fake import synthetic_snapshot
-from portmon.model import CLOSE_WAIT, ESTABLISHED, Holder, Snapshot, Socket
-from portmon.query.diff import CLOSE, OPEN, STATE, changes, diff_snapshots
+from portmon.model import CLOSE_WAIT, ESTABLISHED, TIME_WAIT, Holder, Snapshot, Socket
+from portmon.query.diff import (
+    CLOSE,
+    OPEN,
+    STATE,
+    Event,
+    IdentityTally,
+    changes,
+    diff_changed_objects,
+    diff_snapshots,
+)
 
 
 def _full(snapshot: Snapshot) -> list[Socket]:
@@ -61,3 +70,67 @@ def test_identical_and_empty_sides() -> None:
     _same_results(snap, empty)
     _same_results(empty, snap)
     assert len(changes(snap, empty).closed) == 50
+
+
+def _plain_and_fast_chain(snaps: list[Snapshot]) -> list[list[Event]]:
+    """Every step of the chain diffed both ways (asserted equal); the events of each step."""
+    tally: IdentityTally | None = None
+    steps = []
+    for old, new in zip(snaps, snaps[1:], strict=False):
+        fast, tally = diff_changed_objects(old.sockets, new.sockets, new.taken_at, tally)
+        assert fast == diff_snapshots(_full(old), _full(new), time=new.taken_at)
+        assert tally is not None and tally.sockets is new.sockets
+        steps.append(fast)
+    return steps
+
+
+def test_diff_of_changed_objects_equals_the_plain_diff_along_a_chain() -> None:
+    snaps = [synthetic_snapshot(3000, seed=0)]
+    for i in range(1, 8):
+        snaps.append(synthetic_snapshot(3000, seed=i, churn=0.02, base=snaps[-1], taken_at=100.0 + i))
+    steps = _plain_and_fast_chain(snaps)
+    assert {e.kind for step in steps for e in step} == {OPEN, CLOSE, STATE}
+
+
+def test_diff_of_changed_objects_matches_connections_by_endpoints_and_handles_shared_identities() -> None:
+    base = synthetic_snapshot(400, seed=5)
+    conns = [i for i, s in enumerate(base.sockets) if s.state == ESTABLISHED and s.remote_port]
+    snaps = [base]
+    sockets = list(base.sockets)
+    # The owner died while the connection closed: new inode, no holders, same endpoints (a STATE event).
+    sockets[conns[0]] = sockets[conns[0]]._replace(inode=0, holders=(), state=TIME_WAIT)
+    # An owner change alone: a new object, no event.
+    sockets[conns[1]] = sockets[conns[1]]._replace(holders=(Holder(pid=4242, name="other"),))
+    snaps.append(Snapshot(sockets=tuple(sockets), taken_at=101.0))
+    # Two sockets with one identity (an unchanged one and a new twin in another state): the plain
+    # diff's "later one wins" decides, so the fast path must step aside...
+    twin = sockets[conns[2]]._replace(inode=sockets[conns[2]].inode + 10_000_000, state=CLOSE_WAIT)
+    snaps.append(Snapshot(sockets=(*sockets, twin), taken_at=102.0))
+    # ...while the twin stays, on both sides...
+    snaps.append(Snapshot(sockets=(*sockets[1:], twin), taken_at=103.0))
+    # ...and when it went, until the counts are single again.
+    snaps.append(Snapshot(sockets=tuple(sockets[2:]), taken_at=104.0))
+    snaps.append(Snapshot(sockets=tuple(sockets[3:]), taken_at=105.0))
+    steps = _plain_and_fast_chain(snaps)
+    assert [(e.kind, e.new_state) for e in steps[0]] == [(STATE, TIME_WAIT)]
+    assert [(e.kind, e.new_state) for e in steps[1]] == [(STATE, CLOSE_WAIT)]  # the twin came later in order
+    assert [e.kind for e in steps[2]] == [CLOSE]
+
+
+def test_a_tally_of_another_tuple_is_counted_afresh() -> None:
+    old = synthetic_snapshot(500, seed=1)
+    new = synthetic_snapshot(500, seed=2, churn=0.05, base=old, taken_at=101.0)
+    stale = IdentityTally(new.sockets)
+    events, tally = diff_changed_objects(old.sockets, new.sockets, new.taken_at, stale)
+    assert events == diff_snapshots(old, new)
+    assert tally is not None and tally.sockets is new.sockets
+    assert tally.counts == IdentityTally(new.sockets).counts
+
+
+def test_sockets_built_anew_take_the_plain_diff() -> None:
+    old = synthetic_snapshot(800, seed=8)
+    churned = synthetic_snapshot(800, seed=9, churn=0.05, base=old, taken_at=101.0)
+    rebuilt = tuple(s._replace() for s in churned.sockets)  # equal values, every object new (psutil)
+    events, tally = diff_changed_objects(old.sockets, rebuilt, 101.0, IdentityTally(old.sockets))
+    assert events == diff_snapshots(old, churned) and events
+    assert tally is None

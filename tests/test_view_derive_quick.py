@@ -7,10 +7,22 @@ from collections.abc import Iterator
 import pytest
 
 from portmon.collect.fake import synthetic_snapshot
-from portmon.model import Snapshot
+from portmon.model import Holder, NetnsRef, Snapshot, Socket
 from portmon.query.filters import parse_filter
 from portmon.ui import view as view_module
-from portmon.ui.view import CLOSED_SECONDS, Marks, Pipeline, View, ViewSpec, derive_view
+from portmon.ui.view import (
+    CLOSED_SECONDS,
+    LiveMeasures,
+    Marks,
+    Pipeline,
+    View,
+    ViewSpec,
+    column_widths,
+    column_widths_plain,
+    derive_view,
+    moved_state_counts,
+    state_counts,
+)
 
 
 def _chain() -> tuple[Snapshot, Marks]:
@@ -157,3 +169,70 @@ def test_a_big_change_or_another_column_sorts_in_full(sorts: list[str]) -> None:
     n = len(sorts)
     derive_view(*small[1][:2], ViewSpec(column="state"), small[1][2])
     assert len(sorts) == n + 1
+
+
+def _odd_sockets(base: Snapshot) -> list[Socket]:
+    """Sockets whose texts are the longest of their columns: a shared one, another namespace, long names."""
+    first = base.sockets[0]
+    long_holder = Holder(pid=77, name="a-very-long-process-name-indeed", user="someone-with-a-long-name")
+    return [
+        first._replace(inode=90_000_001, local_port=61001, holders=(long_holder,)),
+        first._replace(inode=90_000_002, local_port=61002, holders=(Holder(pid=78, name=None),) * 5),
+        first._replace(inode=90_000_003, local_port=61003, netns=NetnsRef(4026532999, "container with a label")),
+        first._replace(inode=90_000_004, local_port=61004, local_service="a-long-local-service-name"),
+    ]
+
+
+def test_live_measures_moved_on_give_the_column_widths_of_the_rows() -> None:
+    base = synthetic_snapshot(1500, seed=4)
+    odd = _odd_sockets(base)
+    rows = [*base.sockets, *odd]
+    measures = LiveMeasures(rows)
+    assert measures.widths() == column_widths(rows) == column_widths_plain(rows)
+    # Each odd socket goes in turn: the width its text held falls back to the rest's.
+    for sock in odd:
+        measures = measures.advanced((), [sock])
+        rows.remove(sock)
+        assert measures.widths() == column_widths(rows)
+    more = synthetic_snapshot(1500, seed=5, churn=0.05, base=base)
+    came = [s for s in more.sockets if s not in base.sockets]
+    gone = [s for s in base.sockets if s not in more.sockets]
+    assert came and gone
+    assert measures.advanced(came, gone).widths() == column_widths(more.sockets)
+    assert measures.widths() == column_widths(base.sockets)  # the value moved on is a new one
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [ViewSpec(), ViewSpec(filter=parse_filter("state:established,close_wait"), column="remote_port")],
+)
+def test_refreshes_in_a_row_keep_the_widths_of_a_full_derive(spec: ViewSpec, sorts: list[str]) -> None:
+    chain = _churning(2000, 8, 0.01)
+    odd = _odd_sockets(chain[0][0])
+    # The long texts come in one refresh and go, one by one, in the next ones.
+    steps = []
+    for i, (snap, marks, t) in enumerate(chain):
+        extra = odd[i - 1 :] if 1 <= i <= len(odd) else []
+        steps.append((snap._replace(sockets=(*snap.sockets, *extra)), marks, t))
+    _fresh(*steps[0][:2], spec, steps[0][2])
+    n = len(sorts)
+    for snap, marks, t in steps[1:]:
+        quick = derive_view(snap, marks, spec, t + 0.4)
+        kept = view_module._last_derived
+        _same(quick, _fresh(snap, marks, spec, t + 0.4))
+        view_module._last_derived = kept  # go on from the incremental derive
+    assert len(sorts) == n + len(steps) - 1  # only the fresh derives sorted
+    assert kept is not None and kept.measures is not None
+
+
+def test_moved_state_counts_equal_a_fresh_count() -> None:
+    old = synthetic_snapshot(2000, seed=6)
+    new = synthetic_snapshot(2000, seed=7, churn=0.05, base=old)
+    came = [s for s in new.sockets if s not in old.sockets]
+    gone = [s for s in old.sockets if s not in new.sockets]
+    assert came and gone and state_counts(old.sockets) != state_counts(new.sockets)
+    assert moved_state_counts(state_counts(old.sockets), came, gone) == state_counts(new.sockets)
+    # A state whose last socket went is left out, as a fresh count leaves it out.
+    only = [s for s in old.sockets if s.state is None][:1]
+    assert only and state_counts(only) == {"UDP": 1}
+    assert moved_state_counts(state_counts(only), [], only) == {} == state_counts(())

@@ -11,7 +11,7 @@ from typing import Any
 
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.output import endpoint, socket_record, to_json
-from portmon.query.diff import OPEN, STATE, Event, diff_snapshots
+from portmon.query.diff import OPEN, STATE, Event, IdentityTally, changed_objects, diff_changed_objects
 from portmon.textsafe import safe
 
 DEFAULT_EVENT_LIMIT = 5000
@@ -53,6 +53,8 @@ class EventStream:
     def __init__(self, scope: Scope | None = None) -> None:
         self._scope = scope
         self._last: tuple[Socket, ...] | None = None
+        self._tally: IdentityTally | None = None
+        """The identities of ``_last``, for ``diff_changed_objects`` (counted on the first diff)."""
         self.baseline_at: float | None = None
         """When the baseline scan was taken (None before the first good scan)."""
         self._hosts: set[str | None] = {None}
@@ -78,7 +80,7 @@ class EventStream:
         self._last = sockets
         # A remote host (--host) answers some time after the first scan: its first sockets are its
         # baseline, not a burst of opens. Which hosts answered is read from the whole snapshot.
-        hosts = {s.host for s in snapshot.sockets}
+        hosts = self._hosts_of(previous, sockets, snapshot)
         arrived = hosts - self._hosts
         self._hosts |= hosts
         if previous is None:
@@ -86,10 +88,22 @@ class EventStream:
             return ()
         if previous is sockets:
             return ()
-        events = diff_snapshots(previous, sockets, time=snapshot.taken_at)
+        events, self._tally = diff_changed_objects(previous, sockets, snapshot.taken_at, self._tally)
         if arrived:
             return tuple(e for e in events if not (e.kind == OPEN and e.socket.host in arrived))
         return tuple(events)
+
+    def _hosts_of(
+        self, previous: tuple[Socket, ...] | None, sockets: tuple[Socket, ...], snapshot: Snapshot
+    ) -> set[str | None]:
+        """The hosts of ``sockets`` not yet seen, or more of those already seen (enough for ``feed``).
+
+        Without a scope, ``previous`` is the last good snapshot's sockets, whose hosts were all seen:
+        a host new now holds a socket that is not an object of ``previous``, so only those are read.
+        """
+        if self._scope is not None or previous is None:
+            return {s.host for s in snapshot.sockets}
+        return {s.host for s in changed_objects(previous, sockets)[1]}
 
 
 @dataclass(frozen=True, slots=True)
