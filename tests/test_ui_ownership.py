@@ -102,7 +102,7 @@ async def test_the_kill_dialog_predicts_a_restart_loop_and_names_the_new_pid(
     tree, port, pid = restart_loop(tmp_path, child_script, trees, delay="1")
     shell = tree.proc.pid
     sock, snap = listener(port)
-    modal = KillModal(sock, snap, timeout=5, settle=0, grace=30)
+    modal = KillModal(sock, snap, timeout=30, settle=0, grace=30)
     app = Host(modal)
     async with app.run_test(size=(140, 45)) as pilot:
         await settle(pilot, lambda: modal.preflight is not None, "the preflight")
@@ -129,7 +129,7 @@ async def test_stop_manager_on_a_shell_loop_then_the_kill_frees_the_port(
     tree, port, pid = restart_loop(tmp_path, child_script, trees)
     shell = tree.proc.pid
     sock, snap = listener(port)
-    modal = KillModal(sock, snap, timeout=5, settle=0, grace=30)
+    modal = KillModal(sock, snap, timeout=30, settle=0, grace=30)
     app = Host(modal)
     async with app.run_test(size=(140, 45)) as pilot:
         await settle(pilot, lambda: modal.preflight is not None, "the preflight")
@@ -163,7 +163,7 @@ async def test_stop_manager_runs_the_units_stop_command_and_judges_freed(
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     sock, snap = listener(port)
     # The holder's cgroup says loop.service (as on a systemd host); systemctl (the stub) is asked the rest.
-    modal = KillModal(sock, snap, timeout=5, settle=0, grace=30, preflight_of=lambda plan: unit_preflight([pid]))
+    modal = KillModal(sock, snap, timeout=30, settle=0, grace=30, preflight_of=lambda plan: unit_preflight([pid]))
     app = Host(modal)
     async with app.run_test(size=(140, 45)) as pilot:
         await settle(pilot, lambda: modal.preflight is not None, "the preflight")
