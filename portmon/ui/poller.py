@@ -18,6 +18,25 @@ from portmon.ui.view import Pipeline, Update, ViewSpec
 SLOW_SCAN_SHARE = 3.0
 """A scan may take at most a third of the interval; beyond that the interval grows to 3x the scan."""
 
+POLLER_CPU_SHARE = 0.2
+"""The poller thread's CPU (scan and derive) may use at most a fifth of a core; beyond that the interval grows.
+
+The event loop's part of a refresh (painting, status) comes on top: at ~125,000 sockets a refresh cost
+~0.8 s of CPU in all, so at the 1.9 s interval the scan time alone chose the monitor used 53 % of a
+core (``python bench/bench_scale.py --only-big``). Measured on the poller thread only, so work on
+other threads (keys, a test's own) never slows the refreshes down."""
+
+
+CPU_PACED_MAX = 3.0
+"""The longest interval the CPU rule alone chooses (a live view refreshed less often stops feeling live);
+a slow scan may still lengthen it further."""
+
+
+def paced_interval(asked: float, scan_seconds: float, poller_cpu_seconds: float) -> float:
+    """The interval in effect: the one asked for, longer when a scan is slow or a refresh costs much CPU."""
+    by_cpu = min(CPU_PACED_MAX, poller_cpu_seconds / POLLER_CPU_SHARE)
+    return max(asked, SLOW_SCAN_SHARE * scan_seconds, by_cpu)
+
 
 class Poller:
     """Scan with ``collector`` every ``interval`` seconds on a daemon thread and pass each Update to ``deliver``.
@@ -34,6 +53,7 @@ class Poller:
         interval: float,
         clock: Callable[[], float] = time.time,
         listen: ListenReader | None = None,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self._collector = collector
         self._deliver = deliver
@@ -47,6 +67,9 @@ class Poller:
         self._paused = False
         self._force = False
         self._thread: threading.Thread | None = None
+        self._cpu_clock = cpu_clock
+        self._last_cpu = 0.0
+        """The poller thread's CPU seconds for the last refresh (scan and derive)."""
         self.scanning = False
         """True while a scan runs (for tests and the status line)."""
 
@@ -90,6 +113,7 @@ class Poller:
                 continue
             self._force = False
             started = time.perf_counter()
+            cpu_started = self._cpu_clock()
             self.scanning = True
             try:
                 snapshot = guarded_scan(self._collector, self.pipeline.last_good)
@@ -98,8 +122,9 @@ class Poller:
             if self._stop.is_set():
                 return
             elapsed = time.perf_counter() - started
-            interval = max(self.interval, SLOW_SCAN_SHARE * elapsed)
+            interval = paced_interval(self.interval, elapsed, self._last_cpu)
             update = self.pipeline.step(snapshot, self._spec(), self._clock(), interval)
+            self._last_cpu = self._cpu_clock() - cpu_started
             self._deliver(update)
             spent = time.perf_counter() - started
             self._wake.wait(max(0.0, interval - spent))
