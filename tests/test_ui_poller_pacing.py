@@ -14,6 +14,7 @@ def test_paced_interval_takes_the_longest_of_asked_slow_scan_and_cpu() -> None:
     assert paced_interval(1.0, 0.1, 0.05) == 1.0
     assert paced_interval(1.0, 0.5, 0.05) == 0.5 * SLOW_SCAN_SHARE
     assert paced_interval(1.0, 0.1, 0.6) == 0.6 / POLLER_CPU_SHARE
+    assert paced_interval(1.0, 0.1, 0.25) == 1.0  # 1.25 s would be a small step: the interval asked for stays
     assert paced_interval(5.0, 0.5, 0.6) == 5.0
     assert paced_interval(1.0, 0.1, 60.0) == CPU_PACED_MAX  # the CPU rule alone stops at 3 s
     assert paced_interval(1.0, 2.0, 60.0) == 2.0 * SLOW_SCAN_SHARE  # a slow scan still lengthens it
