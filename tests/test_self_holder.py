@@ -81,10 +81,14 @@ def test_a_socket_portmon_inherited_names_the_real_holder_and_not_portmon(
     port = sock.getsockname()[1]
     res, portmon_pid = _portmon("--collector", collector, "list", "--json", f":{port}", pass_fds=(sock.fileno(),))
     assert res.returncode == 0, res.stderr
-    # netns null: another network namespace (a container, as root) may use the same port number.
-    (row,) = [r for r in json.loads(res.stdout) if r["local_port"] == port and r["netns"] is None and (
-        r["state"] == "LISTEN"
-    ) == (kind == "listener")]
+    # netns null: another network namespace (a container, as root) may use the same port number. A client's
+    # local port may also be in an older connection's TIME_WAIT (ports are reused): matched by both ends.
+    peer = listener.getsockname()[1]
+    (row,) = [
+        r for r in json.loads(res.stdout)
+        if r["local_port"] == port and r["netns"] is None
+        and (r["state"] == "LISTEN" if kind == "listener" else (r["state"], r["remote_port"]) == ("ESTABLISHED", peer))
+    ]  # fmt: skip
     holders = [h["pid"] for h in row["holders"]]
     assert portmon_pid not in holders
     assert holders == [os.getpid()], res.stdout  # the real holder is still named (and nobody else: no walk child)
