@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from listener_child import CHILD, ListenerChild
+from ownership_procs import Tree
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +98,12 @@ def record_file() -> Iterator[Path]:
     os.chmod(name, 0o666)  # a child running as another user writes here too
     yield Path(name)
     os.unlink(name)
+
+
+@pytest.fixture
+def trees() -> Iterator[list[Tree]]:
+    """Process trees a test starts (``trees.append(Tree(...))``): each one's process group is killed afterwards."""
+    started: list[Tree] = []
+    yield started
+    for tree in started:
+        tree.stop()

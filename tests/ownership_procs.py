@@ -6,8 +6,10 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def read_line(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> str:
@@ -64,3 +66,34 @@ def wait_for(condition: object, timeout: float = 10.0, what: str = "condition") 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+PREFORK = r"""
+import os, socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen()
+pids = [os.getpid()]
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60); os._exit(0)
+    pids.append(pid)
+print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
+time.sleep(60)
+"""
+"""A pre-fork server: a master and 3 forked workers sharing one loopback listener. It prints
+``READY PORT MASTER,WORKER,...``. Saved as a file named ``gunicorn`` and run with an argument, it
+looks like a gunicorn master to the parent-chain rules."""
+
+
+def start_prefork(
+    directory: Path, trees: list[Tree], name: str = "prefork.py", *args: str
+) -> tuple[int, int, list[int]]:
+    """Start :data:`PREFORK` as ``directory/name`` (added to ``trees``): (port, master pid, worker pids)."""
+    script = directory / name
+    script.write_text(PREFORK)
+    tree = Tree([sys.executable, str(script), *args])
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    master, *workers = (int(p) for p in words[2].split(","))
+    return int(words[1]), master, workers

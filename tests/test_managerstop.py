@@ -13,7 +13,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,14 +50,6 @@ def portmon(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "portmon", *args], capture_output=True, text=True, cwd=ROOT,
                           env=full, timeout=90, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def trees() -> Iterator[list[Tree]]:
-    started: list[Tree] = []
-    yield started
-    for tree in started:
-        tree.stop()
 
 
 def restart_loop(tmp_path: Path, child_script: Path, trees: list[Tree], delay: str = "0.05") -> tuple[Tree, int, int]:

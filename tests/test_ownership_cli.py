@@ -8,28 +8,14 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ownership_procs import Tree, read_line, ready_pids
+from ownership_procs import Tree, read_line, ready_pids, start_prefork
 
 ROOT = Path(__file__).resolve().parent.parent
 BASH = shutil.which("bash")
 
-PREFORK = r"""
-import os, socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen()
-pids = [os.getpid()]
-for _ in range(3):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60); os._exit(0)
-    pids.append(pid)
-print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
-time.sleep(60)
-"""
 
 REUSEPORT = r"""
 import os, socket, sys, time
@@ -48,26 +34,8 @@ def portmon(*args: str) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=60, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture
-def trees() -> Iterator[list[Tree]]:
-    started: list[Tree] = []
-    yield started
-    for tree in started:
-        tree.stop()
-
-
-def _prefork(tmp_path: Path, trees: list[Tree]) -> tuple[int, list[int]]:
-    script = tmp_path / "prefork.py"
-    script.write_text(PREFORK)
-    tree = Tree([sys.executable, str(script)])
-    trees.append(tree)
-    assert tree.proc.stdout is not None
-    words = read_line(tree.proc).split()
-    return int(words[1]), [int(p) for p in words[2].split(",")]
-
-
 def test_list_json_and_csv_name_the_family_master_first(tmp_path: Path, trees: list[Tree]) -> None:
-    port, (master, *workers) = _prefork(tmp_path, trees)
+    port, master, workers = start_prefork(tmp_path, trees)
     res = portmon("list", f"lport:{port}", "state:listen", "--json")
     assert res.returncode == 0, res.stderr
     (row,) = json.loads(res.stdout)
@@ -152,28 +120,10 @@ def test_why_says_a_reuseport_server_could_join(tmp_path: Path, trees: list[Tree
     assert doc["reuseport"]["joinable"] is True and len(doc["reuseport"]["groups"][0]) == 2
 
 
-GUNICORN = r"""
-import os, socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen()
-pids = [os.getpid()]
-for _ in range(3):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60); os._exit(0)
-    pids.append(pid)
-print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
-time.sleep(60)
-"""
 
 
 def test_why_lists_the_prefork_master_first(tmp_path: Path, trees: list[Tree]) -> None:
-    script = tmp_path / "prefork.py"
-    script.write_text(GUNICORN)
-    tree = Tree([sys.executable, str(script)])
-    trees.append(tree)
-    words = read_line(tree.proc).split()
-    port, (master, *workers) = int(words[1]), [int(p) for p in words[2].split(",")]
+    port, master, workers = start_prefork(tmp_path, trees)
     doc = json.loads(portmon("why", f"{port}/tcp", "--json").stdout)
     assert [h["pid"] for h in doc["holders"]] == [master, *sorted(workers)]
     comm = Path(f"/proc/{master}/comm").read_text().strip()

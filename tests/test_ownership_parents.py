@@ -6,11 +6,10 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ownership_procs import Tree, ready_pids
+from ownership_procs import Tree, ready_pids, start_prefork
 
 from portmon.ownership import manager as mk
 from portmon.ownership.env import environ_managers
@@ -20,14 +19,6 @@ from portmon.ownership.proc import ProcInfo, parent_chain, read_stat
 from portmon.ownership.resolve import combine, managers_of
 
 BASH = shutil.which("bash")
-
-
-@pytest.fixture
-def trees() -> Iterator[list[Tree]]:
-    started: list[Tree] = []
-    yield started
-    for tree in started:
-        tree.stop()
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
@@ -103,27 +94,10 @@ def test_pm2_environment(child_script: Path, trees: list[Tree]) -> None:
     assert preflight([pid]).message.startswith("supervised by pm2 api: it will restart it: stop it there instead")
 
 
-GUNICORN = r"""
-import os, socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen()
-pids = [os.getpid()]
-for _ in range(3):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60); os._exit(0)
-    pids.append(pid)
-print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
-time.sleep(60)
-"""
 
 
 def test_gunicorn_master_restarts_workers_but_not_itself(tmp_path: Path, trees: list[Tree]) -> None:
-    script = tmp_path / "gunicorn"
-    script.write_text(GUNICORN)
-    tree = Tree([sys.executable, str(script), "app:wsgi"])
-    trees.append(tree)
-    master, *workers = ready_pids(tree.proc)
+    _, master, workers = start_prefork(tmp_path, trees, "gunicorn", "app:wsgi")
     ms = managers_of(workers[0])
     assert (ms[0].kind, ms[0].pid) == (mk.GUNICORN, master)
     expected = f"a worker of gunicorn master (pid {master}): the master starts a new one"

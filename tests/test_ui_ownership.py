@@ -12,12 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ownership_procs import Tree, read_line, ready_pids, wait_for
+from ownership_procs import Tree, ready_pids, start_prefork, wait_for
 from test_managerstop import restart_loop, stub_systemctl, unit_preflight
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
@@ -50,14 +50,6 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
         asyncio.run(test(*args, **kwargs))
 
     return run
-
-
-@pytest.fixture
-def trees() -> Iterator[list[Tree]]:
-    started: list[Tree] = []
-    yield started
-    for tree in started:
-        tree.stop()
 
 
 class Host(App[None]):
@@ -188,30 +180,6 @@ async def test_stop_manager_runs_the_units_stop_command_and_judges_freed(
 
 # -- the Managed by column and the detail pane, on the real machine ------------------------------------------
 
-PREFORK = r"""
-import os, socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen()
-pids = [os.getpid()]
-for _ in range(3):
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60); os._exit(0)
-    pids.append(pid)
-print("READY", s.getsockname()[1], ",".join(map(str, pids)), flush=True)
-time.sleep(60)
-"""
-
-
-def start_prefork(tmp_path: Path, trees: list[Tree]) -> tuple[int, int, list[int]]:
-    """A master and 3 forked workers sharing a loopback listener: (port, master pid, worker pids)."""
-    script = tmp_path / "prefork.py"
-    script.write_text(PREFORK)
-    tree = Tree([sys.executable, str(script)])
-    trees.append(tree)
-    words = read_line(tree.proc).split()
-    master, *workers = (int(p) for p in words[2].split(","))
-    return int(words[1]), master, workers
 
 
 def live_app(port: int) -> PortmonApp:
