@@ -142,6 +142,29 @@ def changed_objects(old: tuple[Socket, ...], new: tuple[Socket, ...]) -> tuple[l
     return old_only, new_only
 
 
+def _split_keys(
+    old_map: dict[SocketKey, Socket], new_map: dict[SocketKey, Socket]
+) -> tuple[list[SocketKey], list[SocketKey], list[SocketKey]]:
+    """(opened, closed, state-changed) keys between two key maps, each list unsorted.
+
+    One pass over the new side finds opens and state changes (a tuple key's hash is not cached, so
+    each lookup costs; this does one per new socket). Every old key still present is matched there,
+    so closes exist only when the counts say so; set(dict).difference(dict) reuses stored hashes.
+    """
+    old_get = old_map.get
+    opened: list[SocketKey] = []
+    changed: list[SocketKey] = []
+    for key, sock in new_map.items():
+        before = old_get(key)
+        if before is None:
+            opened.append(key)
+        elif before is not sock and before.state != sock.state:
+            changed.append(key)
+    if len(old_map) == len(new_map) - len(opened):
+        return opened, [], changed
+    return opened, list(set(old_map).difference(new_map)), changed
+
+
 def _compare_changed_objects(old: tuple[Socket, ...], new: tuple[Socket, ...]) -> _Compared:
     """``_compare`` looking only at the sockets that are not the very same object on both sides.
 
@@ -162,16 +185,7 @@ def _compare_changed_objects(old: tuple[Socket, ...], new: tuple[Socket, ...]) -
     old_only, new_only = changed_objects(old, new)
     old_map = {sock.key: sock for sock in old_only}
     new_map = {sock.key: sock for sock in new_only}
-    old_get = old_map.get
-    opened: list[SocketKey] = []
-    changed: list[SocketKey] = []
-    for key, sock in new_map.items():
-        before = old_get(key)
-        if before is None:
-            opened.append(key)
-        elif before.state != sock.state:
-            changed.append(key)
-    closed = list(set(old_map).difference(new_map)) if len(old_map) != len(new_map) - len(opened) else []
+    opened, closed, changed = _split_keys(old_map, new_map)
     result = (old_map, new_map, opened, closed, changed)
     _last_compared = (old, new, result)
     return result
@@ -191,22 +205,7 @@ def _compare(old: SocketsLike | None, new: SocketsLike, by_identity: bool = Fals
     new_map = _key_map(new_sockets, by_identity)
     if not old_map:
         return old_map, new_map, list(new_map), [], []
-    # One pass over the new side finds opens and state changes (a tuple key's hash is not cached, so
-    # each lookup costs; this does one per new socket).
-    old_get = old_map.get
-    opened: list[SocketKey] = []
-    changed: list[SocketKey] = []
-    for key, sock in new_map.items():
-        before = old_get(key)
-        if before is None:
-            opened.append(key)
-        elif before is not sock and before.state != sock.state:
-            changed.append(key)
-    # Every old key still present was matched above, so closes exist only when the counts say so.
-    # set(dict).difference(dict) reuses the dicts' stored hashes.
-    if len(old_map) == len(new_map) - len(opened):
-        return old_map, new_map, opened, [], changed
-    return old_map, new_map, opened, list(set(old_map).difference(new_map)), changed
+    return (old_map, new_map, *_split_keys(old_map, new_map))
 
 
 def diff_snapshots(old: SocketsLike | None, new: SocketsLike, time: float | None = None) -> list[Event]:
@@ -320,16 +319,7 @@ def diff_changed_objects(
         return diff_snapshots(old, new, time), tally
     old_map = {identity(sock): sock for sock in gone}
     new_map = {identity(sock): sock for sock in came}
-    old_get = old_map.get
-    opened: list[SocketKey] = []
-    changed: list[SocketKey] = []
-    for key, sock in new_map.items():
-        before = old_get(key)
-        if before is None:
-            opened.append(key)
-        elif before.state != sock.state:
-            changed.append(key)
-    closed = list(set(old_map).difference(new_map))
+    opened, closed, changed = _split_keys(old_map, new_map)
     return _events(old_map, new_map, opened, closed, changed, time), tally
 
 
