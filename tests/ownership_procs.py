@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,3 +98,22 @@ def start_prefork(
     words = read_line(tree.proc).split()
     master, *workers = (int(p) for p in words[2].split(","))
     return int(words[1]), master, workers
+
+
+def restart_loop(tmp_path: Path, child_script: Path, trees: list[Tree], delay: str = "0.05") -> tuple[Tree, int, int]:
+    """A bash loop restarting ``child_script``'s listener ``delay`` s after it exits, on the port its first run got
+    (added to ``trees``): (tree, port, first listener pid). The tree's own pid is the shell's."""
+    portfile = tmp_path / "port"
+    loop = tmp_path / "serve.sh"
+    loop.write_text(
+        "while true; do\n"
+        f'  "{sys.executable}" "{child_script}" port=$(cat "{portfile}" 2>/dev/null || echo 0)\n'
+        f"  sleep {delay}\n"
+        "done\n"
+    )
+    tree = Tree([shutil.which("bash") or "bash", str(loop)], cwd=str(tmp_path))
+    trees.append(tree)
+    words = read_line(tree.proc).split()
+    port, pid = int(words[1]), int(words[2])
+    portfile.write_text(str(port))
+    return tree, port, pid

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ownership_procs import Tree, read_line, wait_for
+from ownership_procs import Tree, restart_loop, wait_for
 
 from portmon.actions.kill.model import FREED, STILL_HELD
 from portmon.actions.kill.plan import plan_kill
@@ -50,24 +50,6 @@ def portmon(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "portmon", *args], capture_output=True, text=True, cwd=ROOT,
                           env=full, timeout=90, stdin=subprocess.DEVNULL)
-
-
-def restart_loop(tmp_path: Path, child_script: Path, trees: list[Tree], delay: str = "0.05") -> tuple[Tree, int, int]:
-    """A bash loop restarting a listener on the port its first run got: (tree, port, listener pid)."""
-    portfile = tmp_path / "port"
-    loop = tmp_path / "serve.sh"
-    loop.write_text(
-        "while true; do\n"
-        f'  "{sys.executable}" "{child_script}" port=$(cat "{portfile}" 2>/dev/null || echo 0)\n'
-        f"  sleep {delay}\n"
-        "done\n"
-    )
-    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
-    trees.append(tree)
-    words = read_line(tree.proc).split()
-    port, pid = int(words[1]), int(words[2])
-    portfile.write_text(str(port))
-    return tree, port, pid
 
 
 def stub_systemctl(tmp_path: Path, group: int) -> tuple[Path, Path]:

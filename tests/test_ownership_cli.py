@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ownership_procs import Tree, read_line, ready_pids, start_prefork
+from ownership_procs import Tree, read_line, ready_pids, restart_loop, start_prefork
 
 ROOT = Path(__file__).resolve().parent.parent
 BASH = shutil.which("bash")
@@ -61,12 +61,7 @@ def test_list_json_and_csv_name_the_family_master_first(tmp_path: Path, trees: l
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
 def test_who_and_the_managed_filter_name_a_restart_loop(tmp_path: Path, child_script: Path, trees: list[Tree]) -> None:
-    loop = tmp_path / "serve.sh"
-    loop.write_text(f'while true; do\n  "{sys.executable}" "{child_script}" port=0\n  sleep 1\ndone\n')
-    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
-    trees.append(tree)
-    words = read_line(tree.proc).split()
-    port, pid = int(words[1]), int(words[2])
+    tree, port, pid = restart_loop(tmp_path, child_script, trees, delay="1")
     shell = tree.proc.pid
 
     who = portmon("who", f"{port}/tcp")
@@ -85,12 +80,7 @@ def test_who_and_the_managed_filter_name_a_restart_loop(tmp_path: Path, child_sc
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
 def test_why_names_a_restart_loop(tmp_path: Path, child_script: Path, trees: list[Tree]) -> None:
-    loop = tmp_path / "serve.sh"
-    loop.write_text(f'while true; do\n  "{sys.executable}" "{child_script}" port=0\n  sleep 1\ndone\n')
-    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
-    trees.append(tree)
-    words = read_line(tree.proc).split()
-    port, pid = int(words[1]), int(words[2])
+    tree, port, pid = restart_loop(tmp_path, child_script, trees, delay="1")
     shell = tree.proc.pid
 
     why = portmon("why", f"{port}/tcp")
@@ -135,20 +125,8 @@ def test_why_lists_the_prefork_master_first(tmp_path: Path, trees: list[Tree]) -
 def test_kill_under_a_restart_loop_says_rebound_by_the_new_pid(
     tmp_path: Path, child_script: Path, trees: list[Tree], delay: str
 ) -> None:
-    # The loop restarts the listener on the port the first one got (the test writes it to a file).
-    portfile = tmp_path / "port"
-    loop = tmp_path / "serve.sh"
-    loop.write_text(
-        "while true; do\n"
-        f'  "{sys.executable}" "{child_script}" port=$(cat "{portfile}" 2>/dev/null || echo 0)\n'
-        f"  sleep {delay}\n"
-        "done\n"
-    )
-    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
-    trees.append(tree)
-    words = read_line(tree.proc).split()
-    port, pid = int(words[1]), int(words[2])
-    portfile.write_text(str(port))
+    # The loop restarts the listener on the port the first one got.
+    tree, port, pid = restart_loop(tmp_path, child_script, trees, delay)
     shell = tree.proc.pid
 
     dry = portmon("kill", f"{port}/tcp", "--dry-run")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ownership_procs import Tree, ready_pids, start_prefork
+from ownership_procs import Tree, ready_pids, restart_loop, start_prefork
 
 from portmon.ownership import manager as mk
 from portmon.ownership.env import environ_managers
@@ -25,11 +25,7 @@ BASH = shutil.which("bash")
 @pytest.mark.parametrize("delay", ["0.05", "1"])
 def test_bash_restart_loop_is_found_and_predicted(tmp_path: Path, child_script: Path, trees: list[Tree],
                                                   delay: str) -> None:
-    loop = tmp_path / "serve.sh"
-    loop.write_text(f'while true; do\n  "{sys.executable}" "{child_script}" port=0\n  sleep {delay}\ndone\n')
-    tree = Tree([BASH or "bash", str(loop)], cwd=str(tmp_path))
-    trees.append(tree)
-    (pid,) = ready_pids(tree.proc)
+    tree, _, pid = restart_loop(tmp_path, child_script, trees, delay)
     ms = managers_of(pid)
     found = (ms[0].kind, ms[0].name, ms[0].pid, ms[0].restart)
     assert found == (mk.SHELL, "bash loop", tree.proc.pid, mk.RESTART_LIKELY)

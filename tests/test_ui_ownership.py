@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ownership_procs import Tree, ready_pids, start_prefork, wait_for
-from test_managerstop import restart_loop, stub_systemctl, unit_preflight
+from ownership_procs import Tree, ready_pids, restart_loop, start_prefork, wait_for
+from test_managerstop import stub_systemctl, unit_preflight
 from textual.app import App, ComposeResult
 from textual.widgets import Button, Static
 
