@@ -18,8 +18,18 @@ from pathlib import Path
 import pytest
 
 from portmon.collect.sockets import number_duplicates
-from portmon.collect.tablecache import TableCache, TableRead
-from portmon.collect.tables import TABLES, TCP_STATE_NAMES, Key, NetlinkReader, Raw, netlink_works, unpack_messages
+from portmon.collect.tablecache import TableCache, TableRead, twins_plain, with_traffic
+from portmon.collect.tables import (
+    TABLES,
+    TCP_STATE_NAMES,
+    NetlinkReader,
+    Row,
+    RowScanner,
+    netlink_works,
+    row_inode,
+    row_traffic,
+    unpack_rows,
+)
 from portmon.model import Socket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,11 +115,12 @@ def test_a_combined_dump_hands_each_family_to_its_table() -> None:
     fake = _ScriptedNetlink([[v4[0] + v6[0], v4[1] + _DONE]])
     reader = NetlinkReader()
     reader._sock = fake  # type: ignore[assignment]
-    keys4, raws4 = reader.read_rows(TABLES[0], True)
-    keys6, raws6 = reader.read_rows(TABLES[1], True)
-    assert [NetlinkReader.inode(k) for k in keys4] == [7, 8]
-    assert [NetlinkReader.inode(k) for k in keys6] == [9]
-    assert raws4 == [(1, 2), (1, 2)] and raws6 == [(1, 2)]
+    rows4 = reader.read_rows(TABLES[0], True)
+    rows6 = reader.read_rows(TABLES[1], True)
+    assert list(map(row_inode, rows4)) == [7, 8]
+    assert list(map(row_inode, rows6)) == [9]
+    # The listeners' accept queue and backlog; the connection has no tcp_info here.
+    assert [row_traffic(r)[4:6] for r in rows4 + rows6] == [(1, 2), (None, None), (1, 2)]
     assert len(fake.sent) == 1 and struct.unpack_from("=H", fake.sent[0], 4)[0] == 18  # one TCPDIAG_GETSOCK
     assert fake.sent[0][16] == socket.AF_UNSPEC
 
@@ -126,8 +137,8 @@ def test_the_ipv6_rows_of_a_combined_dump_serve_only_the_read_right_after(betwee
     reader.read_rows(TABLES[0], False)
     if between == "udp":
         reader.read_rows(TABLES[2], False)
-    keys6, _ = reader.read_rows(TABLES[1], between == "other-counters")
-    assert [NetlinkReader.inode(k) for k in keys6] == [10]  # its own dump, not the kept rows
+    rows6 = reader.read_rows(TABLES[1], between == "other-counters")
+    assert list(map(row_inode, rows6)) == [10]  # its own dump, not the kept rows
     assert len(fake.sent) == requests
 
 
@@ -139,14 +150,14 @@ def test_a_kernel_refusing_the_combined_dump_gets_one_dump_per_table() -> None:
     reader = NetlinkReader()
     reader._sock = fake  # type: ignore[assignment]
     reader.close = lambda: None  # type: ignore[method-assign]  # keep the scripted socket
-    assert [NetlinkReader.inode(k) for k in reader.read_rows(TABLES[0], False)[0]] == [7]
-    assert [NetlinkReader.inode(k) for k in reader.read_rows(TABLES[1], False)[0]] == [9]
+    assert list(map(row_inode, reader.read_rows(TABLES[0], False))) == [7]
+    assert list(map(row_inode, reader.read_rows(TABLES[1], False))) == [9]
     assert not reader.combine
     assert [struct.unpack_from("=H", sent, 4)[0] for sent in fake.sent] == [18, 20, 20]
 
 
-def _mine(rows: tuple[list[Key], list[Raw]], inodes: set[int]) -> list[tuple[Key, Raw]]:
-    return sorted((k, r) for k, r in zip(*rows, strict=True) if NetlinkReader.inode(k) in inodes)
+def _mine(rows: list[Row], inodes: set[int]) -> list[Row]:
+    return sorted(r for r in rows if row_inode(r) in inodes)
 
 
 @pytest.mark.skipif(not netlink_works(), reason="sock_diag netlink is not available here")
@@ -191,17 +202,40 @@ def _row(sport: int, dport: int, src: bytes, dst: bytes, inode: int = 0, state: 
     return struct.pack("=IHHII", 16 + len(body), 20, 2, 1, 0) + body
 
 
+def _rows(messages: list[bytes]) -> list[Row]:
+    read: list[Row] = []
+    unpack_rows(b"".join(messages), read)
+    return read
+
+
+def _scripted(reads: list[list[Row]]) -> TableCache:
+    """A netlink TableCache whose TCP/IPv4 table reads ``reads`` in turn (the other tables are empty)."""
+    cache = TableCache("/proc", "netlink")
+    script = iter(reads)
+    cache._read_table = lambda ti, table: next(script) if ti == 0 else []  # type: ignore[method-assign]
+    return cache
+
+
+def _read_and_keep(cache: TableCache) -> tuple[TableRead, list[Socket]]:
+    """One read, the new rows built as the collector builds them (without holders), kept."""
+    found = cache.read()
+    sockets = list(found.out)
+    for ti, misses in enumerate(found.misses):
+        for (pos, _key), row in zip(misses, found.decoded[ti], strict=True):
+            laddr, lport, raddr, rport, state, _uid, inode = row
+            traffic = found.traffic[ti][misses.index((pos, _key))]
+            plain = Socket("tcp", 4, laddr, lport, raddr, rport, TCP_STATE_NAMES[state], inode=inode)
+            sockets[pos] = with_traffic(plain, traffic)
+    done = [s for s in sockets if s is not None]
+    cache.keep(found, done)
+    return found, done
+
+
 def _twins_and_sockets(rows: list[bytes]) -> tuple[bool, list[Socket]]:
-    """What ``may_have_twins`` says of TCP/IPv4 rows, and the sockets they decode to."""
-    keys: list[Key] = []
-    unpack_messages(b"".join(rows), keys)
-    found = TableRead()
-    found.keys = [keys, [], [], []]
-    reader = NetlinkReader()
-    sockets = []
-    for laddr, lport, raddr, rport, state, _uid, inode in reader.decode_all(TABLES[0], keys):
-        sockets.append(Socket("tcp", 4, laddr, lport, raddr, rport, TCP_STATE_NAMES[state], inode=inode))
-    return TableCache("/proc", "netlink").may_have_twins(found), sockets
+    """What ``may_have_twins`` says of TCP/IPv4 rows read once, and the sockets they decode to."""
+    cache = _scripted([_rows(rows)])
+    found, sockets = _read_and_keep(cache)
+    return cache.may_have_twins(found), sockets
 
 
 def test_may_have_twins_is_false_only_where_there_is_nothing_to_number() -> None:
@@ -233,7 +267,136 @@ def test_may_have_twins_is_false_only_where_there_is_nothing_to_number() -> None
     assert not _twins_and_sockets([_row(80, 40000, lo, lo), _row(80, 40001, lo, lo), _row(80, 40000, lo, lo, 7)])[0]
 
 
+def test_may_have_twins_follows_rows_that_come_go_and_change() -> None:
+    lo, other = socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.2")
+    rng = random.Random(1818)
+
+    def message(cookie: int) -> bytes:
+        inode = rng.choice((0, 0, rng.randrange(1, 10**6)))
+        state = rng.choice((6, 12, 1, 10))
+        msg = _row(rng.choice((0, 80, 8080)), rng.choice((0, 40000, 40001)), rng.choice((lo, other)), lo, inode, state)
+        return msg[:60] + struct.pack("=Q", cookie) + msg[68:]  # each socket its own cookie, as the kernel gives
+
+    live: dict[int, bytes] = {}
+    reads: list[list[Row]] = []
+    for step in range(200):
+        for cookie in rng.sample(sorted(live), k=min(len(live), rng.randrange(0, 4))):
+            del live[cookie]  # closed
+        for cookie in rng.sample(sorted(live), k=min(len(live), rng.randrange(0, 3))):
+            msg = live[cookie]  # only its queues moved: the same socket, new numbers
+            live[cookie] = msg[:72] + struct.pack("=II", step, step + 1) + msg[80:]
+        for _ in range(rng.randrange(0, 4)):
+            live[10 + len(reads) * 10 + _] = message(10 + len(reads) * 10 + _)
+        reads.append(_rows(list(live.values())))
+    cache = _scripted(list(reads))
+    saw = {True: 0, False: 0}
+    for rows in reads:
+        found, sockets = _read_and_keep(cache)
+        assert cache.may_have_twins(found) == twins_plain(rows)
+        fresh = _scripted([rows])
+        assert _read_and_keep(fresh)[1] == sockets  # the cache's sockets are those of a first read
+        saw[twins_plain(rows)] += 1
+    assert saw[True] and saw[False]
+
+
 def test_may_have_twins_leaves_proc_net_tables_to_the_plain_way() -> None:
     found = TableRead()
     found.keys = [[], [], [], []]
     assert TableCache("/proc", "procnet").may_have_twins(found)
+
+
+# ---- RowScanner: messages cut by one regular expression give unpack_rows's rows ---------------------
+
+
+def _message(family: int, state: int, cookie: int, attrs: bytes = b"", kind: int = 18, tail: int = 0) -> bytes:
+    """One inet_diag entry with ``attrs`` after it and ``tail`` bytes of padding (an odd length)."""
+    ident = struct.pack(">HH", 1000 + cookie % 5000, 80) + bytes(32) + struct.pack("=IQ", 0, cookie)
+    body = struct.pack("=BBBB", family, state, 3, 0) + ident + struct.pack("=IIIII", cookie, 1, 2, 0, cookie * 7)
+    body += attrs + bytes(tail)
+    length = 16 + len(body)
+    return (struct.pack("=IHHII", length, kind, 2, 1, 0) + body).ljust((length + 3) & ~3, b"\0")
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(payload), kind) + payload.ljust((len(payload) + 3) & ~3, b"\0")
+
+
+def _tcp_info(seed: int, size: int = 232) -> bytes:
+    return bytes((seed * 31 + i) % 256 for i in range(size))
+
+
+def test_row_scanner_gives_the_rows_unpack_rows_gives() -> None:
+    rng = random.Random(2018)
+    shutdown = _attr(8, b"\0")
+    v6only = _attr(14, b"\1")
+    kinds = [
+        lambda c: _message(socket.AF_INET, 6, c),  # TIME_WAIT: no attributes
+        lambda c: _message(socket.AF_INET, 1, c, shutdown),
+        lambda c: _message(socket.AF_INET, 1, c, shutdown + _attr(2, _tcp_info(c))),  # with tcp_info
+        lambda c: _message(socket.AF_INET6, 1, c, shutdown + v6only + _attr(2, _tcp_info(c))),  # it, further on
+        lambda c: _message(socket.AF_INET, 10, c, shutdown + _attr(2, _tcp_info(c))),  # a listener's queues
+        lambda c: _message(socket.AF_INET, 1, c, shutdown + _attr(2, _tcp_info(c, 100))),  # tcp_info too short
+        lambda c: _message(socket.AF_INET6, 7, c, v6only, tail=3),  # a length not a multiple of 4
+        lambda c: _message(socket.AF_INET, 1, c, shutdown + _attr(9, bytes(12)) + _attr(2, _tcp_info(c))),
+        lambda c: _message(socket.AF_INET, 1, c, _attr(2, _tcp_info(c)) + shutdown),  # something after it
+        lambda c: _message(socket.AF_INET, 1, c, bytes(256 - 88 - 8) + shutdown),  # 256: low byte 0
+        lambda c: _message(socket.AF_INET, 1, c, bytes(352 - 88 - 8) + shutdown),  # 352: low byte 96, as 96
+    ]
+    done = struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0)
+    scanner = RowScanner(18)
+    fast_reads = 0
+    for read in range(400):
+        allowed = kinds[: 3 + read // 40]  # lengths keep coming that the pattern has not seen
+        messages = [rng.choice(allowed)(read * 100 + i) for i in range(rng.randrange(0, 40))]
+        buf = b"".join(messages) + (done if rng.random() < 0.2 else b"")
+        want: tuple[list[Row], list[Row]] = ([], [])
+        got: tuple[list[Row], list[Row]] = ([], [])
+        assert scanner.rows(buf, *got) == unpack_rows(buf, want[0], 18, want[1])
+        assert got == want
+        fast_reads += scanner._find is not None and bool(messages)
+    assert fast_reads > 200
+    assert [row_traffic(r)[4:] for r in _rows_of(kinds[4](3))] == [(1, 2, 3)]
+    rtt, retransmits, sent, received = struct.unpack_from("=I28xI16xQQ", _tcp_info(3), 68)
+    assert row_traffic(_rows_of(kinds[2](3))[0]) == (sent, received, rtt / 1000.0, retransmits, None, None, 3)
+
+
+def _rows_of(message: bytes) -> list[Row]:
+    rows: list[Row] = []
+    unpack_rows(message, rows, 18)
+    return rows
+
+
+def test_row_scanner_stops_at_an_error_as_the_plain_way() -> None:
+    scanner = RowScanner(20)
+    good = _message(socket.AF_INET, 6, 1, kind=20)
+    scanner.rows(good, [])  # learnt
+    error = struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + bytes(16)
+    with pytest.raises(OSError) as info:
+        scanner.rows(good + error, [])
+    assert info.value.errno == 22
+
+
+@pytest.mark.skipif(not netlink_works(), reason="sock_diag netlink is not available here")
+def test_the_fast_reader_reads_what_the_plain_one_reads() -> None:
+    held: list[socket.socket] = []
+    try:
+        listener = socket.socket()
+        held.append(listener)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        for _ in range(30):
+            client = socket.create_connection(listener.getsockname())
+            held += [client, listener.accept()[0]]
+        inodes = {os.fstat(s.fileno()).st_ino for s in held}
+        fast, plain = NetlinkReader(), NetlinkReader(fast=False)
+        try:
+            for table in TABLES:
+                for _ in range(2):  # the second read goes through the learnt pattern
+                    assert _mine(fast.read_rows(table, True), inodes) == _mine(plain.read_rows(table, True), inodes)
+            assert fast._scanners[18]._find is not None
+        finally:
+            fast.close()
+            plain.close()
+    finally:
+        for s in held:
+            s.close()

@@ -27,6 +27,7 @@ from portmon.collect.tables import (
     decode_hex_endpoint,
     netlink_works,
     parse_proc_net,
+    row_key,
 )
 from portmon.model import (
     CLOSE,
@@ -214,8 +215,8 @@ def test_netlink_messages_are_unpacked_and_decoded() -> None:
         _nl_message(10, 8080, 0, lo, bytes(4), 1000, 77) + _nl_message(1, 8080, 40000, lo, lo, 1000, 78),
         _nl_message(6, 8080, 40001, lo, lo, 0, 0) + done,
     ]
-    keys = NetlinkReader._receive(_FakeNetlink(chunks))  # type: ignore[arg-type]
     reader = NetlinkReader()
+    keys = list(map(row_key, reader.receive(_FakeNetlink(chunks))))  # type: ignore[arg-type]
     decoded = [reader.decode(TCP4, k) for k in keys]
     assert decoded == [
         ("127.0.0.1", 8080, None, None, 10, 1000, 77),
@@ -228,7 +229,7 @@ def test_netlink_messages_are_unpacked_and_decoded() -> None:
 def test_netlink_error_raises() -> None:
     error = struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -2) + bytes(16)
     with pytest.raises(OSError) as info:
-        NetlinkReader._receive(_FakeNetlink([error]))  # type: ignore[arg-type]
+        NetlinkReader().receive(_FakeNetlink([error]))  # type: ignore[arg-type]
     assert info.value.errno == 2
 
 
@@ -830,8 +831,8 @@ def test_decode_all_equals_decode_of_each_key() -> None:
         + _nl_message(7, 0, 0, bytes(4), bytes(4), 0, 0)
         + done
     ]
-    keys = NetlinkReader._receive(_FakeNetlink(chunks))  # type: ignore[arg-type]
     reader = NetlinkReader()
+    keys = list(map(row_key, reader.receive(_FakeNetlink(chunks))))  # type: ignore[arg-type]
     assert reader.decode_all(TCP4, keys) == [NetlinkReader().decode(TCP4, k) for k in keys]
     assert reader.decode_all(TCP4, keys)[2] == ("", 0, None, None, 7, 0, 0)
     for table, text in ((TCP4, TCP4_TEXT), (TCP6, TCP6_TEXT), (UDP4, UDP4_TEXT), (UDP6, UDP6_TEXT)):

@@ -1,8 +1,10 @@
-"""The four kernel socket tables read each scan, each key mapped to the socket built for it last time.
+"""The four kernel socket tables read each scan, each row mapped to the socket built for it last time.
 
 A table is read through sock_diag netlink when it answers, else from /proc/net (for good, once its
-netlink dump failed). A key seen in the previous scan maps straight to the previous ``Socket``, so
-an unchanged socket costs one dict lookup and only new keys are decoded (see ``portmon.collect.procfs``).
+netlink dump failed). A row seen in the previous scan maps straight to the previous ``Socket``, so
+an unchanged socket costs one dict lookup; a netlink row whose numbers alone changed (queues,
+tcp_info counters) gets the previous socket with new traffic fields; only new rows are decoded
+(see ``portmon.collect.procfs``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,26 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from itertools import compress, repeat
-from operator import is_, itemgetter, ne, not_
+from operator import is_, itemgetter, methodcaller, not_
+from struct import iter_unpack
+from typing import Any
 
-from portmon.collect.tables import TABLES, Decoded, Key, NetlinkReader, ProcNetReader, Raw, Table, Traffic, traffic
+from portmon.collect.tables import (
+    NO_TRAFFIC,
+    ROW_HEAD,
+    ROW_TAIL,
+    TABLES,
+    Decoded,
+    Key,
+    NetlinkReader,
+    ProcNetReader,
+    Row,
+    Table,
+    Traffic,
+    row_key,
+    row_stable,
+    row_traffic,
+)
 from portmon.model import TRAFFIC_FIELDS, Socket
 
 TRAFFIC_AT = Socket._fields.index(TRAFFIC_FIELDS[0])
@@ -27,39 +46,51 @@ def with_traffic(sock: Socket, values: Traffic) -> Socket:
     return _make(sock[:TRAFFIC_AT] + values + sock[_TRAFFIC_END:])
 
 Reader = NetlinkReader | ProcNetReader
-_KEY_INODE = itemgetter(4)
-_KEY_PLACE = itemgetter(1)
-"""A netlink key's ports and addresses (36 bytes: local port, remote port, local and remote address)."""
+Entry = tuple[Any, ...]
+"""One row of a table as its reader gives it: a netlink ``Row`` or a /proc/net ``Key``."""
+_ROW_TAIL = itemgetter(ROW_TAIL)
+_FIRST = itemgetter(0)
+_ROW_HEAD = itemgetter(ROW_HEAD)
+_NO_INODE = methodcaller("endswith", bytes(4))
+"""True for a row's tail (queues, uid, inode) whose inode is 0 (TIME_WAIT and request sockets)."""
+_PLACE = methodcaller("__getitem__", slice(4, 40))
+"""A row's ports and addresses (local port, remote port, local and remote address) in its head."""
 _NO_PORT = re.compile(rb"(?:..)?\x00\x00", re.S).match
 """Matches the place of a row with local port 0 or remote port 0."""
+
+
+def twins_plain(rows: list[Row]) -> bool:
+    """True when two of a netlink table's rows without an inode share their place, or one has a zero
+    port (``TableCache.may_have_twins`` without its counts)."""
+    inodeless = list(compress(rows, map(_NO_INODE, map(_ROW_TAIL, rows))))
+    places = list(map(_PLACE, map(_ROW_HEAD, inodeless)))
+    return len(set(places)) != len(places) or any(map(_NO_PORT, places))
 
 
 class TableRead:
     """What one read of the four tables found, against the sockets of the last scan."""
 
-    __slots__ = ("out", "misses", "keys", "raws", "fresh", "fresh_raws", "dropped", "decoded", "new_inodes", "traffic")
+    __slots__ = ("out", "misses", "keys", "fresh", "dropped", "decoded", "new_inodes", "traffic", "repeated")
 
     def __init__(self) -> None:
         self.out: list[Socket | None] = []
-        """Every row's socket, in table order: the last scan's where the key is known, None where new."""
+        """Every row's socket, in table order: the last scan's where the row is known, None where new."""
         self.misses: list[list[tuple[int, Key]]] = [[] for _ in TABLES]
-        """Per table: (position in ``out``, key) of every key not seen in the last scan."""
-        self.keys: list[list[Key]] = []
-        """Per table: every key read."""
-        self.raws: list[list[Raw]] = []
-        """Per table: every key's ``Raw`` numbers (``()`` where the reader gives none)."""
-        self.fresh: list[dict[Key, Socket | None]] = []
-        """Per table: the key -> socket map to keep (new keys' sockets filled in by ``keep``)."""
-        self.fresh_raws: list[dict[Key, Raw]] = []
-        """Per table: the key -> ``Raw`` numbers map to keep (netlink only)."""
+        """Per table: (position in ``out``, key to decode) of every row not seen in the last scan."""
+        self.keys: list[list[Entry]] = []
+        """Per table: every row read."""
+        self.fresh: list[dict[Entry, Socket | None]] = []
+        """Per table: the row -> socket map to keep (new rows' sockets filled in by ``keep``)."""
         self.dropped: set[int] = set()
-        """Inodes of the last scan's rows that are gone (or changed key)."""
+        """Inodes of the last scan's rows that are gone (or changed other than in their numbers)."""
         self.decoded: list[list[Decoded]] = []
         """Per table: the decoded rows of ``misses``, in the same order."""
         self.new_inodes: dict[int, int] = {}
         """inode -> uid of every new row with an inode."""
         self.traffic: list[list[Traffic]] = [[] for _ in TABLES]
         """Per table: the traffic fields of ``misses``, in the same order."""
+        self.repeated = False
+        """True when a table gave one row twice (the kernel never does: each socket has its cookie)."""
 
     @property
     def new_rows(self) -> int:
@@ -67,10 +98,8 @@ class TableRead:
         return sum(map(len, self.misses))
 
 
-
-
 class TableCache:
-    """Reads the tables (netlink or /proc/net) and remembers, per table, the socket built for each key."""
+    """Reads the tables (netlink or /proc/net) and remembers, per table, the socket built for each row."""
 
     def __init__(self, procfs: str = "/proc", tables: str = "auto", counters: bool = True) -> None:
         """``tables``: "auto" (netlink when it works and ``procfs`` is the real /proc), "netlink" or "procnet".
@@ -86,11 +115,16 @@ class TableCache:
             netlink = NetlinkReader()
         self._force_netlink = tables == "netlink"
         self._readers: list[Reader] = [netlink or self._procnet for _ in TABLES]
-        self._caches: list[dict[Key, Socket | None]] = [{} for _ in TABLES]
-        """Per table: key -> the socket built for it."""
+        self._caches: list[dict[Entry, Socket | None]] = [{} for _ in TABLES]
+        """Per table: row -> the socket built for it."""
+        self._stable: list[dict[Row, Socket]] = [{} for _ in TABLES]
+        """Per netlink table: ``row_stable`` of each row -> its socket, to find a socket whose numbers changed."""
         self._counters = counters
-        self._raws: list[dict[Key, Raw]] = [{} for _ in TABLES]
-        """Per table: key -> its ``Raw`` numbers in the last read (netlink only)."""
+        self._places: list[dict[bytes, int]] = [{} for _ in TABLES]
+        self._inodeless = [0 for _ in TABLES]
+        self._zero_ports = [0 for _ in TABLES]
+        """Per netlink table: how many rows without an inode have each place (ports and addresses),
+        how many such rows there are, and how many of them have a zero port (see ``may_have_twins``)."""
 
     @property
     def source(self) -> str:
@@ -99,53 +133,89 @@ class TableCache:
 
     def forget(self) -> None:
         """Drop every remembered socket: the next read decodes every row afresh."""
-        self._caches = [{} for _ in TABLES]
+        for ti in range(len(TABLES)):
+            self._forget_table(ti)
+
+    def _forget_table(self, ti: int) -> None:
+        self._caches[ti] = {}
+        self._stable[ti] = {}
+        self._places[ti] = {}
+        self._inodeless[ti] = 0
+        self._zero_ports[ti] = 0
+
+    def _count_place(self, ti: int, row: Row, step: int) -> None:
+        """Count a row in or out (``step`` 1 or -1) of the places of rows without an inode."""
+        if not _NO_INODE(row[ROW_TAIL]):
+            return
+        place = _PLACE(row[ROW_HEAD])
+        places = self._places[ti]
+        count = places.get(place, 0) + step
+        if count:
+            places[place] = count
+        else:
+            del places[place]
+        self._inodeless[ti] += step
+        if _NO_PORT(place):
+            self._zero_ports[ti] += step
 
     def read(self) -> TableRead:
-        """Read the four tables, reuse the sockets of known keys, decode the new keys.
+        """Read the four tables, reuse the sockets of known rows, decode the new rows.
 
-        Per row, four dict operations (the last scan's socket and numbers, the two new maps; which
-        old keys are gone is looked for only when the counts say some are) and otherwise work in C
-        (``map``, ``compress``): only new keys and known ones whose numbers changed take a Python
-        step. (One map of (socket, numbers) pairs would save a dict operation, but its 31,000 new
-        pairs a scan, holding sockets the collector of cycles tracks, cost more in collections.)
+        Per row, two dict operations (the last scan's socket, the new map), both in C (``map``,
+        ``compress``); which old rows are gone is looked for only when the counts say some are.
+        Only new rows, and known sockets whose numbers changed (found by ``row_stable``), take a
+        Python step.
         """
         found = TableRead()
         out = found.out
         for ti, table in enumerate(TABLES):
-            keys, raws = self._read_table(ti, table)
-            numbered = bool(raws) or not keys
-            if not numbered:
-                raws = [()] * len(keys)  # /proc/net: no numbers
-            found.keys.append(keys)
-            found.raws.append(raws)
+            rows = self._read_table(ti, table)
+            netlink = isinstance(self._readers[ti], NetlinkReader)
+            found.keys.append(rows)
             cache = self._caches[ti]
+            stable = self._stable[ti]
             base = len(out)
-            cookie = self._readers[ti].cookie
-            socks: list[Socket | None] = list(map(cache.get, keys))
-            if cache and numbered:
-                # The known sockets whose numbers changed since the last read get new traffic fields.
-                for j in compress(range(len(keys)), map(ne, map(self._raws[ti].get, keys), raws)):
-                    sock = socks[j]
-                    if sock is not None:
-                        key = keys[j]
-                        socks[j] = with_traffic(sock, traffic(key[0], raws[j], cookie(key)))
-            misses = [(base + j, keys[j]) for j in compress(range(len(keys)), map(is_, socks, repeat(None)))]
-            found.misses[ti] = misses
-            if numbered:
-                found.traffic[ti] = [traffic(key[0], raws[pos - base], cookie(key)) for pos, key in misses]
-            else:
-                found.traffic[ti] = [traffic(0, None, cookie(key)) for _, key in misses]
-            out.extend(socks)
-            fresh = dict(zip(keys, socks, strict=True))
-            found.fresh.append(fresh)
-            found.fresh_raws.append(dict(zip(keys, raws, strict=True)) if numbered and keys else {})
-            if len(cache) > len(fresh) - len(misses) or len(fresh) < len(keys):
-                for key in compress(cache, map(not_, map(fresh.__contains__, cache))):
-                    old = cache[key]
+            socks: list[Socket | None] = list(map(cache.get, rows))
+            misses = found.misses[ti]
+            traffic = found.traffic[ti]
+            moved: set[Row] = set()
+            counted: set[Row] = set()
+            for j in compress(range(len(rows)), map(is_, socks, repeat(None))):
+                row = rows[j]
+                if netlink:
+                    now = row_traffic(row)
+                    key = row_stable(row)
+                    old = stable.get(key)
                     if old is not None:
-                        found.dropped.add(old.inode)
-        # The new keys are decoded before any process is walked, while a cold walk's child may
+                        # Only its numbers changed: the same socket with new traffic fields.
+                        socks[j] = stable[key] = with_traffic(old, now)
+                        moved.add(key)
+                        continue
+                    misses.append((base + j, row_key(row)))
+                    traffic.append(now)
+                    if row not in counted:  # a row read twice is one row of the map
+                        counted.add(row)
+                        self._count_place(ti, row, 1)
+                else:
+                    misses.append((base + j, row))
+                    traffic.append(NO_TRAFFIC)
+            out.extend(socks)
+            fresh = dict(zip(rows, socks, strict=True))
+            found.fresh.append(fresh)
+            if len(fresh) < len(rows):
+                found.repeated = True
+            if len(cache) > len(fresh) - len(misses) - len(moved) or len(fresh) < len(rows):
+                for row in compress(cache, map(not_, map(fresh.__contains__, cache))):
+                    if netlink:
+                        key = row_stable(row)
+                        if key in moved:
+                            continue
+                        stable.pop(key, None)
+                        self._count_place(ti, row, -1)
+                    old_sock = cache[row]
+                    if old_sock is not None:
+                        found.dropped.add(old_sock.inode)
+        # The new rows are decoded before any process is walked, while a cold walk's child may
         # still be reading fds.
         found.decoded = [
             self._readers[ti].decode_all(table, [key for _, key in found.misses[ti]]) if found.misses[ti] else []
@@ -158,56 +228,64 @@ class TableCache:
 
     def keep(self, found: TableRead, sockets: list[Socket], replaced: Iterable[int] = ()) -> None:
         """Remember ``sockets`` (the scan's answer, in ``found``'s order) for the next read: the
-        sockets of new keys, and those at the ``replaced`` positions (rebuilt with new holders)."""
+        sockets of new rows, and those at the ``replaced`` positions (rebuilt with new holders)."""
         fresh = found.fresh
         bases = [0]
         for keys in found.keys:
             bases.append(bases[-1] + len(keys))
         for ti, misses in enumerate(found.misses):
             table = fresh[ti]
-            for pos, key in misses:
-                table[key] = sockets[pos]
+            stable = self._stable[ti] if isinstance(self._readers[ti], NetlinkReader) else None
+            rows = found.keys[ti]
+            for pos, _key in misses:
+                row = rows[pos - bases[ti]]
+                table[row] = sockets[pos]
+                if stable is not None:
+                    stable[row_stable(row)] = sockets[pos]
         for pos in replaced:
             ti = bisect_right(bases, pos) - 1
-            fresh[ti][found.keys[ti][pos - bases[ti]]] = sockets[pos]
+            row = found.keys[ti][pos - bases[ti]]
+            fresh[ti][row] = sockets[pos]
+            if isinstance(self._readers[ti], NetlinkReader):
+                self._stable[ti][row_stable(row)] = sockets[pos]
         self._caches = fresh
-        self._raws = found.fresh_raws
 
     def may_have_twins(self, found: TableRead) -> bool:
         """False when no two rows without an inode (TIME_WAIT and request sockets) of one table can
         name the same addresses and ports, so ``number_duplicates`` has nothing to number.
 
-        Speed trick: a netlink key holds a row's ports and addresses as the kernel sent them
-        (network order, an IPv4 address zero-filled to 16 bytes), so rows whose sockets would
-        share the fields ``number_duplicates`` compares share those bytes, unless a port is 0 (then
-        the address is not shown). The bytes of the rows without an inode are picked out and
-        compared in C, where looking at every ``Socket`` takes a Python step each. Measured on issue
-        18's load (31,000 sockets, 11,000 without an inode; 2-core VM busy with other work, CPU time
-        inside the collector, one scan every 0.3 s, means of 20 scans, twice): 4.4-4.6 ms instead
-        of 10.7-11.2 ms spent in ``number_duplicates`` a scan. True (look at the sockets) for
-        /proc/net tables; the answer is the plain one either way
+        Speed trick: a netlink row holds its ports and addresses as the kernel sent them (network
+        order, an IPv4 address zero-filled to 16 bytes), so rows whose sockets would share the
+        fields ``number_duplicates`` compares share those bytes, unless a port is 0 (then the
+        address is not shown). Those bytes of the rows without an inode are counted as rows come
+        and go (``read``), so the answer costs nothing per row, where looking at every ``Socket``
+        takes a Python step each, and picking out the bytes of every row without an inode 14 ms at
+        14,000 of them. Measured on issue 18's load (31,000 sockets, 11,000 without an inode; 2-core
+        VM busy with other work, CPU time inside the collector, one scan every 0.3 s, means of 20
+        scans, twice): 4.4-4.6 ms instead of 10.7-11.2 ms spent in ``number_duplicates`` a scan.
+        True (look at the sockets) for /proc/net tables; the answer is ``twins_plain``'s
         (tests/test_collect_tricks.py).
         """
-        for ti, keys in enumerate(found.keys):
+        if found.repeated:
+            return True
+        for ti in range(len(found.keys)):
             if not isinstance(self._readers[ti], NetlinkReader):
                 return True
-            inodeless = list(compress(keys, map(not_, map(_KEY_INODE, keys))))
-            if len(inodeless) < 2:
-                continue
-            places = list(map(_KEY_PLACE, inodeless))
-            if len(set(places)) != len(places) or any(map(_NO_PORT, places)):
+            if self._zero_ports[ti] or self._inodeless[ti] != len(self._places[ti]):
                 return True
         return False
 
     def present(self, found: TableRead) -> set[int]:
         """Every inode in the tables ``found`` read."""
         present: set[int] = set()
-        for ti, keys in enumerate(found.keys):
-            inode = self._readers[ti].inode
-            present.update(map(inode, keys))
+        for ti, rows in enumerate(found.keys):
+            if isinstance(self._readers[ti], NetlinkReader):
+                present.update(map(_FIRST, iter_unpack("=12xI", b"".join(map(_ROW_TAIL, rows)))))
+            else:
+                present.update(map(self._procnet.inode, rows))
         return present
 
-    def _read_table(self, ti: int, table: Table) -> tuple[list[Key], list[Raw]]:
+    def _read_table(self, ti: int, table: Table) -> list[Entry]:
         reader = self._readers[ti]
         if isinstance(reader, NetlinkReader):
             try:
@@ -217,10 +295,10 @@ class TableCache:
                     raise
                 # This table (or netlink itself) is refused here: read /proc/net from now on.
                 self._readers[ti] = self._procnet
-                self._caches[ti] = {}
+                self._forget_table(ti)
         try:
-            return self._procnet.read(table), []
+            return self._procnet.read(table)
         except FileNotFoundError:
             if table.family == 6:
-                return [], []  # IPv6 disabled
+                return []  # IPv6 disabled
             raise
