@@ -10,6 +10,8 @@ gives the figures. A trick saving under 2 ms at 10,000 sockets is not worth its 
 * gc: the same with the cyclic garbage collector on (``portmon list`` turns it off).
 * TCP tables: ``NetlinkReader`` dumping both TCP tables at once (one walk of the kernel's
   established hash) against one dump per table, with tcp_info and without.
+* messages: ``RowScanner`` cutting each read of a dump with one regular expression against
+  ``unpack_rows``' loop over the messages.
 * rates: ``moving_rates`` against ``connection_rates`` filtered to the connections that moved
   bytes, on two scans a second apart.
 
@@ -140,6 +142,15 @@ def scan_figures(runs: int) -> list[Figures]:
             f"TCP tables, tcp_info {'on' if counters else 'off'}: 1 dump vs 2",
             tcp_tables(NetlinkReader(), counters),
             tcp_tables(NetlinkReader(combine=False), counters),
+            runs,
+        )
+        for counters in (True, False)
+    ]
+    rows += [
+        compare(
+            f"TCP tables, tcp_info {'on' if counters else 'off'}: RowScanner vs unpack_rows",
+            tcp_tables(NetlinkReader(), counters),
+            tcp_tables(NetlinkReader(fast=False), counters),
             runs,
         )
         for counters in (True, False)

@@ -353,7 +353,7 @@ def test_row_scanner_gives_the_rows_unpack_rows_gives() -> None:
         got: tuple[list[Row], list[Row]] = ([], [])
         assert scanner.rows(buf, *got) == unpack_rows(buf, want[0], 18, want[1])
         assert got == want
-        fast_reads += scanner._find is not None and bool(messages)
+        fast_reads += scanner._split is not None and bool(messages)
     assert fast_reads > 200
     assert [row_traffic(r)[4:] for r in _rows_of(kinds[4](3))] == [(1, 2, 3)]
     rtt, retransmits, sent, received = struct.unpack_from("=I28xI16xQQ", _tcp_info(3), 68)
@@ -393,7 +393,7 @@ def test_the_fast_reader_reads_what_the_plain_one_reads() -> None:
             for table in TABLES:
                 for _ in range(2):  # the second read goes through the learnt pattern
                     assert _mine(fast.read_rows(table, True), inodes) == _mine(plain.read_rows(table, True), inodes)
-            assert fast._scanners[18]._find is not None
+            assert fast._scanners[18]._split is not None
         finally:
             fast.close()
             plain.close()

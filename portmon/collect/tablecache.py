@@ -13,14 +13,12 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from itertools import compress, repeat
-from operator import is_, itemgetter, methodcaller, not_
+from operator import is_, itemgetter, not_
 from struct import iter_unpack
-from typing import Any
+from typing import Any, TypeAlias
 
 from portmon.collect.tables import (
     NO_TRAFFIC,
-    ROW_HEAD,
-    ROW_TAIL,
     TABLES,
     Decoded,
     Key,
@@ -29,6 +27,7 @@ from portmon.collect.tables import (
     Row,
     Table,
     Traffic,
+    row_cookie,
     row_key,
     row_stable,
     row_traffic,
@@ -46,15 +45,14 @@ def with_traffic(sock: Socket, values: Traffic) -> Socket:
     return _make(sock[:TRAFFIC_AT] + values + sock[_TRAFFIC_END:])
 
 Reader = NetlinkReader | ProcNetReader
-Entry = tuple[Any, ...]
+Entry: TypeAlias = Any
 """One row of a table as its reader gives it: a netlink ``Row`` or a /proc/net ``Key``."""
-_ROW_TAIL = itemgetter(ROW_TAIL)
 _FIRST = itemgetter(0)
-_ROW_HEAD = itemgetter(ROW_HEAD)
-_NO_INODE = methodcaller("endswith", bytes(4))
-"""True for a row's tail (queues, uid, inode) whose inode is 0 (TIME_WAIT and request sockets)."""
-_PLACE = methodcaller("__getitem__", slice(4, 40))
-"""A row's ports and addresses (local port, remote port, local and remote address) in its head."""
+_INODE_BYTES = itemgetter(slice(64, 68))
+"""A row's inode (see ``tables.Row``)."""
+_NO_INODE = bytes(4)
+_PLACE = slice(4, 40)
+"""A row's ports and addresses (local port, remote port, local and remote address)."""
 _NO_PORT = re.compile(rb"(?:..)?\x00\x00", re.S).match
 """Matches the place of a row with local port 0 or remote port 0."""
 
@@ -62,8 +60,7 @@ _NO_PORT = re.compile(rb"(?:..)?\x00\x00", re.S).match
 def twins_plain(rows: list[Row]) -> bool:
     """True when two of a netlink table's rows without an inode share their place, or one has a zero
     port (``TableCache.may_have_twins`` without its counts)."""
-    inodeless = list(compress(rows, map(_NO_INODE, map(_ROW_TAIL, rows))))
-    places = list(map(_PLACE, map(_ROW_HEAD, inodeless)))
+    places = [row[_PLACE] for row in rows if _INODE_BYTES(row) == _NO_INODE]
     return len(set(places)) != len(places) or any(map(_NO_PORT, places))
 
 
@@ -117,8 +114,8 @@ class TableCache:
         self._readers: list[Reader] = [netlink or self._procnet for _ in TABLES]
         self._caches: list[dict[Entry, Socket | None]] = [{} for _ in TABLES]
         """Per table: row -> the socket built for it."""
-        self._stable: list[dict[Row, Socket]] = [{} for _ in TABLES]
-        """Per netlink table: ``row_stable`` of each row -> its socket, to find a socket whose numbers changed."""
+        self._rows: list[dict[int, Row]] = [{} for _ in TABLES]
+        """Per netlink table: cookie -> the row of that socket, to find a socket whose numbers changed."""
         self._counters = counters
         self._places: list[dict[bytes, int]] = [{} for _ in TABLES]
         self._inodeless = [0 for _ in TABLES]
@@ -138,16 +135,16 @@ class TableCache:
 
     def _forget_table(self, ti: int) -> None:
         self._caches[ti] = {}
-        self._stable[ti] = {}
+        self._rows[ti] = {}
         self._places[ti] = {}
         self._inodeless[ti] = 0
         self._zero_ports[ti] = 0
 
     def _count_place(self, ti: int, row: Row, step: int) -> None:
         """Count a row in or out (``step`` 1 or -1) of the places of rows without an inode."""
-        if not _NO_INODE(row[ROW_TAIL]):
+        if _INODE_BYTES(row) != _NO_INODE:
             return
-        place = _PLACE(row[ROW_HEAD])
+        place = row[_PLACE]
         places = self._places[ti]
         count = places.get(place, 0) + step
         if count:
@@ -173,23 +170,26 @@ class TableCache:
             netlink = isinstance(self._readers[ti], NetlinkReader)
             found.keys.append(rows)
             cache = self._caches[ti]
-            stable = self._stable[ti]
+            by_cookie = self._rows[ti]
             base = len(out)
             socks: list[Socket | None] = list(map(cache.get, rows))
             misses = found.misses[ti]
             traffic = found.traffic[ti]
-            moved: set[Row] = set()
-            counted: set[Row] = set()
+            moved: set[Entry] = set()
+            """The old rows of sockets whose numbers alone changed."""
+            counted: set[Entry] = set()
             for j in compress(range(len(rows)), map(is_, socks, repeat(None))):
                 row = rows[j]
                 if netlink:
                     now = row_traffic(row)
-                    key = row_stable(row)
-                    old = stable.get(key)
-                    if old is not None:
+                    cookie = row_cookie(row)
+                    last = by_cookie.get(cookie)
+                    old = cache.get(last) if last is not None else None
+                    if last is not None and old is not None and row_stable(last) == row_stable(row):
                         # Only its numbers changed: the same socket with new traffic fields.
-                        socks[j] = stable[key] = with_traffic(old, now)
-                        moved.add(key)
+                        socks[j] = with_traffic(old, now)
+                        by_cookie[cookie] = row
+                        moved.add(last)
                         continue
                     misses.append((base + j, row_key(row)))
                     traffic.append(now)
@@ -207,10 +207,11 @@ class TableCache:
             if len(cache) > len(fresh) - len(misses) - len(moved) or len(fresh) < len(rows):
                 for row in compress(cache, map(not_, map(fresh.__contains__, cache))):
                     if netlink:
-                        key = row_stable(row)
-                        if key in moved:
+                        if row in moved:
                             continue
-                        stable.pop(key, None)
+                        cookie = row_cookie(row)
+                        if by_cookie.get(cookie) == row:
+                            del by_cookie[cookie]
                         self._count_place(ti, row, -1)
                     old_sock = cache[row]
                     if old_sock is not None:
@@ -235,19 +236,17 @@ class TableCache:
             bases.append(bases[-1] + len(keys))
         for ti, misses in enumerate(found.misses):
             table = fresh[ti]
-            stable = self._stable[ti] if isinstance(self._readers[ti], NetlinkReader) else None
+            by_cookie = self._rows[ti] if isinstance(self._readers[ti], NetlinkReader) else None
             rows = found.keys[ti]
             for pos, _key in misses:
                 row = rows[pos - bases[ti]]
                 table[row] = sockets[pos]
-                if stable is not None:
-                    stable[row_stable(row)] = sockets[pos]
+                if by_cookie is not None:
+                    by_cookie[row_cookie(row)] = row
         for pos in replaced:
             ti = bisect_right(bases, pos) - 1
             row = found.keys[ti][pos - bases[ti]]
             fresh[ti][row] = sockets[pos]
-            if isinstance(self._readers[ti], NetlinkReader):
-                self._stable[ti][row_stable(row)] = sockets[pos]
         self._caches = fresh
 
     def may_have_twins(self, found: TableRead) -> bool:
@@ -280,7 +279,7 @@ class TableCache:
         present: set[int] = set()
         for ti, rows in enumerate(found.keys):
             if isinstance(self._readers[ti], NetlinkReader):
-                present.update(map(_FIRST, iter_unpack("=12xI", b"".join(map(_ROW_TAIL, rows)))))
+                present.update(map(_FIRST, iter_unpack("=I", b"".join(map(_INODE_BYTES, rows)))))
             else:
                 present.update(map(self._procnet.inode, rows))
         return present

@@ -18,7 +18,7 @@ import socket
 import struct
 import sys
 from itertools import compress
-from operator import itemgetter, not_
+from operator import add, itemgetter, not_
 from typing import Any, NamedTuple
 
 from portmon.model import (
@@ -273,15 +273,17 @@ _UID_INODE = struct.Struct("=II")
 _DONE_SIZE = 20
 """An NLMSG_DONE message: the header and an int."""
 
-Row = tuple[bytes, ...]
-"""One socket of a sock_diag dump, as slices of its message: (the low byte of its length field; family,
-state, timer, retransmits, sockid, interface and cookie (bytes 16-68); rqueue, wqueue, uid and inode
-(bytes 72-88); the tcp_info slice, ``b""`` without one). Equal rows: nothing of the socket changed,
-its numbers included. Few objects a row: each costs an allocation on every read."""
-ROW_HEAD, ROW_TAIL, ROW_INFO = 1, 2, 3
-"""Where each part is in a ``Row``."""
-_LOW_BYTE = 0 if sys.byteorder == "little" else 3
-"""Where the low byte of a message's length field is."""
+Row = bytes
+"""One socket of a sock_diag dump, as the bytes of its message that say what it is and what it moved: bytes
+16-68 (family, state, timer, retransmits, sockid, interface, cookie), 72-88 (rqueue, wqueue, uid, inode), then
+the tcp_info slice where there is one. Equal rows: nothing of the socket changed, its numbers included. One
+object a row, which the garbage collector does not track (a tuple a row cost ~10 ms of collections a scan at
+31,000 rows)."""
+_COOKIE_AT = 44
+_QUEUES_AT = 52
+_OWNER_AT = 60
+_INODE_AT = 64
+_INFO_AT = 68
 
 Traffic = tuple[int | None, int | None, float | None, int | None, int | None, int | None, int | None]
 """The values of ``model.TRAFFIC_FIELDS``: bytes_sent, bytes_received, rtt_ms, retransmits,
@@ -294,34 +296,36 @@ _AF_INET6 = socket.AF_INET6
 
 def row_key(row: Row) -> Key:
     """A row's key as ``NetlinkReader.decode`` takes it: (state, sockid, cookie, uid, inode)."""
-    head = row[ROW_HEAD]
-    return (head[1], head[4:40], head[44:52], *_UID_INODE.unpack_from(row[ROW_TAIL], 8))
+    return (row[1], row[4:40], row[_COOKIE_AT:_QUEUES_AT], *_UID_INODE.unpack_from(row, _OWNER_AT))
 
 
-def row_stable(row: Row) -> Row:
+def row_stable(row: Row) -> bytes:
     """What stays the same while a socket only moves data: state, sockid and cookie, uid and inode."""
-    head = row[ROW_HEAD]
-    return (head[1:2], head[4:52], row[ROW_TAIL][8:])
+    return row[1:2] + row[4:_QUEUES_AT] + row[_OWNER_AT:_INFO_AT]
+
+
+def row_cookie(row: Row) -> int:
+    """A row's socket cookie."""
+    low, high = _COOKIE.unpack_from(row, _COOKIE_AT)
+    cookie: int = low | high << 32
+    return cookie
 
 
 def row_inode(row: Row) -> int:
     """A row's socket inode."""
-    inode: int = _UID_INODE.unpack_from(row[ROW_TAIL], 8)[1]
+    inode: int = _UID_INODE.unpack_from(row, _OWNER_AT)[1]
     return inode
 
 
 def row_traffic(row: Row) -> Traffic:
     """A row's traffic fields: a listener's accept queue and backlog, a connection's tcp_info counters,
     and the cookie; a socket without tcp_info (TIME_WAIT, request sockets, UDP) has only the cookie."""
-    head = row[ROW_HEAD]
-    low, high = _COOKIE.unpack_from(head, 44)
-    cookie = low | high << 32
-    if head[1] == _LISTEN_STATE:
-        queue, backlog = _QUEUES.unpack_from(row[ROW_TAIL])
+    cookie = row_cookie(row)
+    if row[1] == _LISTEN_STATE:
+        queue, backlog = _QUEUES.unpack_from(row, _QUEUES_AT)
         return (None, None, None, None, queue, backlog, cookie)
-    info = row[ROW_INFO]
-    if info:
-        rtt, retransmits, sent, received = _INFO_FIELDS.unpack(info)
+    if len(row) > _INFO_AT:
+        rtt, retransmits, sent, received = _INFO_FIELDS.unpack_from(row, _INFO_AT)
         return (sent, received, rtt / 1000.0, retransmits, None, None, cookie)
     return (None, None, None, None, None, None, cookie)
 
@@ -362,7 +366,7 @@ def unpack_rows(
                 raise OSError("malformed sock_diag message")
             found = _info_at(buf, off, length)
             info = b"" if found is None else buf[off + found[0] + 4 + _INFO_FROM : off + found[0] + 4 + _INFO_NEEDS]
-            row = (buf[off + _LOW_BYTE : off + _LOW_BYTE + 1], buf[off + 16 : off + 68], buf[off + 72 : off + 88], info)
+            row = buf[off + 16 : off + 68] + buf[off + 72 : off + 88] + info
             (split if split is not None and buf[off + 16] == _AF_INET6 else rows).append(row)
         elif kind == _NLMSG_DONE:
             return True
@@ -375,7 +379,6 @@ def unpack_rows(
     return False
 
 
-_ROW_HEAD = itemgetter(ROW_HEAD)
 _FIRST = itemgetter(0)
 
 
@@ -385,14 +388,19 @@ class RowScanner:
     Speed trick: a sock_diag message is a fixed 88-byte head (header, family, state, sockid, cookie,
     queues, uid, inode) and attributes, and the messages of one kernel come in a few lengths (here
     96 for TIME_WAIT, 124 for other sockets, 408 with tcp_info). Once seen, each length is a branch
-    of one pattern that checks the length field and the message type, captures the slices of a
-    ``Row`` and skips the rest, so ``findall`` cuts a whole read into rows without a Python step
-    per message. The rows are taken only when the matched lengths add up to the read (so every
-    match began where a message began); otherwise, or for a length not yet seen or one seen with two
-    layouts, the read goes the plain way (learning the new lengths for the next read). Measured on
-    issue 18's load (34,600 TCP sockets, 20,400 with tcp_info; 2-core VM, CPU time, medians of 10):
-    10.4 ms instead of 39.9 ms per dump of both TCP tables with tcp_info, 9.2 ms instead of 31.2
-    without. The rows are those of ``unpack_rows`` (tests/test_collect_tricks.py).
+    of one pattern that checks the length field and the message type, captures the parts of a
+    ``Row`` and skips the rest, so ``split`` cuts a whole read into those parts without a Python
+    step per message. The rows are taken only when nothing lies between the matches (so each began
+    where a message began) and what follows the last is nothing or the dump's DONE message;
+    otherwise, or for a length not yet seen or one seen with two layouts, the read goes the plain
+    way (learning the new lengths for the next read). Measured in a network namespace holding issue
+    18's load (29,700 TCP sockets, 20,400 with tcp_info; 2-core VM shared with other work, CPU time,
+    medians of 10): 14.6 ms instead of 36.1 ms to cut one dump of both TCP tables with tcp_info,
+    13.7 ms instead of 26.4 ms without; whole reads of the four tables (recv included) 50.4 ms
+    instead of 59.3 ms with the per-message loop of the last release (medians of 16, alternating);
+    ``bench/bench_collect_tricks.py --load issue18 --only-scan`` (both TCP tables, CPU, medians of
+    11): 66.6 ms instead of 88.9 ms with tcp_info. The rows are those of ``unpack_rows``
+    (tests/test_collect_tricks.py).
     """
 
     def __init__(self, kind: int) -> None:
@@ -405,22 +413,22 @@ class RowScanner:
         """(attribute length, bytes after the counters' slice to the message's end) shared by them."""
         self._odd: set[int] = set()
         """Lengths seen with two layouts: never in the pattern."""
-        self._find: Any = None
-        self._sizes: dict[bytes, int] = {}
-        """The low byte of each length in the pattern -> the bytes its message takes (aligned)."""
+        self._split: Any = None
 
     def rows(self, buf: bytes, rows: list[Row], split: list[Row] | None = None) -> bool:
         """``unpack_rows(buf, rows, self.kind, split)``, the same rows, fast where it can be."""
-        end = len(buf)
-        done = end >= _DONE_SIZE and _MSGHDR.unpack_from(buf, end - _DONE_SIZE) == (_DONE_SIZE, _NLMSG_DONE)
-        body = end - _DONE_SIZE if done else end
-        if self._find is not None:
-            found: list[Row] = self._find(buf, 0, body)
-            if found and self._covered(found) == body:
+        if self._split is not None:
+            # [before, head, tail, counters, before, head, ..., after]: every "before" empty when the
+            # matches follow one another from the first byte, so each began where a message began.
+            parts = self._split(buf)
+            after = parts[-1]
+            if len(parts) > 1 and not any(parts[0:-1:4]) and (not after or after == _done_of(after)):
+                infos = [info or b"" for info in parts[3::4]]
+                found = list(map(add, map(add, parts[1::4], parts[2::4]), infos))
                 if split is None:
                     rows.extend(found)
-                    return done
-                families = list(map(_FIRST, map(_ROW_HEAD, found)))
+                    return bool(after)
+                families = list(map(_FIRST, found))
                 if _AF_INET6 not in families:
                     rows.extend(found)
                 elif families.count(_AF_INET6) == len(families):
@@ -429,14 +437,9 @@ class RowScanner:
                     six = list(map(_AF_INET6.__eq__, families))
                     rows.extend(compress(found, map(not_, six)))
                     split.extend(compress(found, six))
-                return done
+                return bool(after)
         self._learn(buf)
         return unpack_rows(buf, rows, self.kind, split)
-
-    def _covered(self, found: list[Row]) -> int:
-        """How many bytes the matched messages take, by the low bytes of their length fields."""
-        lows = list(map(_FIRST, found))
-        return sum(lows.count(low) * size for low, size in self._sizes.items())
 
     def _learn(self, buf: bytes) -> None:
         """Add the lengths of this read's messages to the pattern."""
@@ -479,7 +482,7 @@ class RowScanner:
         plain = [length for length in self._plain if length not in self._odd]
         info = {length: at for length, at in self._info.items() if length not in self._odd}
         if not plain and not info:
-            self._find = None
+            self._split = None
             return
         tails = [starts(length, 84) + b".{%d}" % (((length + 3) & ~3) - _ATTRS_AT) for length in plain]
         if info and self._info_tail is not None:
@@ -489,23 +492,26 @@ class RowScanner:
                 b"(?:" + lead + b")" + re.escape(_RTATTR.pack(alen, INET_DIAG_INFO))
                 + b".{%d}(.{%d}).{%d}" % (_INFO_FROM, _INFO_NEEDS - _INFO_FROM, after)
             )
-        else:
+        elif tails:
             info = {}
-        sizes = {struct.pack("=I", length)[_LOW_BYTE : _LOW_BYTE + 1]: (length + 3) & ~3 for length in (*plain, *info)}
-        if len(sizes) < len(plain) + len(info):
-            self._find = None  # two lengths share a low byte: their rows could not be told apart
+            tails[-1] += b"()"  # a third group all the same: empty counters
+        else:
+            self._split = None
             return
-        self._sizes = sizes
         lengths = b"|".join(re.escape(struct.pack("=I", length)) for length in (*plain, *info))
-        # The length field's low byte, then the message type, bytes 16-68 and 72-88 captured, the rest skipped.
-        low = b"(?=.{%d}(.))" % _LOW_BYTE
+        # The length field, the message type, bytes 16-68 and 72-88 captured, the counters captured, the rest skipped.
         pattern = (
-            low + b"(?:" + lengths + b")" + re.escape(struct.pack("=H", self.kind)) + b".{10}(.{52}).{4}(.{16})"
+            b"(?:" + lengths + b")" + re.escape(struct.pack("=H", self.kind)) + b".{10}(.{52}).{4}(.{16})"
             + b"(?:" + b"|".join(tails) + b")"
         )
-        if not info:
-            pattern += b"()"  # no counters: the row's tcp_info slice is empty
-        self._find = re.compile(pattern, re.S).findall
+        self._split = re.compile(pattern, re.S).split
+
+
+def _done_of(after: bytes) -> bytes | None:
+    """``after`` when it is a whole NLMSG_DONE message (the end of a dump), else None."""
+    if len(after) == _DONE_SIZE and _MSGHDR.unpack_from(after) == (_DONE_SIZE, _NLMSG_DONE):
+        return after
+    return None
 
 
 class NetlinkReader:
