@@ -293,10 +293,31 @@ def test_may_have_twins_follows_rows_that_come_go_and_change() -> None:
     for rows in reads:
         found, sockets = _read_and_keep(cache)
         assert cache.may_have_twins(found) == twins_plain(rows)
+        assert cache.present(found) == cache.present_plain(found)
         fresh = _scripted([rows])
         assert _read_and_keep(fresh)[1] == sockets  # the cache's sockets are those of a first read
         saw[twins_plain(rows)] += 1
     assert saw[True] and saw[False]
+
+
+def test_present_counts_proc_net_rows_as_they_come_and_go() -> None:
+    rng = random.Random(15)
+    live: dict[int, tuple[bytes, bytes, bytes]] = {}
+    reads = []
+    for step in range(100):
+        for n in rng.sample(sorted(live), k=min(len(live), rng.randrange(0, 4))):
+            del live[n]
+        for i in range(rng.randrange(0, 4)):
+            inode = rng.choice((0, rng.randrange(1, 50)))  # inode numbers shared by two rows now and then
+            live[step * 10 + i] = (b"0100007F:%04X 00000000:0000 0A" % (step * 10 + i), b"0", b"%d" % inode)
+        reads.append(list(live.values()))
+    cache = TableCache("/proc", "procnet")
+    script = iter(reads)
+    cache._read_table = lambda ti, table: next(script) if ti == 0 else []  # type: ignore[method-assign]
+    for _ in reads:
+        found = cache.read()
+        assert cache.present(found) == cache.present_plain(found)
+        cache.keep(found, [Socket("tcp", 4, "127.0.0.1", 1, None, None, "LISTEN")] * len(found.out))
 
 
 def test_may_have_twins_leaves_proc_net_tables_to_the_plain_way() -> None:
