@@ -285,6 +285,12 @@ def test_may_have_twins_follows_rows_that_come_go_and_change() -> None:
         for cookie in rng.sample(sorted(live), k=min(len(live), rng.randrange(0, 3))):
             msg = live[cookie]  # only its queues moved: the same socket, new numbers
             live[cookie] = msg[:72] + struct.pack("=II", step, step + 1) + msg[80:]
+        for cookie in rng.sample(sorted(live), k=min(len(live), rng.randrange(0, 2))):
+            msg = live[cookie]  # the same socket (cookie) in another state, or given an inode (accepted)
+            if rng.random() < 0.5:
+                live[cookie] = msg[:17] + bytes([rng.choice((1, 8, 9))]) + msg[18:]
+            else:
+                live[cookie] = msg[:84] + struct.pack("=I", rng.randrange(1, 10**6)) + msg[88:]
         for _ in range(rng.randrange(0, 4)):
             live[10 + len(reads) * 10 + _] = message(10 + len(reads) * 10 + _)
         reads.append(_rows(list(live.values())))

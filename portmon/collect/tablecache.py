@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 from portmon.collect.tables import (
     NO_TRAFFIC,
     TABLES,
+    TCP_STATE_NAMES,
     Decoded,
     Key,
     NetlinkReader,
@@ -29,7 +30,6 @@ from portmon.collect.tables import (
     row_cookie,
     row_inode,
     row_key,
-    row_stable,
     row_traffic,
 )
 from portmon.model import TRAFFIC_FIELDS, Socket
@@ -54,6 +54,16 @@ _PLACE = slice(4, 40)
 """A row's ports and addresses (local port, remote port, local and remote address)."""
 _NO_PORT = re.compile(rb"(?:..)?\x00\x00", re.S).match
 """Matches the place of a row with local port 0 or remote port 0."""
+
+
+def _same_socket(sock: Socket, decoded: Decoded, proto: str) -> bool:
+    """True when a new row of ``sock``'s cookie decodes to what ``sock`` shows (addresses, ports, state, inode):
+    then only its numbers changed."""
+    laddr, lport, raddr, rport, state, _uid, inode = decoded
+    name = (TCP_STATE_NAMES.get(state) or f"UNKNOWN_{state:02X}") if proto == "tcp" else None
+    return (sock.inode, sock.state, sock.local_port, sock.remote_port, sock.local_addr, sock.remote_addr) == (
+        inode, name, lport, rport, laddr, raddr
+    )
 
 
 def twins_plain(rows: list[Row]) -> bool:
@@ -113,8 +123,9 @@ class TableCache:
         self._readers: list[Reader] = [netlink or self._procnet for _ in TABLES]
         self._caches: list[dict[Entry, Socket | None]] = [{} for _ in TABLES]
         """Per table: row -> the socket built for it."""
-        self._rows: list[dict[int, Row]] = [{} for _ in TABLES]
-        """Per netlink table: cookie -> the row of that socket, to find a socket whose numbers changed."""
+        self._by_cookie: list[dict[int, Socket]] = [{} for _ in TABLES]
+        """Per netlink table: cookie -> that socket's ``Socket``, to find a socket whose numbers changed (the
+        cookie int is the socket's own, so the map costs its slots only)."""
         self._counters = counters
         self._inodes: list[dict[int, int]] = [{} for _ in TABLES]
         """Per table: inode -> how many of its rows have it (0 left out), counted as rows come and go."""
@@ -136,7 +147,7 @@ class TableCache:
 
     def _forget_table(self, ti: int) -> None:
         self._caches[ti] = {}
-        self._rows[ti] = {}
+        self._by_cookie[ti] = {}
         self._places[ti] = {}
         self._inodes[ti] = {}
         self._inodeless[ti] = 0
@@ -172,7 +183,7 @@ class TableCache:
 
         Per row, two dict operations (the last scan's socket, the new map), both in C (``map``,
         ``compress``); which old rows are gone is looked for only when the counts say some are.
-        Only new rows, and known sockets whose numbers changed (found by ``row_stable``), take a
+        Only new rows, and known sockets whose numbers changed (found by their cookie), take a
         Python step.
         """
         found = TableRead()
@@ -182,28 +193,26 @@ class TableCache:
             netlink = isinstance(self._readers[ti], NetlinkReader)
             found.keys.append(rows)
             cache = self._caches[ti]
-            by_cookie = self._rows[ti]
+            by_cookie = self._by_cookie[ti]
+            reader = self._readers[ti]
             base = len(out)
             socks: list[Socket | None] = list(map(cache.get, rows))
             misses = found.misses[ti]
             traffic = found.traffic[ti]
-            moved: set[Entry] = set()
-            """The old rows of sockets whose numbers alone changed."""
+            moved: set[int] = set()
+            """Cookies of sockets whose numbers alone changed."""
             counted: set[Entry] = set()
             for j in compress(range(len(rows)), map(is_, socks, repeat(None))):
                 row = rows[j]
                 if netlink:
                     now = row_traffic(row)
-                    cookie = row_cookie(row)
-                    last = by_cookie.get(cookie)
-                    old = cache.get(last) if last is not None else None
-                    if last is not None and old is not None and row_stable(last) == row_stable(row):
-                        # Only its numbers changed: the same socket with new traffic fields.
-                        socks[j] = with_traffic(old, now)
-                        by_cookie[cookie] = row
-                        moved.add(last)
-                        continue
                     key = row_key(row)
+                    last = by_cookie.get(now[6])  # type: ignore[arg-type]
+                    if last is not None and _same_socket(last, reader.decode(table, key), table.proto):
+                        # Only its numbers changed: the same socket with new traffic fields.
+                        socks[j] = by_cookie[last.cookie] = with_traffic(last, now)  # type: ignore[index]
+                        moved.add(now[6])  # type: ignore[arg-type]
+                        continue
                     misses.append((base + j, key))
                     traffic.append(now)
                     if row not in counted:  # a row read twice is one row of the map
@@ -223,17 +232,17 @@ class TableCache:
                 found.repeated = True
             if len(cache) > len(fresh) - len(misses) - len(moved) or len(fresh) < len(rows):
                 for row in compress(cache, map(not_, map(fresh.__contains__, cache))):
+                    old_sock = cache[row]
                     if netlink:
-                        if row in moved:
-                            continue
                         cookie = row_cookie(row)
-                        if by_cookie.get(cookie) == row:
+                        if cookie in moved:
+                            continue
+                        if old_sock is not None and by_cookie.get(cookie) is old_sock:
                             del by_cookie[cookie]
                         self._count_place(ti, row, -1)
                         self._count_inode(ti, row_inode(row), -1)
                     else:
                         self._count_inode(ti, self._procnet.inode(row), -1)
-                    old_sock = cache[row]
                     if old_sock is not None:
                         found.dropped.add(old_sock.inode)
         # The new rows are decoded before any process is walked, while a cold walk's child may
@@ -256,17 +265,18 @@ class TableCache:
             bases.append(bases[-1] + len(keys))
         for ti, misses in enumerate(found.misses):
             table = fresh[ti]
-            by_cookie = self._rows[ti] if isinstance(self._readers[ti], NetlinkReader) else None
+            by_cookie = self._by_cookie[ti] if isinstance(self._readers[ti], NetlinkReader) else None
             rows = found.keys[ti]
             for pos, _key in misses:
-                row = rows[pos - bases[ti]]
-                table[row] = sockets[pos]
-                if by_cookie is not None:
-                    by_cookie[row_cookie(row)] = row
+                sock = table[rows[pos - bases[ti]]] = sockets[pos]
+                if by_cookie is not None and sock.cookie is not None:
+                    by_cookie[sock.cookie] = sock
         for pos in replaced:
             ti = bisect_right(bases, pos) - 1
             row = found.keys[ti][pos - bases[ti]]
-            fresh[ti][row] = sockets[pos]
+            sock = fresh[ti][row] = sockets[pos]
+            if isinstance(self._readers[ti], NetlinkReader) and sock.cookie is not None:
+                self._by_cookie[ti][sock.cookie] = sock
         self._caches = fresh
 
     def may_have_twins(self, found: TableRead) -> bool:

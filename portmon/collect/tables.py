@@ -299,11 +299,6 @@ def row_key(row: Row) -> Key:
     return (row[1], row[4:40], row[_COOKIE_AT:_QUEUES_AT], *_UID_INODE.unpack_from(row, _OWNER_AT))
 
 
-def row_stable(row: Row) -> bytes:
-    """What stays the same while a socket only moves data: state, sockid and cookie, uid and inode."""
-    return row[1:2] + row[4:_QUEUES_AT] + row[_OWNER_AT:_INFO_AT]
-
-
 def row_cookie(row: Row) -> int:
     """A row's socket cookie."""
     low, high = _COOKIE.unpack_from(row, _COOKIE_AT)
