@@ -10,12 +10,11 @@ from portmon.query.diff import (
     STATE,
     Event,
     IdentityTally,
-    changed_objects,
-    changed_objects_plain,
     changes,
     diff_changed_objects,
     diff_snapshots,
 )
+from portmon.sameobjects import changed_objects, changed_objects_plain
 
 
 def _full(snapshot: Snapshot) -> list[Socket]:

@@ -25,8 +25,8 @@ from portmon.history.redact import redact_cmdline
 from portmon.history.schema import CLOSED, LOST, STOP
 from portmon.history.store import transaction
 from portmon.model import Holder, Snapshot, Socket, SocketKey
-from portmon.query.diff import changed_objects
 from portmon.query.filters import SocketFilter
+from portmon.sameobjects import changed_objects
 
 FLUSH_EVERY = 5.0
 """Seconds between writes while sockets change: what a crash can lose at most."""

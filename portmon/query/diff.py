@@ -5,10 +5,9 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import rshift
 
 from portmon.model import Snapshot, Socket, SocketKey
+from portmon.sameobjects import changed_objects
 
 OPEN = "open"
 CLOSE = "close"
@@ -101,72 +100,8 @@ _Compared = tuple[
 ]
 
 
-_ids: list[tuple[tuple[Socket, ...], list[int], set[int]]] = []
-"""(sockets, their object keys, the same as a set) of the last two tuples compared by identity."""
 _last_compared: tuple[tuple[Socket, ...], tuple[Socket, ...], _Compared] | None = None
 """The last identity comparison: the live table diffs each pair twice (change marks, then events)."""
-_last_split: tuple[tuple[Socket, ...], tuple[Socket, ...], list[Socket], list[Socket]] | None = None
-"""The last ``changed_objects`` answer."""
-
-_ALIGN_BITS = 4
-"""Every Python object is at least 16 bytes and 16-byte aligned, so ``id(obj) >> 4`` tells live objects apart."""
-
-
-def object_keys(sockets: Sequence[Socket]) -> list[int]:
-    """A number per socket that tells apart every object alive at once: its ``id()`` without the alignment bits.
-
-    Speed trick for :func:`changed_objects`. An object's address is a multiple of 16, and an int's
-    hash is its value, so sets of raw ``id()`` values crowd into a sixteenth of their slots and
-    every lookup probes on; with the four zero bits shifted off, the sets of two scans compare in
-    about half the time (issue 18's load, 31,000 sockets, 200-450 new objects per scan:
-    ``changed_objects`` of a pair takes 7-9 ms of CPU instead of 12-16 ms, minimum and median of 41
-    runs with the caches flushed, ``bench/bench_step.py`` has the whole refresh).
-    tests/test_diff_identity.py checks the split equals :func:`changed_objects_plain`'s.
-    """
-    return list(map(rshift, map(id, sockets), repeat(_ALIGN_BITS)))
-
-
-def _ids_of(sockets: tuple[Socket, ...]) -> tuple[list[int], set[int]]:
-    for cached, ids, id_set in _ids:
-        if cached is sockets:
-            return ids, id_set
-    ids = object_keys(sockets)
-    id_set = set(ids)
-    _ids.append((sockets, ids, id_set))
-    if len(_ids) > _KEY_MAP_CACHE_SIZE:
-        del _ids[0]
-    return ids, id_set
-
-
-def changed_objects(old: tuple[Socket, ...], new: tuple[Socket, ...]) -> tuple[list[Socket], list[Socket]]:
-    """(the sockets of ``old`` that are not objects of ``new``, those of ``new`` that are not objects of ``old``).
-
-    The procfs collector hands back the same Socket object for a socket that did not change, so
-    between two scans these are the few sockets that closed, opened or changed (state or holders).
-    Matched by identity with sets of ints (:func:`object_keys`), in C; the new side's set is kept
-    for the next scan, and the last pair's answer too: every part of a refresh (change marks, rows,
-    rates, events, the history recorder) asks this one question of the same pair, so it is answered
-    once. Each list keeps its side's order. Callers must not change the lists returned.
-    """
-    global _last_split
-    last = _last_split
-    if last is not None and last[0] is old and last[1] is new:
-        return last[2], last[3]
-    old_ids, old_set = _ids_of(old)
-    new_ids, new_set = _ids_of(new)
-    gone = old_set - new_set
-    came = new_set - old_set
-    old_only = list(compress(old, map(gone.__contains__, old_ids))) if gone else []
-    new_only = list(compress(new, map(came.__contains__, new_ids))) if came else []
-    _last_split = (old, new, old_only, new_only)
-    return old_only, new_only
-
-
-def changed_objects_plain(old: Sequence[Socket], new: Sequence[Socket]) -> tuple[list[Socket], list[Socket]]:
-    """:func:`changed_objects` by raw ``id()`` in plain loops (for the equivalence test and the benchmark)."""
-    old_ids = {id(sock) for sock in old}
-    new_ids = {id(sock) for sock in new}
-    return [s for s in old if id(s) not in new_ids], [s for s in new if id(s) not in old_ids]
 
 
 def _split_keys(

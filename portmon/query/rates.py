@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from portmon.model import Snapshot, Socket
-from portmon.query.diff import changed_objects, changed_objects_plain
+from portmon.sameobjects import changed_objects, changed_objects_plain
 
 
 class Sample(NamedTuple):

@@ -15,9 +15,10 @@ from operator import attrgetter, eq, itemgetter, not_
 from typing import Any, NamedTuple
 
 from portmon.model import Holder, NetnsRef, Snapshot, Socket, SocketKey
-from portmon.query.diff import changed_objects, changes
+from portmon.query.diff import changes
 from portmon.query.filters import SocketFilter, parse_filter
 from portmon.query.sorting import COLUMNS, PORT_COLUMNS, port_order_key, sort_sockets
+from portmon.sameobjects import changed_objects
 from portmon.ui.traffic import RATE_COLUMNS, RATE_TITLES, ListenReader, Traffic, TrafficTracker, sort_by_rate
 
 NEW_SECONDS = 5.0
