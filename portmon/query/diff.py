@@ -219,19 +219,19 @@ class IdentityTally:
         """The tuple the counts are of."""
         self.counts: dict[SocketKey, int] = {}
         self.shared = 0
-        self._count_in(sockets)
+        self._count_in(map(identity, sockets))
 
-    def _count_in(self, sockets: Iterable[Socket]) -> None:
+    def _count_in(self, keys: Iterable[SocketKey]) -> None:
         counts = self.counts
-        for key in map(identity, sockets):
+        for key in keys:
             n = counts.get(key, 0)
             if n == 1:
                 self.shared += 1
             counts[key] = n + 1
 
-    def _count_out(self, sockets: Iterable[Socket]) -> None:
+    def _count_out(self, keys: Iterable[SocketKey]) -> None:
         counts = self.counts
-        for key in map(identity, sockets):
+        for key in keys:
             n = counts[key]
             if n == 2:
                 self.shared -= 1
@@ -242,6 +242,12 @@ class IdentityTally:
 
     def advance(self, sockets: tuple[Socket, ...], gone: Iterable[Socket], came: Iterable[Socket]) -> None:
         """Count ``sockets`` instead: the last tuple less ``gone``, plus ``came`` (as objects)."""
+        self.advance_keys(sockets, map(identity, gone), map(identity, came))
+
+    def advance_keys(
+        self, sockets: tuple[Socket, ...], gone: Iterable[SocketKey], came: Iterable[SocketKey]
+    ) -> None:
+        """``advance`` given the identities of the sockets that went and came."""
         self._count_out(gone)
         self._count_in(came)
         self.sockets = sockets
@@ -276,11 +282,13 @@ def diff_changed_objects(
     if tally is None or tally.sockets is not old:
         tally = IdentityTally(old)
     unique = tally.shared == 0
-    tally.advance(new, gone, came)
+    gone_keys = list(map(identity, gone))
+    came_keys = list(map(identity, came))
+    tally.advance_keys(new, gone_keys, came_keys)
     if not (unique and tally.shared == 0):
         return diff_snapshots(old, new, time), tally
-    old_map = {identity(sock): sock for sock in gone}
-    new_map = {identity(sock): sock for sock in came}
+    old_map = dict(zip(gone_keys, gone, strict=True))
+    new_map = dict(zip(came_keys, came, strict=True))
     opened, closed, changed = _split_keys(old_map, new_map)
     return _events(old_map, new_map, opened, closed, changed, time), tally
 
