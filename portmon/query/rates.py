@@ -87,8 +87,8 @@ def moving_rates(before: Sample, after: Sample) -> list[ConnectionRate]:
     one scan share a cookie (the kernel never gives two sockets one cookie); tests/test_rates.py
     compares them. Saving on issue 18's load (31,500 sockets, 20,400 with counters, two scans a
     second apart): 8.3 ms of CPU instead of 31.4 ms with a pass of its own over both scans
-    (``bench/bench_collect_tricks.py --load issue18 --only-scan``, medians of 30), and 0.3-0.6 ms
-    instead of 7-10 ms once the pair's split is shared (``bench/bench_step.py``, the traffic stage).
+    (``bench/bench_collect_tricks.py --load issue18 --only-scan``, medians of 30), and 0.1 ms
+    instead of ~10 ms once the pair's split is shared (``bench/bench_step.py``, the traffic stage).
     """
     seconds = after.at - before.at
     if seconds <= 0:
