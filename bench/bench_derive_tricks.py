@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
 
 from bench.bench_collect_tricks import Figures, compare  # noqa: E402
 from bench.loads import Load, issue18  # noqa: E402
+from portmon import sameobjects  # noqa: E402
 from portmon.model import Snapshot  # noqa: E402
 from portmon.query import diff  # noqa: E402
 from portmon.ui.view import LiveMeasures, column_widths, moved_state_counts, state_counts  # noqa: E402
@@ -32,8 +33,8 @@ from portmon.ui.view import LiveMeasures, column_widths, moved_state_counts, sta
 
 def _forget_caches() -> None:
     diff._key_maps.clear()
-    diff._ids.clear()
-    diff._last_split = None
+    sameobjects._ids.clear()
+    sameobjects._last_split = None
     diff._last_compared = None
 
 
@@ -44,7 +45,7 @@ def event_diff_figures(old: Snapshot, new: Snapshot, runs: int) -> list[Figures]
     def fast() -> float:
         _forget_caches()
         # The monitor's change marks already split this pair by object (``changes``) when the events ask.
-        diff.changed_objects(old.sockets, new.sockets)
+        sameobjects.changed_objects(old.sockets, new.sockets)
         tally = diff.IdentityTally(old.sockets)
         started = time.process_time()
         diff.diff_changed_objects(old.sockets, new.sockets, new.taken_at, tally)
@@ -57,14 +58,14 @@ def event_diff_figures(old: Snapshot, new: Snapshot, runs: int) -> list[Figures]
         diff.diff_snapshots(old.sockets, new.sockets, new.taken_at)
         return time.process_time() - started
 
-    changed = sum(map(len, diff.changed_objects(old.sockets, new.sockets)))
+    changed = sum(map(len, sameobjects.changed_objects(old.sockets, new.sockets)))
     name = f"event diff, {len(new.sockets)} sockets ({changed} changed objects)"
     return [compare(name, fast, plain, runs)]
 
 
 def widths_figures(old: Snapshot, new: Snapshot, runs: int) -> list[Figures]:
     """``LiveMeasures`` of the last scan moved on to this one against ``column_widths`` of every row."""
-    gone, came = diff.changed_objects(old.sockets, new.sockets)
+    gone, came = sameobjects.changed_objects(old.sockets, new.sockets)
     measures = LiveMeasures(old.sockets)
     assert measures.advanced(came, gone).widths() == column_widths(new.sockets)
 

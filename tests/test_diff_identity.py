@@ -14,6 +14,7 @@ from portmon.query.diff import (
     diff_changed_objects,
     diff_snapshots,
 )
+from portmon.sameobjects import changed_objects, changed_objects_plain
 
 
 def _full(snapshot: Snapshot) -> list[Socket]:
@@ -134,3 +135,25 @@ def test_sockets_built_anew_take_the_plain_diff() -> None:
     events, tally = diff_changed_objects(old.sockets, rebuilt, 101.0, IdentityTally(old.sockets))
     assert events == diff_snapshots(old, churned) and events
     assert tally is None
+
+
+def test_changed_objects_split_like_the_plain_comparison_of_ids() -> None:
+    snaps = [synthetic_snapshot(2000, seed=0)]
+    for i in range(1, 6):
+        snaps.append(synthetic_snapshot(2000, seed=i, churn=0.03, base=snaps[-1], taken_at=100.0 + i))
+    # Shuffled, equal copies and the very same tuple: each side's order is kept, values do not count.
+    shuffled = list(snaps[-1].sockets)
+    shuffled.reverse()
+    shuffled[0] = shuffled[0]._replace()
+    snaps.append(Snapshot(sockets=tuple(shuffled), taken_at=200.0))
+    snaps.append(Snapshot(sockets=snaps[-1].sockets, taken_at=201.0))
+    snaps.append(Snapshot(sockets=(), taken_at=202.0))
+    snaps.append(snaps[0])
+    seen_changes = 0
+    for old, new in zip(snaps, snaps[1:], strict=False):
+        fast = changed_objects(old.sockets, new.sockets)
+        assert fast == changed_objects_plain(old.sockets, new.sockets)
+        assert changed_objects(old.sockets, new.sockets) == fast  # the answer kept for the pair
+        seen_changes += len(fast[0]) + len(fast[1])
+    assert seen_changes > 0
+    assert changed_objects(snaps[0].sockets, snaps[0].sockets) == ([], [])

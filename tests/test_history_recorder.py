@@ -343,3 +343,65 @@ def test_long_command_lines_are_cut_after_redaction() -> None:
     assert stored[:2] == ["python3", "-c"] and stored[2].endswith("…") and len(stored) == 3
     assert sum(len(a) for a in stored) <= CMDLINE_LIMIT + 1
     assert json.loads(stored_cmdline(("app", "--password=hunter2"))) == ["app", "--password=***"]
+
+
+class _PlainRecorder(Recorder):
+    """The recorder with every scan walked in full (the plain version of ``_moved_objects``)."""
+
+    def _moved_objects(
+        self, last: tuple[Socket, ...], sockets: tuple[Socket, ...]
+    ) -> tuple[list[Socket], list[object]]:
+        return self._split_objects(sockets)  # type: ignore[return-value]  # Identity | None, as the base's
+
+
+def _churning_chain() -> list[Snapshot]:
+    """Scans where listeners open, close, change holders, lose them from sight, are copied and shuffled."""
+    from portmon.collect.fake import synthetic_snapshot
+
+    snaps = [synthetic_snapshot(600, seed=7, taken_at=T0)]
+    for i in range(1, 12):
+        base = synthetic_snapshot(600, seed=7 + i, churn=0.05, base=snaps[-1], taken_at=T0 + i)
+        socks = list(base.sockets)
+        socks.append(listener(20000 + i, pid=300 + i, inode=900000 + i))  # one more listener each scan
+        if i % 3 == 0:
+            socks.reverse()
+        for j in range(i, len(socks), 97):
+            if socks[j].listening:
+                if j % 2:
+                    socks[j] = socks[j]._replace(holders=())  # the owner went out of sight
+                else:
+                    socks[j] = socks[j]._replace()  # an equal copy
+        snaps.append(Snapshot(sockets=tuple(socks), taken_at=T0 + i, collector="fake"))
+    return snaps
+
+
+def _rows(c: sqlite3.Connection) -> list[list[tuple[object, ...]]]:
+    return [
+        c.execute("SELECT * FROM intervals ORDER BY id").fetchall(),
+        c.execute("SELECT * FROM interval_holders ORDER BY interval, process").fetchall(),
+        c.execute("SELECT id, pid, start_time, name, cmdline FROM processes ORDER BY id").fetchall(),
+    ]
+
+
+@pytest.mark.parametrize("scope", [is_listening, None])
+@pytest.mark.parametrize("terms", ["", "port:1000-40000"])
+def test_feeding_by_changed_objects_writes_the_rows_a_full_walk_writes(
+    tmp_path: Path, scope: object, terms: str
+) -> None:
+    chain = _churning_chain()
+    written = []
+    for cls in (Recorder, _PlainRecorder):
+        c = open_db(tmp_path / f"{cls.__name__}.sqlite3")
+        clock = Clock()
+        rec = cls(c, boot_id=BOOT_A, scope=scope, flt=parse_filter(terms), clock=clock,  # type: ignore[arg-type]
+                  facts=facts, flush_every=0)
+        rec.begin()
+        for snapshot in chain:
+            rec.feed(snapshot)
+            clock.now = snapshot.taken_at
+        rec.stop()
+        written.append(_rows(c))
+        c.close()
+    assert written[0] == written[1]
+    assert len(written[0][0]) > 20  # intervals opened and closed along the chain
+    assert any(row[-1] == CLOSED for row in written[0][0])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from portmon.model import LISTEN, Holder, Snapshot, Socket
-from portmon.ownership.ordered import FamilyOrdered
+from portmon.ownership.families import order_sockets, proc_lookup
+from portmon.ownership.ordered import FamilyOrdered, none_shared_since, shared_positions, shared_positions_plain
 
 
 def fake_proc(root: Path, procs: dict[int, tuple[str, int, int]]) -> str:
@@ -54,3 +55,49 @@ def test_a_snapshot_with_nothing_to_reorder_is_passed_through(tmp_path: Path) ->
     procfs = fake_proc(tmp_path, {1: ("init", 0, 1), 100: ("gunicorn", 1, 100), 101: ("gunicorn", 100, 200)})
     inner = Scripted((Socket("tcp", 4, "0.0.0.0", 8000, state=LISTEN, holders=(MASTER, W1)),))
     assert FamilyOrdered(inner, procfs).scan() is inner.snapshot
+
+
+def test_shared_positions_equal_the_plain_loop_and_ordering_only_them_changes_nothing(tmp_path: Path) -> None:
+    procfs = fake_proc(tmp_path, {1: ("init", 0, 1), 100: ("gunicorn", 1, 100), 101: ("gunicorn", 100, 200),
+                                  102: ("gunicorn", 100, 250)})  # fmt: skip
+    sockets = []
+    for i in range(40):
+        holders = [(), (W1,), (W2, MASTER, W1), (MASTER, W1), (W2, W1)][i % 5]
+        sockets.append(Socket("tcp", 4, "0.0.0.0", 8000 + i, state=LISTEN, holders=holders))
+    assert shared_positions(sockets) == shared_positions_plain(sockets) == [i for i in range(40) if i % 5 >= 2]
+    assert shared_positions([]) == shared_positions_plain([]) == []
+    # The wrapper's scan equals ordering every socket.
+    scanned = FamilyOrdered(Scripted(tuple(sockets)), procfs).scan().sockets
+    assert list(scanned) == order_sockets(sockets, proc_lookup(procfs))
+    # (W2, MASTER, W1) and (W2, W1) are reordered, 8 of each.
+    assert [s is t for s, t in zip(scanned, sockets, strict=True)].count(False) == 16
+
+
+class Steps:
+    """Hands back one snapshot per scan from a list (the last one again at the end)."""
+
+    name = "steps"
+
+    def __init__(self, snapshots: list[Snapshot]) -> None:
+        self.snapshots = snapshots
+        self.scans = 0
+
+    def scan(self) -> Snapshot:
+        snapshot = self.snapshots[min(self.scans, len(self.snapshots) - 1)]
+        self.scans += 1
+        return snapshot
+
+
+def test_after_scans_with_nothing_shared_only_new_sockets_are_looked_at(tmp_path: Path) -> None:
+    procfs = fake_proc(tmp_path, {1: ("init", 0, 1), 100: ("gunicorn", 1, 100), 101: ("gunicorn", 100, 200),
+                                  102: ("gunicorn", 100, 250)})  # fmt: skip
+    alone = [Socket("tcp", 4, "127.0.0.1", 9000 + i, state=LISTEN, holders=(W1,)) for i in range(20)]
+    shared = Socket("tcp", 4, "0.0.0.0", 8000, state=LISTEN, holders=(W2, MASTER, W1))
+    scans = [tuple(alone), tuple(alone[:15]), (*alone[:15], alone[0]._replace(local_port=7000)),
+             (*alone[:15], shared), (*alone[:10], shared), tuple(alone[:10])]  # fmt: skip
+    for last, sockets in zip(scans, scans[1:], strict=False):
+        if not shared_positions(last):
+            assert none_shared_since(last, sockets) == (not shared_positions(sockets))
+    wrapped = FamilyOrdered(Steps([Snapshot(s, taken_at=float(i)) for i, s in enumerate(scans)]), procfs)
+    for sockets in scans:
+        assert list(wrapped.scan().sockets) == order_sockets(sockets, proc_lookup(procfs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from portmon.collect.fake import synthetic_snapshot
 from portmon.model import Holder, NetnsRef, Snapshot, Socket
 from portmon.query.filters import parse_filter
+from portmon.query.sorting import port_order_key, sort_sockets
 from portmon.ui import view as view_module
 from portmon.ui.view import (
     CLOSED_SECONDS,
@@ -20,6 +22,8 @@ from portmon.ui.view import (
     column_widths,
     column_widths_plain,
     derive_view,
+    moved_rows,
+    moved_rows_plain,
     moved_state_counts,
     state_counts,
 )
@@ -236,3 +240,37 @@ def test_moved_state_counts_equal_a_fresh_count() -> None:
     only = [s for s in old.sockets if s.state is None][:1]
     assert only and state_counts(only) == {"UDP": 1}
     assert moved_state_counts(state_counts(only), [], only) == {} == state_counts(())
+
+
+@pytest.mark.parametrize("column,descending", [("local_port", False), ("local_port", True), ("remote_port", False)])
+def test_moved_rows_equal_a_plain_filter_and_sort(column: str, descending: bool) -> None:
+    rng = random.Random(11)
+    key = port_order_key(column, descending)
+    snap = synthetic_snapshot(3000, seed=9)
+    outside = synthetic_snapshot(50, seed=10).sockets  # sockets that are not among the rows
+    for step in range(12):
+        rows = sort_sockets(snap.sockets, column, descending)
+        keys = list(map(key, rows))
+        remove = rng.sample(rows, rng.choice((0, 1, 40, 300))) + rng.sample(outside, rng.choice((0, 5)))
+        # New sockets, and new objects with a removed row's key (a state change: same place).
+        add = list(synthetic_snapshot(3000, seed=20 + step, churn=0.02, base=snap).sockets[-60:])
+        add += [s._replace(state="CLOSE_WAIT") for s in remove[:10] if s not in outside]
+        add = [s for s in add if all(s is not r for r in rows) or s in remove]
+        fast = moved_rows(rows, keys, remove, add, key)
+        assert fast == moved_rows_plain(rows, keys, remove, add, key)
+        assert fast[1] == sorted(fast[1]) and len(fast[0]) == len(set(map(id, fast[0])))
+    assert moved_rows([], [], [], [], key) == ([], [])
+
+
+def test_a_closed_row_the_last_rows_did_not_show_is_inserted(sorts: list[str]) -> None:
+    chain = _churning(2000, 2, 0.01)
+    (snap1, marks1, t1), (snap2, marks2, t2) = chain
+    _fresh(snap1, marks1, ViewSpec(), t1)
+    # A socket closed that neither the last rows nor the last snapshot held (marks from another source).
+    stranger = synthetic_snapshot(3, seed=99).sockets[0]._replace(inode=77_000_001, local_port=61_999)
+    marks = Marks(marks2.opened, marks2.changed, {**marks2.closed, stranger.key: (stranger, t2)})
+    n = len(sorts)
+    quick = derive_view(snap2, marks, ViewSpec(), t2 + 0.1)
+    assert len(sorts) == n  # inserted, not sorted
+    assert any(row is stranger for row in quick.rows)
+    _same(quick, _fresh(snap2, marks, ViewSpec(), t2 + 0.1))

@@ -26,6 +26,7 @@ from portmon.history.schema import CLOSED, LOST, STOP
 from portmon.history.store import transaction
 from portmon.model import Holder, Snapshot, Socket, SocketKey
 from portmon.query.filters import SocketFilter
+from portmon.sameobjects import changed_objects
 
 FLUSH_EVERY = 5.0
 """Seconds between writes while sockets change: what a crash can lose at most."""
@@ -165,20 +166,12 @@ class Recorder:
         if sockets is self._last_sockets:
             self.maybe_flush()
             return
-        self._last_sockets = snapshot.sockets
-        if self._scope is not None:
-            sockets = filter(self._scope, sockets)
-        previous = self._objects
-        objects: dict[int, tuple[Socket, Identity | None]] = {}
-        fresh: list[Socket] = []
-        pop = previous.pop
-        for s in sockets:
-            hit = pop(id(s), None)
-            if hit is not None and hit[0] is s:
-                objects[id(s)] = hit
-            else:
-                fresh.append(s)
-        self._objects = objects
+        last, self._last_sockets = self._last_sockets, snapshot.sockets
+        if type(last) is tuple and type(snapshot.sockets) is tuple:
+            fresh, left = self._moved_objects(last, snapshot.sockets)
+        else:
+            fresh, left = self._split_objects(sockets)
+        objects = self._objects
         opened = self._open
         keyed = self._keyed
         arrived: dict[Identity, Socket] = {}
@@ -193,7 +186,7 @@ class Recorder:
                 ident = keyed.get((ident[0], ident[1]), ident)
             arrived[ident] = s
             objects[id(s)] = (s, ident)
-        for _sock, gone in previous.values():
+        for gone in left:
             if gone is None or gone in arrived:
                 continue
             ended = opened.pop(gone, None)
@@ -224,6 +217,48 @@ class Recorder:
                     self._lost.append((cand.last_seen, cand.rowid))
                     self._dirty = True
         self.maybe_flush()
+
+    def _split_objects(self, sockets: Iterable[Socket]) -> tuple[list[Socket], list[Identity | None]]:
+        """(the in-scope sockets that are not objects of the last scan, the identities of those gone), in one
+        pass over every socket; ``_objects`` becomes the in-scope objects of this scan, fresh ones still to add."""
+        if self._scope is not None:
+            sockets = filter(self._scope, sockets)
+        previous = self._objects
+        objects: dict[int, tuple[Socket, Identity | None]] = {}
+        fresh: list[Socket] = []
+        pop = previous.pop
+        for s in sockets:
+            hit = pop(id(s), None)
+            if hit is not None and hit[0] is s:
+                objects[id(s)] = hit
+            else:
+                fresh.append(s)
+        self._objects = objects
+        return fresh, [ident for _sock, ident in previous.values()]
+
+    def _moved_objects(
+        self, last: tuple[Socket, ...], sockets: tuple[Socket, ...]
+    ) -> tuple[list[Socket], list[Identity | None]]:
+        """:meth:`_split_objects` from the sockets that came and went since ``last``, the scan fed before.
+
+        Speed trick for the live monitor's poller thread: the pair's split by object
+        (``changed_objects``, which the change marks, rows, rates and events of the same refresh
+        share) gives the sockets that came and went, so the scope is asked of those only and the
+        objects kept are moved along, instead of a pass in Python over every socket. The same
+        intervals open and close, in the same order for the new ones (so the same rows are
+        written; tests/test_history_recorder.py feeds both ways). Saving on issue 18's load
+        (31,000 sockets, 200-450 new objects per scan; ``bench/bench_step.py``, the record stage,
+        medians of 14): 0.1 ms of CPU per scan instead of 3.7 ms, the split being asked already.
+        """
+        gone, came = changed_objects(last, sockets)
+        objects = self._objects
+        left: list[Identity | None] = []
+        for s in gone:
+            hit = objects.pop(id(s), None)
+            if hit is not None:
+                left.append(hit[1])
+        fresh = came if self._scope is None else list(filter(self._scope, came))
+        return fresh, left
 
     def _end(self, iv: _Interval, at: float, reason: str) -> None:
         iv.closed = at

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import compress
 
 from portmon.model import Snapshot, Socket, SocketKey
+from portmon.sameobjects import changed_objects
 
 OPEN = "open"
 CLOSE = "close"
@@ -100,46 +100,8 @@ _Compared = tuple[
 ]
 
 
-_ids: list[tuple[tuple[Socket, ...], list[int], set[int]]] = []
-"""(sockets, their object ids, the same as a set) of the last two tuples compared by identity."""
 _last_compared: tuple[tuple[Socket, ...], tuple[Socket, ...], _Compared] | None = None
 """The last identity comparison: the live table diffs each pair twice (change marks, then events)."""
-_last_split: tuple[tuple[Socket, ...], tuple[Socket, ...], list[Socket], list[Socket]] | None = None
-"""The last ``changed_objects`` answer."""
-
-
-def _ids_of(sockets: tuple[Socket, ...]) -> tuple[list[int], set[int]]:
-    for cached, ids, id_set in _ids:
-        if cached is sockets:
-            return ids, id_set
-    ids = list(map(id, sockets))
-    id_set = set(ids)
-    _ids.append((sockets, ids, id_set))
-    if len(_ids) > _KEY_MAP_CACHE_SIZE:
-        del _ids[0]
-    return ids, id_set
-
-
-def changed_objects(old: tuple[Socket, ...], new: tuple[Socket, ...]) -> tuple[list[Socket], list[Socket]]:
-    """(the sockets of ``old`` that are not objects of ``new``, those of ``new`` that are not objects of ``old``).
-
-    The procfs collector hands back the same Socket object for a socket that did not change, so
-    between two scans these are the few sockets that closed, opened or changed (state or holders).
-    Matched by identity with sets of ints, in C; the new side's set is kept for the next scan, and
-    the last pair's answer too (the live table asks for each pair more than once).
-    """
-    global _last_split
-    last = _last_split
-    if last is not None and last[0] is old and last[1] is new:
-        return last[2], last[3]
-    old_ids, old_set = _ids_of(old)
-    new_ids, new_set = _ids_of(new)
-    gone = old_set - new_set
-    came = new_set - old_set
-    old_only = list(compress(old, map(gone.__contains__, old_ids))) if gone else []
-    new_only = list(compress(new, map(came.__contains__, new_ids))) if came else []
-    _last_split = (old, new, old_only, new_only)
-    return old_only, new_only
 
 
 def _split_keys(
@@ -257,19 +219,19 @@ class IdentityTally:
         """The tuple the counts are of."""
         self.counts: dict[SocketKey, int] = {}
         self.shared = 0
-        self._count_in(sockets)
+        self._count_in(map(identity, sockets))
 
-    def _count_in(self, sockets: Iterable[Socket]) -> None:
+    def _count_in(self, keys: Iterable[SocketKey]) -> None:
         counts = self.counts
-        for key in map(identity, sockets):
+        for key in keys:
             n = counts.get(key, 0)
             if n == 1:
                 self.shared += 1
             counts[key] = n + 1
 
-    def _count_out(self, sockets: Iterable[Socket]) -> None:
+    def _count_out(self, keys: Iterable[SocketKey]) -> None:
         counts = self.counts
-        for key in map(identity, sockets):
+        for key in keys:
             n = counts[key]
             if n == 2:
                 self.shared -= 1
@@ -280,6 +242,12 @@ class IdentityTally:
 
     def advance(self, sockets: tuple[Socket, ...], gone: Iterable[Socket], came: Iterable[Socket]) -> None:
         """Count ``sockets`` instead: the last tuple less ``gone``, plus ``came`` (as objects)."""
+        self.advance_keys(sockets, map(identity, gone), map(identity, came))
+
+    def advance_keys(
+        self, sockets: tuple[Socket, ...], gone: Iterable[SocketKey], came: Iterable[SocketKey]
+    ) -> None:
+        """``advance`` given the identities of the sockets that went and came."""
         self._count_out(gone)
         self._count_in(came)
         self.sockets = sockets
@@ -314,11 +282,13 @@ def diff_changed_objects(
     if tally is None or tally.sockets is not old:
         tally = IdentityTally(old)
     unique = tally.shared == 0
-    tally.advance(new, gone, came)
+    gone_keys = list(map(identity, gone))
+    came_keys = list(map(identity, came))
+    tally.advance_keys(new, gone_keys, came_keys)
     if not (unique and tally.shared == 0):
         return diff_snapshots(old, new, time), tally
-    old_map = {identity(sock): sock for sock in gone}
-    new_map = {identity(sock): sock for sock in came}
+    old_map = dict(zip(gone_keys, gone, strict=True))
+    new_map = dict(zip(came_keys, came, strict=True))
     opened, closed, changed = _split_keys(old_map, new_map)
     return _events(old_map, new_map, opened, closed, changed, time), tally
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from portmon.model import OWNER_HIDDEN, OWNER_KERNEL, OWNER_UNSEEN, Snapshot, Socket
 from portmon.output import endpoint, socket_record, to_json
-from portmon.query.diff import OPEN, STATE, Event, IdentityTally, changed_objects, diff_changed_objects
+from portmon.query.diff import OPEN, STATE, Event, IdentityTally, diff_changed_objects
+from portmon.sameobjects import changed_objects
 from portmon.textsafe import safe
 
 DEFAULT_EVENT_LIMIT = 5000

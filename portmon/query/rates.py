@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import compress
-from operator import attrgetter, not_
+from operator import attrgetter
 from typing import NamedTuple
 
 from portmon.model import Snapshot, Socket
+from portmon.sameobjects import changed_objects, changed_objects_plain
 
 
 class Sample(NamedTuple):
@@ -77,25 +78,31 @@ def moving_rates(before: Sample, after: Sample) -> list[ConnectionRate]:
 
     Speed trick: a collector that hands back the very ``Socket`` object for a socket whose numbers
     did not change (the procfs one does) makes most sockets of ``after`` objects of ``before``, and
-    such a socket moved nothing. So only the sockets new to ``after`` are looked at (picked out in
-    C by object identity), and only the sockets of ``before`` with their cookies. The answer is
-    ``[r for r in connection_rates(before, after) if r.tx_bps or r.rx_bps]`` in the same order
-    whenever no two sockets of ``before`` with counters share a cookie (the kernel never gives
-    two sockets one cookie); tests/test_rates.py compares them. Saving on issue 18's load (31,500
-    sockets, 20,400 with counters, two scans a second apart; ``bench/bench_collect_tricks.py --load
-    issue18 --only-scan`` on a busy 2-core VM): 8.3 ms of CPU instead of 31.4 ms (medians of 30).
+    such a socket moved nothing. So only the sockets new to ``after`` are looked at, and for their
+    counters before only the sockets of ``before`` gone from ``after``: an old socket that is still
+    an object of ``after`` cannot share a cookie with a new one. Both come from
+    ``changed_objects``, which the live table's change marks already asked of this pair, so the
+    rates cost no pass over every socket. The answer is ``[r for r in connection_rates(before,
+    after) if r.tx_bps or r.rx_bps]`` in the same order whenever no two sockets with counters of
+    one scan share a cookie (the kernel never gives two sockets one cookie); tests/test_rates.py
+    compares them. Saving on issue 18's load (31,500 sockets, 20,400 with counters, two scans a
+    second apart): 8.3 ms of CPU instead of 31.4 ms with a pass of its own over both scans
+    (``bench/bench_collect_tricks.py --load issue18 --only-scan``, medians of 30), and 0.1 ms
+    instead of ~10 ms once the pair's split is shared (``bench/bench_step.py``, the traffic stage).
     """
     seconds = after.at - before.at
     if seconds <= 0:
         raise ValueError("the later sample must be taken after the earlier one")
-    old = before.snapshot.sockets
-    known = set(map(id, old))
-    fresh = list(compress(after.snapshot.sockets, map(not_, map(known.__contains__, map(id, after.snapshot.sockets)))))
+    old, new = before.snapshot.sockets, after.snapshot.sockets
+    if type(old) is tuple and type(new) is tuple:
+        gone, fresh = changed_objects(old, new)
+    else:  # a list could have changed in place since it was last seen: no shared answer
+        gone, fresh = changed_objects_plain(old, new)
     wanted = {s.cookie for s in fresh if s.cookie is not None and s.bytes_sent is not None}
     if not wanted:
         return []
     sent_before: dict[int, tuple[int, int]] = {}
-    for sock in compress(old, map(wanted.__contains__, map(_COOKIE, old))):
+    for sock in compress(gone, map(wanted.__contains__, map(_COOKIE, gone))):
         if sock.cookie is not None and sock.bytes_sent is not None and sock.bytes_received is not None:
             sent_before[sock.cookie] = (sock.bytes_sent, sock.bytes_received)
     out: list[ConnectionRate] = []
