@@ -263,3 +263,36 @@ def test_a_sort_change_derives_the_view_a_derive_from_scratch_gives() -> None:
                     reused = derive_view(new, marks, other, DEMO_TIME)  # after a derive of the same rows
                     view_module._last_derived = None  # the plain way: measure and count from scratch
                     assert _fields(derive_view(new, marks, other, DEMO_TIME)) == _fields(reused)
+
+
+def test_scan_ahead_gives_the_same_scans_as_the_collector_itself() -> None:
+    from portmon.ui.poller import ScanAhead
+
+    def script() -> list[Any]:
+        return [demo_snapshot(), RuntimeError("table gone"), demo_snapshot_after()]
+
+    plain = ScriptedCollector(script())
+    ahead_inner = ScriptedCollector(script())
+    ahead = ScanAhead(ahead_inner)
+    for _ in range(3):
+        try:
+            expected: Snapshot | str = plain.scan()
+        except RuntimeError as exc:
+            expected = str(exc)
+        try:
+            got: Snapshot | str = ahead.scan()
+        except RuntimeError as exc:
+            got = str(exc)
+        assert got == expected
+    assert ahead_inner.calls == plain.calls == 3
+    assert ahead.name == "fake" and ahead.calls == 3  # everything else is the wrapped collector's
+
+
+def test_scan_ahead_hands_over_a_failed_first_scan() -> None:
+    from portmon.collect.base import guarded_scan
+    from portmon.ui.poller import ScanAhead
+
+    ahead = ScanAhead(ScriptedCollector([RuntimeError("no netlink"), demo_snapshot()]))
+    failed = guarded_scan(ahead, None)
+    assert failed.error == "scan failed: RuntimeError: no netlink" and failed.sockets == ()
+    assert guarded_scan(ahead, failed) == demo_snapshot()

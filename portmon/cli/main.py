@@ -115,11 +115,30 @@ def run_live(ctx: Context) -> int:
     options = live_options(ctx)
     from portmon.cli.dbopts import live_history
     from portmon.ownership.ordered import FamilyOrdered
-    from portmon.ui.app import run_app
+    from portmon.ui.poller import ScanAhead
 
-    # Main holder first in every shared socket, as who, kill and why list them (ordered on the poller thread).
-    with live_history(ctx, FamilyOrdered(ctx.collector())) as (collector, history):
+    collector = ctx.collector()
+    hand_cold_walk(ctx, collector)
+    # Main holder first in every shared socket, as who, kill and why list them (ordered on the scanning
+    # thread). The first scan starts now, while the history opens and the UI loads (ScanAhead).
+    with live_history(ctx, ScanAhead(FamilyOrdered(collector))) as (collector, history):
+        from portmon.ui.app import run_app
+
         return run_app(collector, **options, **history)
+
+
+def hand_cold_walk(ctx: Context, collector: object) -> None:
+    """Give the cold fd walk the command started (``portmon.cli.launch``) to the collector's first scan, or
+    cancel it when the collector takes none (psutil, remote hosts only). Call it before any thread starts
+    scanning."""
+    walk, ctx.cold_walk = ctx.cold_walk, None
+    if walk is None:
+        return
+    start_cold_walk = getattr(collector, "start_cold_walk", None)
+    if start_cold_walk is None:
+        walk.cancel()
+    else:
+        start_cold_walk(walk)
 
 
 def live_options(ctx: Context) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from portmon.collect.base import Collector, guarded_scan
+from portmon.model import Snapshot
 from portmon.ui.traffic import ListenReader
 from portmon.ui.view import Pipeline, Update, ViewSpec
 
@@ -44,6 +46,52 @@ def paced_interval(asked: float, scan_seconds: float, poller_cpu_seconds: float)
     if by_cpu < CPU_PACED_STEP * asked:
         by_cpu = 0.0
     return max(asked, SLOW_SCAN_SHARE * scan_seconds, by_cpu)
+
+
+class ScanAhead:
+    """A collector whose first scan starts at once, on a thread of its own, and is handed over when asked for.
+
+    Speed trick: ``portmon.cli.main.run_live`` wraps the collector in it before importing the UI, so the
+    first scan (reading the tables, the cold walk's answer, building every socket) runs while Textual
+    loads and starts, rather than after the screen mounts; the poller's first :meth:`scan` then only
+    waits for what is left. Measured on issue 18's load (32,000 sockets, ``python bench/bench_startup.py``,
+    process start to the first row painted): ~1.5 s before, ~0.8 s with the cold walk and this.
+    Later scans, and everything else, are the wrapped collector's. The plain version scans when first
+    asked; tests/test_ui_tricks.py checks both give the same snapshots, a failure included.
+    """
+
+    def __init__(self, collector: Collector) -> None:
+        self._inner = collector
+        self.name = collector.name
+        self._first: Snapshot | None = None
+        self._failed: BaseException | None = None
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._scan_first, name="portmon-first-scan", daemon=True
+        )
+        self._thread.start()
+
+    def _scan_first(self) -> None:
+        try:
+            self._first = self._inner.scan()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by scan() on the thread that asks
+            self._failed = exc
+
+    def scan(self) -> Snapshot:
+        """The scan started at construction (waiting for it), the first time; a new scan after that."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return self._inner.scan()
+        thread.join()
+        first, failed = self._first, self._failed
+        self._first = self._failed = None
+        if failed is not None:
+            raise failed
+        assert first is not None
+        return first
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (netns_note, close(), a remote collector's sessions...) is the wrapped collector's.
+        return getattr(self._inner, name)
 
 
 class Poller:
