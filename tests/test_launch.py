@@ -181,3 +181,32 @@ def test_the_live_monitor_hands_its_cold_walk_to_the_first_scan(monkeypatch: pyt
     ctx.cold_walk = walk = ColdWalk()
     hand_cold_walk(ctx, ScriptedCollector([demo_snapshot()]))
     assert walk.pid == 0 and ctx.cold_walk is None
+
+
+_BIG_BLOCKS = """
+import sys
+from portmon.cli.main import big_blocks_to_the_os
+applied = big_blocks_to_the_os()
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) // 1024
+big = bytearray(16 << 20)  # freed: glibc's own rule would now keep blocks under 16 MB in the heap
+del big
+base = rss()
+blocks = [bytes(300_000) for _ in range(100)]  # 30 MB in blocks of 300 KB, each one used
+del blocks
+print(applied, rss() - base)
+"""
+
+
+@linux_only
+def test_the_live_monitors_big_blocks_go_back_to_the_os_when_freed() -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", _BIG_BLOCKS], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert res.returncode == 0, res.stderr
+    applied, kept = res.stdout.split()
+    if applied != "True":
+        pytest.skip("this C library has no mallopt (not glibc)")
+    assert int(kept) <= 4  # MB still resident of the 30 freed
