@@ -296,3 +296,44 @@ def test_scan_ahead_hands_over_a_failed_first_scan() -> None:
     failed = guarded_scan(ahead, None)
     assert failed.error == "scan failed: RuntimeError: no netlink" and failed.sockets == ()
     assert guarded_scan(ahead, failed) == demo_snapshot()
+
+
+def _counting_repaints(table: Any) -> list[int]:
+    """Count the table's own repaints (Widget.refresh calls) from now on."""
+    calls: list[int] = []
+    refresh = table.refresh
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return refresh(*args, **kwargs)
+
+    table.refresh = counted
+    return calls
+
+
+@pytest.mark.parametrize("on_screen", [False, True])
+def test_a_refresh_that_changes_no_row_on_screen_paints_what_a_full_repaint_paints(on_screen: bool) -> None:
+    clock = Clock()
+    first = synthetic_snapshot(500, seed=3)
+    # New sockets on the highest port: sorted by local port they land at the bottom, far off screen.
+    extra = tuple(s._replace(local_port=65535, inode=900_000 + i) for i, s in enumerate(first.sockets[:30]))
+    second = first._replace(sockets=first.sockets + extra, taken_at=DEMO_TIME + 1)
+    if on_screen:  # and one more on the lowest port: on the first line
+        second = second._replace(sockets=(*second.sockets, first.sockets[0]._replace(local_port=1, inode=999_999)))
+
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        table = screen.table
+        repaints = _counting_repaints(table)
+        clock.now += 1
+        await pilot.press("r")
+        await pilot.pause()
+        assert len(table.rows) == 530 + on_screen and table.virtual_size.height == len(table.rows) + 1
+        assert table.vertical_scrollbar.window_virtual_size == len(table.rows) + 1  # the thumb follows
+        assert bool(repaints) is on_screen  # unchanged rows on screen: the table was not repainted
+        shown = screen_text(pilot.app)
+        table.invalidate()  # the plain way: render every row again
+        await pilot.pause()
+        assert screen_text(pilot.app) == shown
+
+    app = PortmonApp(ScriptedCollector([first, second]), poll=False, clock=clock, process_reader=demo_process)
+    run(app, body)
