@@ -298,9 +298,11 @@ class OwnerIndex:
                 proc.readable = False
                 return False
             names, fds = cold[1], cold[2]
-            # Its fds may have changed between the child's listing and our stat: -1 makes the next
-            # scan list them again rather than trust a count taken after the listing.
-            nfds = -1
+            # Its fds may have changed between the child's listing and our stat: the count the walk
+            # saw (not the stat's, taken after it) makes the next scan's stat tell any change since.
+            # (-1 had the next scan list every process's fds again: the live monitor's second scan
+            # took 200-260 ms of CPU instead of 145-180 at 61,000 socket fds.)
+            nfds = len(names) if nfds >= 0 else -1
         else:
             dfd = self._open_fd_dir(proc)
             if dfd is None:
