@@ -58,7 +58,7 @@ def start_cold_walk_early(argv: list[str]) -> ColdWalk | None:
     average of 6): at 10,000 sockets median 492 ms against 537 ms without (fastest runs 284 against
     280); at 20,000-51,000 sockets median 947 against 1030 (fastest 264 against 270). The medians
     favour it; the fastest runs cannot tell the two apart on so busy a host. The live monitor's first
-    rows come sooner too: its import of Textual (~400 ms) hides the walk entirely (see
+    rows come sooner too: its import of Textual (~300-400 ms) overlaps the walk (see
     ``portmon.ui.poller.ScanAhead`` for the figures). The plain version
     starts no walk (None): the scan walks the fds itself. tests/test_launch.py checks that both
     answer the same.

@@ -54,8 +54,11 @@ class ScanAhead:
     Speed trick: ``portmon.cli.main.run_live`` wraps the collector in it before importing the UI, so the
     first scan (reading the tables, the cold walk's answer, building every socket) runs while Textual
     loads and starts, rather than after the screen mounts; the poller's first :meth:`scan` then only
-    waits for what is left. Measured on issue 18's load (32,000 sockets, ``python bench/bench_startup.py``,
-    process start to the first row painted): ~1.5 s before, ~0.8 s with the cold walk and this.
+    waits for what is left. The thread shares the GIL with the imports, so the saving is what they
+    overlap (syscalls, netlink, waiting for the cold walk's child). Measured with the cold walk for
+    the live monitor (``portmon.cli.launch``) on issue 18's load (31,000 sockets; two more such loads
+    on the 2-core host), ``python bench/bench_startup.py --runs 3``, process start to the first row
+    painted: median 1458 ms (1413-1557) against 1772 (1411-2538), CPU spent by then 1220 against 1430 ms.
     Later scans, and everything else, are the wrapped collector's. The plain version scans when first
     asked; tests/test_ui_tricks.py checks both give the same snapshots, a failure included.
     """
