@@ -223,3 +223,36 @@ def test_the_child_lets_go_of_the_parents_output() -> None:
         assert os.read(read_end, 1) == b""
     finally:
         os.close(read_end)
+
+
+class _StaleColdWalk:
+    """A cold walk whose child listed this process before it opened anything but stdin, stdout and stderr."""
+
+    def result(self) -> dict[int, fdwalk.ColdProcess]:
+        start = fdwalk.start_and_parent("/proc", str(os.getpid()))[0]
+        return {os.getpid(): (start, ["0", "1", "2"], {})}
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_fds_opened_between_the_cold_walk_and_the_first_scan_are_read_by_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portmon.collect import owners
+    from portmon.collect.owners import OwnerIndex, fd_counts_work
+
+    if not fd_counts_work("/proc"):
+        pytest.skip("this kernel does not count a process's fds (Linux < 6.2)")
+    monkeypatch.setattr(owners, "own_pids", frozenset)  # this process is walked like any other
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        inode = os.fstat(listener.fileno()).st_ino
+        index = OwnerIndex(full_rescan_every=10_000)  # no rolling rescan to find it instead
+        index.take_cold_walk(_StaleColdWalk())  # type: ignore[arg-type]  # a ColdWalk in all but name
+        index.update(1, set(), {}, set, True, 0)
+        me = index.procs[os.getpid()]
+        assert me.nfds == 3 and inode not in me.inos  # the count the walk saw, not the one after it
+        index.update(2, set(), {}, set, True, 0)
+    assert index.stats["diff_walks"] >= 1 and index.where[inode] == {os.getpid()}

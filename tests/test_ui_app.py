@@ -586,3 +586,26 @@ def test_slow_scans_stretch_the_interval() -> None:
         assert "slowed from 0.01 s" in str(screen.query_one("#status", Static).content)
 
     run(app, body)
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_a_tick_drops_expired_closed_rows_only_when_the_next_refresh_is_far(paused: bool) -> None:
+    clock = Clock()
+    first = demo_snapshot()
+    victim = next(s for s in first.sockets if s.local_port == 5432 and s.remote_port == 41822)
+    second = with_extra(first, drop=lambda s: s.key == victim.key)
+
+    async def body(pilot: Pilot, screen: MonitorScreen, table: SocketTable) -> None:
+        clock.now += 1
+        await pilot.press("r")
+        assert victim.key in {s.key for s in table.rows}  # shown closed for a moment
+        screen.paused = paused
+        screen._tick()  # nothing ran out yet
+        assert victim.key in {s.key for s in table.rows}
+        clock.now += CLOSED_SECONDS + 1
+        screen._tick()
+        # At a 1 s interval the next refresh drops it; paused, the tick does.
+        assert (victim.key in {s.key for s in table.rows}) is not paused
+        assert table.marks.mark(victim.key, clock.now) == MARK_NONE  # either way no longer marked closed
+
+    run(make_app([first, second], clock=clock), body)

@@ -263,3 +263,77 @@ def test_a_sort_change_derives_the_view_a_derive_from_scratch_gives() -> None:
                     reused = derive_view(new, marks, other, DEMO_TIME)  # after a derive of the same rows
                     view_module._last_derived = None  # the plain way: measure and count from scratch
                     assert _fields(derive_view(new, marks, other, DEMO_TIME)) == _fields(reused)
+
+
+def test_scan_ahead_gives_the_same_scans_as_the_collector_itself() -> None:
+    from portmon.ui.poller import ScanAhead
+
+    def script() -> list[Any]:
+        return [demo_snapshot(), RuntimeError("table gone"), demo_snapshot_after()]
+
+    plain = ScriptedCollector(script())
+    ahead_inner = ScriptedCollector(script())
+    ahead = ScanAhead(ahead_inner)
+    for _ in range(3):
+        try:
+            expected: Snapshot | str = plain.scan()
+        except RuntimeError as exc:
+            expected = str(exc)
+        try:
+            got: Snapshot | str = ahead.scan()
+        except RuntimeError as exc:
+            got = str(exc)
+        assert got == expected
+    assert ahead_inner.calls == plain.calls == 3
+    assert ahead.name == "fake" and ahead.calls == 3  # everything else is the wrapped collector's
+
+
+def test_scan_ahead_hands_over_a_failed_first_scan() -> None:
+    from portmon.collect.base import guarded_scan
+    from portmon.ui.poller import ScanAhead
+
+    ahead = ScanAhead(ScriptedCollector([RuntimeError("no netlink"), demo_snapshot()]))
+    failed = guarded_scan(ahead, None)
+    assert failed.error == "scan failed: RuntimeError: no netlink" and failed.sockets == ()
+    assert guarded_scan(ahead, failed) == demo_snapshot()
+
+
+def _counting_repaints(table: Any) -> list[int]:
+    """Count the table's own repaints (Widget.refresh calls) from now on."""
+    calls: list[int] = []
+    refresh = table.refresh
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return refresh(*args, **kwargs)
+
+    table.refresh = counted
+    return calls
+
+
+@pytest.mark.parametrize("on_screen", [False, True])
+def test_a_refresh_that_changes_no_row_on_screen_paints_what_a_full_repaint_paints(on_screen: bool) -> None:
+    clock = Clock()
+    first = synthetic_snapshot(500, seed=3)
+    # New sockets on the highest port: sorted by local port they land at the bottom, far off screen.
+    extra = tuple(s._replace(local_port=65535, inode=900_000 + i) for i, s in enumerate(first.sockets[:30]))
+    second = first._replace(sockets=first.sockets + extra, taken_at=DEMO_TIME + 1)
+    if on_screen:  # and one more on the lowest port: on the first line
+        second = second._replace(sockets=(*second.sockets, first.sockets[0]._replace(local_port=1, inode=999_999)))
+
+    async def body(pilot: Pilot, screen: MonitorScreen) -> None:
+        table = screen.table
+        repaints = _counting_repaints(table)
+        clock.now += 1
+        await pilot.press("r")
+        await pilot.pause()
+        assert len(table.rows) == 530 + on_screen and table.virtual_size.height == len(table.rows) + 1
+        assert table.vertical_scrollbar.window_virtual_size == len(table.rows) + 1  # the thumb follows
+        assert bool(repaints) is on_screen  # unchanged rows on screen: the table was not repainted
+        shown = screen_text(pilot.app)
+        table.invalidate()  # the plain way: render every row again
+        await pilot.pause()
+        assert screen_text(pilot.app) == shown
+
+    app = PortmonApp(ScriptedCollector([first, second]), poll=False, clock=clock, process_reader=demo_process)
+    run(app, body)

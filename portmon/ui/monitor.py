@@ -155,6 +155,8 @@ class MonitorScreen(Screen[None]):
         self._table_width: int | str = "1fr"
         self._names: HostNames | None = None
         self._ghosts_shown = 0
+        self._expiry: tuple[Marks | None, float | None] = (None, None)
+        """The marks whose earliest expiry was last worked out, and that expiry (see ``_tick``)."""
         self.events = EventLog(event_limit)
         """The session's events (bounded); the event log pane shows them filtered like the table."""
         self.events_visible = False
@@ -322,12 +324,18 @@ class MonitorScreen(Screen[None]):
     def _tick(self) -> None:
         """Let highlights fade and closed rows go between refreshes (only while polling)."""
         now = self.clock()
-        if not self.marks:
+        marks = self.marks
+        if not marks:
             return
-        expiry = self.marks.next_expiry()
+        # The marks change only with a refresh: their earliest expiry is worked out once per refresh,
+        # not twice a second (a pass over every mark: hundreds under churn).
+        if self._expiry[0] is not marks:
+            self._expiry = (marks, marks.next_expiry())
+        expiry = self._expiry[1]
         if expiry is not None and now >= expiry:
-            alive = len(self.marks.ghosts(now))
-            if alive < self._ghosts_shown and (self.paused or self.interval >= GHOST_REDERIVE_INTERVAL):
+            # Closed rows are counted only when the next refresh is far enough away to matter.
+            far = self.paused or self.interval >= GHOST_REDERIVE_INTERVAL
+            if far and len(marks.ghosts(now)) < self._ghosts_shown:
                 self._rederive()
             else:
                 self.table.refresh_marks()

