@@ -27,6 +27,7 @@ from portmon.cli.context import (
 )
 from portmon.cli.hosts import add_host_options
 from portmon.cli.streams import GuardedOutput, can_run_live, stdin_or_null, tolerant_encoding
+from portmon.gctune import pace_for_long_runs
 from portmon.query.sorting import parse_sort
 from portmon.textsafe import echo, one_line
 
@@ -118,6 +119,7 @@ def run_live(ctx: Context) -> int:
     from portmon.ui.poller import ScanAhead
 
     big_blocks_to_the_os()
+    pace_for_long_runs()
     collector = ctx.collector()
     hand_cold_walk(ctx, collector)
     # Main holder first in every shared socket, as who, kill and why list them (ordered on the scanning

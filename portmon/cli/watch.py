@@ -9,6 +9,7 @@ from typing import Any
 
 from portmon.cli.context import Context, UsageError
 from portmon.collect.base import guarded_scan
+from portmon.gctune import pace_for_long_runs
 from portmon.model import Snapshot
 from portmon.query.filters import FilterError, SocketFilter, parse_filter
 from portmon.textsafe import echo, visible
@@ -68,6 +69,7 @@ def run(ctx: Context) -> int:
     except FilterError as exc:
         raise UsageError(str(exc)) from None
     ignore = ctx.ignore_filters()
+    pace_for_long_runs()
     # Only --json prints the traffic counters (the socket's ``list --json`` keys): the text lines
     # show none, so the text stream does without tcp_info (bench/bench_scale.py measures watch --all).
     collector = ctx.collector(counters=bool(args.json))
