@@ -21,6 +21,9 @@ from portmon.query.sorting import COLUMNS, PORT_COLUMNS, port_order_key, sort_so
 from portmon.sameobjects import changed_objects
 from portmon.ui.traffic import RATE_COLUMNS, RATE_TITLES, ListenReader, Traffic, TrafficTracker, sort_by_rate
 
+RowKey = bytes
+"""A row's ``port_order_key`` (kept per row for the incremental derive's binary searches)."""
+
 NEW_SECONDS = 5.0
 """How long a new row stays highlighted."""
 CHANGED_SECONDS = 5.0
@@ -456,7 +459,7 @@ class _Derived(NamedTuple):
     """ids of the closed sockets (ghosts) among the rows."""
     live_widths: Mapping[str, int]
     view: View
-    keys: tuple[tuple[Any, ...], ...] | None = None
+    keys: tuple[RowKey, ...] | None = None
     """``port_order_key`` of each row, once an incremental derive needed them."""
     measures: LiveMeasures | None = None
     """The live rows' texts counted, once an incremental derive needed them."""
@@ -474,7 +477,7 @@ def _merge_widths(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
 
 def _without_expired_ghosts(
     last: _Derived, snapshot: Snapshot, spec: ViewSpec, ghosts: list[Socket], states: Mapping[str, int] | None
-) -> tuple[View, frozenset[int], tuple[tuple[Any, ...], ...] | None] | None:
+) -> tuple[View, frozenset[int], tuple[RowKey, ...] | None] | None:
     """The last view with the closed rows that expired since left out, or None when that is not the same.
 
     Between two scans the rows change only when a closed row's time runs out (the live table
@@ -510,11 +513,11 @@ def _without_expired_ghosts(
 
 def moved_rows(
     rows: Sequence[Socket],
-    keys: Sequence[tuple[Any, ...]],
+    keys: Sequence[RowKey],
     remove: Iterable[Socket],
     add: Sequence[Socket],
-    key: Callable[[Socket], tuple[Any, ...]],
-) -> tuple[list[Socket], list[tuple[Any, ...]]]:
+    key: Callable[[Socket], RowKey],
+) -> tuple[list[Socket], list[RowKey]]:
     """``rows`` (sorted by ``key``, with their keys) less the sockets of ``remove`` that are among them, with ``add``
     merged in, and the keys of the result.
 
@@ -537,7 +540,7 @@ def moved_rows(
     cut.sort()
     add_keys = list(map(key, add))
     out: list[Socket] = []
-    out_keys: list[tuple[Any, ...]] = []
+    out_keys: list[RowKey] = []
     at = 0
     c = 0
     for j in sorted(range(len(add)), key=add_keys.__getitem__):
@@ -563,11 +566,11 @@ def moved_rows(
 
 def moved_rows_plain(
     rows: Sequence[Socket],
-    keys: Sequence[tuple[Any, ...]],
+    keys: Sequence[RowKey],
     remove: Iterable[Socket],
     add: Sequence[Socket],
-    key: Callable[[Socket], tuple[Any, ...]],
-) -> tuple[list[Socket], list[tuple[Any, ...]]]:
+    key: Callable[[Socket], RowKey],
+) -> tuple[list[Socket], list[RowKey]]:
     """:func:`moved_rows` by a plain filter and sort (for the equivalence test)."""
     gone = {id(sock) for sock in remove}
     kept = [(k, sock) for sock, k in zip(rows, keys, strict=True) if id(sock) not in gone]
@@ -577,7 +580,7 @@ def moved_rows_plain(
 
 def _with_changed_rows(
     last: _Derived, snapshot: Snapshot, spec: ViewSpec, ghosts: list[Socket], states: Mapping[str, int] | None
-) -> tuple[View, Mapping[str, int], tuple[tuple[Any, ...], ...], LiveMeasures] | None:
+) -> tuple[View, Mapping[str, int], tuple[RowKey, ...], LiveMeasures] | None:
     """The last rows brought up to ``snapshot`` by inserting and removing the sockets that changed, or None.
 
     The procfs collector keeps the Socket object of every socket that did not change, so between
@@ -596,7 +599,7 @@ def _with_changed_rows(
     if len(old_only) + len(new_only) + len(ghosts) > len(previous) // INCREMENTAL_SHARE + 64:
         return None
     key = port_order_key(spec.column, spec.descending)
-    keys: Sequence[tuple[Any, ...]] = last.keys if last.keys is not None else list(map(key, previous))
+    keys: Sequence[RowKey] = last.keys if last.keys is not None else list(map(key, previous))
     added: list[Socket] = spec.filter.apply(new_only)
     if spec.listening_only:
         added = [s for s in added if s.listening]
