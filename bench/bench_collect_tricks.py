@@ -12,6 +12,7 @@ gives the figures. A trick saving under 2 ms at 10,000 sockets is not worth its 
   established hash) against one dump per table, with tcp_info and without.
 * messages: ``RowScanner`` cutting each read of a dump with one regular expression against
   ``unpack_rows``' loop over the messages.
+* first read: ``TableCache._first_read`` taking a first scan's rows in bulk against ``read``'s loop.
 * rates: ``moving_rates`` against ``connection_rates`` filtered to the connections that moved
   bytes, on two scans a second apart.
 
@@ -155,6 +156,17 @@ def scan_figures(runs: int) -> list[Figures]:
         )
         for counters in (True, False)
     ]
+    from portmon.collect.tablecache import TableCache
+
+    def first_read(bulk: bool) -> Callable[[], float]:
+        def run() -> float:
+            tables = TableCache()
+            tables.bulk_first = bulk
+            return cpu_of(tables.read)()
+
+        return run
+
+    rows.append(compare("first read of the tables: in bulk vs plain loop", first_read(True), first_read(False), runs))
     collector = ProcfsCollector()
     collector.scan()
     before = collector.scan()

@@ -306,6 +306,48 @@ def test_may_have_twins_follows_rows_that_come_go_and_change() -> None:
     assert saw[True] and saw[False]
 
 
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_a_first_read_in_bulk_leaves_what_the_plain_loop_leaves(seed: int) -> None:
+    lo, other = socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.2")
+    rng = random.Random(seed)
+    reads = []
+    live: dict[int, bytes] = {}
+    for step in range(6):
+        for cookie in rng.sample(sorted(live), k=min(len(live), rng.randrange(0, 30))):
+            del live[cookie]
+        for i in range(rng.randrange(50, 400)):
+            cookie = 1 + step * 1000 + i
+            ports = rng.choice((0, 80, 8080, 9000)), rng.choice((0, 40000, 40001, 40002))
+            inode = rng.choice((0, 0, rng.randrange(1, 500)))
+            msg = _row(*ports, rng.choice((lo, other)), lo, inode, rng.choice((6, 12, 1, 10)))
+            live[cookie] = msg[:60] + struct.pack("=Q", cookie) + msg[68:]
+        reads.append(_rows(list(live.values())))
+    bulk, plain = _scripted(list(reads)), _scripted(list(reads))
+    plain.bulk_first = False
+    for rows in reads:
+        got, want = bulk.read(), plain.read()
+        assert (got.out, got.decoded, got.traffic, got.new_inodes, got.dropped) == (
+            want.out, want.decoded, want.traffic, want.new_inodes, want.dropped
+        )
+        assert [[pos for pos, _ in m] for m in got.misses] == [[pos for pos, _ in m] for m in want.misses]
+        assert _keep_built(bulk, got) == _keep_built(plain, want)
+        assert bulk.may_have_twins(got) == plain.may_have_twins(want) == twins_plain(rows)
+        assert bulk.present(got) == plain.present(want) == bulk.present_plain(got)
+    assert bulk._inodes == plain._inodes and bulk._places == plain._places
+
+
+def _keep_built(cache: TableCache, found: TableRead) -> list[Socket]:
+    sockets = list(found.out)
+    for ti, misses in enumerate(found.misses):
+        for (pos, _key), row, traffic in zip(misses, found.decoded[ti], found.traffic[ti], strict=True):
+            laddr, lport, raddr, rport, state, _uid, inode = row
+            plain = Socket("tcp", 4, laddr, lport, raddr, rport, TCP_STATE_NAMES[state], inode=inode)
+            sockets[pos] = with_traffic(plain, traffic)
+    done = [s for s in sockets if s is not None]
+    cache.keep(found, done)
+    return done
+
+
 def test_present_counts_proc_net_rows_as_they_come_and_go() -> None:
     rng = random.Random(15)
     live: dict[int, tuple[bytes, bytes, bytes]] = {}

@@ -660,6 +660,33 @@ class NetlinkReader:
                 append((laddr, lport, None, None, state, uid, inode))
         return out
 
+    def decode_rows(self, table: Table, rows: list[Row]) -> list[Decoded]:
+        """``decode`` of each row's key (``row_key``), read straight from the rows' bytes (a first scan's path)."""
+        af = table.af
+        size = 4 if af == socket.AF_INET else 16
+        remote_to = 24 + size
+        local_to = 8 + size
+        known = self._addrs.get
+        new = self._addr
+        ports = _PORTS.unpack_from
+        owner = _UID_INODE.unpack_from
+        out: list[Decoded] = []
+        append = out.append
+        for row in rows:
+            lport, rport = ports(row, 4)
+            uid, inode = owner(row, _OWNER_AT)
+            if lport:
+                raw = row[8:local_to]
+                laddr = known(raw) or new(af, raw)
+            else:
+                laddr = ""
+            if rport:
+                raw = row[24:remote_to]
+                append((laddr, lport, known(raw) or new(af, raw), rport, row[1], uid, inode))
+            else:
+                append((laddr, lport, None, None, row[1], uid, inode))
+        return out
+
     def _addr(self, af: int, raw: bytes) -> str:
         if len(self._addrs) > 65536:
             self._addrs.clear()
