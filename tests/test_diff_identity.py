@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from portmon.collect.fake import synthetic_snapshot
 from portmon.model import CLOSE_WAIT, ESTABLISHED, TIME_WAIT, Holder, Snapshot, Socket
 from portmon.query.diff import (
@@ -157,3 +159,16 @@ def test_changed_objects_split_like_the_plain_comparison_of_ids() -> None:
         seen_changes += len(fast[0]) + len(fast[1])
     assert seen_changes > 0
     assert changed_objects(snaps[0].sockets, snaps[0].sockets) == ([], [])
+
+
+def test_identities_that_share_a_hash_send_the_diff_the_plain_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    import portmon.query.diff as diff
+
+    snaps = [synthetic_snapshot(500, seed=0)]
+    for i in range(1, 4):
+        snaps.append(synthetic_snapshot(500, seed=i, churn=0.05, base=snaps[-1], taken_at=100.0 + i))
+    monkeypatch.setattr(diff, "hash", lambda key: 7, raising=False)  # every identity one hash
+    tally = IdentityTally(snaps[0].sockets)
+    assert tally.shared == 1 and tally.counts == {7: len(snaps[0].sockets)}
+    steps = _plain_and_fast_chain(snaps)  # each step asserted equal to the plain diff
+    assert any(steps)
