@@ -138,22 +138,15 @@ def scan_figures(runs: int) -> list[Figures]:
     def tcp_tables(reader: NetlinkReader, counters: bool) -> Callable[[], float]:
         return cpu_of(lambda: [reader.read_rows(table, counters) for table in TABLES[:2]])
 
+    plain_readers = {"1 dump vs 2": {"combine": False}, "RowScanner vs unpack_rows": {"fast": False}}
     rows = [
         compare(
-            f"TCP tables, tcp_info {'on' if counters else 'off'}: 1 dump vs 2",
+            f"TCP tables, tcp_info {'on' if counters else 'off'}: {trick}",
             tcp_tables(NetlinkReader(), counters),
-            tcp_tables(NetlinkReader(combine=False), counters),
+            tcp_tables(NetlinkReader(**plain), counters),
             runs,
         )
-        for counters in (True, False)
-    ]
-    rows += [
-        compare(
-            f"TCP tables, tcp_info {'on' if counters else 'off'}: RowScanner vs unpack_rows",
-            tcp_tables(NetlinkReader(), counters),
-            tcp_tables(NetlinkReader(fast=False), counters),
-            runs,
-        )
+        for trick, plain in plain_readers.items()
         for counters in (True, False)
     ]
     from portmon.collect.tablecache import TableCache

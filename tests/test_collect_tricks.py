@@ -160,40 +160,55 @@ def _mine(rows: list[Row], inodes: set[int]) -> list[Row]:
     return sorted(r for r in rows if row_inode(r) in inodes)
 
 
+def _loopback_hosts() -> list[tuple[int, str]]:
+    """(family, loopback address) of IPv4 and, where the host has it, IPv6."""
+    hosts = [(socket.AF_INET, "127.0.0.1")]
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        hosts.append((socket.AF_INET6, "::1"))
+    except OSError:
+        pass
+    return hosts
+
+
+@pytest.fixture
+def held() -> Iterator[list[socket.socket]]:
+    """Sockets a test opens, closed after it."""
+    sockets: list[socket.socket] = []
+    yield sockets
+    for s in sockets:
+        s.close()
+
+
+def _connections(held: list[socket.socket], family: int, host: str, count: int) -> None:
+    """A listener on ``host`` and ``count`` connections to it, both ends held."""
+    listener = socket.socket(family)
+    held.append(listener)
+    listener.bind((host, 0))
+    listener.listen()
+    for _ in range(count):
+        client = socket.create_connection(listener.getsockname()[:2])
+        held += [client, listener.accept()[0]]
+
+
 @pytest.mark.skipif(not netlink_works(), reason="sock_diag netlink is not available here")
 @pytest.mark.parametrize("counters", [True, False], ids=["tcp_info", "no-tcp_info"])
-def test_the_combined_dump_reads_what_one_dump_per_table_reads(counters: bool) -> None:
-    held: list[socket.socket] = []
+def test_the_combined_dump_reads_what_one_dump_per_table_reads(counters: bool, held: list[socket.socket]) -> None:
+    for family, host in _loopback_hosts():
+        _connections(held, family, host, 1)
+    inodes = {os.fstat(s.fileno()).st_ino for s in held}
+    fast, plain = NetlinkReader(), NetlinkReader(combine=False)
     try:
-        families = [(socket.AF_INET, "127.0.0.1")]
-        try:
-            with socket.socket(socket.AF_INET6) as probe:
-                probe.bind(("::1", 0))
-            families.append((socket.AF_INET6, "::1"))
-        except OSError:
-            pass
-        for family, host in families:
-            listener = socket.socket(family)
-            held.append(listener)
-            listener.bind((host, 0))
-            listener.listen()
-            client = socket.create_connection((host, listener.getsockname()[1]))
-            held += [client, listener.accept()[0]]
-        inodes = {os.fstat(s.fileno()).st_ino for s in held}
-        fast, plain = NetlinkReader(), NetlinkReader(combine=False)
-        try:
-            got = [_mine(fast.read_rows(t, counters), inodes) for t in TABLES[:2]]
-            want = [_mine(plain.read_rows(t, counters), inodes) for t in TABLES[:2]]
-        finally:
-            fast.close()
-            plain.close()
-        # Byte counters and RTT of our idle sockets do not move between the two reads.
-        assert got == want
-        assert sum(map(len, got)) == len(held)
-        assert fast.combine
+        got = [_mine(fast.read_rows(t, counters), inodes) for t in TABLES[:2]]
+        want = [_mine(plain.read_rows(t, counters), inodes) for t in TABLES[:2]]
     finally:
-        for s in held:
-            s.close()
+        fast.close()
+        plain.close()
+    # Byte counters and RTT of our idle sockets do not move between the two reads.
+    assert got == want
+    assert sum(map(len, got)) == len(held)
+    assert fast.combine
 
 
 def _row(sport: int, dport: int, src: bytes, dst: bytes, inode: int = 0, state: int = 6) -> bytes:
@@ -446,39 +461,22 @@ def test_row_scanner_stops_at_an_error_as_the_plain_way() -> None:
 
 
 @pytest.mark.skipif(not netlink_works(), reason="sock_diag netlink is not available here")
-def test_the_fast_reader_reads_what_the_plain_one_reads() -> None:
-    held: list[socket.socket] = []
+def test_the_fast_reader_reads_what_the_plain_one_reads(held: list[socket.socket]) -> None:
+    hosts = _loopback_hosts()
+    for family, host in hosts:
+        _connections(held, family, host, 30)
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        held.append(udp)
+        udp.bind((host, 0))
+    inodes = {os.fstat(s.fileno()).st_ino for s in held}
+    fast, plain = NetlinkReader(), NetlinkReader(fast=False)
     try:
-        hosts = [(socket.AF_INET, "127.0.0.1")]
-        try:
-            with socket.socket(socket.AF_INET6) as probe:
-                probe.bind(("::1", 0))
-            hosts.append((socket.AF_INET6, "::1"))
-        except OSError:
-            pass
-        for family, host in hosts:
-            listener = socket.socket(family)
-            held.append(listener)
-            listener.bind((host, 0))
-            listener.listen()
-            for _ in range(30):
-                client = socket.create_connection(listener.getsockname()[:2])
-                held += [client, listener.accept()[0]]
-            udp = socket.socket(family, socket.SOCK_DGRAM)
-            held.append(udp)
-            udp.bind((host, 0))
-        inodes = {os.fstat(s.fileno()).st_ino for s in held}
-        fast, plain = NetlinkReader(), NetlinkReader(fast=False)
-        try:
-            for table in TABLES:
-                for _ in range(2):  # the second read goes through the learnt pattern
-                    got = _mine(fast.read_rows(table, True), inodes)
-                    assert got == _mine(plain.read_rows(table, True), inodes)
-                    assert got or (table.family == 6 and len(hosts) == 1)
-            assert fast._scanners[18]._split is not None
-        finally:
-            fast.close()
-            plain.close()
+        for table in TABLES:
+            for _ in range(2):  # the second read goes through the learnt pattern
+                got = _mine(fast.read_rows(table, True), inodes)
+                assert got == _mine(plain.read_rows(table, True), inodes)
+                assert got or (table.family == 6 and len(hosts) == 1)
+        assert fast._scanners[18]._split is not None
     finally:
-        for s in held:
-            s.close()
+        fast.close()
+        plain.close()

@@ -27,7 +27,7 @@ from portmon.collect.tables import (
     decode_hex_endpoint,
     netlink_works,
     parse_proc_net,
-    row_key,
+    row_inode,
 )
 from portmon.model import (
     CLOSE,
@@ -216,14 +216,14 @@ def test_netlink_messages_are_unpacked_and_decoded() -> None:
         _nl_message(6, 8080, 40001, lo, lo, 0, 0) + done,
     ]
     reader = NetlinkReader()
-    keys = list(map(row_key, reader.receive(_FakeNetlink(chunks))))  # type: ignore[arg-type]
-    decoded = [reader.decode(TCP4, k) for k in keys]
+    rows = reader.receive(_FakeNetlink(chunks))  # type: ignore[arg-type]
+    decoded = reader.decode_rows(TCP4, rows)
     assert decoded == [
         ("127.0.0.1", 8080, None, None, 10, 1000, 77),
         ("127.0.0.1", 8080, "127.0.0.1", 40000, 1, 1000, 78),
         ("127.0.0.1", 8080, "127.0.0.1", 40001, 6, 0, 0),
     ]
-    assert [reader.inode(k) for k in keys] == [77, 78, 0]
+    assert list(map(row_inode, rows)) == [77, 78, 0]
 
 
 def test_netlink_error_raises() -> None:
@@ -822,7 +822,7 @@ def test_rescan_of_a_big_fd_table_is_spread_over_scans(fake: FakeProc) -> None:
     assert answer(snap) == answer(collector(fake).scan())
 
 
-def test_decode_all_equals_decode_of_each_key() -> None:
+def test_decoding_many_rows_equals_decoding_each() -> None:
     lo = socket.inet_aton("127.0.0.1")
     done = struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0)
     chunks = [
@@ -832,9 +832,9 @@ def test_decode_all_equals_decode_of_each_key() -> None:
         + done
     ]
     reader = NetlinkReader()
-    keys = list(map(row_key, reader.receive(_FakeNetlink(chunks))))  # type: ignore[arg-type]
-    assert reader.decode_all(TCP4, keys) == [NetlinkReader().decode(TCP4, k) for k in keys]
-    assert reader.decode_all(TCP4, keys)[2] == ("", 0, None, None, 7, 0, 0)
+    rows = reader.receive(_FakeNetlink(chunks))  # type: ignore[arg-type]
+    assert reader.decode_rows(TCP4, rows) == [NetlinkReader().decode_rows(TCP4, [r])[0] for r in rows]
+    assert reader.decode_rows(TCP4, rows)[2] == ("", 0, None, None, 7, 0, 0)
     for table, text in ((TCP4, TCP4_TEXT), (TCP6, TCP6_TEXT), (UDP4, UDP4_TEXT), (UDP6, UDP6_TEXT)):
         procnet = ProcNetReader()
         text_keys = procnet.keys_of(text.encode())

@@ -278,12 +278,12 @@ def read_in_namespace(path: str, reader: NetlinkReader) -> Rows:
             rows: Rows = []
             for ti, table in enumerate(TABLES):
                 try:
-                    keys = reader.read(table)
+                    decoded = reader.read_decoded(table)
                 except OSError:
                     if ti in (1, 3):  # IPv6 disabled in that namespace
                         continue
                     raise
-                rows.append((table, reader.decode_all(table, keys)))
+                rows.append((table, decoded))
             result.append(rows)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             failure.append(exc)

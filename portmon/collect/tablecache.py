@@ -29,7 +29,6 @@ from portmon.collect.tables import (
     Traffic,
     row_cookie,
     row_inode,
-    row_key,
     row_traffic,
 )
 from portmon.model import TRAFFIC_FIELDS, Socket
@@ -68,6 +67,15 @@ def _same_socket(sock: Socket, decoded: Decoded, proto: str) -> bool:
     )
 
 
+def _count(counts: dict[Any, int], key: Any, step: int) -> None:
+    """Add ``step`` to ``counts[key]``, dropping the key at 0."""
+    count = counts.get(key, 0) + step
+    if count:
+        counts[key] = count
+    else:
+        del counts[key]
+
+
 def twins_plain(rows: list[Row]) -> bool:
     """True when two of a netlink table's rows without an inode share their place, or one has a zero
     port (``TableCache.may_have_twins`` without its counts)."""
@@ -84,8 +92,7 @@ class TableRead:
         self.out: list[Socket | None] = []
         """Every row's socket, in table order: the last scan's where the row is known, None where new."""
         self.misses: list[list[tuple[int, Entry]]] = [[] for _ in TABLES]
-        """Per table: (position in ``out``, key to decode) of every row not seen in the last scan (for a table in
-        ``first``, the row itself: its rows are decoded already)."""
+        """Per table: (position in ``out``, row) of every row not seen in the last scan."""
         self.keys: list[list[Entry]] = []
         """Per table: every row read."""
         self.fresh: list[dict[Entry, Socket | None]] = []
@@ -163,24 +170,14 @@ class TableCache:
     def _count_inode(self, ti: int, inode: int, step: int) -> None:
         """Count a row's inode in or out of the table's inodes (``present``)."""
         if inode:
-            inodes = self._inodes[ti]
-            count = inodes.get(inode, 0) + step
-            if count:
-                inodes[inode] = count
-            else:
-                del inodes[inode]
+            _count(self._inodes[ti], inode, step)
 
     def _count_place(self, ti: int, row: Row, step: int) -> None:
         """Count a row in or out (``step`` 1 or -1) of the places of rows without an inode."""
         if _INODE_BYTES(row) != _NO_INODE:
             return
         place = row[_PLACE]
-        places = self._places[ti]
-        count = places.get(place, 0) + step
-        if count:
-            places[place] = count
-        else:
-            del places[place]
+        _count(self._places[ti], place, step)
         self._inodeless[ti] += step
         if _NO_PORT(place):
             self._zero_ports[ti] += step
@@ -197,11 +194,11 @@ class TableCache:
         out = found.out
         for ti, table in enumerate(TABLES):
             rows = self._read_table(ti, table)
-            netlink = isinstance(self._readers[ti], NetlinkReader)
+            reader = self._readers[ti]
+            netlink = isinstance(reader, NetlinkReader)
             found.keys.append(rows)
             cache = self._caches[ti]
             by_cookie = self._by_cookie[ti]
-            reader = self._readers[ti]
             base = len(out)
             if netlink and not cache and rows and self.bulk_first and self._first_read(ti, table, rows, base, found):
                 continue
@@ -215,19 +212,18 @@ class TableCache:
                 row = rows[j]
                 if netlink:
                     now = row_traffic(row)
-                    key = row_key(row)
                     last = by_cookie.get(now[6])  # type: ignore[arg-type]
-                    if last is not None and _same_socket(last, reader.decode(table, key), table.proto):
+                    if last is not None and _same_socket(last, self._decode(ti, table, [row])[0], table.proto):
                         # Only its numbers changed: the same socket with new traffic fields.
                         socks[j] = by_cookie[last.cookie] = with_traffic(last, now)  # type: ignore[index]
                         moved.add(now[6])  # type: ignore[arg-type]
                         continue
-                    misses.append((base + j, key))
+                    misses.append((base + j, row))
                     traffic.append(now)
                     if row not in counted:  # a row read twice is one row of the map
                         counted.add(row)
                         self._count_place(ti, row, 1)
-                        self._count_inode(ti, key[4], 1)
+                        self._count_inode(ti, row_inode(row), 1)
                 else:
                     misses.append((base + j, row))
                     traffic.append(NO_TRAFFIC)
@@ -257,15 +253,22 @@ class TableCache:
         # The new rows are decoded before any process is walked, while a cold walk's child may
         # still be reading fds.
         found.decoded = [
-            found.decoded[ti] if ti in found.first else (
-                self._readers[ti].decode_all(table, [key for _, key in found.misses[ti]]) if found.misses[ti] else []
-            )
+            found.decoded[ti] if ti in found.first else self._decode(ti, table, [key for _, key in found.misses[ti]])
             for ti, table in enumerate(TABLES)
         ]
         # Decoded rows end with uid, inode.
         found.new_inodes = {row[6]: row[5] for rows in found.decoded for row in rows if row[6]}
         found.dropped.discard(0)
         return found
+
+    def _decode(self, ti: int, table: Table, keys: list[Entry]) -> list[Decoded]:
+        """The new rows of a table decoded: netlink rows, or /proc/net keys."""
+        if not keys:
+            return []
+        reader = self._readers[ti]
+        if isinstance(reader, NetlinkReader):
+            return reader.decode_rows(table, keys)
+        return reader.decode_all(table, keys)
 
     def _first_read(self, ti: int, table: Table, rows: list[Row], base: int, found: TableRead) -> bool:
         """A netlink table's read with nothing remembered (the first scan, or after ``forget``): every row is

@@ -294,11 +294,6 @@ _LISTEN_STATE = 0x0A
 _AF_INET6 = socket.AF_INET6
 
 
-def row_key(row: Row) -> Key:
-    """A row's key as ``NetlinkReader.decode`` takes it: (state, sockid, cookie, uid, inode)."""
-    return (row[1], row[4:40], row[_COOKIE_AT:_QUEUES_AT], *_UID_INODE.unpack_from(row, _OWNER_AT))
-
-
 def row_cookie(row: Row) -> int:
     """A row's socket cookie."""
     low, high = _COOKIE.unpack_from(row, _COOKIE_AT)
@@ -534,9 +529,9 @@ class NetlinkReader:
             self._sock.close()
             self._sock = None
 
-    def read(self, table: Table) -> list[Key]:
-        """Keys of every socket in ``table``: (state, ports+addresses, cookie, uid, inode); OSError if refused."""
-        return list(map(row_key, self.read_rows(table, False)))
+    def read_decoded(self, table: Table) -> list[Decoded]:
+        """Every socket of ``table``, decoded (no tcp_info); OSError if refused."""
+        return self.decode_rows(table, self.read_rows(table, False))
 
     def read_rows(self, table: Table, counters: bool) -> list[Row]:
         """The ``Row`` of every socket in ``table`` (with tcp_info for TCP when ``counters``); OSError if refused.
@@ -599,69 +594,10 @@ class NetlinkReader:
             if scan(buf, rows, split) if scan is not None else unpack_rows(buf, rows, kind, split):
                 return rows
 
-    @staticmethod
-    def inode(key: Key) -> int:
-        """The socket inode in a key."""
-        inode: int = key[4]
-        return inode
-
-    @staticmethod
-    def uid(key: Key) -> int:
-        """The socket's uid in a key."""
-        uid: int = key[3]
-        return uid
-
-    @staticmethod
-    def cookie(key: Key) -> int | None:
-        """The kernel's socket cookie in a key."""
-        low, high = _COOKIE.unpack(key[2])
-        cookie: int = low | high << 32
-        return cookie
-
-    def decode(self, table: Table, key: Key) -> Decoded:
-        """Decode a key: (local_addr, local_port, remote_addr, remote_port, state, uid, inode)."""
-        state, ident, _cookie, uid, inode = key
-        lport = (ident[0] << 8) | ident[1]
-        rport = (ident[2] << 8) | ident[3]
-        size = 4 if table.af == socket.AF_INET else 16
-        addrs = self._addrs
-        laddr = ""
-        raddr = None
-        if lport:
-            raw = ident[4 : 4 + size]
-            laddr = addrs.get(raw) or self._addr(table.af, raw)
-        if rport:
-            raw = ident[20 : 20 + size]
-            raddr = addrs.get(raw) or self._addr(table.af, raw)
-        return laddr, lport, raddr, rport or None, state, uid, inode
-
-    def decode_all(self, table: Table, keys: list[Key]) -> list[Decoded]:
-        """``decode`` of every key in ``keys``, in order (one loop: the hot path of a cold scan)."""
-        af = table.af
-        size = 4 if af == socket.AF_INET else 16
-        remote_at = 20 + size
-        local_at = 4 + size
-        known = self._addrs.get
-        new = self._addr
-        ports = _PORTS.unpack_from
-        out: list[Decoded] = []
-        append = out.append
-        for state, ident, _cookie, uid, inode in keys:
-            lport, rport = ports(ident)
-            if lport:
-                raw = ident[4:local_at]
-                laddr = known(raw) or new(af, raw)
-            else:
-                laddr = ""
-            if rport:
-                raw = ident[20:remote_at]
-                append((laddr, lport, known(raw) or new(af, raw), rport, state, uid, inode))
-            else:
-                append((laddr, lport, None, None, state, uid, inode))
-        return out
-
     def decode_rows(self, table: Table, rows: list[Row]) -> list[Decoded]:
-        """``decode`` of each row's key (``row_key``), read straight from the rows' bytes (a first scan's path)."""
+        """Decode each row: (local_addr, local_port, remote_addr, remote_port, state, uid, inode), in order.
+
+        One loop with every helper a local: the hot path of a first scan (every row new)."""
         af = table.af
         size = 4 if af == socket.AF_INET else 16
         remote_to = 24 + size
@@ -698,7 +634,7 @@ def netlink_works() -> bool:
     """True when sock_diag answers a TCP/IPv4 dump here (it may be filtered in some sandboxes)."""
     reader = NetlinkReader()
     try:
-        reader.read(TABLES[0])
+        reader.read_rows(TABLES[0], False)
     except OSError:
         return False
     finally:
