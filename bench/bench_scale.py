@@ -26,7 +26,9 @@ For each load, ``python -m portmon --interval 1`` runs in a real pseudo-terminal
   the cursor to the last row, which holds the highest local port on the host.
 
 Then ``python -m portmon watch --all --interval 1`` runs on the same load for ``--seconds``, its
-output read through a pipe: CPU share (target <= 10 %).
+output read through a pipe: CPU share (target <= 10 % on the busy host's load, which is where issue
+18 sets it; at ~100,000 sockets the figure is printed without a target: watch keeps the interval it
+is given, one full scan a second).
 
 ``-`` marks a figure not measured. ``--profile DIR`` also records the live monitor with py-spy
 (``pip install py-spy``) in a separate run, so the CPU figures above stay unperturbed.
@@ -68,7 +70,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BIG_SCALE = 3.5
 TARGETS: dict[str, dict[str, float]] = {
     "base": {"cpu": 12.0, "rss": 100.0, "first": 1000.0, "key": 50.0, "watch": 10.0},
-    "big": {"cpu": 30.0, "rss": 300.0, "interval": 3.0, "watch": 10.0},
+    "big": {"cpu": 30.0, "rss": 300.0, "interval": 3.0},
     "dense": {"cpu": 9.3},
 }
 LIVE_ARGS: dict[str, list[str]] = {"dense": ["--no-history"]}
