@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-from portmon.collect.fake import demo_process
 from portmon.model import Holder, Socket
 from portmon.ownership.enrich import Enricher
 from portmon.ownership.families import Member, family, proc_lookup, workers_label
@@ -128,6 +127,8 @@ class DemoOwnership:
         return managed_by_text(_DEMO_MANAGERS.get(sock.holders[0].pid, ())) if sock.holders else ""
 
     def members(self, holders: tuple[Holder, ...]) -> tuple[Member, ...]:
+        from portmon.collect.fake import demo_process  # deferred import: demo data, off the live monitor's start
+
         def lookup(pid: int) -> tuple[int, int, str] | None:
             p = demo_process(pid)
             if p.error is not None or p.ppid is None or p.create_time is None:
@@ -137,6 +138,8 @@ class DemoOwnership:
         return family(holders, lookup)
 
     def detail(self, holder: Holder, port: int | None) -> OwnershipDetail:
+        from portmon.collect.fake import demo_process  # deferred import (see members)
+
         managers = _DEMO_MANAGERS.get(holder.pid, ())
         supervisors = {m.pid for m in managers if m.pid is not None}
         chain = tuple((pid, name or "?", pid in supervisors) for pid, name in demo_process(holder.pid).ancestors)
