@@ -11,6 +11,9 @@ the resident size is read (target <= 100 MB), and over the last two thirds of th
 of the UI thread (Textual's event loop: compositor, driver, applying rows) and of the whole process
 with its children (target <= 12 %).
 
+The checkout's modules are compiled to bytecode first (``bench_scale.bytecode_env``), as a pip install has
+them: with PYTHONDONTWRITEBYTECODE set, a checkout would otherwise compile every module at each start.
+
 The load is issue 18's (bench/loads.py ``issue18()``: 20,400 held loopback sockets plus TIME_WAIT
 from 200 short connections a second), started here unless ``--no-load`` (then the sockets already on
 the host are measured). Run it in a network namespace of its own, so other sockets stay out::
@@ -36,7 +39,17 @@ for _path in (ROOT, ROOT / "tests"):
 import ptyterm  # noqa: E402
 from ptyterm import Terminal  # noqa: E402
 
-from bench.bench_scale import CLK_TCK, SIZE, StyledScreen, _poll, cpu_seconds, kernel_sockets, rss_mb, table_rows  # noqa: E402
+from bench.bench_scale import (  # noqa: E402
+    CLK_TCK,
+    SIZE,
+    StyledScreen,
+    _poll,
+    bytecode_env,
+    cpu_seconds,
+    kernel_sockets,
+    rss_mb,
+    table_rows,
+)
 from bench.loads import Load, issue18  # noqa: E402
 
 TARGET_MS = 1000.0
@@ -46,6 +59,7 @@ CPU_TARGET = 12.0
 
 def _env(root: Path) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(root), TERM="xterm-256color", COLORTERM="truecolor")
+    env.update(bytecode_env(root))  # as installed: bytecode compiled beforehand
     for name in [n for n in env if n.startswith("TEXTUAL")]:
         del env[name]
     return env
