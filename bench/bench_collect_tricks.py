@@ -51,6 +51,18 @@ Figures = tuple[str, float, float, float, float]
 """(trick, wall ms with it, wall ms plain, CPU ms with it, CPU ms plain)."""
 
 
+def print_figures(rows: list[Figures]) -> None:
+    """The tricks' table: wall and CPU with each trick, plain, and the saving; names as wide as the longest."""
+    width = max([len("trick"), *(len(row[0]) for row in rows)])
+    head = f"{'wall: with':>10} {'plain':>8} {'saves':>8}   {'CPU: with':>9} {'plain':>8} {'saves':>8}"
+    print(f"{'trick':{width}} {head}")
+    for name, fast, plain, fast_cpu, plain_cpu in rows:
+        print(
+            f"{name:{width}} {fast:10.1f} {plain:8.1f} {plain - fast:8.1f}   "
+            f"{fast_cpu:9.1f} {plain_cpu:8.1f} {plain_cpu - fast_cpu:8.1f}  ms"
+        )
+
+
 def compare(name: str, fast: Callable[[], float], plain: Callable[[], float], runs: int) -> Figures:
     """Run ``fast`` and ``plain`` alternately (each returns the CPU seconds it used); best wall, median CPU.
 
@@ -220,12 +232,7 @@ def main() -> None:
                 + command_figures(args.runs)
                 + [*rows]
             )
-    print(f"{'trick':46} {'wall: with':>10} {'plain':>8} {'saves':>8}   {'CPU: with':>9} {'plain':>8} {'saves':>8}")
-    for name, fast, plain, fast_cpu, plain_cpu in rows:
-        print(
-            f"{name:46} {fast:10.1f} {plain:8.1f} {plain - fast:8.1f}   "
-            f"{fast_cpu:9.1f} {plain_cpu:8.1f} {plain_cpu - fast_cpu:8.1f}  ms"
-        )
+    print_figures(rows)
 
 
 if __name__ == "__main__":

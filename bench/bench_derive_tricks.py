@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_collect_tricks import Figures, compare  # noqa: E402
+from bench.bench_collect_tricks import Figures, compare, print_figures  # noqa: E402
 from bench.loads import Load, issue18  # noqa: E402
 from portmon import sameobjects  # noqa: E402
 from portmon.model import Snapshot  # noqa: E402
@@ -121,12 +121,7 @@ def main() -> None:
             rows += event_diff_figures(before, after, args.runs)
             rows += widths_figures(before, after, args.runs)
             before = after
-    print(f"{'trick':56} {'wall: with':>10} {'plain':>8} {'saves':>8}   {'CPU: with':>9} {'plain':>8} {'saves':>8}")
-    for name, fast_ms, plain_ms, fast_cpu, plain_cpu in rows:
-        print(
-            f"{name:56} {fast_ms:10.1f} {plain_ms:8.1f} {plain_ms - fast_ms:8.1f}   "
-            f"{fast_cpu:9.1f} {plain_cpu:8.1f} {plain_cpu - fast_cpu:8.1f}  ms"
-        )
+    print_figures(rows)
 
 
 if __name__ == "__main__":
