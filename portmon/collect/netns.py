@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from portmon.collect.base import Collector, ServiceLookup, is_privileged, owner_note
 from portmon.collect.holders import ProcessDetails
-from portmon.collect.tables import TABLES, TCP_STATE_NAMES, Decoded, NetlinkReader, ProcNetReader, Table
+from portmon.collect.tables import TABLES, Decoded, NetlinkReader, ProcNetReader, Table, state_name
 from portmon.model import Holder, NetnsRef, Snapshot, Socket
 
 HOST_ONLY_NOTE = "only portmon's own network namespace is shown: run as root to see the others (containers)"
@@ -405,7 +405,6 @@ class NamespaceReader:
             holders_of[ino] = hs
         holders = holders_of.get
         services = self._services
-        names = TCP_STATE_NAMES
         last = self._built.get(ns.inode) or [{} for _ in TABLES]
         built: list[dict[Decoded, Socket]] = [{} for _ in TABLES]
         out: list[Socket] = []
@@ -422,7 +421,7 @@ class NamespaceReader:
                 sock = was(row)
                 if sock is None or (sock.holders != hs and sock.holders is not hs) or sock.netns != ref:
                     laddr, lport, raddr, rport, state_no, _uid, _ino = row
-                    state = (names.get(state_no) or f"UNKNOWN_{state_no:02X}") if proto == "tcp" else None
+                    state = state_name(state_no, proto == "tcp")
                     sock = Socket(
                         proto,
                         table.family,

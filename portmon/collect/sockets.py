@@ -8,7 +8,7 @@ from portmon.collect.base import ServiceLookup, owner_note
 from portmon.collect.holders import HolderInfo
 from portmon.collect.owners import OwnerIndex, Proc
 from portmon.collect.tablecache import TRAFFIC_AT
-from portmon.collect.tables import TCP_STATE_NAMES, Decoded, Key, Table, Traffic
+from portmon.collect.tables import Decoded, Key, Table, Traffic, state_name
 from portmon.model import TRAFFIC_FIELDS, Holder, Socket
 
 _BETWEEN = tuple(Socket._field_defaults[f] for f in Socket._fields[12:TRAFFIC_AT])
@@ -112,7 +112,7 @@ class SocketBuilder:
         proto = table.proto
         family = table.family
         tcp = proto == "tcp"
-        names = TCP_STATE_NAMES
+        name_of = state_name
         where_of = self._owners.where.get
         known = self._holders.get
         holders_of_pids = self._holders_of_pids
@@ -129,7 +129,7 @@ class SocketBuilder:
         for (pos, _key), (laddr, lport, raddr, rport, state_no, _uid, ino), values in zip(
             table_misses, decoded, traffic, strict=True
         ):
-            state = (names.get(state_no) or f"UNKNOWN_{state_no:02X}") if tcp else None
+            state = name_of(state_no, tcp)
             where = where_of(ino) if ino else None
             hs = (known(where) or holders_of_pids(where)) if where else ()
             if complete:

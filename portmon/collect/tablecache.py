@@ -20,7 +20,6 @@ from typing import Any, TypeAlias
 from portmon.collect.tables import (
     NO_TRAFFIC,
     TABLES,
-    TCP_STATE_NAMES,
     Decoded,
     NetlinkReader,
     ProcNetReader,
@@ -30,6 +29,7 @@ from portmon.collect.tables import (
     row_cookie,
     row_inode,
     row_traffic,
+    state_name,
 )
 from portmon.model import TRAFFIC_FIELDS, Socket
 
@@ -61,7 +61,7 @@ def _same_socket(sock: Socket, decoded: Decoded, proto: str) -> bool:
     """True when a new row of ``sock``'s cookie decodes to what ``sock`` shows (addresses, ports, state, inode):
     then only its numbers changed."""
     laddr, lport, raddr, rport, state, _uid, inode = decoded
-    name = (TCP_STATE_NAMES.get(state) or f"UNKNOWN_{state:02X}") if proto == "tcp" else None
+    name = state_name(state, proto == "tcp")
     return (sock.inode, sock.state, sock.local_port, sock.remote_port, sock.local_addr, sock.remote_addr) == (
         inode, name, lport, rport, laddr, raddr
     )

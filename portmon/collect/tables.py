@@ -52,6 +52,13 @@ TCP_STATE_NAMES: dict[int, str] = {
 """Kernel TCP state numbers (include/net/tcp_states.h) to the model's state names."""
 
 
+def state_name(number: int, tcp: bool) -> str | None:
+    """A row's state as the model names it: a TCP state's name (``UNKNOWN_0D`` for a number not known), None for UDP."""
+    if not tcp:
+        return None
+    return TCP_STATE_NAMES.get(number) or f"UNKNOWN_{number:02X}"
+
+
 class Table(NamedTuple):
     """One kernel socket table."""
 
@@ -228,7 +235,7 @@ def parse_proc_net(data: bytes, table: Table) -> list[RawSocket]:
     out = []
     for key in reader.keys_of(data):
         laddr, lport, raddr, rport, state, uid, inode = reader.decode(table, key)
-        name = TCP_STATE_NAMES.get(state, f"UNKNOWN_{state:02X}") if table.proto == "tcp" else None
+        name = state_name(state, table.proto == "tcp")
         out.append(RawSocket(table.proto, table.family, laddr, lport, raddr, rport, name, uid, inode))
     return out
 
