@@ -50,9 +50,10 @@ _INODE_BYTES = itemgetter(slice(64, 68))
 """A row's inode (see ``tables.Row``)."""
 _NO_INODE = bytes(4)
 _PLACE = slice(4, 40)
+"""A row's ports and addresses (local port, remote port, local and remote address)."""
 _PLACE_BYTES = itemgetter(_PLACE)
 _DECODED_INODE = itemgetter(6)
-"""A row's ports and addresses (local port, remote port, local and remote address)."""
+"""A decoded row's inode."""
 _NO_PORT = re.compile(rb"(?:..)?\x00\x00", re.S).match
 """Matches the place of a row with local port 0 or remote port 0."""
 
